@@ -1,0 +1,767 @@
+//! The configuration: one TOML file, typed with serde (unknown keys refused), overridable from
+//! the environment as `POORTWACHTER_<SECTION>__<KEY>`, validated once at start with errors that
+//! name the key.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Deserializer};
+
+use crate::model::Role;
+use crate::secret::Secret;
+
+/// Prefix of environment overrides: `POORTWACHTER_DATABASE__URL` sets `database.url`.
+pub const ENV_PREFIX: &str = "POORTWACHTER_";
+/// Shared secrets shorter than this are refused (RFC 2865 §3 asks for at least 16 octets).
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Everything `poortwachter` reads from its config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the device registry lives.
+    pub database: DatabaseConfig,
+    /// RADIUS listeners and the access points (NAS clients) allowed to use them.
+    #[serde(default)]
+    pub radius: RadiusConfig,
+    /// The VLANs handed out.
+    pub vlans: VlanConfig,
+    /// Which VLAN each owner role lands in.
+    #[serde(default)]
+    pub roles: RoleVlans,
+    /// Registry and decision rules.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH` (embedded) or `postgres://...`.
+    pub url: String,
+    /// Connection pool size.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+/// `[radius]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusConfig {
+    /// Authentication listener (RFC 2865).
+    #[serde(default = "default_auth_listen")]
+    pub auth_listen: SocketAddr,
+    /// Accounting listener (RFC 2866).
+    #[serde(default = "default_acct_listen")]
+    pub acct_listen: SocketAddr,
+    /// Drop Access-Requests without a valid Message-Authenticator (BlastRADIUS, CVE-2024-3596).
+    #[serde(default = "yes")]
+    pub require_message_authenticator: bool,
+    /// The access points and switches allowed to talk to us.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        RadiusConfig {
+            auth_listen: default_auth_listen(),
+            acct_listen: default_acct_listen(),
+            require_message_authenticator: true,
+            clients: Vec::new(),
+        }
+    }
+}
+
+fn default_auth_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 1812))
+}
+fn default_acct_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 1813))
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[[radius.clients]]`: one NAS or a range of them sharing a secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// A name for logs and decisions.
+    pub name: String,
+    /// Source addresses this client sends from.
+    #[serde(deserialize_with = "de_network")]
+    pub network: IpNetwork,
+    /// The RADIUS shared secret.
+    pub secret: Secret,
+    /// Where the NAS listens for Disconnect/CoA requests (RFC 5176).
+    #[serde(default = "default_coa_port")]
+    pub coa_port: u16,
+    /// Overrides `radius.require_message_authenticator` for this client.
+    #[serde(default)]
+    pub require_message_authenticator: Option<bool>,
+}
+
+fn default_coa_port() -> u16 {
+    3799
+}
+
+/// An IEEE 802.1Q VLAN id, 1 to 4094.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VlanId(u16);
+
+impl VlanId {
+    /// Checks the range.
+    pub fn new(id: u16) -> Option<Self> {
+        (1..=4094).contains(&id).then_some(VlanId(id))
+    }
+    /// The number.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for VlanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for VlanId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u16::try_from(n)
+            .ok()
+            .and_then(VlanId::new)
+            .ok_or_else(|| serde::de::Error::custom(format!("VLAN {n} is outside 1-4094")))
+    }
+}
+
+/// `[vlans]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanConfig {
+    /// Where compliant staff devices reach the virtual workspace.
+    pub workspace: VlanId,
+    /// The isolated VLAN for temps, interns and contractors.
+    pub guest: VlanId,
+    /// Where non-compliant devices wait.
+    pub quarantine: VlanId,
+    /// Optional VLAN for unknown devices (a registration portal); unset means reject.
+    #[serde(default)]
+    pub registration: Option<VlanId>,
+}
+
+/// A VLAN named in `[vlans]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VlanName {
+    /// `vlans.workspace`
+    Workspace,
+    /// `vlans.guest`
+    Guest,
+    /// `vlans.quarantine`
+    Quarantine,
+    /// `vlans.registration`
+    Registration,
+}
+
+impl fmt::Display for VlanName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VlanName::Workspace => "workspace",
+            VlanName::Guest => "guest",
+            VlanName::Quarantine => "quarantine",
+            VlanName::Registration => "registration",
+        })
+    }
+}
+
+impl VlanConfig {
+    /// The id behind a name, if that VLAN is configured.
+    pub fn get(&self, name: VlanName) -> Option<VlanId> {
+        match name {
+            VlanName::Workspace => Some(self.workspace),
+            VlanName::Guest => Some(self.guest),
+            VlanName::Quarantine => Some(self.quarantine),
+            VlanName::Registration => self.registration,
+        }
+    }
+}
+
+/// `[roles]`: which VLAN each owner role gets when its device is compliant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleVlans {
+    /// Employees: the workspace.
+    #[serde(default = "workspace")]
+    pub staff: VlanName,
+    /// Temps: guest isolation.
+    #[serde(default = "guest")]
+    pub temp: VlanName,
+    /// Interns: guest isolation.
+    #[serde(default = "guest")]
+    pub intern: VlanName,
+    /// Contractors: guest isolation.
+    #[serde(default = "guest")]
+    pub contractor: VlanName,
+}
+
+fn workspace() -> VlanName {
+    VlanName::Workspace
+}
+fn guest() -> VlanName {
+    VlanName::Guest
+}
+
+impl Default for RoleVlans {
+    fn default() -> Self {
+        RoleVlans {
+            staff: VlanName::Workspace,
+            temp: VlanName::Guest,
+            intern: VlanName::Guest,
+            contractor: VlanName::Guest,
+        }
+    }
+}
+
+impl RoleVlans {
+    /// The VLAN name for a role.
+    pub fn for_role(&self, role: Role) -> VlanName {
+        match role {
+            Role::Staff => self.staff,
+            Role::Temp => self.temp,
+            Role::Intern => self.intern,
+            Role::Contractor => self.contractor,
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Devices (not revoked) one owner may have registered.
+    #[serde(default = "default_max_devices")]
+    pub max_devices_per_owner: u32,
+    /// The time zone that contract dates are in: a contract "until 2026-10-31" ends at
+    /// midnight after that day, local time.
+    #[serde(default = "default_timezone", deserialize_with = "de_timezone")]
+    pub timezone: chrono_tz::Tz,
+}
+
+fn default_max_devices() -> u32 {
+    3
+}
+fn default_timezone() -> chrono_tz::Tz {
+    chrono_tz::Europe::Amsterdam
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            max_devices_per_owner: default_max_devices(),
+            timezone: default_timezone(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `poortwachter=debug`; `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+        }
+    }
+}
+
+fn de_network<'de, D: Deserializer<'de>>(d: D) -> Result<IpNetwork, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_client_network(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parses a client network in CIDR form (a bare address means a single host) and refuses
+/// host bits, which usually mean a typo in the prefix.
+pub fn parse_client_network(s: &str) -> Result<IpNetwork, String> {
+    let net =
+        IpNetwork::from_str(s.trim()).map_err(|e| format!("`{s}` is not a CIDR network ({e})"))?;
+    if net.network() != net.ip() {
+        return Err(format!(
+            "`{s}` has host bits set; did you mean {}/{}?",
+            net.network(),
+            net.prefix()
+        ));
+    }
+    Ok(net)
+}
+
+fn de_timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let s = String::deserialize(d)?;
+    chrono_tz::Tz::from_str(&s)
+        .map_err(|_| serde::de::Error::custom(format!("`{s}` is not an IANA time zone name")))
+}
+
+/// One thing wrong with the configuration, at one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, as `radius.clients[0].secret`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// An environment override that cannot be applied.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// One or more keys have wrong values.
+    #[error("invalid configuration:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+impl Config {
+    /// Reads `path`, applies `POORTWACHTER_*__*` overrides from the process environment, and
+    /// validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path, std::env::vars())
+    }
+
+    /// Parses TOML text with the given environment; `origin` only names the source in errors.
+    pub fn from_toml(
+        text: &str,
+        origin: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        apply_env_overrides(&mut table, env)?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::Invalid {
+                    problems: vec![Problem {
+                        key,
+                        message: e.into_inner().to_string(),
+                    }],
+                }
+            })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { problems })
+        }
+    }
+
+    /// Cross-field checks that serde cannot express.
+    fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut push = |key: String, message: String| problems.push(Problem { key, message });
+
+        let url = self.database.url.trim();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
+            push(
+                "database.url".into(),
+                "must start with `sqlite:` or `postgres://`".into(),
+            );
+        }
+        if self.database.max_connections == 0 {
+            push(
+                "database.max_connections".into(),
+                "must be at least 1".into(),
+            );
+        }
+
+        let mut names = HashSet::new();
+        let mut networks = HashSet::new();
+        for (i, client) in self.radius.clients.iter().enumerate() {
+            let at = |field: &str| format!("radius.clients[{i}].{field}");
+            if client.name.trim().is_empty() {
+                push(at("name"), "must not be empty".into());
+            } else if !names.insert(client.name.clone()) {
+                push(
+                    at("name"),
+                    format!("`{}` is used by another client", client.name),
+                );
+            }
+            if client.secret.len() < MIN_SECRET_LEN {
+                push(
+                    at("secret"),
+                    format!(
+                        "shared secret has {} characters; use at least {MIN_SECRET_LEN}",
+                        client.secret.len()
+                    ),
+                );
+            }
+            if !networks.insert(client.network) {
+                push(
+                    at("network"),
+                    format!("{} is already given to another client", client.network),
+                );
+            }
+            if client.coa_port == 0 {
+                push(at("coa_port"), "must be a port number 1-65535".into());
+            }
+        }
+
+        for (role, name) in [
+            (Role::Staff, self.roles.staff),
+            (Role::Temp, self.roles.temp),
+            (Role::Intern, self.roles.intern),
+            (Role::Contractor, self.roles.contractor),
+        ] {
+            if self.vlans.get(name).is_none() {
+                push(
+                    format!("roles.{role}"),
+                    format!("role {role} has no VLAN: `vlans.{name}` is not set"),
+                );
+            }
+        }
+        problems
+    }
+
+    /// The client whose network holds `addr`, the most specific one if networks nest.
+    pub fn client_for(&self, addr: std::net::IpAddr) -> Option<&ClientConfig> {
+        let addr = match addr {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(std::net::IpAddr::V4)
+                .unwrap_or(addr),
+            v4 => v4,
+        };
+        self.radius
+            .clients
+            .iter()
+            .filter(|c| c.network.contains(addr))
+            .max_by_key(|c| c.network.prefix())
+    }
+}
+
+/// Applies `POORTWACHTER_A__B__C=value` as `a.b.c = value`. A number segment indexes an array
+/// (`POORTWACHTER_RADIUS__CLIENTS__0__SECRET`). The value takes the type of the key it
+/// replaces; a new key is read as a TOML value when it parses as one, else as a string.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .collect();
+    vars.sort();
+    for (var, value) in vars {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        let err = |message: String| ConfigError::Env {
+            var: var.clone(),
+            message,
+        };
+        if path.iter().any(|s| s.is_empty()) {
+            return Err(err("empty key segment".into()));
+        }
+        set_path(table, &path, &value).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (first, rest) = path.split_first().ok_or("empty key")?;
+    if rest.is_empty() {
+        let value = typed_like(table.get(first), raw)?;
+        table.insert(first.clone(), value);
+        return Ok(());
+    }
+    let slot = table
+        .entry(first.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    set_in_value(slot, rest, raw, first)
+}
+
+fn set_in_value(
+    slot: &mut toml::Value,
+    path: &[String],
+    raw: &str,
+    at: &str,
+) -> Result<(), String> {
+    match slot {
+        toml::Value::Table(t) => set_path(t, path, raw),
+        toml::Value::Array(items) => {
+            let (index, rest) = path.split_first().ok_or("empty key")?;
+            let i: usize = index.parse().map_err(|_| {
+                format!("`{at}` is a list: the next segment must be an index, not `{index}`")
+            })?;
+            if i > items.len() {
+                return Err(format!(
+                    "`{at}` has {} entries; index {i} would leave a gap",
+                    items.len()
+                ));
+            }
+            if i == items.len() {
+                items.push(toml::Value::Table(toml::Table::new()));
+            }
+            if rest.is_empty() {
+                let value = typed_like(items.get(i), raw)?;
+                items[i] = value;
+                Ok(())
+            } else {
+                set_in_value(&mut items[i], rest, raw, index)
+            }
+        }
+        _ => Err(format!("`{at}` is a plain value, not a section")),
+    }
+}
+
+fn typed_like(existing: Option<&toml::Value>, raw: &str) -> Result<toml::Value, String> {
+    use toml::Value;
+    match existing {
+        Some(Value::String(_)) => Ok(Value::String(raw.to_string())),
+        Some(Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("`{raw}` is not a whole number")),
+        Some(Value::Boolean(_)) => match raw.trim() {
+            "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
+            _ => Err(format!("`{raw}` is not true or false")),
+        },
+        Some(Value::Float(_)) => raw
+            .trim()
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| format!("`{raw}` is not a number")),
+        Some(Value::Array(_)) | Some(Value::Table(_)) => parse_toml_value(raw)
+            .ok_or_else(|| format!("`{raw}` is not an inline TOML array or table")),
+        Some(Value::Datetime(_)) | None => {
+            Ok(parse_toml_value(raw).unwrap_or_else(|| Value::String(raw.to_string())))
+        }
+    }
+}
+
+fn parse_toml_value(raw: &str) -> Option<toml::Value> {
+    let doc: toml::Table = toml::from_str(&format!("v = {raw}")).ok()?;
+    doc.get("v").cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[database]
+url = "sqlite:var/test.db"
+
+[radius]
+auth_listen = "127.0.0.1:1812"
+
+[[radius.clients]]
+name = "ap-hal"
+network = "10.20.0.0/16"
+secret = "0123456789abcdef-long-enough"
+
+[vlans]
+workspace = 100
+guest = 200
+quarantine = 666
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            text,
+            Path::new("test.toml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    fn problem_keys(err: ConfigError) -> Vec<String> {
+        match err {
+            ConfigError::Invalid { problems } => problems.into_iter().map(|p| p.key).collect(),
+            other => panic!("expected Invalid, got {other}"),
+        }
+    }
+
+    #[test]
+    fn loads_with_defaults() {
+        let c = load(BASE, &[]).unwrap();
+        assert_eq!(c.vlans.workspace.get(), 100);
+        assert_eq!(c.policy.max_devices_per_owner, 3);
+        assert!(c.radius.require_message_authenticator);
+        assert_eq!(c.radius.clients[0].coa_port, 3799);
+        assert_eq!(c.roles.for_role(Role::Temp), VlanName::Guest);
+        assert_eq!(c.radius.acct_listen.port(), 1813);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_names_them() {
+        let text = BASE.replace("auth_listen", "auth_lissen");
+        let err = load(&text, &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("auth_lissen"), "{msg}");
+    }
+
+    #[test]
+    fn names_a_bad_network() {
+        let text = BASE.replace("10.20.0.0/16", "10.20.0.0/33");
+        let msg = load(&text, &[]).unwrap_err().to_string();
+        assert!(msg.contains("radius.clients[0].network"), "{msg}");
+        let text = BASE.replace("10.20.0.0/16", "10.20.1.0/16");
+        let msg = load(&text, &[]).unwrap_err().to_string();
+        assert!(msg.contains("did you mean 10.20.0.0/16"), "{msg}");
+    }
+
+    #[test]
+    fn names_a_short_secret_without_printing_it() {
+        let text = BASE.replace("0123456789abcdef-long-enough", "tooshort");
+        let err = load(&text, &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("radius.clients[0].secret"), "{msg}");
+        assert!(!msg.contains("tooshort"), "{msg}");
+    }
+
+    #[test]
+    fn names_a_vlan_out_of_range() {
+        let text = BASE.replace("guest = 200", "guest = 4095");
+        let msg = load(&text, &[]).unwrap_err().to_string();
+        assert!(
+            msg.contains("vlans.guest") && msg.contains("outside 1-4094"),
+            "{msg}"
+        );
+        let text = BASE.replace("guest = 200", "guest = 0");
+        assert!(load(&text, &[]).is_err());
+    }
+
+    #[test]
+    fn names_a_role_without_a_vlan() {
+        let text = format!("{BASE}\n[roles]\ncontractor = \"registration\"\n");
+        let keys = problem_keys(load(&text, &[]).unwrap_err());
+        assert_eq!(keys, vec!["roles.contractor"]);
+        let text = format!("{BASE}registration = 900\n[roles]\ncontractor = \"registration\"\n");
+        assert!(load(&text, &[]).is_ok());
+    }
+
+    #[test]
+    fn environment_overrides_keys() {
+        let c = load(
+            BASE,
+            &[
+                ("POORTWACHTER_DATABASE__URL", "postgres://db.example/nac"),
+                ("POORTWACHTER_POLICY__MAX_DEVICES_PER_OWNER", "5"),
+                (
+                    "POORTWACHTER_RADIUS__CLIENTS__0__SECRET",
+                    "0000111122223333",
+                ),
+                ("POORTWACHTER_VLANS__GUEST", "201"),
+                ("POORTWACHTER_CONFIG", "ignored: no double underscore"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.database.url, "postgres://db.example/nac");
+        assert_eq!(c.policy.max_devices_per_owner, 5);
+        // typed like the key it replaces: a numeric-looking secret stays a string, zeros kept
+        assert_eq!(c.radius.clients[0].secret.expose(), "0000111122223333");
+        assert_eq!(c.vlans.guest.get(), 201);
+    }
+
+    #[test]
+    fn environment_override_with_a_bad_value_names_the_variable() {
+        let err = load(BASE, &[("POORTWACHTER_VLANS__GUEST", "twohundred")]).unwrap_err();
+        assert!(
+            err.to_string().contains("POORTWACHTER_VLANS__GUEST"),
+            "{err}"
+        );
+        let err = load(BASE, &[("POORTWACHTER_DATABASE__UR", "x")]).unwrap_err();
+        assert!(err.to_string().contains("ur"), "{err}");
+    }
+
+    #[test]
+    fn most_specific_client_wins() {
+        let text = format!(
+            "{BASE}\n[[radius.clients]]\nname = \"one-ap\"\nnetwork = \"10.20.3.4/32\"\nsecret = \"another-secret-0123\"\n"
+        );
+        let c = load(&text, &[]).unwrap();
+        let ip = |s: &str| s.parse().unwrap();
+        assert_eq!(c.client_for(ip("10.20.3.4")).unwrap().name, "one-ap");
+        assert_eq!(c.client_for(ip("10.20.3.5")).unwrap().name, "ap-hal");
+        assert_eq!(c.client_for(ip("::ffff:10.20.3.5")).unwrap().name, "ap-hal");
+        assert!(c.client_for(ip("10.21.0.1")).is_none());
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        for file in ["poortwachter.toml", "production.example.toml"] {
+            let path = root.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            Config::from_toml(&text, &path, std::iter::empty())
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+}

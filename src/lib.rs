@@ -1,0 +1,10 @@
+//! poortwachter: network access control for a BYOD Wi-Fi network. Access points ask it over
+//! RADIUS whether a personal device may join, and in which VLAN; ICT keeps the device registry.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod mac;
+pub mod model;
+pub mod registry;
+pub mod secret;

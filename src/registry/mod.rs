@@ -1,0 +1,669 @@
+//! The device registry: the rules for changing it (one place, both stores) on top of one
+//! storage trait with a PostgreSQL and an SQLite implementation.
+//!
+//! Every change runs in one transaction that also writes its audit entry: a refused change
+//! writes nothing.
+
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+mod store;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::mac::MacAddr;
+use crate::model::{Compliance, Device, DeviceStatus, FieldError, NewDevice, NewOwner, Owner};
+
+pub use store::{AuditFilter, NewAuditEntry, Store, StoreError, StoreTx};
+
+/// Registry rules that come from the config.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Devices (not revoked) per owner.
+    pub max_devices_per_owner: u32,
+    /// Time zone of contract dates.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// Who makes a change, and when.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Written to the audit log.
+    pub actor: String,
+    /// The clock, passed in.
+    pub now: DateTime<Utc>,
+}
+
+impl Change {
+    /// A change by `actor` now.
+    pub fn by(actor: impl Into<String>) -> Self {
+        Change {
+            actor: actor.into(),
+            now: Utc::now(),
+        }
+    }
+}
+
+/// Why the registry refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// An input field is wrong.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// `owner add` for a username that exists (in any case).
+    #[error("owner {0} already exists")]
+    OwnerExists(String),
+    /// No owner with that username.
+    #[error("no owner {0} in the registry")]
+    UnknownOwner(String),
+    /// No device with that id or MAC.
+    #[error("no device {0} in the registry")]
+    UnknownDevice(String),
+    /// An id prefix that fits more than one device.
+    #[error("`{0}` matches more than one device; give more of the id")]
+    AmbiguousDevice(String),
+    /// A MAC that belongs to another device already.
+    #[error("{mac} is already registered to device {device} (\"{label}\", {status}) of {owner}")]
+    MacTaken {
+        /// The MAC.
+        mac: MacAddr,
+        /// The device holding it.
+        device: Uuid,
+        /// Its label.
+        label: String,
+        /// Its status.
+        status: DeviceStatus,
+        /// Its owner's username.
+        owner: String,
+    },
+    /// The owner has as many devices as allowed.
+    #[error("{owner} already has {limit} devices, the most allowed (policy.max_devices_per_owner); revoke one first")]
+    DeviceLimit {
+        /// Username.
+        owner: String,
+        /// The limit.
+        limit: u32,
+    },
+    /// The owner is disabled.
+    #[error("owner {0} is disabled")]
+    OwnerDisabled(String),
+    /// The owner's contract has ended.
+    #[error("the contract of {owner} ended on {last_day}")]
+    OwnerExpired {
+        /// Username.
+        owner: String,
+        /// Last valid day.
+        last_day: chrono::NaiveDate,
+    },
+    /// A status change that the lifecycle does not allow.
+    #[error("device {device} is {from}; it cannot become {to}")]
+    StatusTransition {
+        /// Device id.
+        device: Uuid,
+        /// Current status.
+        from: DeviceStatus,
+        /// Requested status.
+        to: DeviceStatus,
+    },
+    /// A CSV import with bad rows, none written.
+    #[error("{} bad row(s), nothing imported:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    ImportRejected(Vec<RowProblem>),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A bad row in an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowProblem {
+    /// 1-based line in the file.
+    pub line: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// One row of an owner import: its line and what it holds (or why it could not be read).
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    /// 1-based line in the file.
+    pub line: u64,
+    /// The owner, or the reason the row is bad.
+    pub owner: Result<NewOwner, String>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// New owners.
+    pub added: u64,
+    /// Owners whose fields changed.
+    pub updated: u64,
+    /// Owners already as in the file.
+    pub unchanged: u64,
+    /// Rows skipped (`--skip-bad`).
+    pub skipped: Vec<RowProblem>,
+}
+
+/// A device reference as people type it: a full id, an id prefix, or a MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceRef {
+    /// Full UUID.
+    Id(Uuid),
+    /// At least 4 hex digits of the start of the id.
+    IdPrefix(String),
+    /// Any MAC spelling.
+    Mac(MacAddr),
+}
+
+impl DeviceRef {
+    /// Reads an id, id prefix or MAC.
+    pub fn parse(s: &str) -> Result<DeviceRef, FieldError> {
+        let s = s.trim();
+        if let Ok(id) = Uuid::parse_str(s) {
+            return Ok(DeviceRef::Id(id));
+        }
+        if let Ok(mac) = MacAddr::parse_any(s) {
+            return Ok(DeviceRef::Mac(mac));
+        }
+        let hex: String = s.chars().filter(|c| *c != '-').collect();
+        if (4..32).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(DeviceRef::IdPrefix(hex.to_ascii_lowercase()));
+        }
+        Err(FieldError::new(
+            "device",
+            format!("`{s}` is neither a device id (or its first 4+ hex digits) nor a MAC address"),
+        ))
+    }
+}
+
+/// The registry: the rules for changing owners and devices, over any [`Store`].
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    rules: Rules,
+}
+
+impl Registry {
+    /// A registry over `store` with `rules`.
+    pub fn new(store: Arc<dyn Store>, rules: Rules) -> Self {
+        Registry { store, rules }
+    }
+
+    /// Opens the store a URL names (`sqlite:` or `postgres:`), without migrating.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        rules: Rules,
+    ) -> Result<Self, StoreError> {
+        let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+            Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Arc::new(postgres::PgStore::connect(url, max_connections).await?)
+        } else {
+            return Err(StoreError::Url(
+                "database.url must start with `sqlite:` or `postgres://`".into(),
+            ));
+        };
+        Ok(Registry::new(store, rules))
+    }
+
+    /// Applies pending schema migrations.
+    pub async fn migrate(&self) -> Result<(), RegistryError> {
+        Ok(self.store.migrate().await?)
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The store underneath, for reads.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Registers a person. Refuses a username in use (in any case) and a contract that has
+    /// already ended.
+    pub async fn add_owner(&self, new: NewOwner, change: &Change) -> Result<Owner, RegistryError> {
+        let new = new.validate()?;
+        let owner = self.owner_from_new(new, change)?;
+        let mut tx = self.store.begin().await?;
+        if let Some(existing) = tx.owner_for_update(&owner.username).await? {
+            return Err(RegistryError::OwnerExists(existing.username));
+        }
+        tx.insert_owner(&owner)
+            .await
+            .map_err(|e| unique_as(e, || RegistryError::OwnerExists(owner.username.clone())))?;
+        tx.append_audit(&audit(
+            change,
+            "owner.add",
+            "owner",
+            &owner.username,
+            None::<&Owner>,
+            Some(&owner),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(owner)
+    }
+
+    fn owner_from_new(&self, new: NewOwner, change: &Change) -> Result<Owner, RegistryError> {
+        let owner = Owner {
+            id: Uuid::new_v4(),
+            username: new.username,
+            display_name: new.display_name,
+            email: new.email,
+            role: new.role,
+            department: new.department,
+            valid_from: new.valid_from,
+            valid_until: new.valid_until,
+            disabled: false,
+            created_at: change.now,
+            updated_at: change.now,
+        };
+        self.check_not_expired(&owner, change)?;
+        Ok(owner)
+    }
+
+    fn check_not_expired(&self, owner: &Owner, change: &Change) -> Result<(), RegistryError> {
+        match owner.valid_until {
+            Some(last_day) if owner.has_expired(change.now, &self.rules.timezone) => {
+                Err(RegistryError::OwnerExpired {
+                    owner: owner.username.clone(),
+                    last_day,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Disables or re-enables an owner. Unchanged state writes nothing.
+    pub async fn set_owner_disabled(
+        &self,
+        username: &str,
+        disabled: bool,
+        change: &Change,
+    ) -> Result<Owner, RegistryError> {
+        let mut tx = self.store.begin().await?;
+        let before = tx
+            .owner_for_update(username)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownOwner(username.to_string()))?;
+        if before.disabled == disabled {
+            return Ok(before);
+        }
+        let after = Owner {
+            disabled,
+            updated_at: change.now,
+            ..before.clone()
+        };
+        tx.update_owner(&after).await?;
+        let action = if disabled {
+            "owner.disable"
+        } else {
+            "owner.enable"
+        };
+        tx.append_audit(&audit(
+            change,
+            action,
+            "owner",
+            &after.username,
+            Some(&before),
+            Some(&after),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Imports owners (an HR or directory export) in one transaction: new usernames are added,
+    /// known ones updated. Any bad row rejects the whole file unless `skip_bad`.
+    /// `progress(done, total)` is called as rows are written.
+    pub async fn import_owners(
+        &self,
+        rows: Vec<ImportRow>,
+        skip_bad: bool,
+        change: &Change,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<ImportReport, RegistryError> {
+        let total = rows.len() as u64;
+        let mut report = ImportReport::default();
+        let mut bad = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        let mut tx = self.store.begin().await?;
+        for (done, row) in rows.into_iter().enumerate() {
+            if done % 500 == 0 {
+                progress(done as u64, total);
+            }
+            let line = row.line;
+            let new = match row
+                .owner
+                .and_then(|o| o.validate().map_err(|e| e.to_string()))
+            {
+                Ok(new) => new,
+                Err(message) => {
+                    bad.push(RowProblem { line, message });
+                    continue;
+                }
+            };
+            let key = new.username.to_ascii_lowercase();
+            if let Some(first) = seen.insert(key, line) {
+                bad.push(RowProblem {
+                    line,
+                    message: format!("{} appears again (first on line {first})", new.username),
+                });
+                continue;
+            }
+            match tx.owner_for_update(&new.username).await? {
+                None => {
+                    let owner = match self.owner_from_new(new, change) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            bad.push(RowProblem {
+                                line,
+                                message: e.to_string(),
+                            });
+                            continue;
+                        }
+                    };
+                    tx.insert_owner(&owner).await?;
+                    tx.append_audit(&audit(
+                        change,
+                        "owner.import.add",
+                        "owner",
+                        &owner.username,
+                        None::<&Owner>,
+                        Some(&owner),
+                    ))
+                    .await?;
+                    report.added += 1;
+                }
+                Some(before) => {
+                    let after = Owner {
+                        display_name: new.display_name,
+                        email: new.email,
+                        role: new.role,
+                        department: new.department,
+                        valid_from: new.valid_from.or(before.valid_from),
+                        valid_until: new.valid_until,
+                        updated_at: change.now,
+                        ..before.clone()
+                    };
+                    if (Owner {
+                        updated_at: before.updated_at,
+                        ..after.clone()
+                    }) == before
+                    {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    tx.update_owner(&after).await?;
+                    tx.append_audit(&audit(
+                        change,
+                        "owner.import.update",
+                        "owner",
+                        &after.username,
+                        Some(&before),
+                        Some(&after),
+                    ))
+                    .await?;
+                    report.updated += 1;
+                }
+            }
+        }
+        progress(total, total);
+        if !bad.is_empty() {
+            if !skip_bad {
+                // dropping the transaction rolls it back: nothing written
+                return Err(RegistryError::ImportRejected(bad));
+            }
+            report.skipped = bad;
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Registers a device for its owner: the owner must exist, be enabled, not have ended
+    /// their contract and be under the device limit; every MAC must be free.
+    pub async fn register_device(
+        &self,
+        new: NewDevice,
+        change: &Change,
+    ) -> Result<Device, RegistryError> {
+        let mut tx = self.store.begin().await?;
+        let owner = tx
+            .owner_for_update(&new.owner)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownOwner(new.owner.clone()))?;
+        if owner.disabled {
+            return Err(RegistryError::OwnerDisabled(owner.username));
+        }
+        self.check_not_expired(&owner, change)?;
+        let in_use = tx.count_devices_in_use(owner.id).await?;
+        if in_use >= self.rules.max_devices_per_owner {
+            return Err(RegistryError::DeviceLimit {
+                owner: owner.username,
+                limit: self.rules.max_devices_per_owner,
+            });
+        }
+        for mac in &new.macs {
+            if let Some(holder) = tx.device_by_mac(*mac).await? {
+                return Err(mac_taken(*mac, &holder));
+            }
+        }
+        let device = Device {
+            id: Uuid::new_v4(),
+            owner_id: owner.id,
+            owner: owner.username.clone(),
+            label: new.label,
+            kind: new.kind,
+            macs: new.macs,
+            status: DeviceStatus::Active,
+            status_reason: None,
+            status_changed_at: None,
+            compliance: Compliance::Unknown,
+            compliance_checked_at: None,
+            compliance_note: None,
+            cert_fingerprint: None,
+            cert_serial: None,
+            created_by: change.actor.clone(),
+            created_at: change.now,
+            updated_at: change.now,
+            last_seen_at: None,
+            last_seen_nas: None,
+            last_seen_ssid: None,
+        };
+        tx.insert_device(&device).await.map_err(|e| {
+            unique_as(e, || {
+                RegistryError::Field(FieldError::new(
+                    "mac",
+                    "a MAC was registered to another device at the same moment",
+                ))
+            })
+        })?;
+        tx.append_audit(&audit(
+            change,
+            "device.register",
+            "device",
+            &device.id.to_string(),
+            None::<&Device>,
+            Some(&device),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    /// Finds one device by id, id prefix or MAC.
+    pub async fn find_device(&self, r: &DeviceRef) -> Result<Device, RegistryError> {
+        let found = match r {
+            DeviceRef::Id(id) => self.store.device(*id).await?,
+            DeviceRef::Mac(mac) => self.store.device_by_mac(*mac).await?,
+            DeviceRef::IdPrefix(prefix) => {
+                let ids = self.store.device_ids_with_prefix(prefix).await?;
+                match ids.as_slice() {
+                    [] => None,
+                    [id] => self.store.device(*id).await?,
+                    _ => return Err(RegistryError::AmbiguousDevice(prefix.clone())),
+                }
+            }
+        };
+        found.ok_or_else(|| {
+            RegistryError::UnknownDevice(match r {
+                DeviceRef::Id(id) => id.to_string(),
+                DeviceRef::IdPrefix(p) => p.clone(),
+                DeviceRef::Mac(m) => m.to_string(),
+            })
+        })
+    }
+
+    /// Moves a device through its lifecycle: active → lost → revoked, active → revoked, and a
+    /// lost device found again → active. Revoked is final.
+    pub async fn set_device_status(
+        &self,
+        r: &DeviceRef,
+        status: DeviceStatus,
+        reason: Option<String>,
+        change: &Change,
+    ) -> Result<Device, RegistryError> {
+        let reason = reason
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty());
+        if status == DeviceStatus::Revoked && reason.is_none() {
+            return Err(FieldError::new("reason", "a revocation needs a reason").into());
+        }
+        let id = self.find_device(r).await?.id;
+        let mut tx = self.store.begin().await?;
+        let before = tx
+            .device_for_update(id)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
+        let allowed = matches!(
+            (before.status, status),
+            (DeviceStatus::Active, DeviceStatus::Lost)
+                | (DeviceStatus::Active, DeviceStatus::Revoked)
+                | (DeviceStatus::Lost, DeviceStatus::Revoked)
+                | (DeviceStatus::Lost, DeviceStatus::Active)
+        );
+        if !allowed {
+            return Err(RegistryError::StatusTransition {
+                device: id,
+                from: before.status,
+                to: status,
+            });
+        }
+        let after = Device {
+            status,
+            status_reason: reason,
+            status_changed_at: Some(change.now),
+            updated_at: change.now,
+            ..before.clone()
+        };
+        tx.update_device(&after).await?;
+        let action = match status {
+            DeviceStatus::Active => "device.found",
+            DeviceStatus::Lost => "device.lost",
+            DeviceStatus::Revoked => "device.revoke",
+        };
+        tx.append_audit(&audit(
+            change,
+            action,
+            "device",
+            &id.to_string(),
+            Some(&before),
+            Some(&after),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Records a compliance check result (by hand now; from posture reports later).
+    pub async fn set_compliance(
+        &self,
+        r: &DeviceRef,
+        compliance: Compliance,
+        note: Option<String>,
+        change: &Change,
+    ) -> Result<Device, RegistryError> {
+        let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        if note.as_ref().is_some_and(|n| n.chars().count() > 500) {
+            return Err(FieldError::new("note", "longer than 500 characters").into());
+        }
+        let id = self.find_device(r).await?.id;
+        let mut tx = self.store.begin().await?;
+        let before = tx
+            .device_for_update(id)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
+        let after = Device {
+            compliance,
+            compliance_checked_at: Some(change.now),
+            compliance_note: note,
+            updated_at: change.now,
+            ..before.clone()
+        };
+        tx.update_device(&after).await?;
+        tx.append_audit(&audit(
+            change,
+            "device.compliance",
+            "device",
+            &id.to_string(),
+            Some(&before),
+            Some(&after),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+}
+
+fn mac_taken(mac: MacAddr, holder: &Device) -> RegistryError {
+    RegistryError::MacTaken {
+        mac,
+        device: holder.id,
+        label: holder.label.clone(),
+        status: holder.status,
+        owner: holder.owner.clone(),
+    }
+}
+
+/// A unique-constraint failure that lost a race with another writer becomes the error the
+/// pre-check would have given; anything else stays a store error.
+fn unique_as(e: StoreError, f: impl FnOnce() -> RegistryError) -> RegistryError {
+    match e {
+        StoreError::Unique(_) => f(),
+        other => RegistryError::Store(other),
+    }
+}
+
+fn audit<T: Serialize>(
+    change: &Change,
+    action: &str,
+    target_type: &str,
+    target_id: &str,
+    before: Option<&T>,
+    after: Option<&T>,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        at: change.now,
+        actor: change.actor.clone(),
+        action: action.to_string(),
+        target_type: target_type.to_string(),
+        target_id: target_id.to_string(),
+        before: before.and_then(|b| serde_json::to_value(b).ok()),
+        after: after.and_then(|a| serde_json::to_value(a).ok()),
+    }
+}

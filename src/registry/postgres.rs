@@ -1,0 +1,235 @@
+//! The PostgreSQL store: native uuid, timestamptz, date, macaddr and jsonb; row locks
+//! (`FOR UPDATE`) serialize changes to one owner or device across processes and nodes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::mac::MacAddr;
+use crate::model::{AuditEntry, Device, Owner};
+
+use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
+use super::sql;
+use super::store::{AuditFilter, NewAuditEntry, Store, StoreError, StoreTx};
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The registry in PostgreSQL.
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects a pool.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(PgStore { pool })
+    }
+}
+
+struct PgTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+async fn owner_by_name(
+    conn: &mut PgConnection,
+    username: &str,
+    lock: bool,
+) -> Result<Option<Owner>, StoreError> {
+    let sql = format!(
+        "SELECT {OWNER_COLUMNS} FROM owners o WHERE lower(o.username) = lower($1){}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = sqlx::query(&sql)
+        .bind(username)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(rows::owner).transpose()
+}
+
+/// Devices matching `condition` (on `d`, `o` or `m`), `$1` bound to `arg`.
+async fn devices_where<A>(
+    conn: &mut PgConnection,
+    condition: &str,
+    arg: A,
+    lock: bool,
+) -> Result<Vec<Device>, StoreError>
+where
+    A: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
+{
+    let sql = format!(
+        "SELECT {DEVICE_COLUMNS}, m.mac::text AS mac FROM devices d \
+         JOIN owners o ON o.id = d.owner_id \
+         LEFT JOIN device_macs m ON m.device_id = d.id \
+         WHERE {condition} ORDER BY d.created_at, d.id, m.mac{}",
+        if lock { " FOR UPDATE OF d" } else { "" }
+    );
+    let found = sqlx::query(&sql).bind(arg).fetch_all(conn).await?;
+    rows::devices(&found)
+}
+
+async fn device_by_id(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lock: bool,
+) -> Result<Option<Device>, StoreError> {
+    Ok(devices_where(conn, "d.id = $1", id, lock).await?.pop())
+}
+
+async fn device_by_mac(
+    conn: &mut PgConnection,
+    mac: MacAddr,
+) -> Result<Option<Device>, StoreError> {
+    let condition = "d.id = (SELECT device_id FROM device_macs WHERE mac = $1::macaddr)";
+    Ok(devices_where(conn, condition, mac.to_string(), false)
+        .await?
+        .pop())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
+        Ok(Box::new(PgTx {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
+    async fn owner(&self, username: &str) -> Result<Option<Owner>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        owner_by_name(&mut conn, username, false).await
+    }
+
+    async fn owners(&self) -> Result<Vec<Owner>, StoreError> {
+        let sql = format!("SELECT {OWNER_COLUMNS} FROM owners o ORDER BY lower(o.username)");
+        let found = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        found.iter().map(rows::owner).collect()
+    }
+
+    async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        device_by_id(&mut conn, id, false).await
+    }
+
+    async fn device_by_mac(&self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        device_by_mac(&mut conn, mac).await
+    }
+
+    async fn devices(&self, owner: Option<&str>) -> Result<Vec<Device>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match owner {
+            Some(username) => {
+                devices_where(&mut conn, "lower(o.username) = lower($1)", username, false).await
+            }
+            None => devices_where(&mut conn, "$1::boolean", true, false).await,
+        }
+    }
+
+    async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM devices WHERE replace(id::text, '-', '') LIKE $1 || '%' ORDER BY id LIMIT 10",
+        )
+        .bind(hex_prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let found = sqlx::query(
+            "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
+             WHERE ($1::text IS NULL OR lower(target_id) = lower($1)) \
+               AND ($2::text IS NULL OR actor = $2) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(filter.target_id.as_deref())
+        .bind(filter.actor.as_deref())
+        .bind(i64::from(filter.limit.unwrap_or(50)))
+        .fetch_all(&self.pool)
+        .await?;
+        found.iter().map(rows::audit_entry).collect()
+    }
+}
+
+#[async_trait]
+impl StoreTx for PgTx {
+    async fn owner_for_update(&mut self, username: &str) -> Result<Option<Owner>, StoreError> {
+        owner_by_name(&mut self.tx, username, true).await
+    }
+
+    async fn insert_owner(&mut self, o: &Owner) -> Result<(), StoreError> {
+        sql::bind_owner(sqlx::query(sql::INSERT_OWNER), o)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_owner(&mut self, o: &Owner) -> Result<(), StoreError> {
+        sql::bind_owner(sqlx::query(sql::UPDATE_OWNER), o)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_devices_in_use(&mut self, owner_id: Uuid) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES_IN_USE)
+            .bind(owner_id)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn device_for_update(&mut self, id: Uuid) -> Result<Option<Device>, StoreError> {
+        device_by_id(&mut self.tx, id, true).await
+    }
+
+    async fn device_by_mac(&mut self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
+        device_by_mac(&mut self.tx, mac).await
+    }
+
+    async fn insert_device(&mut self, d: &Device) -> Result<(), StoreError> {
+        sql::bind_device(sqlx::query(sql::INSERT_DEVICE), d)
+            .execute(&mut *self.tx)
+            .await?;
+        for mac in &d.macs {
+            sqlx::query("INSERT INTO device_macs (mac, device_id) VALUES ($1::macaddr, $2)")
+                .bind(mac.to_string())
+                .bind(d.id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn update_device(&mut self, d: &Device) -> Result<(), StoreError> {
+        sql::bind_device(sqlx::query(sql::UPDATE_DEVICE), d)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn append_audit(&mut self, e: &NewAuditEntry) -> Result<(), StoreError> {
+        sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), e)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Decoding registry rows into the model, once for both backends: the column names and Rust
+//! types are the same in PostgreSQL and SQLite (uuid, timestamptz/TEXT, date/TEXT, ...).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use uuid::Uuid;
+
+use crate::mac::MacAddr;
+use crate::model::{AuditEntry, Device, Owner};
+
+use super::StoreError;
+
+/// Columns of `owners`, in the order the backends select them.
+pub const OWNER_COLUMNS: &str = "o.id, o.username, o.display_name, o.email, o.role, o.department, \
+     o.valid_from, o.valid_until, o.disabled, o.created_at, o.updated_at";
+
+/// Columns of a device row joined with its owner's username and one of its MACs (as text).
+pub const DEVICE_COLUMNS: &str = "d.id, d.owner_id, o.username AS owner, d.label, d.kind, \
+     d.status, d.status_reason, d.status_changed_at, d.compliance, d.compliance_checked_at, \
+     d.compliance_note, d.cert_fingerprint, d.cert_serial, d.created_by, d.created_at, \
+     d.updated_at, d.last_seen_at, d.last_seen_nas, d.last_seen_ssid";
+
+fn word<T: FromStr<Err = String>>(column: &str, s: String) -> Result<T, StoreError> {
+    s.parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("column {column}: {e}")))
+}
+
+/// Decodes an owner from [`OWNER_COLUMNS`].
+pub fn owner<'r, R>(row: &'r R) -> Result<Owner, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Owner {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        display_name: row.try_get("display_name")?,
+        email: row.try_get("email")?,
+        role: word("role", row.try_get("role")?)?,
+        department: row.try_get("department")?,
+        valid_from: row.try_get("valid_from")?,
+        valid_until: row.try_get("valid_until")?,
+        disabled: row.try_get("disabled")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Decodes devices from rows of [`DEVICE_COLUMNS`] plus a `mac` text column, one row per MAC,
+/// ordered so that a device's rows are adjacent.
+pub fn devices<'r, R>(rows: &'r [R]) -> Result<Vec<Device>, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut out: Vec<Device> = Vec::new();
+    for row in rows {
+        let id: Uuid = row.try_get("id")?;
+        let mac: Option<String> = row.try_get("mac")?;
+        let mac = mac
+            .map(|m| {
+                MacAddr::parse_any(&m).map_err(|e| StoreError::Corrupt(format!("column mac: {e}")))
+            })
+            .transpose()?;
+        if let Some(last) = out.last_mut().filter(|d| d.id == id) {
+            last.macs.extend(mac);
+            continue;
+        }
+        out.push(Device {
+            id,
+            owner_id: row.try_get("owner_id")?,
+            owner: row.try_get("owner")?,
+            label: row.try_get("label")?,
+            kind: word("kind", row.try_get("kind")?)?,
+            macs: mac.into_iter().collect(),
+            status: word("status", row.try_get("status")?)?,
+            status_reason: row.try_get("status_reason")?,
+            status_changed_at: row.try_get("status_changed_at")?,
+            compliance: word("compliance", row.try_get("compliance")?)?,
+            compliance_checked_at: row.try_get("compliance_checked_at")?,
+            compliance_note: row.try_get("compliance_note")?,
+            cert_fingerprint: row.try_get("cert_fingerprint")?,
+            cert_serial: row.try_get("cert_serial")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            last_seen_at: row.try_get("last_seen_at")?,
+            last_seen_nas: row.try_get("last_seen_nas")?,
+            last_seen_ssid: row.try_get("last_seen_ssid")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Decodes an audit entry (`id, at, actor, action, target_type, target_id, before, after`).
+pub fn audit_entry<'r, R>(row: &'r R) -> Result<AuditEntry, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let before: Option<Json<serde_json::Value>> = row.try_get("before")?;
+    let after: Option<Json<serde_json::Value>> = row.try_get("after")?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target_type: row.try_get("target_type")?,
+        target_id: row.try_get("target_id")?,
+        before: before.map(|j| j.0),
+        after: after.map(|j| j.0),
+    })
+}

@@ -1,0 +1,121 @@
+//! Statements that read the same in PostgreSQL and SQLite (`$n` placeholders work in both),
+//! with their binders written once over any sqlx database. An UPDATE binds the same list as
+//! its INSERT and uses what it needs: both databases accept unreferenced parameters.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{Database, Encode, Type};
+use uuid::Uuid;
+
+use crate::model::{Device, Owner};
+
+use super::store::NewAuditEntry;
+
+/// A query with its arguments, for database `DB`.
+pub type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// `INSERT INTO owners`, bound by [`bind_owner`].
+pub const INSERT_OWNER: &str = "INSERT INTO owners (id, username, display_name, email, role, \
+     department, valid_from, valid_until, disabled, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// `UPDATE owners` by id (the username never changes), bound by [`bind_owner`].
+pub const UPDATE_OWNER: &str = "UPDATE owners SET display_name = $3, email = $4, role = $5, \
+     department = $6, valid_from = $7, valid_until = $8, disabled = $9, updated_at = $11 \
+     WHERE id = $1";
+
+/// Devices of an owner that count against the limit.
+pub const COUNT_DEVICES_IN_USE: &str =
+    "SELECT count(*) FROM devices WHERE owner_id = $1 AND status <> 'revoked'";
+
+/// `INSERT INTO devices` (not its MACs), bound by [`bind_device`].
+pub const INSERT_DEVICE: &str = "INSERT INTO devices (id, owner_id, label, kind, status, \
+     status_reason, status_changed_at, compliance, compliance_checked_at, compliance_note, \
+     cert_fingerprint, cert_serial, created_by, created_at, updated_at, last_seen_at, \
+     last_seen_nas, last_seen_ssid) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+
+/// `UPDATE devices` by id: every mutable column, bound by [`bind_device`].
+pub const UPDATE_DEVICE: &str = "UPDATE devices SET label = $3, kind = $4, status = $5, \
+     status_reason = $6, status_changed_at = $7, compliance = $8, compliance_checked_at = $9, \
+     compliance_note = $10, cert_fingerprint = $11, cert_serial = $12, updated_at = $15, \
+     last_seen_at = $16, last_seen_nas = $17, last_seen_ssid = $18 \
+     WHERE id = $1";
+
+/// `INSERT INTO audit_log`, bound by [`bind_audit`].
+pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target_type, \
+     target_id, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Binds an owner's columns as `$1..$11`.
+pub fn bind_owner<'q, DB>(q: Q<'q, DB>, o: &'q Owner) -> Q<'q, DB>
+where
+    DB: Database,
+    Uuid: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<NaiveDate>: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    q.bind(o.id)
+        .bind(&o.username)
+        .bind(&o.display_name)
+        .bind(&o.email)
+        .bind(o.role.as_str())
+        .bind(&o.department)
+        .bind(o.valid_from)
+        .bind(o.valid_until)
+        .bind(o.disabled)
+        .bind(o.created_at)
+        .bind(o.updated_at)
+}
+
+/// Binds a device's columns as `$1..$18`.
+pub fn bind_device<'q, DB>(q: Q<'q, DB>, d: &'q Device) -> Q<'q, DB>
+where
+    DB: Database,
+    Uuid: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
+{
+    q.bind(d.id)
+        .bind(d.owner_id)
+        .bind(&d.label)
+        .bind(d.kind.as_str())
+        .bind(d.status.as_str())
+        .bind(&d.status_reason)
+        .bind(d.status_changed_at)
+        .bind(d.compliance.as_str())
+        .bind(d.compliance_checked_at)
+        .bind(&d.compliance_note)
+        .bind(&d.cert_fingerprint)
+        .bind(&d.cert_serial)
+        .bind(&d.created_by)
+        .bind(d.created_at)
+        .bind(d.updated_at)
+        .bind(d.last_seen_at)
+        .bind(&d.last_seen_nas)
+        .bind(&d.last_seen_ssid)
+}
+
+/// Binds an audit entry as `$1..$7`.
+pub fn bind_audit<'q, DB>(q: Q<'q, DB>, e: &'q NewAuditEntry) -> Q<'q, DB>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    Option<Json<&'q serde_json::Value>>: Encode<'q, DB> + Type<DB>,
+{
+    q.bind(e.at)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.target_type)
+        .bind(&e.target_id)
+        .bind(e.before.as_ref().map(Json))
+        .bind(e.after.as_ref().map(Json))
+}

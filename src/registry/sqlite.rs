@@ -1,0 +1,244 @@
+//! The embedded SQLite store: one file, WAL journal, `BEGIN IMMEDIATE` write transactions
+//! (SQLite has one writer at a time, so a change never races another).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::mac::MacAddr;
+use crate::model::{AuditEntry, Device, Owner};
+
+use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
+use super::sql;
+use super::store::{AuditFilter, NewAuditEntry, Store, StoreError, StoreTx};
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The registry in an SQLite file.
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Connects a pool.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Url(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+/// No row locks in SQLite: a write transaction (`BEGIN IMMEDIATE`) holds the one write lock.
+async fn owner_by_name(
+    conn: &mut SqliteConnection,
+    username: &str,
+) -> Result<Option<Owner>, StoreError> {
+    // `username` is COLLATE NOCASE
+    let sql = format!("SELECT {OWNER_COLUMNS} FROM owners o WHERE o.username = $1");
+    let row = sqlx::query(&sql)
+        .bind(username)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(rows::owner).transpose()
+}
+
+/// Devices matching `condition` (on `d`, `o` or `m`), `$1` bound to `arg`.
+async fn devices_where<A>(
+    conn: &mut SqliteConnection,
+    condition: &str,
+    arg: A,
+) -> Result<Vec<Device>, StoreError>
+where
+    A: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send,
+{
+    let sql = format!(
+        "SELECT {DEVICE_COLUMNS}, m.mac AS mac FROM devices d \
+         JOIN owners o ON o.id = d.owner_id \
+         LEFT JOIN device_macs m ON m.device_id = d.id \
+         WHERE {condition} ORDER BY d.created_at, d.id, m.mac"
+    );
+    let found = sqlx::query(&sql).bind(arg).fetch_all(conn).await?;
+    rows::devices(&found)
+}
+
+async fn device_by_id(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Device>, StoreError> {
+    Ok(devices_where(conn, "d.id = $1", id).await?.pop())
+}
+
+async fn device_by_mac(
+    conn: &mut SqliteConnection,
+    mac: MacAddr,
+) -> Result<Option<Device>, StoreError> {
+    let condition = "d.id = (SELECT device_id FROM device_macs WHERE mac = $1)";
+    Ok(devices_where(conn, condition, mac.to_string()).await?.pop())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
+        Ok(Box::new(SqliteTx {
+            // IMMEDIATE takes the write lock up front: a read-then-write transaction can then
+            // never fail to upgrade its lock under a concurrent writer
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        }))
+    }
+
+    async fn owner(&self, username: &str) -> Result<Option<Owner>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        owner_by_name(&mut conn, username).await
+    }
+
+    async fn owners(&self) -> Result<Vec<Owner>, StoreError> {
+        let sql = format!("SELECT {OWNER_COLUMNS} FROM owners o ORDER BY lower(o.username)");
+        let found = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        found.iter().map(rows::owner).collect()
+    }
+
+    async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        device_by_id(&mut conn, id).await
+    }
+
+    async fn device_by_mac(&self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        device_by_mac(&mut conn, mac).await
+    }
+
+    async fn devices(&self, owner: Option<&str>) -> Result<Vec<Device>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match owner {
+            Some(username) => {
+                devices_where(&mut conn, "o.username = $1", username.to_owned()).await
+            }
+            None => devices_where(&mut conn, "$1", true).await,
+        }
+    }
+
+    async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM devices WHERE lower(hex(id)) LIKE $1 || '%' ORDER BY id LIMIT 10",
+        )
+        .bind(hex_prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let found = sqlx::query(
+            "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
+             WHERE ($1 IS NULL OR target_id = $1) \
+               AND ($2 IS NULL OR actor = $2) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(filter.target_id.as_deref())
+        .bind(filter.actor.as_deref())
+        .bind(i64::from(filter.limit.unwrap_or(50)))
+        .fetch_all(&self.pool)
+        .await?;
+        found.iter().map(rows::audit_entry).collect()
+    }
+}
+
+#[async_trait]
+impl StoreTx for SqliteTx {
+    async fn owner_for_update(&mut self, username: &str) -> Result<Option<Owner>, StoreError> {
+        owner_by_name(&mut self.tx, username).await
+    }
+
+    async fn insert_owner(&mut self, o: &Owner) -> Result<(), StoreError> {
+        sql::bind_owner(sqlx::query(sql::INSERT_OWNER), o)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_owner(&mut self, o: &Owner) -> Result<(), StoreError> {
+        sql::bind_owner(sqlx::query(sql::UPDATE_OWNER), o)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_devices_in_use(&mut self, owner_id: Uuid) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES_IN_USE)
+            .bind(owner_id)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn device_for_update(&mut self, id: Uuid) -> Result<Option<Device>, StoreError> {
+        device_by_id(&mut self.tx, id).await
+    }
+
+    async fn device_by_mac(&mut self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
+        device_by_mac(&mut self.tx, mac).await
+    }
+
+    async fn insert_device(&mut self, d: &Device) -> Result<(), StoreError> {
+        sql::bind_device(sqlx::query(sql::INSERT_DEVICE), d)
+            .execute(&mut *self.tx)
+            .await?;
+        for mac in &d.macs {
+            sqlx::query("INSERT INTO device_macs (mac, device_id) VALUES ($1, $2)")
+                .bind(mac.to_string())
+                .bind(d.id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn update_device(&mut self, d: &Device) -> Result<(), StoreError> {
+        sql::bind_device(sqlx::query(sql::UPDATE_DEVICE), d)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn append_audit(&mut self, e: &NewAuditEntry) -> Result<(), StoreError> {
+        sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), e)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

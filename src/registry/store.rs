@@ -1,0 +1,124 @@
+//! The storage trait: what a backend must do, row by row, inside and outside a transaction.
+//! The rules live above it, in [`super::Registry`]; a backend only reads and writes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::mac::MacAddr;
+use crate::model::{AuditEntry, Device, Owner};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database URL is unusable.
+    #[error("{0}")]
+    Url(String),
+    /// A unique constraint refused a write (a concurrent writer got there first).
+    #[error("unique constraint: {0}")]
+    Unique(String),
+    /// A row that does not decode into the model (a schema or data problem).
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let Some(db) = e.as_database_error() {
+            if db.is_unique_violation() {
+                return StoreError::Unique(db.message().to_string());
+            }
+        }
+        match e {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// An audit entry to append.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What, as `device.revoke`.
+    pub action: String,
+    /// `owner` or `device`.
+    pub target_type: String,
+    /// Username or device id.
+    pub target_id: String,
+    /// The record before.
+    pub before: Option<serde_json::Value>,
+    /// The record after.
+    pub after: Option<serde_json::Value>,
+}
+
+/// Which audit entries to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this target (username, case-insensitive, or device id).
+    pub target_id: Option<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// At most this many (default 50).
+    pub limit: Option<u32>,
+}
+
+/// A storage backend: reads outside transactions, and [`StoreTx`] for changes.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Starts a write transaction. Dropping it without `commit` rolls back.
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
+    /// An owner by username, in any case.
+    async fn owner(&self, username: &str) -> Result<Option<Owner>, StoreError>;
+    /// All owners by username.
+    async fn owners(&self) -> Result<Vec<Owner>, StoreError>;
+    /// A device by id.
+    async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError>;
+    /// The device that holds a MAC.
+    async fn device_by_mac(&self, mac: MacAddr) -> Result<Option<Device>, StoreError>;
+    /// Devices, of one owner or all, oldest first.
+    async fn devices(&self, owner: Option<&str>) -> Result<Vec<Device>, StoreError>;
+    /// Ids starting with these lowercase hex digits (hyphens removed).
+    async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
+    /// Audit entries, newest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// One write transaction. Rows read `for_update` stay locked until commit or drop.
+#[async_trait]
+pub trait StoreTx: Send {
+    /// An owner by username (any case), locked.
+    async fn owner_for_update(&mut self, username: &str) -> Result<Option<Owner>, StoreError>;
+    /// Inserts an owner.
+    async fn insert_owner(&mut self, owner: &Owner) -> Result<(), StoreError>;
+    /// Writes every field of an owner.
+    async fn update_owner(&mut self, owner: &Owner) -> Result<(), StoreError>;
+    /// The owner's devices that are not revoked.
+    async fn count_devices_in_use(&mut self, owner_id: Uuid) -> Result<u32, StoreError>;
+    /// A device by id, locked.
+    async fn device_for_update(&mut self, id: Uuid) -> Result<Option<Device>, StoreError>;
+    /// The device holding a MAC.
+    async fn device_by_mac(&mut self, mac: MacAddr) -> Result<Option<Device>, StoreError>;
+    /// Inserts a device and its MACs.
+    async fn insert_device(&mut self, device: &Device) -> Result<(), StoreError>;
+    /// Writes every mutable field of a device (not its MACs).
+    async fn update_device(&mut self, device: &Device) -> Result<(), StoreError>;
+    /// Appends to the audit log.
+    async fn append_audit(&mut self, entry: &NewAuditEntry) -> Result<(), StoreError>;
+    /// Commits.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
