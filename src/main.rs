@@ -1,1 +1,53 @@
-fn main() {}
+//! The `poortwachter` command: the ICT command line and (later) the service. `anyhow` lives
+//! here and in the `cli` modules of this binary, nowhere in the library.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Network access control for the municipality's BYOD Wi-Fi.
+#[derive(Debug, Parser)]
+#[command(name = "poortwachter", version, about, propagate_version = true)]
+pub struct Args {
+    /// Config file.
+    #[arg(
+        long,
+        global = true,
+        env = "POORTWACHTER_CONFIG",
+        default_value = "config/poortwachter.toml"
+    )]
+    config: PathBuf,
+    /// Who makes the change, for the audit log (default: the OS user).
+    #[arg(long, global = true, env = "POORTWACHTER_ACTOR")]
+    actor: Option<String>,
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: cli::Command,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

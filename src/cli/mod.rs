@@ -1,0 +1,246 @@
+//! The ICT command line: subcommands, config and registry setup, and who the actor is.
+
+mod device;
+mod owner;
+mod table;
+
+use anyhow::{Context as _, Result};
+use clap::Subcommand;
+use poortwachter::config::Config;
+use poortwachter::registry::{AuditFilter, Change, Registry, Rules};
+
+use crate::Args;
+
+/// Everything `poortwachter` can be asked to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config file and exit (non-zero with the problems).
+    CheckConfig,
+    /// Apply database migrations (they also run before every other command).
+    Migrate,
+    /// People who own devices: employees, temps, interns, contractors.
+    #[command(subcommand)]
+    Owner(owner::OwnerCommand),
+    /// Registered devices.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// The audit log: every registry change, who made it, before and after.
+    Audit {
+        /// Only changes to this owner (username) or device (id).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only changes by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// What a command runs with.
+pub struct Context {
+    pub registry: Registry,
+    pub json: bool,
+    actor: String,
+}
+
+impl Context {
+    /// A change by the current actor, now.
+    pub fn change(&self) -> Change {
+        Change::by(self.actor.clone())
+    }
+}
+
+/// Runs one command.
+pub async fn run(args: Args) -> Result<()> {
+    let config = Config::load(&args.config)?;
+    init_logging(&config.log.level);
+    if let Command::CheckConfig = args.command {
+        return check_config(&config, args.json);
+    }
+    let registry = Registry::connect(
+        &config.database.url,
+        config.database.max_connections,
+        Rules {
+            max_devices_per_owner: config.policy.max_devices_per_owner,
+            timezone: config.policy.timezone,
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the registry ({})",
+            redact_url(&config.database.url)
+        )
+    })?;
+    registry.migrate().await?;
+    let ctx = Context {
+        registry,
+        json: args.json,
+        actor: actor(args.actor)?,
+    };
+    match args.command {
+        Command::CheckConfig => Ok(()),
+        Command::Migrate => {
+            println!(
+                "registry is up to date ({})",
+                redact_url(&config.database.url)
+            );
+            Ok(())
+        }
+        Command::Owner(cmd) => owner::run(&ctx, cmd).await,
+        Command::Device(cmd) => device::run(&ctx, cmd).await,
+        Command::Audit {
+            target,
+            actor,
+            limit,
+        } => {
+            let entries = ctx
+                .registry
+                .store()
+                .audit(&AuditFilter {
+                    target_id: target,
+                    actor,
+                    limit: Some(limit),
+                })
+                .await?;
+            if ctx.json {
+                return table::print_json(&entries);
+            }
+            let rows = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        e.actor.clone(),
+                        e.action.clone(),
+                        e.target_id.clone(),
+                        table::summarize_change(e.before.as_ref(), e.after.as_ref()),
+                    ]
+                })
+                .collect();
+            table::print(&["TIME (UTC)", "ACTOR", "ACTION", "TARGET", "CHANGE"], rows);
+            Ok(())
+        }
+    }
+}
+
+fn check_config(config: &Config, json: bool) -> Result<()> {
+    if json {
+        let clients: Vec<_> = config
+            .radius
+            .clients
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "network": c.network.to_string()}))
+            .collect();
+        return table::print_json(&serde_json::json!({
+            "ok": true,
+            "database": redact_url(&config.database.url),
+            "auth_listen": config.radius.auth_listen.to_string(),
+            "acct_listen": config.radius.acct_listen.to_string(),
+            "clients": clients,
+        }));
+    }
+    println!("config OK");
+    println!("  database     {}", redact_url(&config.database.url));
+    println!(
+        "  radius       auth {}  acct {}  Message-Authenticator {}",
+        config.radius.auth_listen,
+        config.radius.acct_listen,
+        if config.radius.require_message_authenticator {
+            "required"
+        } else {
+            "NOT required"
+        }
+    );
+    for c in &config.radius.clients {
+        println!("  client       {} {}", c.name, c.network);
+    }
+    println!(
+        "  vlans        workspace {}  guest {}  quarantine {}",
+        config.vlans.workspace, config.vlans.guest, config.vlans.quarantine
+    );
+    println!(
+        "  policy       at most {} devices per owner; contract dates in {}",
+        config.policy.max_devices_per_owner, config.policy.timezone
+    );
+    Ok(())
+}
+
+/// Hides a password in a database URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `--actor`, else the OS user.
+fn actor(explicit: Option<String>) -> Result<String> {
+    if let Some(a) = explicit {
+        let a = a.trim().to_string();
+        anyhow::ensure!(!a.is_empty(), "--actor: must not be empty");
+        return Ok(a);
+    }
+    Ok(os_user().unwrap_or_else(|| "unknown".to_string()))
+}
+
+fn os_user() -> Option<String> {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(var) {
+            if !u.trim().is_empty() {
+                return Some(u);
+            }
+        }
+    }
+    // no login variables (a service, cron): look the real uid up in /etc/passwd
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == uid)
+        .map(|f| f[0].to_string())
+        .or(Some(format!("uid {uid}")))
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_passwords_are_hidden() {
+        assert_eq!(
+            redact_url("postgres://nac:s3cret@db.example/nac"),
+            "postgres://nac:***@db.example/nac"
+        );
+        assert_eq!(
+            redact_url("sqlite:var/poortwachter.db"),
+            "sqlite:var/poortwachter.db"
+        );
+        assert_eq!(redact_url("postgres://nac@db/nac"), "postgres://nac@db/nac");
+    }
+}

@@ -1,0 +1,92 @@
+//! Output for people (aligned tables, key-value blocks) and for scripts (`--json`).
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// Prints rows under headers, columns padded to their widest cell.
+pub fn print(headers: &[&str], rows: Vec<Vec<String>>) {
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            out.push_str(cell);
+            if i < last {
+                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Prints `key  value` lines, keys aligned.
+pub fn print_fields(fields: &[(&str, String)]) {
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in fields {
+        println!("{k:width$}  {v}");
+    }
+}
+
+/// Pretty JSON on stdout.
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `-` for nothing.
+pub fn or_dash(v: Option<impl ToString>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+/// The fields an audit entry changed, as `status: active -> revoked`.
+pub fn summarize_change(
+    before: Option<&serde_json::Value>,
+    after: Option<&serde_json::Value>,
+) -> String {
+    const NOISE: &[&str] = &[
+        "updated_at",
+        "created_at",
+        "status_changed_at",
+        "compliance_checked_at",
+        "id",
+    ];
+    match (before, after) {
+        (None, Some(_)) => "created".to_string(),
+        (Some(_), None) => "removed".to_string(),
+        (Some(serde_json::Value::Object(b)), Some(serde_json::Value::Object(a))) => {
+            let changes: Vec<String> = a
+                .iter()
+                .filter(|(k, _)| !NOISE.contains(&k.as_str()))
+                .filter(|(k, v)| b.get(*k) != Some(v))
+                .map(|(k, v)| format!("{k}: {} -> {}", short(b.get(k)), short(Some(v))))
+                .collect();
+            if changes.is_empty() {
+                "no field changed".to_string()
+            } else {
+                changes.join("; ")
+            }
+        }
+        _ => "-".to_string(),
+    }
+}
+
+fn short(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "-".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
