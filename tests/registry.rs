@@ -1,0 +1,754 @@
+//! The registry conformance suite: every test runs against SQLite and against a real
+//! PostgreSQL server, and asserts on the rows (through the registry and straight from SQL).
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use poortwachter::mac::MacAddr;
+use poortwachter::model::{Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, Role};
+use poortwachter::registry::{
+    AuditFilter, Change, DeviceRef, ImportRow, Registry, RegistryError, Rules,
+};
+use support::{Backend, TestDb};
+
+async fn registry(backend: Backend, max_devices: u32) -> (TestDb, Registry) {
+    let db = TestDb::new(backend).await;
+    let reg = Registry::connect(
+        &db.url,
+        4,
+        Rules {
+            max_devices_per_owner: max_devices,
+            timezone: chrono_tz::Europe::Amsterdam,
+        },
+    )
+    .await
+    .expect("connect");
+    reg.migrate().await.expect("migrate");
+    (db, reg)
+}
+
+/// A fixed clock: 2026-11-28 10:00 UTC.
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+}
+
+fn ict() -> Change {
+    Change {
+        actor: "ict.beheer".into(),
+        now: now(),
+    }
+}
+
+fn date(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn staff(username: &str) -> NewOwner {
+    NewOwner {
+        username: username.into(),
+        display_name: format!("Medewerker {username}"),
+        email: Some(format!("{username}@gemeente.example")),
+        role: Role::Staff,
+        department: Some("Burgerzaken".into()),
+        valid_from: None,
+        valid_until: None,
+    }
+}
+
+fn temp(username: &str, until: &str) -> NewOwner {
+    NewOwner {
+        role: Role::Temp,
+        valid_until: Some(date(until)),
+        ..staff(username)
+    }
+}
+
+fn laptop(owner: &str, macs: &[&str]) -> NewDevice {
+    let macs: Vec<String> = macs.iter().map(|m| m.to_string()).collect();
+    NewDevice::from_input(owner, &macs, "Persoonlijke laptop", DeviceKind::Laptop)
+        .expect("valid device")
+        .0
+}
+
+fn mac(s: &str) -> MacAddr {
+    MacAddr::parse_any(s).unwrap()
+}
+
+async fn audit_len(reg: &Registry) -> usize {
+    reg.store()
+        .audit(&AuditFilter {
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+both_stores!(owner_round_trips_and_is_found_in_any_case, |b| async move {
+    let (db, reg) = registry(b, 3).await;
+    let mut new = temp("E.Jansen", "2027-06-30");
+    new.valid_from = Some(date("2026-12-01"));
+    let added = reg.add_owner(new, &ict()).await.unwrap();
+    assert_eq!(added.username, "E.Jansen");
+    let found = reg
+        .store()
+        .owner("e.jansen")
+        .await
+        .unwrap()
+        .expect("found in lower case");
+    assert_eq!(found, added);
+    assert_eq!(found.role, Role::Temp);
+    assert_eq!(found.valid_from, Some(date("2026-12-01")));
+    assert_eq!(found.valid_until, Some(date("2027-06-30")));
+    assert_eq!(found.created_at, now());
+    assert_eq!(db.count("owners").await, 1);
+    let audit = reg.store().audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "ict.beheer");
+    assert_eq!(audit[0].action, "owner.add");
+    assert_eq!(audit[0].target_id, "E.Jansen");
+    assert!(audit[0].before.is_none());
+    assert_eq!(audit[0].after.as_ref().unwrap()["role"], "temp");
+});
+
+both_stores!(
+    duplicate_username_in_another_case_writes_nothing,
+    |b| async move {
+        let (db, reg) = registry(b, 3).await;
+        reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+        let err = reg.add_owner(staff("J.DeVries"), &ict()).await.unwrap_err();
+        assert!(
+            matches!(err, RegistryError::OwnerExists(ref u) if u == "j.devries"),
+            "{err}"
+        );
+        assert_eq!(db.count("owners").await, 1);
+        assert_eq!(db.count("audit_log").await, 1);
+    }
+);
+
+both_stores!(
+    temp_without_end_date_and_expired_owner_are_refused,
+    |b| async move {
+        let (db, reg) = registry(b, 3).await;
+        let mut no_end = staff("t.uitzend");
+        no_end.role = Role::Intern;
+        let err = reg.add_owner(no_end, &ict()).await.unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Field(ref f) if f.field == "until"),
+            "{err}"
+        );
+        let err = reg
+            .add_owner(temp("t.oud", "2026-10-31"), &ict())
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the contract of t.oud ended on 2026-10-31");
+        // the last day itself is still valid
+        reg.add_owner(temp("t.vandaag", "2026-11-28"), &ict())
+            .await
+            .unwrap();
+        assert_eq!(db.count("owners").await, 1);
+        assert_eq!(db.count("audit_log").await, 1);
+    }
+);
+
+both_stores!(register_device_normalizes_macs_and_audits, |b| async move {
+    let (db, reg) = registry(b, 3).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    let dev = reg
+        .register_device(
+            laptop("J.DEVRIES", &["00-1B-21-0A-BC-01", "001b.210a.bc02"]),
+            &ict(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dev.owner, "j.devries");
+    assert_eq!(dev.status, DeviceStatus::Active);
+    assert_eq!(dev.compliance, Compliance::Unknown);
+    assert_eq!(dev.created_by, "ict.beheer");
+    let stored = reg.store().device(dev.id).await.unwrap().unwrap();
+    assert_eq!(stored, dev);
+    assert_eq!(
+        stored.macs,
+        vec![mac("00:1b:21:0a:bc:01"), mac("00:1b:21:0a:bc:02")]
+    );
+    let by_mac = reg
+        .store()
+        .device_by_mac(mac("00:1B:21:0A:BC:02"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_mac.id, dev.id);
+    assert_eq!(db.count("devices").await, 1);
+    assert_eq!(db.count("device_macs").await, 2);
+    let audit = reg
+        .store()
+        .audit(&AuditFilter {
+            target_id: Some(dev.id.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].action, "device.register");
+    assert_eq!(
+        audit[0].after.as_ref().unwrap()["macs"][1],
+        "00:1b:21:0a:bc:02"
+    );
+});
+
+both_stores!(
+    mac_already_registered_names_the_holder_and_writes_nothing,
+    |b| async move {
+        let (db, reg) = registry(b, 3).await;
+        reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+        reg.add_owner(staff("a.bakker"), &ict()).await.unwrap();
+        let first = reg
+            .register_device(laptop("j.devries", &["00:1b:21:0a:bc:01"]), &ict())
+            .await
+            .unwrap();
+        let err = reg
+            .register_device(
+                laptop("a.bakker", &["00:1b:21:0a:bc:09", "001B210ABC01"]),
+                &ict(),
+            )
+            .await
+            .unwrap_err();
+        match &err {
+            RegistryError::MacTaken {
+                mac: m,
+                device,
+                owner,
+                ..
+            } => {
+                assert_eq!(*m, mac("00:1b:21:0a:bc:01"));
+                assert_eq!(*device, first.id);
+                assert_eq!(owner, "j.devries");
+            }
+            other => panic!("expected MacTaken, got {other}"),
+        }
+        assert!(err.to_string().contains("of j.devries"), "{err}");
+        assert_eq!(db.count("devices").await, 1);
+        assert_eq!(db.count("device_macs").await, 1);
+        assert_eq!(db.count("audit_log").await, 3);
+    }
+);
+
+both_stores!(
+    unknown_disabled_and_expired_owners_get_no_device,
+    |b| async move {
+        let (db, reg) = registry(b, 3).await;
+        let err = reg
+            .register_device(laptop("niemand", &["00:1b:21:0a:bc:01"]), &ict())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::UnknownOwner(_)), "{err}");
+
+        reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+        reg.set_owner_disabled("j.devries", true, &ict())
+            .await
+            .unwrap();
+        let err = reg
+            .register_device(laptop("j.devries", &["00:1b:21:0a:bc:01"]), &ict())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::OwnerDisabled(_)), "{err}");
+
+        reg.add_owner(temp("t.stage", "2026-12-31"), &ict())
+            .await
+            .unwrap();
+        let later = Change {
+            now: Utc.with_ymd_and_hms(2027, 1, 1, 0, 30, 0).unwrap(), // 01:30 in Amsterdam
+            ..ict()
+        };
+        let err = reg
+            .register_device(laptop("t.stage", &["00:1b:21:0a:bc:01"]), &later)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the contract of t.stage ended on 2026-12-31"
+        );
+        assert_eq!(db.count("devices").await, 0);
+        assert_eq!(db.count("device_macs").await, 0);
+    }
+);
+
+both_stores!(device_limit_counts_devices_not_revoked, |b| async move {
+    let (db, reg) = registry(b, 2).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    let one = reg
+        .register_device(laptop("j.devries", &["00:1b:21:00:00:01"]), &ict())
+        .await
+        .unwrap();
+    reg.register_device(laptop("j.devries", &["00:1b:21:00:00:02"]), &ict())
+        .await
+        .unwrap();
+    let err = reg
+        .register_device(laptop("j.devries", &["00:1b:21:00:00:03"]), &ict())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::DeviceLimit { limit: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(db.count("devices").await, 2);
+    reg.set_device_status(
+        &DeviceRef::Id(one.id),
+        DeviceStatus::Revoked,
+        Some("verkocht".into()),
+        &ict(),
+    )
+    .await
+    .unwrap();
+    reg.register_device(laptop("j.devries", &["00:1b:21:00:00:03"]), &ict())
+        .await
+        .unwrap();
+    assert_eq!(db.count("devices").await, 3);
+});
+
+both_stores!(device_lifecycle_and_its_audit_trail, |b| async move {
+    let (_db, reg) = registry(b, 3).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    let dev = reg
+        .register_device(laptop("j.devries", &["00:1b:21:00:00:01"]), &ict())
+        .await
+        .unwrap();
+    let by_mac = DeviceRef::parse("00-1B-21-00-00-01").unwrap();
+    let lost = reg
+        .set_device_status(
+            &by_mac,
+            DeviceStatus::Lost,
+            Some("in de trein".into()),
+            &ict(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost.status, DeviceStatus::Lost);
+    assert_eq!(lost.status_reason.as_deref(), Some("in de trein"));
+    assert_eq!(lost.status_changed_at, Some(now()));
+    let found = reg
+        .set_device_status(&DeviceRef::Id(dev.id), DeviceStatus::Active, None, &ict())
+        .await
+        .unwrap();
+    assert_eq!(found.status, DeviceStatus::Active);
+
+    // a revocation needs a reason, and writes nothing without one
+    let before = audit_len(&reg).await;
+    let err = reg
+        .set_device_status(
+            &DeviceRef::Id(dev.id),
+            DeviceStatus::Revoked,
+            Some("  ".into()),
+            &ict(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Field(ref f) if f.field == "reason"),
+        "{err}"
+    );
+    assert_eq!(audit_len(&reg).await, before);
+
+    let prefix = DeviceRef::parse(&dev.id.simple().to_string()[..8]).unwrap();
+    let revoked = reg
+        .set_device_status(
+            &prefix,
+            DeviceStatus::Revoked,
+            Some("gestolen".into()),
+            &ict(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, DeviceStatus::Revoked);
+    // revoked is final
+    for to in [
+        DeviceStatus::Lost,
+        DeviceStatus::Active,
+        DeviceStatus::Revoked,
+    ] {
+        let err = reg
+            .set_device_status(&DeviceRef::Id(dev.id), to, Some("x".into()), &ict())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::StatusTransition { .. }),
+            "{err}"
+        );
+    }
+    let stored = reg.store().device(dev.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, DeviceStatus::Revoked);
+    assert_eq!(stored.status_reason.as_deref(), Some("gestolen"));
+
+    let trail = reg
+        .store()
+        .audit(&AuditFilter {
+            target_id: Some(dev.id.to_string().to_uppercase()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "device.revoke",
+            "device.found",
+            "device.lost",
+            "device.register"
+        ]
+    );
+    let revoke = &trail[0];
+    assert_eq!(revoke.before.as_ref().unwrap()["status"], "active");
+    assert_eq!(revoke.after.as_ref().unwrap()["status"], "revoked");
+    assert_eq!(revoke.after.as_ref().unwrap()["status_reason"], "gestolen");
+});
+
+both_stores!(compliance_is_recorded_with_time_and_note, |b| async move {
+    let (_db, reg) = registry(b, 3).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    let dev = reg
+        .register_device(laptop("j.devries", &["00:1b:21:00:00:01"]), &ict())
+        .await
+        .unwrap();
+    let later = Change {
+        now: now() + Duration::hours(2),
+        ..ict()
+    };
+    let updated = reg
+        .set_compliance(
+            &DeviceRef::Id(dev.id),
+            Compliance::Noncompliant,
+            Some("virusscanner uit".into()),
+            &later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.compliance, Compliance::Noncompliant);
+    assert_eq!(updated.compliance_checked_at, Some(later.now));
+    let stored = reg.store().device(dev.id).await.unwrap().unwrap();
+    assert_eq!(stored, updated);
+    assert_eq!(stored.compliance_note.as_deref(), Some("virusscanner uit"));
+    let trail = reg
+        .store()
+        .audit(&AuditFilter {
+            target_id: Some(dev.id.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(trail[0].action, "device.compliance");
+    assert_eq!(trail[0].before.as_ref().unwrap()["compliance"], "unknown");
+    assert_eq!(
+        trail[0].after.as_ref().unwrap()["compliance"],
+        "noncompliant"
+    );
+});
+
+both_stores!(unknown_devices_are_reported, |b| async move {
+    let (_db, reg) = registry(b, 3).await;
+    for r in [
+        "00:1b:21:00:00:09",
+        "0123abcd",
+        "6f1c2c5e-0000-4000-8000-000000000000",
+    ] {
+        let err = reg
+            .find_device(&DeviceRef::parse(r).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::UnknownDevice(_)), "{r}: {err}");
+    }
+    let err = reg
+        .set_compliance(
+            &DeviceRef::parse("00:1b:21:00:00:09").unwrap(),
+            Compliance::Compliant,
+            None,
+            &ict(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::UnknownDevice(_)), "{err}");
+});
+
+both_stores!(owner_disable_enable_is_audited_once, |b| async move {
+    let (db, reg) = registry(b, 3).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    let o = reg
+        .set_owner_disabled("J.DEVRIES", true, &ict())
+        .await
+        .unwrap();
+    assert!(o.disabled);
+    // disabling again changes nothing and writes nothing
+    reg.set_owner_disabled("j.devries", true, &ict())
+        .await
+        .unwrap();
+    assert_eq!(db.count("audit_log").await, 2);
+    let o = reg
+        .set_owner_disabled("j.devries", false, &ict())
+        .await
+        .unwrap();
+    assert!(!o.disabled);
+    assert!(
+        !reg.store()
+            .owner("j.devries")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    let err = reg
+        .set_owner_disabled("niemand", true, &ict())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::UnknownOwner(_)));
+    let actions: Vec<String> = reg
+        .store()
+        .audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["owner.enable", "owner.disable", "owner.add"]);
+});
+
+fn row(line: u64, owner: NewOwner) -> ImportRow {
+    ImportRow {
+        line,
+        owner: Ok(owner),
+    }
+}
+
+both_stores!(import_adds_updates_and_reports_unchanged, |b| async move {
+    let (db, reg) = registry(b, 3).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    let moved = NewOwner {
+        username: "J.DEVRIES".into(),
+        department: Some("ICT".into()),
+        ..staff("j.devries")
+    };
+    let rows = vec![
+        row(2, moved),
+        row(3, temp("t.nieuw", "2027-02-28")),
+        row(4, staff("a.bakker")),
+    ];
+    let mut calls = Vec::new();
+    let report = reg
+        .import_owners(rows, false, &ict(), &mut |d, t| calls.push((d, t)))
+        .await
+        .unwrap();
+    assert_eq!((report.added, report.updated, report.unchanged), (2, 1, 0));
+    assert_eq!(calls.last(), Some(&(3, 3)));
+    assert_eq!(db.count("owners").await, 3);
+    let jan = reg.store().owner("j.devries").await.unwrap().unwrap();
+    assert_eq!(
+        jan.username, "j.devries",
+        "the username keeps its registered form"
+    );
+    assert_eq!(jan.department.as_deref(), Some("ICT"));
+
+    // the same file again changes nothing
+    let audit_before = db.count("audit_log").await;
+    let mut moved = staff("j.devries");
+    moved.department = Some("ICT".into());
+    let rows = vec![
+        row(2, moved),
+        row(3, temp("t.nieuw", "2027-02-28")),
+        row(4, staff("a.bakker")),
+    ];
+    let report = reg
+        .import_owners(rows, false, &ict(), &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((report.added, report.updated, report.unchanged), (0, 0, 3));
+    assert_eq!(db.count("audit_log").await, audit_before);
+    let trail = reg
+        .store()
+        .audit(&AuditFilter {
+            target_id: Some("j.devries".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(trail[0].action, "owner.import.update");
+    assert_eq!(
+        trail[0].before.as_ref().unwrap()["department"],
+        "Burgerzaken"
+    );
+    assert_eq!(trail[0].after.as_ref().unwrap()["department"], "ICT");
+});
+
+both_stores!(
+    import_with_a_bad_row_writes_nothing_unless_skip_bad,
+    |b| async move {
+        let (db, reg) = registry(b, 3).await;
+        let bad_rows = || {
+            let mut no_end = staff("i.stagiair");
+            no_end.role = Role::Intern;
+            vec![
+                row(2, staff("a.bakker")),
+                row(3, no_end),
+                ImportRow {
+                    line: 4,
+                    owner: Err("role: `baas` is not a role".into()),
+                },
+                row(5, temp("t.oud", "2025-01-31")),
+                row(6, staff("A.Bakker")),
+                row(7, staff("c.visser")),
+            ]
+        };
+        let err = reg
+            .import_owners(bad_rows(), false, &ict(), &mut |_, _| {})
+            .await
+            .unwrap_err();
+        let RegistryError::ImportRejected(problems) = &err else {
+            panic!("expected ImportRejected, got {err}");
+        };
+        let lines: Vec<u64> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6]);
+        assert!(problems[0].message.contains("end date"), "{}", problems[0]);
+        assert!(
+            problems[2].message.contains("ended on 2025-01-31"),
+            "{}",
+            problems[2]
+        );
+        assert!(
+            problems[3].message.contains("first on line 2"),
+            "{}",
+            problems[3]
+        );
+        assert_eq!(db.count("owners").await, 0);
+        assert_eq!(db.count("audit_log").await, 0);
+
+        let report = reg
+            .import_owners(bad_rows(), true, &ict(), &mut |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(report.added, 2);
+        assert_eq!(report.skipped.len(), 4);
+        assert_eq!(db.count("owners").await, 2);
+        assert_eq!(db.count("audit_log").await, 2);
+    }
+);
+
+both_stores!(
+    concurrent_registrations_respect_the_device_limit,
+    |b| async move {
+        let (db, reg) = registry(b, 1).await;
+        reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+        let reg = Arc::new(reg);
+        let mut tasks = Vec::new();
+        for i in 0..6u8 {
+            let reg = reg.clone();
+            tasks.push(tokio::spawn(async move {
+                let m = format!("00:1b:21:00:01:{i:02x}");
+                reg.register_device(laptop("j.devries", &[&m]), &ict())
+                    .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(RegistryError::DeviceLimit { .. }) => {}
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        assert_eq!(ok, 1);
+        assert_eq!(db.count("devices").await, 1);
+    }
+);
+
+both_stores!(
+    concurrent_registrations_of_one_mac_give_it_to_one_device,
+    |b| async move {
+        let (db, reg) = registry(b, 10).await;
+        for i in 0..4 {
+            reg.add_owner(staff(&format!("user{i}")), &ict())
+                .await
+                .unwrap();
+        }
+        let reg = Arc::new(reg);
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let reg = reg.clone();
+            tasks.push(tokio::spawn(async move {
+                reg.register_device(laptop(&format!("user{i}"), &["00:1b:21:00:02:01"]), &ict())
+                    .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(RegistryError::MacTaken { .. }) | Err(RegistryError::Field(_)) => {}
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        assert_eq!(ok, 1);
+        assert_eq!(db.count("devices").await, 1);
+        assert_eq!(db.count("device_macs").await, 1);
+    }
+);
+
+both_stores!(audit_log_is_append_only, |b| async move {
+    let (db, reg) = registry(b, 3).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    assert!(db
+        .execute("UPDATE audit_log SET actor = 'someone else'")
+        .await
+        .is_err());
+    assert!(db.execute("DELETE FROM audit_log").await.is_err());
+    let audit = reg.store().audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "ict.beheer");
+});
+
+both_stores!(audit_filters_by_target_and_actor, |b| async move {
+    let (_db, reg) = registry(b, 3).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    let other = Change {
+        actor: "helpdesk.piet".into(),
+        now: now(),
+    };
+    reg.add_owner(staff("a.bakker"), &other).await.unwrap();
+    let by_target = reg
+        .store()
+        .audit(&AuditFilter {
+            target_id: Some("A.BAKKER".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_target.len(), 1);
+    assert_eq!(by_target[0].actor, "helpdesk.piet");
+    let by_actor = reg
+        .store()
+        .audit(&AuditFilter {
+            actor: Some("ict.beheer".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_actor.len(), 1);
+    assert_eq!(by_actor[0].target_id, "j.devries");
+    let limited = reg
+        .store()
+        .audit(&AuditFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].target_id, "a.bakker", "newest first");
+});
+
+both_stores!(migrations_are_idempotent, |b| async move {
+    let (db, reg) = registry(b, 3).await;
+    reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+    reg.migrate().await.unwrap();
+    assert_eq!(db.count("owners").await, 1);
+});

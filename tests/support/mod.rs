@@ -1,0 +1,287 @@
+//! Test support: throwaway databases for both stores. PostgreSQL is a real server that this
+//! harness starts itself (initdb + postgres on a temp dir and unix socket, as the `postgres`
+//! user when running as root), shared by the tests of one test binary and stopped when that
+//! binary exits. Set POORTWACHTER_TEST_POSTGRES_URL to use an existing server instead.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The two registry backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database of one backend. SQLite files live in `dir`, removed on drop.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite:{}", dir.path().join("registry.db").display());
+                TestDb {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => TestDb {
+                url: postgres_database().await,
+                backend,
+                _dir: None,
+            },
+        }
+    }
+
+    /// Runs one SQL statement directly (for checks the registry API does not offer).
+    pub async fn execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await?;
+                let r = sqlx::query(sql).execute(&pool).await?.rows_affected();
+                pool.close().await;
+                Ok(r)
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await?;
+                let r = sqlx::query(sql).execute(&pool).await?.rows_affected();
+                pool.close().await;
+                Ok(r)
+            }
+        }
+    }
+
+    /// `SELECT count(*) FROM table`, straight from the database.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {table}");
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                let n = sqlx::query_scalar(&sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
+                pool.close().await;
+                n
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                let n = sqlx::query_scalar(&sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
+                pool.close().await;
+                n
+            }
+        }
+    }
+}
+
+/// Where the shared PostgreSQL server listens: a URL to its `postgres` database.
+struct Cluster {
+    admin_url: String,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+/// Creates a new database on the shared server and returns its URL.
+pub async fn postgres_database() -> String {
+    let cluster = CLUSTER.get_or_init(start_cluster);
+    let name = format!(
+        "pw_test_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    let pool = sqlx::PgPool::connect(&cluster.admin_url)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("CREATE DATABASE");
+    pool.close().await;
+    with_database(&cluster.admin_url, &name)
+}
+
+fn with_database(admin_url: &str, name: &str) -> String {
+    // admin_url is postgres://user@host:port/postgres?query
+    match admin_url.rsplit_once("/postgres") {
+        Some((head, tail)) => format!("{head}/{name}{tail}"),
+        None => panic!("POORTWACHTER_TEST_POSTGRES_URL must name the `postgres` database"),
+    }
+}
+
+fn start_cluster() -> Cluster {
+    if let Ok(url) = std::env::var("POORTWACHTER_TEST_POSTGRES_URL") {
+        return Cluster { admin_url: url };
+    }
+    let bin = postgres_bindir();
+    let root = tempfile::Builder::new()
+        .prefix("poortwachter-pg-")
+        .tempdir()
+        .expect("temp dir for PostgreSQL")
+        .keep();
+    let as_root = is_root();
+    if as_root {
+        // PostgreSQL refuses to run as root: the cluster belongs to the `postgres` user.
+        let status = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&root)
+            .status()
+            .expect("run chown");
+        assert!(status.success(), "chown postgres {} failed", root.display());
+    }
+    let data = root.join("data");
+    let log = root.join("server.log");
+    let run = |program: &Path| -> Command {
+        if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    };
+    let out = run(&bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        ])
+        .stdout(Stdio::null())
+        .output()
+        .expect("run initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server runs under a small shell that stops it, and removes the cluster, once this
+    // test process is gone: statics are never dropped, so nothing else would.
+    let script = format!(
+        "{postgres} -D {data} -k {sock} -p 5432 -c listen_addresses= -c fsync=off \
+         -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
+         >{log} 2>&1 & pg=$!; \
+         while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
+         kill -INT $pg 2>/dev/null; wait $pg; rm -rf {root}",
+        postgres = bin.join("postgres").display(),
+        data = data.display(),
+        sock = root.display(),
+        log = log.display(),
+        parent = std::process::id(),
+        root = root.display(),
+    );
+    let sh = Path::new("/bin/sh");
+    run(sh)
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start postgres");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = Command::new(bin.join("pg_isready"))
+            .arg("-h")
+            .arg(&root)
+            .args(["-p", "5432", "-U", "postgres", "-q"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("PostgreSQL did not start within 60 s; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Cluster {
+        // the host in the authority is required by the URL parser; `host=` (a socket directory) wins
+        admin_url: format!(
+            "postgres://postgres@localhost:5432/postgres?host={}",
+            root.display()
+        ),
+    }
+}
+
+/// The PostgreSQL server binaries, or a failure that says which package to install: the
+/// PostgreSQL tests never skip.
+fn postgres_bindir() -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists() && p.join("postgres").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort();
+    if let Some(newest) = candidates.pop() {
+        return newest;
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    panic!(
+        "PostgreSQL server binaries (initdb, postgres) not found: install the Debian package \
+         `postgresql-15` (apt-get install postgresql-15), or set PG_BINDIR, or point \
+         POORTWACHTER_TEST_POSTGRES_URL at a server"
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Declares one test per backend from one async body taking a [`Backend`]:
+/// `both_stores!(name, |backend| async move { ... });`
+#[macro_export]
+macro_rules! both_stores {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                ($body)($crate::support::Backend::Postgres).await
+            }
+        }
+    };
+}
