@@ -30,8 +30,8 @@ pub enum Command {
         #[arg(long)]
         target: Option<String>,
         /// Only changes by this actor.
-        #[arg(long)]
-        actor: Option<String>,
+        #[arg(long = "by", value_name = "ACTOR")]
+        by: Option<String>,
         /// How many, newest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -91,17 +91,13 @@ pub async fn run(args: Args) -> Result<()> {
         }
         Command::Owner(cmd) => owner::run(&ctx, cmd).await,
         Command::Device(cmd) => device::run(&ctx, cmd).await,
-        Command::Audit {
-            target,
-            actor,
-            limit,
-        } => {
+        Command::Audit { target, by, limit } => {
             let entries = ctx
                 .registry
                 .store()
                 .audit(&AuditFilter {
                     target_id: target,
-                    actor,
+                    actor: by,
                     limit: Some(limit),
                 })
                 .await?;

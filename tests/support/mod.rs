@@ -91,6 +91,8 @@ impl TestDb {
 /// Where the shared PostgreSQL server listens: a URL to its `postgres` database.
 struct Cluster {
     admin_url: String,
+    /// The watchdog shell; it ends itself (and the server) when this process is gone.
+    _server: Option<std::process::Child>,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -125,7 +127,10 @@ fn with_database(admin_url: &str, name: &str) -> String {
 
 fn start_cluster() -> Cluster {
     if let Ok(url) = std::env::var("POORTWACHTER_TEST_POSTGRES_URL") {
-        return Cluster { admin_url: url };
+        return Cluster {
+            admin_url: url,
+            _server: None,
+        };
     }
     let bin = postgres_bindir();
     let root = tempfile::Builder::new()
@@ -190,7 +195,7 @@ fn start_cluster() -> Cluster {
         root = root.display(),
     );
     let sh = Path::new("/bin/sh");
-    run(sh)
+    let server = run(sh)
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -221,6 +226,7 @@ fn start_cluster() -> Cluster {
             "postgres://postgres@localhost:5432/postgres?host={}",
             root.display()
         ),
+        _server: Some(server),
     }
 }
 

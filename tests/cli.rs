@@ -1,0 +1,757 @@
+//! The ICT command line, run as the real binary against both stores: what it prints, what it
+//! refuses, and that a refusal writes no row.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{Backend, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_poortwachter");
+
+struct Cli {
+    db: TestDb,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn config_text(url: &str, max_devices: u32) -> String {
+    format!(
+        r#"
+[database]
+url = "{url}"
+
+[radius]
+auth_listen = "127.0.0.1:18120"
+acct_listen = "127.0.0.1:18130"
+
+[[radius.clients]]
+name = "test-ap"
+network = "127.0.0.1/32"
+secret = "test-secret-0123456789"
+
+[vlans]
+workspace = 100
+guest = 200
+quarantine = 666
+
+[policy]
+max_devices_per_owner = {max_devices}
+"#
+    )
+}
+
+impl Cli {
+    async fn new(backend: Backend) -> Cli {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("poortwachter.toml");
+        std::fs::write(&config, config_text(&db.url, 2)).unwrap();
+        Cli { db, dir, config }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--actor", "ict.anna"])
+            .args(args)
+            .env_remove("POORTWACHTER_CONFIG")
+            .env_remove("RUST_LOG")
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run poortwachter")
+    }
+
+    /// Runs, expects success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&with_json)).expect("valid JSON")
+    }
+
+    /// Runs, expects failure, returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "{args:?} should fail but printed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    async fn counts(&self) -> [i64; 4] {
+        [
+            self.db.count("owners").await,
+            self.db.count("devices").await,
+            self.db.count("device_macs").await,
+            self.db.count("audit_log").await,
+        ]
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+both_stores!(an_ict_session, |b| async move {
+    let cli = Cli::new(b).await;
+    let out = cli.ok(&[
+        "owner",
+        "add",
+        "j.devries",
+        "--name",
+        "Jan de Vries",
+        "--role",
+        "staff",
+        "--email",
+        "j.devries@gemeente.example",
+        "--department",
+        "Burgerzaken",
+    ]);
+    assert_eq!(out.trim(), "added j.devries (Jan de Vries, staff)");
+    cli.ok(&[
+        "owner",
+        "add",
+        "s.stagiair",
+        "--name",
+        "Sanne Stagiair",
+        "--role",
+        "intern",
+        "--until",
+        "2027-06-30",
+    ]);
+
+    let reg = cli.run(&[
+        "device",
+        "register",
+        "--owner",
+        "j.devries",
+        "--mac",
+        "00-1B-21-0A-BC-01",
+        "--mac",
+        "DA:A1:19:00:00:01",
+        "--label",
+        "ThinkPad X1",
+        "--kind",
+        "laptop",
+    ]);
+    assert!(reg.status.success());
+    let stderr = String::from_utf8_lossy(&reg.stderr);
+    assert!(
+        stderr.contains("warning: da:a1:19:00:00:01 is a locally administered"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fixed address"), "{stderr}");
+
+    let devices = cli.json(&["device", "list", "--owner", "J.DEVRIES"]);
+    let devices = devices.as_array().unwrap();
+    assert_eq!(devices.len(), 1);
+    let id = devices[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        devices[0]["macs"],
+        serde_json::json!(["00:1b:21:0a:bc:01", "da:a1:19:00:00:01"])
+    );
+    assert_eq!(devices[0]["created_by"], "ict.anna");
+    assert_eq!(devices[0]["status"], "active");
+
+    // show by any MAC spelling and by an id prefix
+    let shown = cli.json(&["device", "show", "001b.210a.bc01"]);
+    assert_eq!(shown["device"]["id"], id.as_str());
+    let table = cli.ok(&["device", "show", &id[..8]]);
+    assert!(
+        table.contains("ThinkPad X1") && table.contains("device.register"),
+        "{table}"
+    );
+
+    cli.ok(&[
+        "device",
+        "compliance",
+        &id,
+        "noncompliant",
+        "--note",
+        "virusscanner uit",
+    ]);
+    cli.ok(&[
+        "device",
+        "lost",
+        "00:1b:21:0a:bc:01",
+        "--reason",
+        "laten liggen in de trein",
+    ]);
+    let out = cli.ok(&["device", "revoke", &id, "--reason", "niet teruggevonden"]);
+    assert!(out.contains("is now revoked"), "{out}");
+    let shown = cli.json(&["device", "show", &id]);
+    assert_eq!(shown["device"]["status"], "revoked");
+    assert_eq!(shown["device"]["status_reason"], "niet teruggevonden");
+    assert_eq!(shown["device"]["compliance"], "noncompliant");
+    assert_eq!(shown["device"]["compliance_note"], "virusscanner uit");
+    let actions: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "device.revoke",
+            "device.lost",
+            "device.compliance",
+            "device.register"
+        ]
+    );
+
+    let owners = cli.ok(&["owner", "list"]);
+    assert!(
+        owners.contains("s.stagiair") && owners.contains("2027-06-30"),
+        "{owners}"
+    );
+    let shown = cli.json(&["owner", "show", "j.devries"]);
+    assert_eq!(shown["owner"]["department"], "Burgerzaken");
+    assert_eq!(shown["devices"].as_array().unwrap().len(), 1);
+
+    cli.ok(&["owner", "disable", "s.stagiair"]);
+    let audit = cli.json(&["audit", "--by", "ict.anna"]);
+    let audit = audit.as_array().unwrap();
+    assert_eq!(audit.len(), 7);
+    assert_eq!(audit[0]["action"], "owner.disable");
+    assert_eq!(audit[0]["before"]["disabled"], false);
+    assert_eq!(audit[0]["after"]["disabled"], true);
+    assert!(audit.iter().all(|e| e["actor"] == "ict.anna"));
+    let text = cli.ok(&["audit", "--target", "s.stagiair"]);
+    assert!(text.contains("disabled: false -> true"), "{text}");
+    assert_eq!(cli.counts().await, [2, 1, 2, 7]);
+});
+
+both_stores!(
+    every_bad_input_is_refused_with_a_clear_message_and_writes_nothing,
+    |b| async move {
+        let cli = Cli::new(b).await;
+        cli.ok(&[
+            "owner",
+            "add",
+            "j.devries",
+            "--name",
+            "Jan de Vries",
+            "--role",
+            "staff",
+        ]);
+        cli.ok(&[
+            "device",
+            "register",
+            "--owner",
+            "j.devries",
+            "--mac",
+            "00:1b:21:0a:bc:01",
+            "--label",
+            "laptop",
+        ]);
+        let before = cli.counts().await;
+
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &[
+                    "owner",
+                    "add",
+                    "t.uitzend",
+                    "--name",
+                    "Tom",
+                    "--role",
+                    "temp",
+                ],
+                "--until: a temp needs a contract end date",
+            ),
+            (
+                &[
+                    "owner",
+                    "add",
+                    "t.uitzend",
+                    "--name",
+                    "Tom",
+                    "--role",
+                    "baas",
+                ],
+                "--role: `baas` is not a role",
+            ),
+            (
+                &[
+                    "owner",
+                    "add",
+                    "t.uitzend",
+                    "--name",
+                    "Tom",
+                    "--role",
+                    "temp",
+                    "--until",
+                    "31-12-2027",
+                ],
+                "--until: `31-12-2027` is not a date",
+            ),
+            (
+                &[
+                    "owner",
+                    "add",
+                    "t.uitzend",
+                    "--name",
+                    "Tom",
+                    "--role",
+                    "temp",
+                    "--until",
+                    "2025-12-31",
+                ],
+                "the contract of t.uitzend ended on 2025-12-31",
+            ),
+            (
+                &[
+                    "owner",
+                    "add",
+                    "t uitzend",
+                    "--name",
+                    "Tom",
+                    "--role",
+                    "staff",
+                ],
+                "username: `t uitzend` contains ' '",
+            ),
+            (
+                &[
+                    "owner",
+                    "add",
+                    "t.uitzend",
+                    "--name",
+                    "Tom",
+                    "--role",
+                    "staff",
+                    "--email",
+                    "tom",
+                ],
+                "--email: `tom` is not a mail address",
+            ),
+            (
+                &[
+                    "owner",
+                    "add",
+                    "J.DEVRIES",
+                    "--name",
+                    "Jan",
+                    "--role",
+                    "staff",
+                ],
+                "owner j.devries already exists",
+            ),
+            (
+                &[
+                    "device",
+                    "register",
+                    "--owner",
+                    "j.devries",
+                    "--mac",
+                    "00:1b:21:0a:bc:zz",
+                    "--label",
+                    "x",
+                ],
+                "--mac: `00:1b:21:0a:bc:zz` is not a MAC address",
+            ),
+            (
+                &[
+                    "device",
+                    "register",
+                    "--owner",
+                    "j.devries",
+                    "--mac",
+                    "01:00:5e:00:00:01",
+                    "--label",
+                    "x",
+                ],
+                "--mac: 01:00:5e:00:00:01 is a multicast or broadcast address",
+            ),
+            (
+                &[
+                    "device",
+                    "register",
+                    "--owner",
+                    "j.devries",
+                    "--mac",
+                    "000000000000",
+                    "--label",
+                    "x",
+                ],
+                "--mac: 00:00:00:00:00:00 is not a device address",
+            ),
+            (
+                &[
+                    "device",
+                    "register",
+                    "--owner",
+                    "niemand",
+                    "--mac",
+                    "00:1b:21:0a:bc:02",
+                    "--label",
+                    "x",
+                ],
+                "no owner niemand in the registry",
+            ),
+            (
+                &[
+                    "device",
+                    "register",
+                    "--owner",
+                    "j.devries",
+                    "--mac",
+                    "00:1b:21:0a:bc:02",
+                    "--mac",
+                    "00-1B-21-0A-BC-01",
+                    "--label",
+                    "x",
+                ],
+                "00:1b:21:0a:bc:01 is already registered to device",
+            ),
+            (
+                &[
+                    "device",
+                    "register",
+                    "--owner",
+                    "j.devries",
+                    "--mac",
+                    "00:1b:21:0a:bc:02",
+                    "--label",
+                    "x",
+                    "--kind",
+                    "desktop",
+                ],
+                "--kind: `desktop` is not a device kind",
+            ),
+            (
+                &["device", "compliance", "00:1b:21:0a:bc:01", "groen"],
+                "state: `groen` is not a compliance state",
+            ),
+            (
+                &["device", "revoke", "00:1b:21:0a:bc:01", "--reason", " "],
+                "reason: a revocation needs a reason",
+            ),
+            (
+                &["device", "revoke", "00:1b:21:0a:bc:99", "--reason", "weg"],
+                "no device 00:1b:21:0a:bc:99 in the registry",
+            ),
+            (&["device", "show", "zzz"], "is neither a device id"),
+            (
+                &["device", "found", "00:1b:21:0a:bc:01"],
+                "is active; it cannot become active",
+            ),
+            (
+                &["owner", "disable", "niemand"],
+                "no owner niemand in the registry",
+            ),
+        ];
+        for (args, expected) in cases {
+            let stderr = cli.fails(args);
+            assert!(
+                stderr.contains(expected),
+                "{args:?}: expected {expected:?} in {stderr:?}"
+            );
+            assert_eq!(cli.counts().await, before, "{args:?} wrote something");
+        }
+        // the owner of the taken MAC is named
+        let stderr = cli.fails(&[
+            "device",
+            "register",
+            "--owner",
+            "j.devries",
+            "--mac",
+            "00:1b:21:0a:bc:01",
+            "--label",
+            "x",
+        ]);
+        assert!(stderr.contains("of j.devries"), "{stderr}");
+
+        // the device limit (2 in this config)
+        cli.ok(&[
+            "device",
+            "register",
+            "--owner",
+            "j.devries",
+            "--mac",
+            "00:1b:21:0a:bc:02",
+            "--label",
+            "tablet",
+        ]);
+        let before = cli.counts().await;
+        let stderr = cli.fails(&[
+            "device",
+            "register",
+            "--owner",
+            "j.devries",
+            "--mac",
+            "00:1b:21:0a:bc:03",
+            "--label",
+            "phone",
+        ]);
+        assert!(
+            stderr.contains("j.devries already has 2 devices, the most allowed"),
+            "{stderr}"
+        );
+        assert_eq!(cli.counts().await, before);
+
+        // clap refuses a revoke without --reason before anything runs
+        let out = cli.run(&["device", "revoke", "00:1b:21:0a:bc:01"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--reason"));
+        assert_eq!(cli.counts().await, before);
+    }
+);
+
+both_stores!(
+    csv_import_reports_bad_rows_by_line_and_writes_nothing,
+    |b| async move {
+        let cli = Cli::new(b).await;
+        let bad = cli.write(
+            "hr-bad.csv",
+            "username,name,email,role,department,valid_until\n\
+         a.bakker,Anna Bakker,a.bakker@gemeente.example,staff,Financien,\n\
+         t.tijdelijk,Tim Tijdelijk,,temp,ICT,\n\
+         b.baas,Bob,,baas,ICT,\n\
+         c.visser,Carla Visser,,contractor,ICT,31-12-2027\n\
+         d.oud,Dirk Oud,,intern,ICT,2024-06-30\n\
+         e.goed,Eva Goed,e.goed@gemeente.example,intern,ICT,2027-06-30\n",
+        );
+        let stderr = cli.fails(&["owner", "import", path(&bad)]);
+        for expected in [
+            "4 bad row(s), nothing imported",
+            "line 3: until: a temp needs a contract end date",
+            "line 4: role: `baas` is not a role",
+            "line 5: valid_until: `31-12-2027` is not a date",
+            "line 6: the contract of d.oud ended on 2024-06-30",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "expected {expected:?} in {stderr}"
+            );
+        }
+        assert_eq!(cli.counts().await, [0, 0, 0, 0]);
+
+        let report = cli.json(&["owner", "import", path(&bad), "--skip-bad"]);
+        assert_eq!(report["added"], 2);
+        assert_eq!(report["skipped"].as_array().unwrap().len(), 4);
+        assert_eq!(report["skipped"][0]["line"], 3);
+        assert_eq!(cli.counts().await, [2, 0, 0, 2]);
+        let audit = cli.json(&["audit", "--target", "e.goed"]);
+        assert_eq!(audit[0]["action"], "owner.import.add");
+        assert_eq!(audit[0]["actor"], "ict.anna");
+
+        // a header without a required column names it
+        let headless = cli.write("no-role.csv", "username,name\nx.y,X Y\n");
+        let stderr = cli.fails(&["owner", "import", path(&headless)]);
+        assert!(stderr.contains("no `role` column"), "{stderr}");
+    }
+);
+
+both_stores!(
+    csv_import_of_a_semicolon_export_updates_and_shows_progress,
+    |b| async move {
+        let cli = Cli::new(b).await;
+        cli.ok(&[
+            "owner",
+            "add",
+            "a.bakker",
+            "--name",
+            "Anna Bakker",
+            "--role",
+            "staff",
+            "--department",
+            "Financien",
+        ]);
+        let mut text = String::from("\u{feff}Gebruikersnaam;Naam;E-mail;Rol;Afdeling;Einddatum\n");
+        text.push_str("A.Bakker;Anna Bakker;;staff;Sociaal Domein;\n");
+        for i in 0..2500 {
+            text.push_str(&format!(
+                "temp{i:04};Uitzendkracht {i};;temp;Publiekszaken;2027-03-31\n"
+            ));
+        }
+        let file = cli.write("hr.csv", &text);
+        let out = cli.run(&["owner", "import", path(&file)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("2501 rows: 2500 added, 1 updated, 0 unchanged, 0 skipped"),
+            "{stdout}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("importing: 2501/2501 rows"), "{stderr}");
+        assert_eq!(cli.db.count("owners").await, 2501);
+        let anna = cli.json(&["owner", "show", "a.bakker"]);
+        assert_eq!(anna["owner"]["department"], "Sociaal Domein");
+        assert_eq!(anna["owner"]["username"], "a.bakker");
+        let temps = cli.json(&["owner", "list", "--role", "temp"]);
+        assert_eq!(temps.as_array().unwrap().len(), 2500);
+    }
+);
+
+both_stores!(database_url_comes_from_the_environment, |b| async move {
+    let cli = Cli::new(b).await;
+    // a config pointing elsewhere, overridden by POORTWACHTER_DATABASE__URL
+    let other = cli.dir.path().join("other.toml");
+    std::fs::write(&other, config_text("sqlite:does-not-matter.db", 3)).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "owner", "add", "env.user", "--name", "Env User", "--role", "staff",
+        ])
+        .env("POORTWACHTER_CONFIG", &other)
+        .env("POORTWACHTER_DATABASE__URL", &cli.db.url)
+        .env("USER", "os-user")
+        .env_remove("POORTWACHTER_ACTOR")
+        .current_dir(cli.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cli.counts().await, [1, 0, 0, 1]);
+    assert!(!cli.dir.path().join("does-not-matter.db").exists());
+    // without --actor the OS user is the actor
+    let audit = cli.json(&["audit"]);
+    assert_eq!(audit[0]["actor"], "os-user");
+});
+
+#[test]
+fn check_config_names_the_key_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "network = \"127.0.0.1/32\"",
+            "network = \"127.0.0.1/33\"",
+            "radius.clients[0].network",
+        ),
+        (
+            "secret = \"test-secret-0123456789\"",
+            "secret = \"short\"",
+            "radius.clients[0].secret",
+        ),
+        ("guest = 200", "guest = 5000", "vlans.guest"),
+        (
+            "quarantine = 666",
+            "quarantine = 666\nvlan_extra = 1",
+            "vlan_extra",
+        ),
+        (
+            "[policy]",
+            "[roles]\ntemp = \"registration\"\n[policy]",
+            "roles.temp",
+        ),
+        (
+            "url = \"sqlite:x.db\"",
+            "url = \"mysql://x\"",
+            "database.url",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let text = config_text("sqlite:x.db", 3).replace(from, to);
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{key}: should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "expected {key} in {stderr}");
+        assert!(
+            !stderr.contains("short\""),
+            "the secret is printed: {stderr}"
+        );
+    }
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, config_text("sqlite:x.db", 3)).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&good)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("config OK") && stdout.contains("test-ap 127.0.0.1/32"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("test-secret"),
+        "the secret is printed: {stdout}"
+    );
+
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&good)
+        .arg("check-config")
+        .env("POORTWACHTER_VLANS__GUEST", "twee")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("POORTWACHTER_VLANS__GUEST"));
+
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/poortwachter.toml", "check-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read config file /nonexistent/poortwachter.toml"));
+}
+
+#[test]
+fn the_shipped_config_runs_as_it_is() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::copy(
+        root.join("config/poortwachter.toml"),
+        dir.path().join("config/poortwachter.toml"),
+    )
+    .unwrap();
+    // from the repository root with no arguments but the command, as the README says
+    for args in [
+        &["check-config"][..],
+        &["migrate"][..],
+        &["owner", "list"][..],
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("POORTWACHTER_CONFIG")
+            .env_remove("POORTWACHTER_DATABASE__URL")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(dir.path().join("var/poortwachter.db").exists());
+}
