@@ -395,17 +395,20 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: origin.to_path_buf(),
-            message: e.to_string(),
+            message: syntax_message(text, &e),
         })?;
         apply_env_overrides(&mut table, env)?;
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
+                // serde's messages quote the offending value: never for a secret
+                let message = if key.ends_with("secret") {
+                    "must be a string of at least 16 characters".to_string()
+                } else {
+                    e.into_inner().to_string()
+                };
                 ConfigError::Invalid {
-                    problems: vec![Problem {
-                        key,
-                        message: e.into_inner().to_string(),
-                    }],
+                    problems: vec![Problem { key, message }],
                 }
             })?;
         let problems = config.problems();
@@ -500,6 +503,20 @@ impl Config {
             .iter()
             .filter(|c| c.network.contains(addr))
             .max_by_key(|c| c.network.prefix())
+    }
+}
+
+/// The parser's message with line and column, without the quoted source line (which may hold
+/// a secret).
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", e.message().trim())
+        }
+        None => e.message().trim().to_string(),
     }
 }
 
@@ -739,6 +756,24 @@ quarantine = 666
         );
         let err = load(BASE, &[("POORTWACHTER_DATABASE__UR", "x")]).unwrap_err();
         assert!(err.to_string().contains("ur"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_give_the_place_but_not_the_line() {
+        let text = BASE.replace(
+            "secret = \"0123456789abcdef-long-enough\"",
+            "secret = \"0123456789abcdef-long-enough",
+        );
+        let msg = load(&text, &[]).unwrap_err().to_string();
+        assert!(msg.contains("line 11"), "{msg}");
+        assert!(!msg.contains("0123456789abcdef"), "{msg}");
+        let text = BASE.replace(
+            "secret = \"0123456789abcdef-long-enough\"",
+            "secret = 1234567890123456789",
+        );
+        let msg = load(&text, &[]).unwrap_err().to_string();
+        assert!(msg.contains("radius.clients[0].secret"), "{msg}");
+        assert!(!msg.contains("1234567890123456789"), "{msg}");
     }
 
     #[test]

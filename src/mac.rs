@@ -7,6 +7,18 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A 48-bit IEEE 802 MAC address. Displayed (and stored) as lowercase `aa:bb:cc:dd:ee:ff`.
+///
+/// ```
+/// use poortwachter::mac::{MacAddr, MacError};
+///
+/// // the spellings vendors use all give one normal form
+/// let cisco: MacAddr = "001b.210a.bc01".parse().unwrap();
+/// assert_eq!(cisco.to_string(), "00:1b:21:0a:bc:01");
+/// assert_eq!(cisco, "00-1B-21-0A-BC-01".parse().unwrap());
+///
+/// // a device address is never a group address
+/// assert!(matches!("ff:ff:ff:ff:ff:ff".parse::<MacAddr>(), Err(MacError::Multicast(_))));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MacAddr([u8; 6]);
 

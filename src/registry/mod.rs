@@ -544,39 +544,54 @@ impl Registry {
         if status == DeviceStatus::Revoked && reason.is_none() {
             return Err(FieldError::new("reason", "a revocation needs a reason").into());
         }
+        let action = match status {
+            DeviceStatus::Active => "device.found",
+            DeviceStatus::Lost => "device.lost",
+            DeviceStatus::Revoked => "device.revoke",
+        };
+        self.change_device(r, change, action, |before| {
+            let allowed = matches!(
+                (before.status, status),
+                (DeviceStatus::Active, DeviceStatus::Lost)
+                    | (DeviceStatus::Active, DeviceStatus::Revoked)
+                    | (DeviceStatus::Lost, DeviceStatus::Revoked)
+                    | (DeviceStatus::Lost, DeviceStatus::Active)
+            );
+            if !allowed {
+                return Err(RegistryError::StatusTransition {
+                    device: before.id,
+                    from: before.status,
+                    to: status,
+                });
+            }
+            Ok(Device {
+                status,
+                status_reason: reason,
+                status_changed_at: Some(change.now),
+                updated_at: change.now,
+                ..before.clone()
+            })
+        })
+        .await
+    }
+
+    /// One device change: locks the device, lets `edit` derive the new record (or refuse),
+    /// writes it with its audit entry, commits.
+    async fn change_device(
+        &self,
+        r: &DeviceRef,
+        change: &Change,
+        action: &str,
+        edit: impl FnOnce(&Device) -> Result<Device, RegistryError>,
+    ) -> Result<Device, RegistryError> {
         let id = self.find_device(r).await?.id;
         let mut tx = self.store.begin().await?;
         let before = tx
             .device_for_update(id)
             .await?
             .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
-        let allowed = matches!(
-            (before.status, status),
-            (DeviceStatus::Active, DeviceStatus::Lost)
-                | (DeviceStatus::Active, DeviceStatus::Revoked)
-                | (DeviceStatus::Lost, DeviceStatus::Revoked)
-                | (DeviceStatus::Lost, DeviceStatus::Active)
-        );
-        if !allowed {
-            return Err(RegistryError::StatusTransition {
-                device: id,
-                from: before.status,
-                to: status,
-            });
-        }
-        let after = Device {
-            status,
-            status_reason: reason,
-            status_changed_at: Some(change.now),
-            updated_at: change.now,
-            ..before.clone()
-        };
+        let after = edit(&before)?;
         tx.update_device(&after).await?;
-        let action = match status {
-            DeviceStatus::Active => "device.found",
-            DeviceStatus::Lost => "device.lost",
-            DeviceStatus::Revoked => "device.revoke",
-        };
         tx.append_audit(&audit(
             change,
             action,
@@ -602,31 +617,16 @@ impl Registry {
         if note.as_ref().is_some_and(|n| n.chars().count() > 500) {
             return Err(FieldError::new("note", "longer than 500 characters").into());
         }
-        let id = self.find_device(r).await?.id;
-        let mut tx = self.store.begin().await?;
-        let before = tx
-            .device_for_update(id)
-            .await?
-            .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
-        let after = Device {
-            compliance,
-            compliance_checked_at: Some(change.now),
-            compliance_note: note,
-            updated_at: change.now,
-            ..before.clone()
-        };
-        tx.update_device(&after).await?;
-        tx.append_audit(&audit(
-            change,
-            "device.compliance",
-            "device",
-            &id.to_string(),
-            Some(&before),
-            Some(&after),
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(after)
+        self.change_device(r, change, "device.compliance", |before| {
+            Ok(Device {
+                compliance,
+                compliance_checked_at: Some(change.now),
+                compliance_note: note,
+                updated_at: change.now,
+                ..before.clone()
+            })
+        })
+        .await
     }
 }
 

@@ -16,6 +16,9 @@ use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
 use super::sql;
 use super::store::{AuditFilter, NewAuditEntry, Store, StoreError, StoreTx};
 
+/// A MAC row (text in, macaddr in the table).
+const INSERT_MAC: &str = "INSERT INTO device_macs (mac, device_id) VALUES ($1::macaddr, $2)";
+
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The registry in PostgreSQL.
@@ -164,72 +167,4 @@ impl Store for PgStore {
     }
 }
 
-#[async_trait]
-impl StoreTx for PgTx {
-    async fn owner_for_update(&mut self, username: &str) -> Result<Option<Owner>, StoreError> {
-        owner_by_name(&mut self.tx, username, true).await
-    }
-
-    async fn insert_owner(&mut self, o: &Owner) -> Result<(), StoreError> {
-        sql::bind_owner(sqlx::query(sql::INSERT_OWNER), o)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn update_owner(&mut self, o: &Owner) -> Result<(), StoreError> {
-        sql::bind_owner(sqlx::query(sql::UPDATE_OWNER), o)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn count_devices_in_use(&mut self, owner_id: Uuid) -> Result<u32, StoreError> {
-        let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES_IN_USE)
-            .bind(owner_id)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
-    }
-
-    async fn device_for_update(&mut self, id: Uuid) -> Result<Option<Device>, StoreError> {
-        device_by_id(&mut self.tx, id, true).await
-    }
-
-    async fn device_by_mac(&mut self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
-        device_by_mac(&mut self.tx, mac).await
-    }
-
-    async fn insert_device(&mut self, d: &Device) -> Result<(), StoreError> {
-        sql::bind_device(sqlx::query(sql::INSERT_DEVICE), d)
-            .execute(&mut *self.tx)
-            .await?;
-        for mac in &d.macs {
-            sqlx::query("INSERT INTO device_macs (mac, device_id) VALUES ($1::macaddr, $2)")
-                .bind(mac.to_string())
-                .bind(d.id)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn update_device(&mut self, d: &Device) -> Result<(), StoreError> {
-        sql::bind_device(sqlx::query(sql::UPDATE_DEVICE), d)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn append_audit(&mut self, e: &NewAuditEntry) -> Result<(), StoreError> {
-        sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), e)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        Ok(())
-    }
-}
+sql::impl_store_tx!(PgTx);

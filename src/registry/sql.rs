@@ -119,3 +119,94 @@ where
         .bind(e.before.as_ref().map(Json))
         .bind(e.after.as_ref().map(Json))
 }
+
+/// Implements [`super::StoreTx`] for a backend's transaction type `$tx` (a struct with a
+/// `tx: sqlx::Transaction<'static, DB>` field). The backend module provides what differs:
+/// `owner_by_name(conn, username, lock)`, `device_by_id(conn, id, lock)`,
+/// `device_by_mac(conn, mac)` and the `INSERT_MAC` statement; the rest is the same SQL.
+macro_rules! impl_store_tx {
+    ($tx:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::registry::StoreTx for $tx {
+            async fn owner_for_update(
+                &mut self,
+                username: &str,
+            ) -> Result<Option<$crate::model::Owner>, StoreError> {
+                owner_by_name(&mut self.tx, username, true).await
+            }
+
+            async fn insert_owner(&mut self, o: &$crate::model::Owner) -> Result<(), StoreError> {
+                sql::bind_owner(sqlx::query(sql::INSERT_OWNER), o)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn update_owner(&mut self, o: &$crate::model::Owner) -> Result<(), StoreError> {
+                sql::bind_owner(sqlx::query(sql::UPDATE_OWNER), o)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn count_devices_in_use(
+                &mut self,
+                owner_id: uuid::Uuid,
+            ) -> Result<u32, StoreError> {
+                let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES_IN_USE)
+                    .bind(owner_id)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                Ok(u32::try_from(n).unwrap_or(u32::MAX))
+            }
+
+            async fn device_for_update(
+                &mut self,
+                id: uuid::Uuid,
+            ) -> Result<Option<$crate::model::Device>, StoreError> {
+                device_by_id(&mut self.tx, id, true).await
+            }
+
+            async fn device_by_mac(
+                &mut self,
+                mac: $crate::mac::MacAddr,
+            ) -> Result<Option<$crate::model::Device>, StoreError> {
+                device_by_mac(&mut self.tx, mac).await
+            }
+
+            async fn insert_device(&mut self, d: &$crate::model::Device) -> Result<(), StoreError> {
+                sql::bind_device(sqlx::query(sql::INSERT_DEVICE), d)
+                    .execute(&mut *self.tx)
+                    .await?;
+                for mac in &d.macs {
+                    sqlx::query(INSERT_MAC)
+                        .bind(mac.to_string())
+                        .bind(d.id)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn update_device(&mut self, d: &$crate::model::Device) -> Result<(), StoreError> {
+                sql::bind_device(sqlx::query(sql::UPDATE_DEVICE), d)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn append_audit(&mut self, e: &NewAuditEntry) -> Result<(), StoreError> {
+                sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), e)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+                self.tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use impl_store_tx;

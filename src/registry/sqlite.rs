@@ -20,6 +20,9 @@ use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
 use super::sql;
 use super::store::{AuditFilter, NewAuditEntry, Store, StoreError, StoreTx};
 
+/// A MAC row (text in, TEXT in the table).
+const INSERT_MAC: &str = "INSERT INTO device_macs (mac, device_id) VALUES ($1, $2)";
+
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The registry in an SQLite file.
@@ -60,6 +63,7 @@ struct SqliteTx {
 async fn owner_by_name(
     conn: &mut SqliteConnection,
     username: &str,
+    _lock: bool,
 ) -> Result<Option<Owner>, StoreError> {
     // `username` is COLLATE NOCASE
     let sql = format!("SELECT {OWNER_COLUMNS} FROM owners o WHERE o.username = $1");
@@ -89,7 +93,11 @@ where
     rows::devices(&found)
 }
 
-async fn device_by_id(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Device>, StoreError> {
+async fn device_by_id(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+    _lock: bool,
+) -> Result<Option<Device>, StoreError> {
     Ok(devices_where(conn, "d.id = $1", id).await?.pop())
 }
 
@@ -118,7 +126,7 @@ impl Store for SqliteStore {
 
     async fn owner(&self, username: &str) -> Result<Option<Owner>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        owner_by_name(&mut conn, username).await
+        owner_by_name(&mut conn, username, false).await
     }
 
     async fn owners(&self) -> Result<Vec<Owner>, StoreError> {
@@ -129,7 +137,7 @@ impl Store for SqliteStore {
 
     async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        device_by_id(&mut conn, id).await
+        device_by_id(&mut conn, id, false).await
     }
 
     async fn device_by_mac(&self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
@@ -173,72 +181,4 @@ impl Store for SqliteStore {
     }
 }
 
-#[async_trait]
-impl StoreTx for SqliteTx {
-    async fn owner_for_update(&mut self, username: &str) -> Result<Option<Owner>, StoreError> {
-        owner_by_name(&mut self.tx, username).await
-    }
-
-    async fn insert_owner(&mut self, o: &Owner) -> Result<(), StoreError> {
-        sql::bind_owner(sqlx::query(sql::INSERT_OWNER), o)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn update_owner(&mut self, o: &Owner) -> Result<(), StoreError> {
-        sql::bind_owner(sqlx::query(sql::UPDATE_OWNER), o)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn count_devices_in_use(&mut self, owner_id: Uuid) -> Result<u32, StoreError> {
-        let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES_IN_USE)
-            .bind(owner_id)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
-    }
-
-    async fn device_for_update(&mut self, id: Uuid) -> Result<Option<Device>, StoreError> {
-        device_by_id(&mut self.tx, id).await
-    }
-
-    async fn device_by_mac(&mut self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
-        device_by_mac(&mut self.tx, mac).await
-    }
-
-    async fn insert_device(&mut self, d: &Device) -> Result<(), StoreError> {
-        sql::bind_device(sqlx::query(sql::INSERT_DEVICE), d)
-            .execute(&mut *self.tx)
-            .await?;
-        for mac in &d.macs {
-            sqlx::query("INSERT INTO device_macs (mac, device_id) VALUES ($1, $2)")
-                .bind(mac.to_string())
-                .bind(d.id)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn update_device(&mut self, d: &Device) -> Result<(), StoreError> {
-        sql::bind_device(sqlx::query(sql::UPDATE_DEVICE), d)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn append_audit(&mut self, e: &NewAuditEntry) -> Result<(), StoreError> {
-        sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), e)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        Ok(())
-    }
-}
+sql::impl_store_tx!(SqliteTx);
