@@ -753,5 +753,11 @@ fn the_shipped_config_runs_as_it_is() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert!(dir.path().join("var/poortwachter.db").exists());
+    use std::os::unix::fs::PermissionsExt;
+    let db = std::fs::metadata(dir.path().join("var/poortwachter.db")).unwrap();
+    assert_eq!(
+        db.permissions().mode() & 0o777,
+        0o600,
+        "the registry holds personal data"
+    );
 }
