@@ -9,7 +9,7 @@ use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use poortwachter::mac::MacAddr;
 use poortwachter::model::{Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, Role};
 use poortwachter::registry::{
-    AuditFilter, Change, DeviceRef, ImportRow, Registry, RegistryError, Rules,
+    AuditFilter, Change, DeviceRef, ImportColumns, ImportRow, Registry, RegistryError, Rules,
 };
 use support::{Backend, TestDb};
 
@@ -536,7 +536,9 @@ both_stores!(import_adds_updates_and_reports_unchanged, |b| async move {
     ];
     let mut calls = Vec::new();
     let report = reg
-        .import_owners(rows, false, &ict(), &mut |d, t| calls.push((d, t)))
+        .import_owners(rows, ImportColumns::ALL, false, &ict(), &mut |d, t| {
+            calls.push((d, t))
+        })
         .await
         .unwrap();
     assert_eq!((report.added, report.updated, report.unchanged), (2, 1, 0));
@@ -559,7 +561,7 @@ both_stores!(import_adds_updates_and_reports_unchanged, |b| async move {
         row(4, staff("a.bakker")),
     ];
     let report = reg
-        .import_owners(rows, false, &ict(), &mut |_, _| {})
+        .import_owners(rows, ImportColumns::ALL, false, &ict(), &mut |_, _| {})
         .await
         .unwrap();
     assert_eq!((report.added, report.updated, report.unchanged), (0, 0, 3));
@@ -600,7 +602,13 @@ both_stores!(
             ]
         };
         let err = reg
-            .import_owners(bad_rows(), false, &ict(), &mut |_, _| {})
+            .import_owners(
+                bad_rows(),
+                ImportColumns::ALL,
+                false,
+                &ict(),
+                &mut |_, _| {},
+            )
             .await
             .unwrap_err();
         let RegistryError::ImportRejected(problems) = &err else {
@@ -623,7 +631,7 @@ both_stores!(
         assert_eq!(db.count("audit_log").await, 0);
 
         let report = reg
-            .import_owners(bad_rows(), true, &ict(), &mut |_, _| {})
+            .import_owners(bad_rows(), ImportColumns::ALL, true, &ict(), &mut |_, _| {})
             .await
             .unwrap();
         assert_eq!(report.added, 2);
@@ -752,3 +760,59 @@ both_stores!(migrations_are_idempotent, |b| async move {
     reg.migrate().await.unwrap();
     assert_eq!(db.count("owners").await, 1);
 });
+
+both_stores!(
+    import_without_a_column_keeps_the_stored_values,
+    |b| async move {
+        let (_db, reg) = registry(b, 3).await;
+        reg.add_owner(temp("t.tijdelijk", "2027-03-31"), &ict())
+            .await
+            .unwrap();
+        // an export with names and roles only: email, department and end date stay
+        let bare = NewOwner {
+            display_name: "Tim Tijdelijk".into(),
+            email: None,
+            department: None,
+            valid_until: None,
+            ..temp("t.tijdelijk", "2027-03-31")
+        };
+        let columns = ImportColumns {
+            email: false,
+            department: false,
+            valid_from: false,
+            valid_until: false,
+        };
+        let report = reg
+            .import_owners(
+                vec![row(2, bare.clone())],
+                columns,
+                false,
+                &ict(),
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.updated, 1);
+        let tim = reg.store().owner("t.tijdelijk").await.unwrap().unwrap();
+        assert_eq!(tim.display_name, "Tim Tijdelijk");
+        assert_eq!(tim.email.as_deref(), Some("t.tijdelijk@gemeente.example"));
+        assert_eq!(tim.department.as_deref(), Some("Burgerzaken"));
+        assert_eq!(tim.valid_until, Some(date("2027-03-31")));
+        // with the column present and empty, the value is cleared (and a temp then needs one)
+        let err = reg
+            .import_owners(
+                vec![row(2, bare)],
+                ImportColumns::ALL,
+                false,
+                &ict(),
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 2: until: a temp needs a contract end date"),
+            "{err}"
+        );
+    }
+);

@@ -57,7 +57,8 @@ CREATE TABLE audit_log (
     before       jsonb,
     after        jsonb
 );
-CREATE INDEX audit_log_target ON audit_log (target_type, lower(target_id), id);
+-- `audit --target` looks up one owner or device, case-insensitively
+CREATE INDEX audit_log_target ON audit_log (lower(target_id), id);
 
 -- the audit trail is append-only
 CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

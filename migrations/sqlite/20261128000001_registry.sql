@@ -57,7 +57,8 @@ CREATE TABLE audit_log (
     before       TEXT,
     after        TEXT
 );
-CREATE INDEX audit_log_target ON audit_log (target_type, target_id, id);
+-- `audit --target` looks up one owner or device (target_id is COLLATE NOCASE)
+CREATE INDEX audit_log_target ON audit_log (target_id, id);
 
 -- the audit trail is append-only
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use poortwachter::model::{parse_date, NewOwner, Owner, Role};
-use poortwachter::registry::{ImportRow, RegistryError};
+use poortwachter::registry::{ImportColumns, ImportRow, RegistryError};
 
 use super::table::{self, or_dash};
 use super::Context;
@@ -256,7 +256,7 @@ const COLUMNS: &[(&str, &[&str], bool)] = &[
 async fn import(ctx: &Context, file: &Path, skip_bad: bool) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let rows = parse_csv(&text).with_context(|| format!("{}", file.display()))?;
+    let (rows, columns) = parse_csv(&text).with_context(|| format!("{}", file.display()))?;
     let total = rows.len() as u64;
     let tty = std::io::stderr().is_terminal();
     let mut last_step = 0;
@@ -279,7 +279,7 @@ async fn import(ctx: &Context, file: &Path, skip_bad: bool) -> Result<()> {
     };
     let report = ctx
         .registry
-        .import_owners(rows, skip_bad, &ctx.change(), &mut progress)
+        .import_owners(rows, columns, skip_bad, &ctx.change(), &mut progress)
         .await?;
     if ctx.json {
         return table::print_json(&report);
@@ -297,7 +297,7 @@ async fn import(ctx: &Context, file: &Path, skip_bad: bool) -> Result<()> {
     Ok(())
 }
 
-fn parse_csv(text: &str) -> Result<Vec<ImportRow>> {
+fn parse_csv(text: &str) -> Result<(Vec<ImportRow>, ImportColumns)> {
     let first_line = text.lines().next().unwrap_or_default();
     // Dutch spreadsheet exports use ';'
     let delimiter = if first_line.contains(';') && !first_line.contains(',') {
@@ -329,6 +329,12 @@ fn parse_csv(text: &str) -> Result<Vec<ImportRow>> {
             None => {}
         }
     }
+    let columns = ImportColumns {
+        email: index.contains_key("email"),
+        department: index.contains_key("department"),
+        valid_from: index.contains_key("valid_from"),
+        valid_until: index.contains_key("valid_until"),
+    };
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = match record {
@@ -358,7 +364,7 @@ fn parse_csv(text: &str) -> Result<Vec<ImportRow>> {
             owner: row_owner(&field),
         });
     }
-    Ok(rows)
+    Ok((rows, columns))
 }
 
 fn row_owner(field: &dyn Fn(&str) -> Option<String>) -> Result<NewOwner, String> {

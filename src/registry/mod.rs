@@ -17,7 +17,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::mac::MacAddr;
-use crate::model::{Compliance, Device, DeviceStatus, FieldError, NewDevice, NewOwner, Owner};
+use crate::model::{
+    validate_username, Compliance, Device, DeviceStatus, FieldError, NewDevice, NewOwner, Owner,
+};
 
 pub use store::{AuditFilter, NewAuditEntry, Store, StoreError, StoreTx};
 
@@ -141,6 +143,30 @@ pub struct ImportRow {
     pub line: u64,
     /// The owner, or the reason the row is bad.
     pub owner: Result<NewOwner, String>,
+}
+
+/// Which optional columns an import file has. A known owner keeps the stored value of a
+/// column the file does not have (an export without email addresses must not erase them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportColumns {
+    /// `email`
+    pub email: bool,
+    /// `department`
+    pub department: bool,
+    /// `valid_from`
+    pub valid_from: bool,
+    /// `valid_until`
+    pub valid_until: bool,
+}
+
+impl ImportColumns {
+    /// Every column present.
+    pub const ALL: ImportColumns = ImportColumns {
+        email: true,
+        department: true,
+        valid_from: true,
+        valid_until: true,
+    };
 }
 
 /// What an import did.
@@ -329,11 +355,13 @@ impl Registry {
     }
 
     /// Imports owners (an HR or directory export) in one transaction: new usernames are added,
-    /// known ones updated. Any bad row rejects the whole file unless `skip_bad`.
+    /// known ones updated; an optional column the file lacks (`columns`) keeps the stored
+    /// value. Any bad row rejects the whole file unless `skip_bad`.
     /// `progress(done, total)` is called as rows are written.
     pub async fn import_owners(
         &self,
         rows: Vec<ImportRow>,
+        columns: ImportColumns,
         skip_bad: bool,
         change: &Change,
         progress: &mut (dyn FnMut(u64, u64) + Send),
@@ -348,33 +376,66 @@ impl Registry {
                 progress(done as u64, total);
             }
             let line = row.line;
-            let new = match row
-                .owner
-                .and_then(|o| o.validate().map_err(|e| e.to_string()))
-            {
-                Ok(new) => new,
+            let mut bad_row = |message: String| bad.push(RowProblem { line, message });
+            let raw = match row.owner {
+                Ok(raw) => raw,
                 Err(message) => {
-                    bad.push(RowProblem { line, message });
+                    bad_row(message);
                     continue;
                 }
             };
-            let key = new.username.to_ascii_lowercase();
-            if let Some(first) = seen.insert(key, line) {
-                bad.push(RowProblem {
-                    line,
-                    message: format!("{} appears again (first on line {first})", new.username),
-                });
+            let username = match validate_username(&raw.username) {
+                Ok(u) => u,
+                Err(e) => {
+                    bad_row(e.to_string());
+                    continue;
+                }
+            };
+            if let Some(first) = seen.insert(username.to_ascii_lowercase(), line) {
+                bad_row(format!("{username} appears again (first on line {first})"));
                 continue;
             }
-            match tx.owner_for_update(&new.username).await? {
+            let existing = tx.owner_for_update(&username).await?;
+            // a column the file does not have keeps what is stored
+            let merged = match &existing {
+                Some(before) => NewOwner {
+                    email: if columns.email {
+                        raw.email
+                    } else {
+                        before.email.clone()
+                    },
+                    department: if columns.department {
+                        raw.department
+                    } else {
+                        before.department.clone()
+                    },
+                    valid_from: if columns.valid_from {
+                        raw.valid_from
+                    } else {
+                        before.valid_from
+                    },
+                    valid_until: if columns.valid_until {
+                        raw.valid_until
+                    } else {
+                        before.valid_until
+                    },
+                    ..raw
+                },
+                None => raw,
+            };
+            let new = match merged.validate() {
+                Ok(new) => new,
+                Err(e) => {
+                    bad_row(e.to_string());
+                    continue;
+                }
+            };
+            match existing {
                 None => {
                     let owner = match self.owner_from_new(new, change) {
                         Ok(o) => o,
                         Err(e) => {
-                            bad.push(RowProblem {
-                                line,
-                                message: e.to_string(),
-                            });
+                            bad_row(e.to_string());
                             continue;
                         }
                     };
@@ -396,7 +457,7 @@ impl Registry {
                         email: new.email,
                         role: new.role,
                         department: new.department,
-                        valid_from: new.valid_from.or(before.valid_from),
+                        valid_from: new.valid_from,
                         valid_until: new.valid_until,
                         updated_at: change.now,
                         ..before.clone()
