@@ -42,7 +42,7 @@ pub struct Config {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite:PATH` (embedded) or `postgres://...`.
@@ -54,6 +54,53 @@ pub struct DatabaseConfig {
 
 fn default_max_connections() -> u32 {
     8
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// A database URL fit to print: the password in the user part or in a `password=` /
+/// `sslpassword=` query parameter replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let (main, query) = match url.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (main.find("://"), main.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &main[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:***{}", &main[..scheme_end + 3], &main[at..])
+                }
+                None => main.to_string(),
+            }
+        }
+        _ => main.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}=***")
+                }
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 /// `[radius]`
@@ -384,7 +431,7 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text, path, std::env::vars())
+        Self::from_toml(&text, path, process_env()?)
     }
 
     /// Parses TOML text with the given environment; `origin` only names the source in errors.
@@ -520,6 +567,23 @@ fn syntax_message(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// Our variables from the process environment. Others are ignored even when they are not
+/// UTF-8; one of ours that is not UTF-8 is an error that names it.
+fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        let Some(key) = key.to_str().filter(|k| k.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        let value = value.into_string().map_err(|_| ConfigError::Env {
+            var: key.to_string(),
+            message: "value is not valid UTF-8".into(),
+        })?;
+        vars.push((key.to_string(), value));
+    }
+    Ok(vars)
+}
+
 /// Applies `POORTWACHTER_A__B__C=value` as `a.b.c = value`. A number segment indexes an array
 /// (`POORTWACHTER_RADIUS__CLIENTS__0__SECRET`). The value takes the type of the key it
 /// replaces; a new key is read as a TOML value when it parses as one, else as a string.
@@ -604,19 +668,19 @@ fn typed_like(existing: Option<&toml::Value>, raw: &str) -> Result<toml::Value, 
             .trim()
             .parse::<i64>()
             .map(Value::Integer)
-            .map_err(|_| format!("`{raw}` is not a whole number")),
+            .map_err(|_| "value is not a whole number".to_string()),
         Some(Value::Boolean(_)) => match raw.trim() {
             "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
             "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
-            _ => Err(format!("`{raw}` is not true or false")),
+            _ => Err("value is not true or false".to_string()),
         },
         Some(Value::Float(_)) => raw
             .trim()
             .parse::<f64>()
             .map(Value::Float)
-            .map_err(|_| format!("`{raw}` is not a number")),
+            .map_err(|_| "value is not a number".to_string()),
         Some(Value::Array(_)) | Some(Value::Table(_)) => parse_toml_value(raw)
-            .ok_or_else(|| format!("`{raw}` is not an inline TOML array or table")),
+            .ok_or_else(|| "value is not an inline TOML array or table".to_string()),
         Some(Value::Datetime(_)) | None => {
             Ok(parse_toml_value(raw).unwrap_or_else(|| Value::String(raw.to_string())))
         }
@@ -774,6 +838,46 @@ quarantine = 666
         let msg = load(&text, &[]).unwrap_err().to_string();
         assert!(msg.contains("radius.clients[0].secret"), "{msg}");
         assert!(!msg.contains("1234567890123456789"), "{msg}");
+    }
+
+    #[test]
+    fn database_passwords_are_hidden() {
+        assert_eq!(
+            redact_url("postgres://nac:s3cret@db.example/nac"),
+            "postgres://nac:***@db.example/nac"
+        );
+        assert_eq!(
+            redact_url("postgres://nac@db/nac?password=s3cret&sslmode=verify-full"),
+            "postgres://nac@db/nac?password=***&sslmode=verify-full"
+        );
+        assert_eq!(
+            redact_url("sqlite:var/poortwachter.db"),
+            "sqlite:var/poortwachter.db"
+        );
+        let c = load(
+            BASE,
+            &[("POORTWACHTER_DATABASE__URL", "postgres://u:s3cret@h/d")],
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn environment_errors_do_not_echo_the_value() {
+        let err = load(
+            BASE,
+            &[(
+                "POORTWACHTER_RADIUS__CLIENTS",
+                "[{secret = \"leaked-secret-value\"",
+            )],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("POORTWACHTER_RADIUS__CLIENTS"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("leaked-secret-value"), "{err}");
     }
 
     #[test]

@@ -90,14 +90,18 @@ impl MacAddr {
 
     /// Parses an address that is to identify a device: refuses multicast, broadcast and zero.
     pub fn parse_device(input: &str) -> Result<Self, MacError> {
-        let mac = Self::parse_any(input)?;
-        if mac.0 == [0; 6] {
+        Self::parse_any(input)?.check_device()
+    }
+
+    /// Refuses multicast, broadcast and zero: addresses that never identify one device.
+    pub fn check_device(self) -> Result<Self, MacError> {
+        if self.0 == [0; 6] {
             return Err(MacError::Zero);
         }
-        if mac.is_multicast() {
-            return Err(MacError::Multicast(mac));
+        if self.is_multicast() {
+            return Err(MacError::Multicast(self));
         }
-        Ok(mac)
+        Ok(self)
     }
 
     /// The I/G bit: a group (multicast) address. Broadcast is one too.

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -397,55 +397,87 @@ impl NewDevice {
         label: &str,
         kind: DeviceKind,
     ) -> Result<(NewDevice, Vec<String>), FieldError> {
-        let owner = validate_username(owner).map_err(|e| FieldError {
+        let macs = macs
+            .iter()
+            .map(|m| MacAddr::parse_any(m))
+            .collect::<Result<Vec<_>, MacError>>()
+            .map_err(|e| FieldError::new("mac", e.to_string()))?;
+        let device = NewDevice {
+            owner: owner.to_string(),
+            macs,
+            label: label.to_string(),
+            kind,
+        }
+        .validate()?;
+        let warnings = device.warnings();
+        Ok((device, warnings))
+    }
+
+    /// Trims and checks every field: a known-good owner username, a label, at least one MAC,
+    /// each a device address and none twice.
+    pub fn validate(mut self) -> Result<NewDevice, FieldError> {
+        self.owner = validate_username(&self.owner).map_err(|e| FieldError {
             field: "owner",
             ..e
         })?;
-        let label = label.trim().to_string();
-        if label.is_empty() {
+        self.label = self.label.trim().to_string();
+        if self.label.is_empty() {
             return Err(FieldError::new("label", "must not be empty"));
         }
-        if label.chars().count() > 100 {
+        if self.label.chars().count() > 100 {
             return Err(FieldError::new("label", "longer than 100 characters"));
         }
-        if macs.is_empty() {
+        if self.macs.is_empty() {
             return Err(FieldError::new(
                 "mac",
                 "at least one MAC address is required",
             ));
         }
-        let mut parsed = Vec::with_capacity(macs.len());
-        let mut warnings = Vec::new();
-        for m in macs {
-            let mac = MacAddr::parse_device(m)
-                .map_err(|e: MacError| FieldError::new("mac", e.to_string()))?;
-            if parsed.contains(&mac) {
+        if self.macs.len() > 8 {
+            return Err(FieldError::new("mac", "at most 8 MAC addresses per device"));
+        }
+        for (i, mac) in self.macs.iter().enumerate() {
+            mac.check_device()
+                .map_err(|e| FieldError::new("mac", e.to_string()))?;
+            if self.macs[..i].contains(mac) {
                 return Err(FieldError::new("mac", format!("{mac} is given twice")));
             }
-            if mac.is_locally_administered() {
-                warnings.push(format!(
+        }
+        Ok(self)
+    }
+
+    /// One warning per locally administered ("private", randomized) MAC.
+    pub fn warnings(&self) -> Vec<String> {
+        self.macs
+            .iter()
+            .filter(|m| m.is_locally_administered())
+            .map(|mac| {
+                format!(
                     "{mac} is a locally administered (\"private\", randomized) address: it will \
                      change unless the device is set to use a fixed address for this network"
-                ));
-            }
-            parsed.push(mac);
-        }
-        Ok((
-            NewDevice {
-                owner,
-                macs: parsed,
-                label,
-                kind,
-            },
-            warnings,
-        ))
+                )
+            })
+            .collect()
     }
 }
 
-/// Parses a date as `YYYY-MM-DD`.
+/// Parses a date as `YYYY-MM-DD`, years 1900 to 2999 (both stores compare dates alike only
+/// for four-digit years).
 pub fn parse_date(field: &'static str, s: &str) -> Result<NaiveDate, FieldError> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| FieldError::new(field, format!("`{s}` is not a date (YYYY-MM-DD)")))
+    let t = s.trim();
+    let shaped = t.len() == 10
+        && t.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    let date = shaped
+        .then(|| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+        .flatten()
+        .filter(|d| (1900..=2999).contains(&d.year()));
+    date.ok_or_else(|| FieldError::new(field, format!("`{s}` is not a date (YYYY-MM-DD)")))
 }
 
 #[cfg(test)]
@@ -534,6 +566,43 @@ mod tests {
         assert_eq!(start.to_rfc3339(), "2026-05-31T22:00:00+00:00");
         assert!(full.not_yet_valid(start - chrono::Duration::seconds(1), &tz));
         assert!(!full.not_yet_valid(start, &tz));
+    }
+
+    #[test]
+    fn dates_are_four_digit_years() {
+        assert_eq!(
+            parse_date("until", "2026-10-31").unwrap().to_string(),
+            "2026-10-31"
+        );
+        for bad in [
+            "26-10-31",
+            "+10000-01-01",
+            "2026-1-31",
+            "2026-02-30",
+            "31-10-2026",
+            "0999-01-01",
+            "",
+        ] {
+            assert!(parse_date("until", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_device_built_by_hand_is_checked_too() {
+        let d = NewDevice {
+            owner: "j.devries".into(),
+            macs: vec![MacAddr::from_octets([0x01, 0, 0x5e, 0, 0, 1])],
+            label: "x".into(),
+            kind: DeviceKind::Other,
+        };
+        assert_eq!(d.validate().unwrap_err().field, "mac");
+        let d = NewDevice {
+            owner: "j.devries".into(),
+            macs: vec![],
+            label: "x".into(),
+            kind: DeviceKind::Other,
+        };
+        assert_eq!(d.validate().unwrap_err().field, "mac");
     }
 
     #[test]

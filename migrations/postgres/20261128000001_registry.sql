@@ -29,8 +29,10 @@ CREATE TABLE devices (
     compliance             text NOT NULL DEFAULT 'unknown' CHECK (compliance IN ('unknown', 'compliant', 'noncompliant')),
     compliance_checked_at  timestamptz,
     compliance_note        text,
+    -- SHA-256 of the device certificate, lowercase hex: identifies the device at EAP-TLS
     cert_fingerprint       text UNIQUE,
-    cert_serial            text UNIQUE,
+    -- serials are unique per issuing CA only: kept for CRLs and display, not as a key
+    cert_serial            text,
     created_by             text NOT NULL,
     created_at             timestamptz NOT NULL,
     updated_at             timestamptz NOT NULL,
@@ -40,10 +42,12 @@ CREATE TABLE devices (
 );
 CREATE INDEX devices_owner ON devices (owner_id);
 
+-- devices are never deleted (revoked instead); RESTRICT keeps a table rebuild in a later
+-- migration from cascading into this table
 -- a MAC belongs to at most one device in the whole registry
 CREATE TABLE device_macs (
     mac        macaddr PRIMARY KEY,
-    device_id  uuid NOT NULL REFERENCES devices (id) ON DELETE CASCADE
+    device_id  uuid NOT NULL REFERENCES devices (id) ON DELETE RESTRICT
 );
 CREATE INDEX device_macs_device ON device_macs (device_id);
 
@@ -68,3 +72,5 @@ END;
 $$;
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();

@@ -29,8 +29,10 @@ CREATE TABLE devices (
     compliance             TEXT NOT NULL DEFAULT 'unknown' CHECK (compliance IN ('unknown', 'compliant', 'noncompliant')),
     compliance_checked_at  TEXT,
     compliance_note        TEXT,
+    -- SHA-256 of the device certificate, lowercase hex: identifies the device at EAP-TLS
     cert_fingerprint       TEXT UNIQUE,
-    cert_serial            TEXT UNIQUE,
+    -- serials are unique per issuing CA only: kept for CRLs and display, not as a key
+    cert_serial            TEXT,
     created_by             TEXT NOT NULL,
     created_at             TEXT NOT NULL,
     updated_at             TEXT NOT NULL,
@@ -40,10 +42,12 @@ CREATE TABLE devices (
 ) STRICT;
 CREATE INDEX devices_owner ON devices (owner_id);
 
+-- devices are never deleted (revoked instead); RESTRICT keeps a table rebuild in a later
+-- migration from cascading into this table
 -- a MAC (normal form aa:bb:cc:dd:ee:ff) belongs to at most one device in the whole registry
 CREATE TABLE device_macs (
     mac        TEXT PRIMARY KEY NOT NULL,
-    device_id  BLOB NOT NULL REFERENCES devices (id) ON DELETE CASCADE
+    device_id  BLOB NOT NULL REFERENCES devices (id) ON DELETE RESTRICT
 ) STRICT;
 CREATE INDEX device_macs_device ON device_macs (device_id);
 

@@ -99,13 +99,12 @@ pub async fn run(ctx: &Context, cmd: DeviceCommand) -> Result<()> {
                 })
                 .transpose()?;
             if let Some(o) = &owner {
-                if ctx.registry.store().owner(o).await?.is_none() {
+                if ctx.registry.owner(o).await?.is_none() {
                     anyhow::bail!("no owner {o} in the registry");
                 }
             }
             let devices: Vec<Device> = ctx
                 .registry
-                .store()
                 .devices(owner.as_deref())
                 .await?
                 .into_iter()

@@ -6,7 +6,7 @@ mod table;
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use poortwachter::config::Config;
+use poortwachter::config::{redact_url, Config};
 use poortwachter::registry::{AuditFilter, Change, Registry, Rules};
 
 use crate::Args;
@@ -164,20 +164,6 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Hides a password in a database URL.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// `--actor`, else the OS user.
 fn actor(explicit: Option<String>) -> Result<String> {
     if let Some(a) = explicit {
@@ -221,22 +207,4 @@ fn init_logging(level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn database_passwords_are_hidden() {
-        assert_eq!(
-            redact_url("postgres://nac:s3cret@db.example/nac"),
-            "postgres://nac:***@db.example/nac"
-        );
-        assert_eq!(
-            redact_url("sqlite:var/poortwachter.db"),
-            "sqlite:var/poortwachter.db"
-        );
-        assert_eq!(redact_url("postgres://nac@db/nac"), "postgres://nac@db/nac");
-    }
 }

@@ -149,11 +149,10 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
         OwnerCommand::Show { username } => {
             let owner = ctx
                 .registry
-                .store()
                 .owner(&username)
                 .await?
                 .ok_or(RegistryError::UnknownOwner(username))?;
-            let devices = ctx.registry.store().devices(Some(&owner.username)).await?;
+            let devices = ctx.registry.devices(Some(&owner.username)).await?;
             if ctx.json {
                 return table::print_json(&serde_json::json!({"owner": owner, "devices": devices}));
             }
@@ -196,7 +195,7 @@ fn state(ctx: &Context, o: &Owner) -> &'static str {
 }
 
 async fn set_disabled(ctx: &Context, username: &str, disabled: bool) -> Result<()> {
-    let before = ctx.registry.store().owner(username).await?;
+    let before = ctx.registry.owner(username).await?;
     let owner = ctx
         .registry
         .set_owner_disabled(username, disabled, &ctx.change())

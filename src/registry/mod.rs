@@ -12,7 +12,7 @@ mod store;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -42,11 +42,12 @@ pub struct Change {
 }
 
 impl Change {
-    /// A change by `actor` now.
+    /// A change by `actor` now. The clock is cut to microseconds, the resolution both stores
+    /// keep, so that a returned record equals the stored one.
     pub fn by(actor: impl Into<String>) -> Self {
         Change {
             actor: actor.into(),
-            now: Utc::now(),
+            now: Utc::now().trunc_subsecs(6),
         }
     }
 }
@@ -260,6 +261,19 @@ impl Registry {
         self.store.as_ref()
     }
 
+    /// An owner by username, in any case. The username is checked first: PostgreSQL and
+    /// SQLite fold case alike only for the ASCII that usernames are made of.
+    pub async fn owner(&self, username: &str) -> Result<Option<Owner>, RegistryError> {
+        let username = validate_username(username)?;
+        Ok(self.store.owner(&username).await?)
+    }
+
+    /// Devices of one owner (checked as in [`Registry::owner`]) or of all.
+    pub async fn devices(&self, owner: Option<&str>) -> Result<Vec<Device>, RegistryError> {
+        let owner = owner.map(validate_username).transpose()?;
+        Ok(self.store.devices(owner.as_deref()).await?)
+    }
+
     /// Registers a person. Refuses a username in use (in any case) and a contract that has
     /// already ended.
     pub async fn add_owner(&self, new: NewOwner, change: &Change) -> Result<Owner, RegistryError> {
@@ -322,9 +336,10 @@ impl Registry {
         disabled: bool,
         change: &Change,
     ) -> Result<Owner, RegistryError> {
+        let username = validate_username(username)?;
         let mut tx = self.store.begin().await?;
         let before = tx
-            .owner_for_update(username)
+            .owner_for_update(&username)
             .await?
             .ok_or_else(|| RegistryError::UnknownOwner(username.to_string()))?;
         if before.disabled == disabled {
@@ -503,6 +518,7 @@ impl Registry {
         new: NewDevice,
         change: &Change,
     ) -> Result<Device, RegistryError> {
+        let new = new.validate()?;
         let mut tx = self.store.begin().await?;
         let owner = tx
             .owner_for_update(&new.owner)

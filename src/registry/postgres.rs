@@ -116,7 +116,9 @@ impl Store for PgStore {
     }
 
     async fn owners(&self) -> Result<Vec<Owner>, StoreError> {
-        let sql = format!("SELECT {OWNER_COLUMNS} FROM owners o ORDER BY lower(o.username)");
+        let sql = format!(
+            "SELECT {OWNER_COLUMNS} FROM owners o ORDER BY lower(o.username) COLLATE \"C\""
+        );
         let found = sqlx::query(&sql).fetch_all(&self.pool).await?;
         found.iter().map(rows::owner).collect()
     }

@@ -40,7 +40,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        prepare_file(options.get_filename())?;
+        if !(url.contains(":memory:") || url.contains("mode=memory")) {
+            prepare_file(options.get_filename())?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
