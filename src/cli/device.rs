@@ -182,18 +182,7 @@ pub async fn run(ctx: &Context, cmd: DeviceCommand) -> Result<()> {
                 ),
             ]);
             println!("\nhistory:");
-            let rows = history
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                        e.actor.clone(),
-                        e.action.clone(),
-                        table::summarize_change(e.before.as_ref(), e.after.as_ref()),
-                    ]
-                })
-                .collect();
-            table::print(&["TIME (UTC)", "ACTOR", "ACTION", "CHANGE"], rows);
+            table::print_audit(&history, false);
             Ok(())
         }
         DeviceCommand::Revoke { device, reason } => {

@@ -104,19 +104,7 @@ pub async fn run(args: Args) -> Result<()> {
             if ctx.json {
                 return table::print_json(&entries);
             }
-            let rows = entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                        e.actor.clone(),
-                        e.action.clone(),
-                        e.target_id.clone(),
-                        table::summarize_change(e.before.as_ref(), e.after.as_ref()),
-                    ]
-                })
-                .collect();
-            table::print(&["TIME (UTC)", "ACTOR", "ACTION", "TARGET", "CHANGE"], rows);
+            table::print_audit(&entries, true);
             Ok(())
         }
     }

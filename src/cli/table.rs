@@ -46,6 +46,30 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// Audit entries as a table, newest first; with the target column unless all share one.
+pub fn print_audit(entries: &[poortwachter::model::AuditEntry], with_target: bool) {
+    let rows = entries
+        .iter()
+        .map(|e| {
+            let mut row = vec![
+                e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                e.actor.clone(),
+                e.action.clone(),
+            ];
+            if with_target {
+                row.push(e.target_id.clone());
+            }
+            row.push(summarize_change(e.before.as_ref(), e.after.as_ref()));
+            row
+        })
+        .collect();
+    if with_target {
+        print(&["TIME (UTC)", "ACTOR", "ACTION", "TARGET", "CHANGE"], rows);
+    } else {
+        print(&["TIME (UTC)", "ACTOR", "ACTION", "CHANGE"], rows);
+    }
+}
+
 /// `-` for nothing.
 pub fn or_dash(v: Option<impl ToString>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string())
