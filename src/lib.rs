@@ -6,5 +6,6 @@
 pub mod config;
 pub mod mac;
 pub mod model;
+pub mod radius;
 pub mod registry;
 pub mod secret;
