@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer};
@@ -36,6 +37,9 @@ pub struct Config {
     /// Registry and decision rules.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The RADIUS hot path's registry cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -116,6 +120,12 @@ pub struct RadiusConfig {
     /// Drop Access-Requests without a valid Message-Authenticator (BlastRADIUS, CVE-2024-3596).
     #[serde(default = "yes")]
     pub require_message_authenticator: bool,
+    /// Answer MAC authentication (MAB) requests; per client overridable.
+    #[serde(default = "yes")]
+    pub mab: bool,
+    /// How long a reply is kept to answer a retransmission of its request (RFC 5080 §2.2.2).
+    #[serde(default = "default_duplicate_window")]
+    pub duplicate_window: HumanDuration,
     /// The access points and switches allowed to talk to us.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -127,7 +137,60 @@ impl Default for RadiusConfig {
             auth_listen: default_auth_listen(),
             acct_listen: default_acct_listen(),
             require_message_authenticator: true,
+            mab: true,
+            duplicate_window: default_duplicate_window(),
             clients: Vec::new(),
+        }
+    }
+}
+
+fn default_duplicate_window() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+/// A duration written as `30d`, `8h`, `15m`, `5s` or `250ms` (a bare number is seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Parses `30d`, `8h`, `15m`, `5s`, `250ms` or a number of seconds.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration such as 30d, 8h, 15m, 5s or 250ms"))?;
+        let secs = |k: u64| n.checked_mul(k).map(Duration::from_secs);
+        let d = match unit.trim() {
+            "" | "s" => secs(1),
+            "ms" => Some(Duration::from_millis(n)),
+            "m" => secs(60),
+            "h" => secs(3600),
+            "d" => secs(86_400),
+            _ => None,
+        };
+        d.map(HumanDuration)
+            .ok_or_else(|| format!("`{s}` is not a duration such as 30d, 8h, 15m, 5s or 250ms"))
+    }
+
+    /// As a chrono duration (saturating).
+    pub fn chrono(self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(HumanDuration(Duration::from_secs(n))),
+            Raw::Text(t) => HumanDuration::parse(&t).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -159,6 +222,9 @@ pub struct ClientConfig {
     /// Overrides `radius.require_message_authenticator` for this client.
     #[serde(default)]
     pub require_message_authenticator: Option<bool>,
+    /// Overrides `radius.mab` for this client.
+    #[serde(default)]
+    pub mab: Option<bool>,
 }
 
 fn default_coa_port() -> u16 {
@@ -307,6 +373,60 @@ pub struct PolicyConfig {
     /// midnight after that day, local time.
     #[serde(default = "default_timezone", deserialize_with = "de_timezone")]
     pub timezone: chrono_tz::Tz,
+    /// A compliance check older than this counts as stale: quarantine.
+    #[serde(default = "default_compliance_max_age")]
+    pub compliance_max_age: HumanDuration,
+    /// Longest Session-Timeout handed out; always cut to the owner's contract end.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: HumanDuration,
+    /// Unknown devices: `reject`, or `registration` (the registration VLAN).
+    #[serde(default = "default_unknown_device")]
+    pub unknown_device: crate::policy::UnknownDevice,
+    /// Noncompliant, unknown-compliance and stale devices: `quarantine` or `reject`.
+    #[serde(default = "default_not_compliant")]
+    pub not_compliant: crate::policy::NotCompliant,
+    /// Serve only these SSIDs (from Called-Station-Id); empty serves any.
+    #[serde(default)]
+    pub ssids: Vec<String>,
+}
+
+fn default_compliance_max_age() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 86_400))
+}
+fn default_session_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(8 * 3600))
+}
+fn default_unknown_device() -> crate::policy::UnknownDevice {
+    crate::policy::UnknownDevice::Reject
+}
+fn default_not_compliant() -> crate::policy::NotCompliant {
+    crate::policy::NotCompliant::Quarantine
+}
+
+/// `[cache]`: the in-memory copy of registry entries that the RADIUS hot path reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Keep looked-up devices and owners in memory.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How often to check the registry for changes made by other processes, where the
+    /// database cannot notify (SQLite). PostgreSQL notifies at commit.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: HumanDuration,
+}
+
+fn default_poll_interval() -> HumanDuration {
+    HumanDuration(Duration::from_millis(100))
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            poll_interval: default_poll_interval(),
+        }
+    }
 }
 
 fn default_max_devices() -> u32 {
@@ -321,6 +441,11 @@ impl Default for PolicyConfig {
         PolicyConfig {
             max_devices_per_owner: default_max_devices(),
             timezone: default_timezone(),
+            compliance_max_age: default_compliance_max_age(),
+            session_timeout: default_session_timeout(),
+            unknown_device: default_unknown_device(),
+            not_compliant: default_not_compliant(),
+            ssids: Vec::new(),
         }
     }
 }
@@ -332,6 +457,13 @@ pub struct LogConfig {
     /// A `tracing` filter such as `info` or `poortwachter=debug`; `RUST_LOG` wins when set.
     #[serde(default = "default_log_level")]
     pub level: String,
+    /// How long access decisions are kept for `why`.
+    #[serde(default = "default_decision_retention")]
+    pub decision_retention: HumanDuration,
+}
+
+fn default_decision_retention() -> HumanDuration {
+    HumanDuration(Duration::from_secs(90 * 86_400))
 }
 
 fn default_log_level() -> String {
@@ -342,6 +474,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: default_log_level(),
+            decision_retention: default_decision_retention(),
         }
     }
 }
@@ -517,6 +650,43 @@ impl Config {
             }
             if client.coa_port == 0 {
                 push(at("coa_port"), "must be a port number 1-65535".into());
+            }
+        }
+        if self.policy.unknown_device == crate::policy::UnknownDevice::Registration
+            && self.vlans.registration.is_none()
+        {
+            push(
+                "policy.unknown_device".into(),
+                "`registration` needs `vlans.registration`".into(),
+            );
+        }
+        if self.policy.session_timeout.0 < Duration::from_secs(60) {
+            push(
+                "policy.session_timeout".into(),
+                "must be at least 60s".into(),
+            );
+        }
+        if self.policy.compliance_max_age.0 < Duration::from_secs(60) {
+            push(
+                "policy.compliance_max_age".into(),
+                "must be at least 60s".into(),
+            );
+        }
+        if self.cache.poll_interval.0 < Duration::from_millis(10) {
+            push("cache.poll_interval".into(), "must be at least 10ms".into());
+        }
+        if self.radius.duplicate_window.0 > Duration::from_secs(60) {
+            push(
+                "radius.duplicate_window".into(),
+                "must be at most 60s".into(),
+            );
+        }
+        for (i, ssid) in self.policy.ssids.iter().enumerate() {
+            if ssid.is_empty() || ssid.len() > 32 {
+                push(
+                    format!("policy.ssids[{i}]"),
+                    "an SSID has 1 to 32 bytes".into(),
+                );
             }
         }
 

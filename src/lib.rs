@@ -3,9 +3,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod config;
 pub mod mac;
 pub mod model;
+pub mod policy;
 pub mod radius;
 pub mod registry;
 pub mod secret;
+pub mod server;

@@ -2,6 +2,7 @@
 
 mod device;
 mod owner;
+mod radius;
 mod table;
 
 use anyhow::{Context as _, Result};
@@ -24,6 +25,28 @@ pub enum Command {
     /// Registered devices.
     #[command(subcommand)]
     Device(device::DeviceCommand),
+    /// Run the RADIUS service (authentication and accounting) until SIGTERM or SIGINT.
+    Serve,
+    /// Why a device was accepted or refused: its latest decisions, in plain words.
+    Why {
+        /// A MAC address (any spelling) or a username.
+        who: String,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// Accounting sessions reported by the access points.
+    Sessions {
+        /// Only sessions that have not stopped.
+        #[arg(long)]
+        active: bool,
+        /// Only this device MAC.
+        #[arg(long)]
+        mac: Option<String>,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// The audit log: every registry change, who made it, before and after.
     Audit {
         /// Only changes to this owner (username) or device (id).
@@ -88,6 +111,13 @@ pub async fn run(args: Args) -> Result<()> {
                 redact_url(&config.database.url)
             );
             Ok(())
+        }
+        Command::Serve => radius::serve(&config, ctx.registry.store_arc()).await,
+        Command::Why { who, limit } => {
+            radius::why(&config, ctx.registry.store(), &who, limit, ctx.json).await
+        }
+        Command::Sessions { active, mac, limit } => {
+            radius::sessions(&config, ctx.registry.store(), active, mac, limit, ctx.json).await
         }
         Command::Owner(cmd) => owner::run(&ctx, cmd).await,
         Command::Device(cmd) => device::run(&ctx, cmd).await,

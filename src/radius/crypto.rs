@@ -300,7 +300,8 @@ mod tests {
         } else {
             Builder::new(code::ACCESS_REQUEST, 3)
         };
-        b.add_text(dict::USER_NAME, "aa-bb-cc-dd-ee-ff").expect("fits");
+        b.add_text(dict::USER_NAME, "aa-bb-cc-dd-ee-ff")
+            .expect("fits");
         let (mut buf, off) = b.into_unsigned();
         sign_request(&mut buf, off, &ra, SECRET);
         (buf, ra)
@@ -311,7 +312,10 @@ mod tests {
         let (buf, _) = signed_request(true);
         let p = Packet::parse(&buf).expect("parses");
         assert_eq!(check_request_ma(&p, SECRET), MaCheck::Valid);
-        assert_eq!(check_request_ma(&p, b"wrong-secret-xxxxxx"), MaCheck::Invalid);
+        assert_eq!(
+            check_request_ma(&p, b"wrong-secret-xxxxxx"),
+            MaCheck::Invalid
+        );
         let mut tampered = buf.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;

@@ -393,7 +393,10 @@ mod tests {
         assert_eq!(pk.code(), 1);
         assert_eq!(pk.identifier(), 7);
         assert_eq!(pk.text(dict::USER_NAME), Some("bob"));
-        assert_eq!(pk.ipv4(dict::NAS_IP_ADDRESS), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(
+            pk.ipv4(dict::NAS_IP_ADDRESS),
+            Some(Ipv4Addr::new(10, 0, 0, 1))
+        );
         assert_eq!(pk.attributes().count(), 2);
         assert_eq!(pk.message_authenticator_offset(), None);
     }

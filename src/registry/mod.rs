@@ -4,6 +4,7 @@
 //! Every change runs in one transaction that also writes its audit entry: a refused change
 //! writes nothing.
 
+mod activity_sql;
 mod postgres;
 mod rows;
 mod sql;
@@ -21,7 +22,9 @@ use crate::model::{
     validate_username, Compliance, Device, DeviceStatus, FieldError, NewDevice, NewOwner, Owner,
 };
 
-pub use store::{AuditFilter, NewAuditEntry, Store, StoreError, StoreTx};
+pub use store::{
+    ActivityStore, AuditFilter, ChangeWatch, NewAuditEntry, Store, StoreError, StoreTx,
+};
 
 /// Registry rules that come from the config.
 #[derive(Debug, Clone)]
@@ -254,6 +257,11 @@ impl Registry {
     /// The rules in force.
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// A shared handle on the store, for the server's tasks.
+    pub fn store_arc(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     /// The store underneath, for reads.

@@ -170,3 +170,43 @@ impl Store for PgStore {
 }
 
 sql::impl_store_tx!(PgTx);
+
+/// The channel the `audit_log_notify` trigger signals on.
+const CHANGE_CHANNEL: &str = "poortwachter_registry";
+
+impl PgStore {
+    /// LISTENs for registry changes on a dedicated connection; a lost connection also counts
+    /// as a change (notifications may have been missed while it was down).
+    async fn watch(&self) -> Result<Option<super::ChangeWatch>, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANGE_CHANNEL).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) | Ok(None) => {
+                        // a full channel already holds a pending "changed"
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                            tx.try_send(())
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "registry change listener failed; retrying");
+                        let _ = tx.try_send(());
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+}
+
+super::activity_sql::impl_activity_store!(
+    PgStore,
+    sqlx::Postgres,
+    txt = "::text",
+    user_eq = "lower({col}) = lower($2)"
+);

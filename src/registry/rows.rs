@@ -126,3 +126,84 @@ where
         after: after.map(|j| j.0),
     })
 }
+
+fn opt_mac(column: &str, s: Option<String>) -> Result<Option<MacAddr>, StoreError> {
+    s.map(|m| {
+        MacAddr::parse_any(&m).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+    })
+    .transpose()
+}
+
+/// Columns of `decisions`.
+pub const DECISION_COLUMNS: &str = "id, at, nas, nas_ip, username, mac, ssid, method, \
+     device_id, owner, outcome, vlan, reason, message";
+
+/// Decodes a decision from [`DECISION_COLUMNS`].
+pub fn decision<'r, R>(row: &'r R) -> Result<crate::activity::DecisionRecord, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let vlan: Option<i32> = row.try_get("vlan")?;
+    Ok(crate::activity::DecisionRecord {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        nas: row.try_get("nas")?,
+        nas_ip: row.try_get("nas_ip")?,
+        username: row.try_get("username")?,
+        mac: opt_mac("mac", row.try_get("mac")?)?,
+        ssid: row.try_get("ssid")?,
+        method: row.try_get("method")?,
+        device_id: row.try_get("device_id")?,
+        owner: row.try_get("owner")?,
+        outcome: row.try_get("outcome")?,
+        vlan: vlan.and_then(|v| u16::try_from(v).ok()),
+        reason: row.try_get("reason")?,
+        message: row.try_get("message")?,
+    })
+}
+
+/// Columns of `sessions`.
+pub const SESSION_COLUMNS: &str = "id, nas, acct_session_id, nas_ip, nas_port, username, mac, \
+     ssid, device_id, owner, framed_ip, class, started_at, updated_at, stopped_at, session_time, \
+     input_octets, output_octets, input_packets, output_packets, terminate_cause";
+
+/// Decodes a session from [`SESSION_COLUMNS`].
+pub fn session<'r, R>(row: &'r R) -> Result<crate::activity::Session, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::activity::Session {
+        id: row.try_get("id")?,
+        nas: row.try_get("nas")?,
+        acct_session_id: row.try_get("acct_session_id")?,
+        nas_ip: row.try_get("nas_ip")?,
+        nas_port: row.try_get("nas_port")?,
+        username: row.try_get("username")?,
+        mac: opt_mac("mac", row.try_get("mac")?)?,
+        ssid: row.try_get("ssid")?,
+        device_id: row.try_get("device_id")?,
+        owner: row.try_get("owner")?,
+        framed_ip: row.try_get("framed_ip")?,
+        class: row.try_get("class")?,
+        started_at: row.try_get("started_at")?,
+        updated_at: row.try_get("updated_at")?,
+        stopped_at: row.try_get("stopped_at")?,
+        session_time: row.try_get("session_time")?,
+        input_octets: row.try_get("input_octets")?,
+        output_octets: row.try_get("output_octets")?,
+        input_packets: row.try_get("input_packets")?,
+        output_packets: row.try_get("output_packets")?,
+        terminate_cause: row.try_get("terminate_cause")?,
+    })
+}

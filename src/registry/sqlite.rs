@@ -208,3 +208,17 @@ impl Store for SqliteStore {
 }
 
 sql::impl_store_tx!(SqliteTx);
+
+impl SqliteStore {
+    /// SQLite cannot push notifications: callers poll the change marker.
+    async fn watch(&self) -> Result<Option<super::ChangeWatch>, StoreError> {
+        Ok(None)
+    }
+}
+
+super::activity_sql::impl_activity_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    txt = "",
+    user_eq = "{col} = $2"
+);

@@ -5,6 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::activity::{
+    AccountingUpdate, DecisionFilter, DecisionRecord, Session, SessionFilter, Sighting,
+};
 use crate::mac::MacAddr;
 use crate::model::{AuditEntry, Device, Owner};
 
@@ -75,9 +78,45 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
+/// Notifications that the registry changed in another process (PostgreSQL LISTEN/NOTIFY):
+/// each message means "drop what you cached".
+pub type ChangeWatch = tokio::sync::mpsc::Receiver<()>;
+
+/// What the RADIUS server records. Single statements (or one short transaction each), not
+/// part of the audited registry changes.
+#[async_trait]
+pub trait ActivityStore: Send + Sync + 'static {
+    /// Appends decisions, in one transaction.
+    async fn insert_decisions(&self, rows: &[DecisionRecord]) -> Result<(), StoreError>;
+    /// Decisions, newest first.
+    async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, StoreError>;
+    /// Deletes decisions taken before `before`; returns how many.
+    async fn purge_decisions(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Records when and where devices were last seen, in one transaction.
+    async fn record_sightings(&self, seen: &[Sighting]) -> Result<(), StoreError>;
+    /// Applies one Accounting Start, Interim-Update or Stop to its session.
+    async fn record_accounting(&self, update: &AccountingUpdate) -> Result<(), StoreError>;
+    /// Closes every open session of a NAS (Accounting-On/Off); returns how many.
+    async fn close_sessions(
+        &self,
+        nas: &str,
+        at: DateTime<Utc>,
+        cause: &str,
+    ) -> Result<u64, StoreError>;
+    /// Sessions, newest first.
+    async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;
+    /// A number that grows with every registry change (the newest audit entry's id).
+    async fn change_marker(&self) -> Result<i64, StoreError>;
+    /// Change notifications pushed by the database, where it can (PostgreSQL); `None` means
+    /// poll [`ActivityStore::change_marker`].
+    async fn watch_changes(&self) -> Result<Option<ChangeWatch>, StoreError> {
+        Ok(None)
+    }
+}
+
 /// A storage backend: reads outside transactions, and [`StoreTx`] for changes.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ActivityStore {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Starts a write transaction. Dropping it without `commit` rolls back.

@@ -1,0 +1,178 @@
+//! What the RADIUS server records: access decisions (for `why` and the helpdesk) and
+//! accounting sessions (RFC 2866), as stored rows.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::mac::MacAddr;
+
+/// One access decision, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    /// Row id (0 before it is stored).
+    pub id: i64,
+    /// When it was taken.
+    pub at: DateTime<Utc>,
+    /// The client (access point or controller) by its configured name.
+    pub nas: String,
+    /// NAS-IP-Address, else the source address.
+    pub nas_ip: Option<String>,
+    /// User-Name as sent.
+    pub username: String,
+    /// The device MAC (Calling-Station-Id, else User-Name).
+    pub mac: Option<MacAddr>,
+    /// SSID from Called-Station-Id.
+    pub ssid: Option<String>,
+    /// `mab` or `eap-tls`.
+    pub method: String,
+    /// The registered device, if found.
+    pub device_id: Option<Uuid>,
+    /// Its owner's username.
+    pub owner: Option<String>,
+    /// `accept` or `reject`.
+    pub outcome: String,
+    /// VLAN handed out.
+    pub vlan: Option<u16>,
+    /// Stable reason code (see `policy::Reason`).
+    pub reason: String,
+    /// The reason in plain words.
+    pub message: String,
+}
+
+/// Which decisions to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionFilter {
+    /// Decisions about this MAC.
+    pub mac: Option<MacAddr>,
+    /// Decisions for this User-Name or owner username (any case).
+    pub username: Option<String>,
+    /// At most this many (default 20).
+    pub limit: Option<u32>,
+}
+
+/// What an Accounting-Request reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcctKind {
+    /// Session started.
+    Start,
+    /// Periodic counters.
+    InterimUpdate,
+    /// Session ended.
+    Stop,
+}
+
+/// A session update from one Accounting-Request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountingUpdate {
+    /// Start, Interim-Update or Stop.
+    pub kind: AcctKind,
+    /// When the event happened (receipt time minus Acct-Delay-Time).
+    pub at: DateTime<Utc>,
+    /// Client name.
+    pub nas: String,
+    /// Acct-Session-Id.
+    pub acct_session_id: String,
+    /// NAS-IP-Address, else the source address.
+    pub nas_ip: Option<String>,
+    /// NAS-Port.
+    pub nas_port: Option<i64>,
+    /// User-Name.
+    pub username: Option<String>,
+    /// Calling-Station-Id as a MAC.
+    pub mac: Option<MacAddr>,
+    /// SSID from Called-Station-Id.
+    pub ssid: Option<String>,
+    /// Device, from the Class we handed out or the MAC.
+    pub device_id: Option<Uuid>,
+    /// Owner's username.
+    pub owner: Option<String>,
+    /// Framed-IP-Address.
+    pub framed_ip: Option<String>,
+    /// Class as echoed.
+    pub class: Option<String>,
+    /// Acct-Session-Time, seconds.
+    pub session_time: i64,
+    /// Octets from the device (with Acct-Input-Gigawords).
+    pub input_octets: i64,
+    /// Octets to the device (with Acct-Output-Gigawords).
+    pub output_octets: i64,
+    /// Packets from the device.
+    pub input_packets: i64,
+    /// Packets to the device.
+    pub output_packets: i64,
+    /// Acct-Terminate-Cause by name, on Stop.
+    pub terminate_cause: Option<String>,
+}
+
+/// An accounting session, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Session {
+    /// Row id.
+    pub id: i64,
+    /// Client name.
+    pub nas: String,
+    /// Acct-Session-Id.
+    pub acct_session_id: String,
+    /// NAS-IP-Address.
+    pub nas_ip: Option<String>,
+    /// NAS-Port.
+    pub nas_port: Option<i64>,
+    /// User-Name.
+    pub username: Option<String>,
+    /// Device MAC.
+    pub mac: Option<MacAddr>,
+    /// SSID.
+    pub ssid: Option<String>,
+    /// Device.
+    pub device_id: Option<Uuid>,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Framed-IP-Address.
+    pub framed_ip: Option<String>,
+    /// Class.
+    pub class: Option<String>,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+    /// End, if it ended.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Seconds.
+    pub session_time: i64,
+    /// Octets from the device.
+    pub input_octets: i64,
+    /// Octets to the device.
+    pub output_octets: i64,
+    /// Packets from the device.
+    pub input_packets: i64,
+    /// Packets to the device.
+    pub output_packets: i64,
+    /// Why it ended.
+    pub terminate_cause: Option<String>,
+}
+
+/// Which sessions to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Only sessions that have not stopped.
+    pub active_only: bool,
+    /// Only this MAC.
+    pub mac: Option<MacAddr>,
+    /// At most this many (default 50).
+    pub limit: Option<u32>,
+}
+
+/// A device was seen: the server batches these into `last_seen_*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    /// Device.
+    pub device_id: Uuid,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Client name.
+    pub nas: String,
+    /// SSID.
+    pub ssid: Option<String>,
+}

@@ -1,0 +1,250 @@
+//! The [`super::ActivityStore`] statements, written once for both backends: a macro expands
+//! them for each store type, with the few spellings that differ passed in.
+
+/// Implements `ActivityStore` for `$store` (a struct with a `pool` field of database `$db`).
+/// `$txt` is the cast a text parameter needs when it may be NULL (`"::text"` in PostgreSQL,
+/// `""` in SQLite); `$user_eq` compares `username`/`owner` columns (named by `{col}`)
+/// case-insensitively with `$2`.
+macro_rules! impl_activity_store {
+    ($store:ty, $db:ty, txt = $txt:literal, user_eq = $user_eq:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::registry::ActivityStore for $store {
+            async fn insert_decisions(
+                &self,
+                rows: &[$crate::activity::DecisionRecord],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for chunk in rows.chunks(400) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
+                         device_id, owner, outcome, vlan, reason, message) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.at)
+                            .push_bind(r.nas.clone())
+                            .push_bind(r.nas_ip.clone())
+                            .push_bind(r.username.clone())
+                            .push_bind(r.mac.map(|m| m.to_string()))
+                            .push_bind(r.ssid.clone())
+                            .push_bind(r.method.clone())
+                            .push_bind(r.device_id)
+                            .push_bind(r.owner.clone())
+                            .push_bind(r.outcome.clone())
+                            .push_bind(r.vlan.map(i32::from))
+                            .push_bind(r.reason.clone())
+                            .push_bind(r.message.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn decisions(
+                &self,
+                filter: &$crate::activity::DecisionFilter,
+            ) -> Result<Vec<$crate::activity::DecisionRecord>, StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM decisions WHERE ($1{txt} IS NOT NULL AND mac = $1) \
+                     OR ($2{txt} IS NOT NULL AND ({} OR {})) ORDER BY id DESC LIMIT $3",
+                    rows::DECISION_COLUMNS,
+                    $user_eq.replace("{col}", "username"),
+                    $user_eq.replace("{col}", "owner"),
+                    txt = $txt,
+                );
+                let found = sqlx::query(&sql)
+                    .bind(filter.mac.map(|m| m.to_string()))
+                    .bind(filter.username.clone())
+                    .bind(i64::from(filter.limit.unwrap_or(20)))
+                    .fetch_all(&self.pool)
+                    .await?;
+                found.iter().map(rows::decision).collect()
+            }
+
+            async fn purge_decisions(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM decisions WHERE at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn record_sightings(
+                &self,
+                seen: &[$crate::activity::Sighting],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for s in seen {
+                    sqlx::query(
+                        "UPDATE devices SET last_seen_at = $2, last_seen_nas = $3, \
+                         last_seen_ssid = $4 WHERE id = $1 \
+                         AND (last_seen_at IS NULL OR last_seen_at < $2)",
+                    )
+                    .bind(s.device_id)
+                    .bind(s.at)
+                    .bind(&s.nas)
+                    .bind(&s.ssid)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_accounting(
+                &self,
+                u: &$crate::activity::AccountingUpdate,
+            ) -> Result<(), StoreError> {
+                use $crate::activity::AcctKind;
+                let stopped = (u.kind == AcctKind::Stop).then_some(u.at);
+                let mac = u.mac.map(|m| m.to_string());
+                // a unique-index race with a concurrent first packet of the same session is
+                // retried once as an update
+                for _ in 0..2 {
+                    let updated = sqlx::query(
+                        "UPDATE sessions SET updated_at = $3, \
+                         nas_ip = COALESCE($4, nas_ip), nas_port = COALESCE($5, nas_port), \
+                         username = COALESCE($6, username), mac = COALESCE($7, mac), \
+                         ssid = COALESCE($8, ssid), device_id = COALESCE($9, device_id), \
+                         owner = COALESCE($10, owner), framed_ip = COALESCE($11, framed_ip), \
+                         class = COALESCE($12, class), session_time = $13, \
+                         input_octets = $14, output_octets = $15, input_packets = $16, \
+                         output_packets = $17, terminate_cause = $18, stopped_at = $19 \
+                         WHERE nas = $1 AND acct_session_id = $2 AND stopped_at IS NULL",
+                    )
+                    .bind(&u.nas)
+                    .bind(&u.acct_session_id)
+                    .bind(u.at)
+                    .bind(&u.nas_ip)
+                    .bind(u.nas_port)
+                    .bind(&u.username)
+                    .bind(&mac)
+                    .bind(&u.ssid)
+                    .bind(u.device_id)
+                    .bind(&u.owner)
+                    .bind(&u.framed_ip)
+                    .bind(&u.class)
+                    .bind(u.session_time)
+                    .bind(u.input_octets)
+                    .bind(u.output_octets)
+                    .bind(u.input_packets)
+                    .bind(u.output_packets)
+                    .bind(&u.terminate_cause)
+                    .bind(stopped)
+                    .execute(&self.pool)
+                    .await?;
+                    if updated.rows_affected() > 0 {
+                        return Ok(());
+                    }
+                    if u.kind != AcctKind::Start {
+                        // a late Interim-Update or a repeated Stop of a session that ended
+                        let ended: Option<i64> = sqlx::query_scalar(
+                            "SELECT id FROM sessions WHERE nas = $1 AND acct_session_id = $2 \
+                             AND stopped_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+                        )
+                        .bind(&u.nas)
+                        .bind(&u.acct_session_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                        if ended.is_some() {
+                            return Ok(());
+                        }
+                    }
+                    let started = u.at - chrono::Duration::seconds(u.session_time.max(0));
+                    let inserted = sqlx::query(
+                        "INSERT INTO sessions (nas, acct_session_id, nas_ip, nas_port, username, \
+                         mac, ssid, device_id, owner, framed_ip, class, started_at, updated_at, \
+                         stopped_at, session_time, input_octets, output_octets, input_packets, \
+                         output_packets, terminate_cause) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                         $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                    )
+                    .bind(&u.nas)
+                    .bind(&u.acct_session_id)
+                    .bind(&u.nas_ip)
+                    .bind(u.nas_port)
+                    .bind(&u.username)
+                    .bind(&mac)
+                    .bind(&u.ssid)
+                    .bind(u.device_id)
+                    .bind(&u.owner)
+                    .bind(&u.framed_ip)
+                    .bind(&u.class)
+                    .bind(started)
+                    .bind(u.at)
+                    .bind(stopped)
+                    .bind(u.session_time)
+                    .bind(u.input_octets)
+                    .bind(u.output_octets)
+                    .bind(u.input_packets)
+                    .bind(u.output_packets)
+                    .bind(&u.terminate_cause)
+                    .execute(&self.pool)
+                    .await;
+                    match inserted {
+                        Ok(_) => return Ok(()),
+                        Err(e) => match StoreError::from(e) {
+                            StoreError::Unique(_) => continue,
+                            other => return Err(other),
+                        },
+                    }
+                }
+                Err(StoreError::Unique(format!(
+                    "session {} of {} changed concurrently",
+                    u.acct_session_id, u.nas
+                )))
+            }
+
+            async fn close_sessions(
+                &self,
+                nas: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                cause: &str,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE sessions SET stopped_at = $2, updated_at = $2, terminate_cause = $3 \
+                     WHERE nas = $1 AND stopped_at IS NULL",
+                )
+                .bind(nas)
+                .bind(at)
+                .bind(cause)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn sessions(
+                &self,
+                filter: &$crate::activity::SessionFilter,
+            ) -> Result<Vec<$crate::activity::Session>, StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM sessions WHERE ($1 = 0 OR stopped_at IS NULL) \
+                     AND ($2{txt} IS NULL OR mac = $2) ORDER BY id DESC LIMIT $3",
+                    rows::SESSION_COLUMNS,
+                    txt = $txt,
+                );
+                let found = sqlx::query(&sql)
+                    .bind(i64::from(filter.active_only))
+                    .bind(filter.mac.map(|m| m.to_string()))
+                    .bind(i64::from(filter.limit.unwrap_or(50)))
+                    .fetch_all(&self.pool)
+                    .await?;
+                found.iter().map(rows::session).collect()
+            }
+
+            async fn change_marker(&self) -> Result<i64, StoreError> {
+                let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_log")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(id)
+            }
+
+            async fn watch_changes(&self) -> Result<Option<$crate::registry::ChangeWatch>, StoreError> {
+                self.watch().await
+            }
+        }
+    };
+}
+pub(crate) use impl_activity_store;

@@ -1,0 +1,847 @@
+//! The RADIUS server: UDP listeners for authentication (RFC 2865) and accounting
+//! (RFC 2866), NAS client matching, the drop rules, duplicate detection, and the glue from
+//! codec to policy to registry. The protocol lives in `crate::radius`, the decision in
+//! `crate::policy`; this module owns the sockets and the tasks.
+
+pub mod acct;
+pub mod cache;
+pub mod dedup;
+pub mod recorder;
+pub mod request;
+pub mod stats;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, Utc};
+use ipnetwork::IpNetwork;
+use tokio::net::UdpSocket;
+use tokio::sync::{watch, Notify};
+use tracing::Instrument;
+
+use crate::activity::{DecisionRecord, Sighting};
+use crate::config::Config;
+use crate::mac::MacAddr;
+use crate::policy::{self, AuthMethod, Decision, Outcome, Reason};
+use crate::radius::crypto::{
+    check_accounting_authenticator, check_request_ma, sign_response, MaCheck,
+};
+use crate::radius::dict::{self, code};
+use crate::radius::{Builder, Packet, MAX_PACKET_LEN};
+use crate::registry::{Store, StoreError};
+use crate::secret::Secret;
+
+use self::acct::AcctAction;
+use self::cache::{Lookup, Subject, SubjectCache};
+use self::dedup::{DedupCache, Key, Seen};
+use self::recorder::{Record, Recorder};
+use self::request::MabProblem;
+use self::stats::Stats;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A configured NAS client, as the listeners use it.
+#[derive(Debug)]
+struct Client {
+    name: String,
+    network: IpNetwork,
+    secret: Secret,
+    require_ma: bool,
+    mab: bool,
+}
+
+/// Requests being answered, so that shutdown can wait for them.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard(Arc<Shared>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.inflight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.inflight.idle.notify_waiters();
+        }
+    }
+}
+
+struct Shared {
+    clients: Vec<Client>,
+    store: Arc<dyn Store>,
+    rules: policy::Rules,
+    stats: Arc<Stats>,
+    dedup: Mutex<DedupCache>,
+    cache: SubjectCache,
+    recorder: Mutex<Option<Recorder>>,
+    inflight: InFlight,
+}
+
+/// What the listeners need from one Access-Request, owned so that a registry lookup can
+/// finish it on another task.
+#[derive(Debug, Clone)]
+struct AuthRequest {
+    src: SocketAddr,
+    client: usize,
+    key: Key,
+    identifier: u8,
+    authenticator: [u8; 16],
+    username: String,
+    mac: Option<MacAddr>,
+    ssid: Option<String>,
+    nas_ip: String,
+}
+
+/// The running listeners.
+pub struct Server {
+    shared: Arc<Shared>,
+    auth: Arc<UdpSocket>,
+    acct: Arc<UdpSocket>,
+    poll_interval: Duration,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds both listeners and starts the decision writer.
+    pub async fn bind(config: &Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
+        let bind = |addr: SocketAddr| async move {
+            UdpSocket::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        let auth = Arc::new(bind(config.radius.auth_listen).await?);
+        let acct = Arc::new(bind(config.radius.acct_listen).await?);
+        let clients = config
+            .radius
+            .clients
+            .iter()
+            .map(|c| Client {
+                name: c.name.clone(),
+                network: c.network,
+                secret: c.secret.clone(),
+                require_ma: c
+                    .require_message_authenticator
+                    .unwrap_or(config.radius.require_message_authenticator),
+                mab: c.mab.unwrap_or(config.radius.mab),
+            })
+            .collect();
+        let stats = Arc::new(Stats::default());
+        let (recorder, writer) = Recorder::start(
+            store.clone(),
+            stats.clone(),
+            config.log.decision_retention.chrono(),
+        );
+        let shared = Arc::new(Shared {
+            clients,
+            store,
+            rules: policy::Rules::from_config(config),
+            stats,
+            dedup: Mutex::new(DedupCache::new(config.radius.duplicate_window.0, 262_144)),
+            cache: SubjectCache::new(config.cache.enabled, Duration::from_secs(300), 1_000_000),
+            recorder: Mutex::new(Some(recorder)),
+            inflight: InFlight::default(),
+        });
+        Ok(Server {
+            shared,
+            auth,
+            acct,
+            poll_interval: config.cache.poll_interval.0,
+            writer,
+        })
+    }
+
+    /// The bound authentication address (useful with port 0).
+    pub fn auth_addr(&self) -> std::io::Result<SocketAddr> {
+        self.auth.local_addr()
+    }
+
+    /// The bound accounting address.
+    pub fn acct_addr(&self) -> std::io::Result<SocketAddr> {
+        self.acct.local_addr()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Forgets cached registry entries (after a change made in this process).
+    pub fn invalidate_cache(&self) {
+        self.shared.cache.invalidate();
+    }
+
+    /// Serves until `shutdown` completes; then stops reading, answers what is in flight (up
+    /// to 10 s), flushes the decision log and returns the counters.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Arc<Stats> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let auth = tokio::spawn(listen(
+            self.shared.clone(),
+            self.auth.clone(),
+            stop_rx.clone(),
+            Port::Auth,
+        ));
+        let acct = tokio::spawn(listen(
+            self.shared.clone(),
+            self.acct.clone(),
+            stop_rx.clone(),
+            Port::Acct,
+        ));
+        let watcher = tokio::spawn(watch_registry(
+            self.shared.clone(),
+            self.poll_interval,
+            stop_rx.clone(),
+        ));
+        let reporter = tokio::spawn(report(self.shared.stats.clone(), stop_rx));
+        tracing::info!(
+            auth = %self.auth.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            acct = %self.acct.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            clients = self.shared.clients.len(),
+            "RADIUS server listening"
+        );
+        shutdown.await;
+        tracing::info!("shutting down: no new requests; answering those in flight");
+        let _ = stop_tx.send(true);
+        let _ = auth.await;
+        let _ = acct.await;
+        let _ = watcher.await;
+        let _ = reporter.await;
+        let deadline = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(deadline);
+        loop {
+            let idle = self.shared.inflight.idle.notified();
+            if self.shared.inflight.count.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = idle => {}
+                _ = &mut deadline => {
+                    tracing::warn!("requests still in flight after 10 s; stopping anyway");
+                    break;
+                }
+            }
+        }
+        // the writer ends after a last flush once its sender is gone
+        drop(lock(&self.shared.recorder).take());
+        let _ = self.writer.await;
+        tracing::info!(counters = %self.shared.stats, "stopped");
+        self.shared.stats.clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Auth,
+    Acct,
+}
+
+async fn listen(
+    shared: Arc<Shared>,
+    sock: Arc<UdpSocket>,
+    mut stop: watch::Receiver<bool>,
+    port: Port,
+) {
+    // one byte more than the largest packet, to tell an oversized datagram
+    let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
+    loop {
+        let (n, src) = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some systems
+                    tracing::debug!(error = %e, "receive failed");
+                    continue;
+                }
+            },
+        };
+        Stats::inc(&shared.stats.received);
+        match port {
+            Port::Auth => on_auth_packet(&shared, &sock, &buf[..n], src),
+            Port::Acct => on_acct_packet(&shared, &sock, &buf[..n], src),
+        }
+    }
+}
+
+fn send(sock: &Arc<UdpSocket>, reply: Vec<u8>, to: SocketAddr) {
+    match sock.try_send_to(&reply, to) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sock.send_to(&reply, to).await {
+                    tracing::warn!(error = %e, %to, "sending a reply failed");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, %to, "sending a reply failed"),
+    }
+}
+
+impl Shared {
+    fn client_for(&self, ip: IpAddr) -> Option<usize> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.network.contains(ip))
+            .max_by_key(|(_, c)| c.network.prefix())
+            .map(|(i, _)| i)
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlightGuard {
+        self.inflight.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.clone())
+    }
+
+    fn record(&self, record: Record) {
+        if let Some(r) = lock(&self.recorder).as_ref() {
+            r.record(record, &self.stats);
+        }
+    }
+
+    /// Common checks: known client, framing. Returns the client index and parsed packet.
+    fn admit<'a>(&self, data: &'a [u8], src: SocketAddr) -> Option<(usize, Packet<'a>)> {
+        let Some(ci) = self.client_for(src.ip()) else {
+            Stats::inc(&self.stats.dropped_unknown_client);
+            tracing::debug!(%src, "dropped: unknown client");
+            return None;
+        };
+        if data.len() > MAX_PACKET_LEN {
+            Stats::inc(&self.stats.dropped_malformed);
+            tracing::debug!(%src, client = %self.clients[ci].name, "dropped: datagram over 4096 bytes");
+            return None;
+        }
+        match Packet::parse(data) {
+            Ok(p) => Some((ci, p)),
+            Err(e) => {
+                Stats::inc(&self.stats.dropped_malformed);
+                tracing::debug!(%src, client = %self.clients[ci].name, error = %e, "dropped: malformed");
+                None
+            }
+        }
+    }
+
+    /// Duplicate check; true when the request is new and must be processed.
+    fn first_time(&self, sock: &Arc<UdpSocket>, key: Key) -> bool {
+        let seen = lock(&self.dedup).check(key, Instant::now());
+        match seen {
+            Seen::New => true,
+            Seen::InProgress => {
+                Stats::inc(&self.stats.duplicates);
+                false
+            }
+            Seen::Answered(reply) => {
+                Stats::inc(&self.stats.duplicates);
+                tracing::debug!(src = %key.src, id = key.id, "retransmission: repeating the reply");
+                send(sock, reply, key.src);
+                false
+            }
+        }
+    }
+}
+
+fn status_reply(code: u8, p: &Packet<'_>, secret: &[u8]) -> Vec<u8> {
+    let (mut buf, off) = Builder::with_message_authenticator(code, p.identifier()).into_unsigned();
+    sign_response(&mut buf, off, &p.authenticator(), secret);
+    buf
+}
+
+fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src: SocketAddr) {
+    let Some((ci, p)) = shared.admit(data, src) else {
+        return;
+    };
+    let client = &shared.clients[ci];
+    let secret = client.secret.expose().as_bytes();
+    let is_status = match p.code() {
+        code::ACCESS_REQUEST => false,
+        code::STATUS_SERVER => true,
+        other => {
+            Stats::inc(&shared.stats.dropped_unexpected_code);
+            tracing::debug!(%src, client = %client.name, code = dict::code::name(other), "dropped: not served on the authentication port");
+            return;
+        }
+    };
+    match check_request_ma(&p, secret) {
+        MaCheck::Valid => {}
+        MaCheck::Invalid => {
+            Stats::inc(&shared.stats.dropped_bad_authenticator);
+            tracing::debug!(%src, client = %client.name, "dropped: Message-Authenticator does not verify (wrong secret?)");
+            return;
+        }
+        MaCheck::Absent => {
+            // RFC 5997 and RFC 3579 require it on Status-Server and on EAP; config on the rest
+            if is_status || client.require_ma || p.attr(dict::EAP_MESSAGE).is_some() {
+                Stats::inc(&shared.stats.dropped_missing_message_authenticator);
+                tracing::debug!(%src, client = %client.name, "dropped: no Message-Authenticator (BlastRADIUS protection)");
+                return;
+            }
+        }
+    }
+    if is_status {
+        Stats::inc(&shared.stats.status);
+        send(sock, status_reply(code::ACCESS_ACCEPT, &p, secret), src);
+        return;
+    }
+    let key = Key {
+        src,
+        code: p.code(),
+        id: p.identifier(),
+        authenticator: p.authenticator(),
+    };
+    if !shared.first_time(sock, key) {
+        return;
+    }
+    let guard = shared.begin();
+    let username = p
+        .text(dict::USER_NAME)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            p.attr(dict::USER_NAME)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        });
+    let mut req = AuthRequest {
+        src,
+        client: ci,
+        key,
+        identifier: p.identifier(),
+        authenticator: p.authenticator(),
+        username,
+        mac: request::calling_station_mac(&p),
+        ssid: request::ssid(&p),
+        nas_ip: p
+            .ipv4(dict::NAS_IP_ADDRESS)
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| src.ip().to_string()),
+    };
+    let span = tracing::debug_span!(
+        "access_request",
+        nas = %client.name,
+        %src,
+        id = req.identifier,
+        user = %req.username,
+    );
+    let _enter = span.enter();
+
+    // only MAC authentication is served so far; EAP arrives with the EAP-TLS work
+    let early = if p.attr(dict::EAP_MESSAGE).is_some() {
+        Some(Decision::reject(
+            Reason::UnsupportedMethod,
+            "rejected: 802.1X EAP is not enabled on this server".to_string(),
+        ))
+    } else {
+        match request::mab(&p, secret) {
+            Ok(mac) if !client.mab => {
+                req.mac = Some(mac);
+                Some(Decision::reject(
+                    Reason::MabDisabled,
+                    format!(
+                        "rejected: MAC authentication is disabled for {}",
+                        client.name
+                    ),
+                ))
+            }
+            Ok(mac) => {
+                req.mac = Some(mac);
+                None
+            }
+            Err(problem) => Some(mab_problem(problem, &req.username)),
+        }
+    };
+    if let Some(decision) = early {
+        finish(shared, sock, &req, None, decision);
+        drop(guard);
+        return;
+    }
+    let Some(mac) = req.mac else {
+        // `mab` returned a MAC; unreachable, but never panic on a peer's packet
+        return;
+    };
+    match shared.cache.get(mac, Instant::now()) {
+        Lookup::Hit(subject) => {
+            decide_and_answer(shared, sock, &req, subject);
+            drop(guard);
+        }
+        Lookup::Miss(generation) => {
+            let shared = shared.clone();
+            let sock = sock.clone();
+            drop(_enter);
+            tokio::spawn(
+                async move {
+                    let _guard = guard;
+                    match load_subject(&*shared.store, mac).await {
+                        Ok(subject) => {
+                            shared
+                                .cache
+                                .store(mac, subject.clone(), generation, Instant::now());
+                            decide_and_answer(&shared, &sock, &req, subject);
+                        }
+                        Err(e) => {
+                            Stats::inc(&shared.stats.dropped_backend);
+                            lock(&shared.dedup).forget(&req.key);
+                            tracing::error!(error = %e, "registry lookup failed; request dropped");
+                        }
+                    }
+                }
+                .instrument(span.clone()),
+            );
+        }
+    }
+}
+
+fn mab_problem(problem: MabProblem, username: &str) -> Decision {
+    match problem {
+        MabProblem::NotMab => Decision::reject(
+            Reason::UnsupportedMethod,
+            format!("rejected: User-Name `{}` is not a MAC address and only MAC authentication is enabled", printable(username)),
+        ),
+        MabProblem::NoPassword | MabProblem::PasswordMismatch => Decision::reject(
+            Reason::MabBadPassword,
+            "rejected: the MAB password is not the device's MAC address".to_string(),
+        ),
+        MabProblem::MacMismatch {
+            user_name,
+            calling_station,
+        } => Decision::reject(
+            Reason::MacMismatch,
+            format!("rejected: User-Name says {user_name} but Calling-Station-Id says {calling_station}"),
+        ),
+    }
+}
+
+/// A peer's text for a message: control characters replaced, at most 64 characters.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+async fn load_subject(store: &dyn Store, mac: MacAddr) -> Result<Option<Subject>, StoreError> {
+    let Some(device) = store.device_by_mac(mac).await? else {
+        return Ok(None);
+    };
+    let Some(owner) = store.owner(&device.owner).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new((device, owner))))
+}
+
+fn decide_and_answer(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    req: &AuthRequest,
+    subject: Option<Subject>,
+) {
+    let client = &shared.clients[req.client];
+    let now = Utc::now();
+    let preq = policy::Request {
+        method: AuthMethod::Mab,
+        identity: &req.username,
+        mac: req.mac,
+        nas: &client.name,
+        ssid: req.ssid.as_deref(),
+    };
+    let decision = policy::decide(
+        &preq,
+        subject.as_deref().map(|(d, o)| (d, o)),
+        now,
+        &shared.rules,
+    );
+    finish(shared, sock, req, subject.as_ref(), decision);
+}
+
+fn finish(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    req: &AuthRequest,
+    subject: Option<&Subject>,
+    decision: Decision,
+) {
+    let client = &shared.clients[req.client];
+    let reply = match reply_packet(req, &decision, client.secret.expose().as_bytes()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode the reply; request dropped");
+            lock(&shared.dedup).forget(&req.key);
+            return;
+        }
+    };
+    lock(&shared.dedup).answered(&req.key, &reply);
+    send(sock, reply, req.src);
+    let accepted = decision.outcome == Outcome::Accept;
+    Stats::inc(if accepted {
+        &shared.stats.accepts
+    } else {
+        &shared.stats.rejects
+    });
+    tracing::debug!(
+        outcome = decision.outcome.as_str(),
+        reason = decision.reason.as_str(),
+        vlan = decision.vlan.map(|v| v.get()),
+        mac = req.mac.map(|m| m.to_string()),
+        "{}",
+        decision.message
+    );
+    let now = Utc::now().trunc_subsecs(6);
+    let device = subject.map(|s| &s.0);
+    let owner = subject.map(|s| &s.1);
+    if let (true, Some(d)) = (accepted, device) {
+        shared.record(Record::Seen(Sighting {
+            device_id: d.id,
+            at: now,
+            nas: client.name.clone(),
+            ssid: req.ssid.clone(),
+        }));
+    }
+    shared.record(Record::Decision(DecisionRecord {
+        id: 0,
+        at: now,
+        nas: client.name.clone(),
+        nas_ip: Some(req.nas_ip.clone()),
+        username: req.username.chars().take(253).collect(),
+        mac: req.mac,
+        ssid: req.ssid.clone(),
+        method: AuthMethod::Mab.as_str().to_string(),
+        device_id: device.map(|d| d.id),
+        owner: owner.map(|o| o.username.clone()),
+        outcome: decision.outcome.as_str().to_string(),
+        vlan: decision.vlan.map(|v| v.get()),
+        reason: decision.reason.as_str().to_string(),
+        message: decision.message,
+    }));
+}
+
+fn reply_packet(
+    req: &AuthRequest,
+    decision: &Decision,
+    secret: &[u8],
+) -> Result<Vec<u8>, crate::radius::EncodeError> {
+    let accepted = decision.outcome == Outcome::Accept;
+    let code = if accepted {
+        code::ACCESS_ACCEPT
+    } else {
+        code::ACCESS_REJECT
+    };
+    let mut b = Builder::with_message_authenticator(code, req.identifier);
+    if accepted {
+        if let Some(vlan) = decision.vlan {
+            // RFC 3580 §3.31: the three tunnel attributes, untagged (tag 0)
+            b.add_tagged_u32(dict::TUNNEL_TYPE, 0, dict::TUNNEL_TYPE_VLAN)?;
+            b.add_tagged_u32(dict::TUNNEL_MEDIUM_TYPE, 0, dict::TUNNEL_MEDIUM_IEEE_802)?;
+            b.add_text(dict::TUNNEL_PRIVATE_GROUP_ID, &vlan.get().to_string())?;
+        }
+        if let Some(t) = decision.session_timeout {
+            b.add_u32(dict::SESSION_TIMEOUT, t)?;
+            // re-authenticate at the timeout rather than just cut off: the next decision
+            // applies the contract end and compliance then
+            b.add_u32(dict::TERMINATION_ACTION, 1)?;
+        }
+        if let Some(class) = &decision.class {
+            b.add_text(dict::CLASS, class)?;
+        }
+    }
+    let (mut buf, off) = b.into_unsigned();
+    sign_response(&mut buf, off, &req.authenticator, secret);
+    Ok(buf)
+}
+
+fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src: SocketAddr) {
+    let Some((ci, p)) = shared.admit(data, src) else {
+        return;
+    };
+    let client = &shared.clients[ci];
+    let secret = client.secret.expose().as_bytes();
+    match p.code() {
+        code::ACCOUNTING_REQUEST => {}
+        code::STATUS_SERVER => {
+            if check_request_ma(&p, secret) != MaCheck::Valid {
+                Stats::inc(&shared.stats.dropped_bad_authenticator);
+                return;
+            }
+            Stats::inc(&shared.stats.status);
+            send(
+                sock,
+                status_reply(code::ACCOUNTING_RESPONSE, &p, secret),
+                src,
+            );
+            return;
+        }
+        other => {
+            Stats::inc(&shared.stats.dropped_unexpected_code);
+            tracing::debug!(%src, client = %client.name, code = dict::code::name(other), "dropped: not served on the accounting port");
+            return;
+        }
+    }
+    if !check_accounting_authenticator(&p, secret)
+        || check_request_ma(&p, secret) == MaCheck::Invalid
+    {
+        Stats::inc(&shared.stats.dropped_bad_authenticator);
+        tracing::debug!(%src, client = %client.name, "dropped: accounting authenticator does not verify (wrong secret?)");
+        return;
+    }
+    let key = Key {
+        src,
+        code: p.code(),
+        id: p.identifier(),
+        authenticator: p.authenticator(),
+    };
+    if !shared.first_time(sock, key) {
+        return;
+    }
+    let guard = shared.begin();
+    let action = acct::read(
+        &p,
+        &client.name,
+        src.ip().to_string(),
+        Utc::now().trunc_subsecs(6),
+    );
+    let identifier = p.identifier();
+    let authenticator = p.authenticator();
+    let shared = shared.clone();
+    let sock = sock.clone();
+    let span =
+        tracing::debug_span!("accounting_request", nas = %client.name, %src, id = identifier);
+    tokio::spawn(
+        async move {
+            let _guard = guard;
+            let client = &shared.clients[ci];
+            let stored = match action {
+                AcctAction::Session(mut u) => {
+                    if u.device_id.is_none() {
+                        if let Some(mac) = u.mac {
+                            if let Ok(Some(s)) = load_subject(&*shared.store, mac).await {
+                                u.device_id = Some(s.0.id);
+                                u.owner = Some(s.1.username.clone());
+                            }
+                        }
+                    }
+                    tracing::debug!(kind = ?u.kind, session = %u.acct_session_id, "accounting");
+                    shared.store.record_accounting(&u).await
+                }
+                AcctAction::NasRestart(cause) => {
+                    match shared
+                        .store
+                        .close_sessions(&client.name, Utc::now().trunc_subsecs(6), cause)
+                        .await
+                    {
+                        Ok(n) => {
+                            tracing::info!(nas = %client.name, closed = n, cause, "NAS restarted: open sessions closed");
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                AcctAction::Ignore(why) => {
+                    tracing::debug!(why, "accounting request not stored");
+                    Ok(())
+                }
+            };
+            match stored {
+                Ok(()) => {
+                    // no Message-Authenticator: RFC 2866 does not define one here, and
+                    // implementations disagree on its input (FreeRADIUS zeroes the vector);
+                    // the Response Authenticator already covers the reply
+                    let (mut buf, off) =
+                        Builder::new(code::ACCOUNTING_RESPONSE, identifier).into_unsigned();
+                    sign_response(&mut buf, off, &authenticator, client.secret.expose().as_bytes());
+                    lock(&shared.dedup).answered(&key, &buf);
+                    Stats::inc(&shared.stats.accounting);
+                    send(&sock, buf, src);
+                }
+                Err(e) => {
+                    // no answer: the NAS retransmits, and the retransmission is processed anew
+                    Stats::inc(&shared.stats.dropped_backend);
+                    lock(&shared.dedup).forget(&key);
+                    tracing::error!(error = %e, "storing accounting failed; not answered");
+                }
+            }
+        }
+        .instrument(span),
+    );
+}
+
+async fn watch_registry(shared: Arc<Shared>, poll: Duration, mut stop: watch::Receiver<bool>) {
+    match shared.store.watch_changes().await {
+        Ok(Some(mut changes)) => loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                c = changes.recv() => match c {
+                    Some(()) => shared.cache.invalidate(),
+                    None => return,
+                },
+            }
+        },
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for registry changes; polling instead");
+        }
+    }
+    let mut last = shared.store.change_marker().await.ok();
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        match shared.store.change_marker().await {
+            Ok(m) if Some(m) != last => {
+                last = Some(m);
+                shared.cache.invalidate();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "registry change poll failed; cache dropped");
+                shared.cache.invalidate();
+                last = None;
+            }
+        }
+    }
+}
+
+async fn report(stats: Arc<Stats>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    let mut last = String::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let now = stats.to_string();
+        if now != last {
+            tracing::info!(counters = %now, "RADIUS counters");
+            last = now;
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The decision log writer: decisions and device sightings go through a bounded queue to one
+//! task that stores them in batches (one transaction per batch), so the hot path never waits
+//! for the database. Flushed on shutdown; old decisions purged per the retention period.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::activity::{DecisionRecord, Sighting};
+use crate::registry::Store;
+
+use super::stats::Stats;
+
+/// Something to store.
+#[derive(Debug)]
+pub enum Record {
+    /// An access decision.
+    Decision(DecisionRecord),
+    /// A device authenticated.
+    Seen(Sighting),
+}
+
+/// The sending side, cloned into the listeners.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Record>,
+}
+
+impl Recorder {
+    /// Starts the writer task. It ends, after a last flush, when every `Recorder` is dropped.
+    pub fn start(
+        store: Arc<dyn Store>,
+        stats: Arc<Stats>,
+        retention: chrono::Duration,
+    ) -> (Recorder, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(65_536);
+        let handle = tokio::spawn(write_loop(store, stats, rx, retention));
+        (Recorder { tx }, handle)
+    }
+
+    /// Queues a record; when the queue is full the record is counted as lost, never awaited.
+    pub fn record(&self, record: Record, stats: &Stats) {
+        if self.tx.try_send(record).is_err() {
+            Stats::inc(&stats.decisions_lost);
+        }
+    }
+}
+
+const BATCH: usize = 2_000;
+
+async fn write_loop(
+    store: Arc<dyn Store>,
+    stats: Arc<Stats>,
+    mut rx: mpsc::Receiver<Record>,
+    retention: chrono::Duration,
+) {
+    let mut buf = Vec::with_capacity(BATCH);
+    let mut purge = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut buf, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                flush(&*store, &stats, &mut buf).await;
+            }
+            _ = purge.tick() => {
+                let before = Utc::now() - retention;
+                match store.purge_decisions(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, %before, "purged old decisions"),
+                    Err(e) => tracing::warn!(error = %e, "purging old decisions failed"),
+                }
+            }
+        }
+    }
+    flush(&*store, &stats, &mut buf).await;
+}
+
+async fn flush(store: &dyn Store, stats: &Stats, buf: &mut Vec<Record>) {
+    if buf.is_empty() {
+        return;
+    }
+    let mut decisions = Vec::with_capacity(buf.len());
+    let mut seen: HashMap<uuid::Uuid, Sighting> = HashMap::new();
+    for r in buf.drain(..) {
+        match r {
+            Record::Decision(d) => decisions.push(d),
+            Record::Seen(s) => {
+                seen.insert(s.device_id, s);
+            }
+        }
+    }
+    if !decisions.is_empty() {
+        if let Err(e) = store.insert_decisions(&decisions).await {
+            tracing::error!(error = %e, count = decisions.len(), "storing decisions failed");
+            stats
+                .decisions_lost
+                .fetch_add(decisions.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    if !seen.is_empty() {
+        let seen: Vec<Sighting> = seen.into_values().collect();
+        if let Err(e) = store.record_sightings(&seen).await {
+            tracing::warn!(error = %e, "storing last-seen times failed");
+        }
+    }
+}

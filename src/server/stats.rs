@@ -1,0 +1,73 @@
+//! Counters of what the server did with each packet: answered, dropped and why.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($name:ident: $doc:literal),+ $(,)?) => {
+        /// Packet counters, updated lock-free from the listeners.
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $(#[doc = $doc] pub $name: AtomicU64,)+
+        }
+
+        impl Stats {
+            /// `(name, value)` of every counter.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)+]
+            }
+        }
+    };
+}
+
+counters! {
+    received: "Datagrams read from either socket.",
+    accepts: "Access-Accepts sent (first answers, not repeats).",
+    rejects: "Access-Rejects sent (first answers, not repeats).",
+    accounting: "Accounting-Responses sent after storing.",
+    status: "Status-Server requests answered.",
+    duplicates: "Retransmissions answered from the reply cache (or dropped while in progress).",
+    dropped_unknown_client: "Dropped: source address matches no configured client.",
+    dropped_malformed: "Dropped: not a well-formed RADIUS packet.",
+    dropped_missing_message_authenticator: "Dropped: Access-Request without Message-Authenticator where one is required.",
+    dropped_bad_authenticator: "Dropped: Message-Authenticator or Request Authenticator does not verify.",
+    dropped_unexpected_code: "Dropped: a code this port does not serve.",
+    dropped_backend: "Dropped: the registry could not be read or written; the NAS will retry.",
+    decisions_lost: "Decision records not stored because the writer fell behind.",
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// All packets dropped, for any reason.
+    pub fn dropped(&self) -> u64 {
+        [
+            &self.dropped_unknown_client,
+            &self.dropped_malformed,
+            &self.dropped_missing_message_authenticator,
+            &self.dropped_bad_authenticator,
+            &self.dropped_unexpected_code,
+            &self.dropped_backend,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, v) in self.snapshot() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            write!(f, "{name}={v}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,803 @@
+//! The RADIUS server end to end, on both stores: our server on real UDP sockets, FreeRADIUS's
+//! `radclient` (Debian `freeradius-utils`) as the access point, assertions on the packets it
+//! prints and on the rows stored. Raw sockets only where radclient cannot do the thing
+//! (a retransmission, a malformed packet).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Days, SubsecRound, Utc};
+use poortwachter::activity::{DecisionFilter, SessionFilter};
+use poortwachter::config::Config;
+use poortwachter::mac::MacAddr;
+use poortwachter::model::{Compliance, DeviceKind, NewDevice, NewOwner, Role};
+use poortwachter::radius::crypto::{check_response, encode_user_password, sign_request};
+use poortwachter::radius::dict::{self, code};
+use poortwachter::radius::{Builder, Packet};
+use poortwachter::registry::{Change, DeviceRef, Registry, Rules};
+use poortwachter::server::stats::Stats;
+use poortwachter::server::Server;
+use support::{Backend, TestDb};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+const SECRET: &str = "radclient-test-secret-0123";
+
+fn config(url: &str, clients: &str, extra: &str) -> Config {
+    let text = format!(
+        r#"
+[database]
+url = "{url}"
+
+[radius]
+auth_listen = "127.0.0.1:0"
+acct_listen = "127.0.0.1:0"
+{clients}
+
+[vlans]
+workspace = 100
+guest = 200
+quarantine = 666
+
+[policy]
+compliance_max_age = "30d"
+session_timeout = "8h"
+{extra}
+"#
+    );
+    Config::from_toml(&text, Path::new("test.toml"), Vec::new()).expect("test config")
+}
+
+fn local_client() -> String {
+    format!(
+        "[[radius.clients]]\nname = \"ap-test\"\nnetwork = \"127.0.0.1/32\"\nsecret = \"{SECRET}\"\n"
+    )
+}
+
+/// A server on ephemeral ports over a fresh registry.
+struct Rig {
+    db: TestDb,
+    registry: Registry,
+    auth: SocketAddr,
+    acct: SocketAddr,
+    stats: Arc<Stats>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Arc<Stats>>>,
+}
+
+impl Rig {
+    async fn start(backend: Backend, clients: &str, extra: &str) -> Rig {
+        let db = TestDb::new(backend).await;
+        let cfg = config(&db.url, clients, extra);
+        let registry = Registry::connect(
+            &cfg.database.url,
+            4,
+            Rules {
+                max_devices_per_owner: 5,
+                timezone: cfg.policy.timezone,
+            },
+        )
+        .await
+        .expect("connect");
+        registry.migrate().await.expect("migrate");
+        let server = Server::bind(&cfg, registry.store_arc())
+            .await
+            .expect("bind");
+        let auth = server.auth_addr().expect("auth addr");
+        let acct = server.acct_addr().expect("acct addr");
+        let stats = server.stats();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Rig {
+            db,
+            registry,
+            auth,
+            acct,
+            stats,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server (flushing the decision log).
+    async fn stop(&mut self) -> Arc<Stats> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await.expect("server task"),
+            None => self.stats.clone(),
+        }
+    }
+
+    fn counter(&self, f: impl Fn(&Stats) -> &std::sync::atomic::AtomicU64) -> u64 {
+        f(&self.stats).load(Ordering::Relaxed)
+    }
+}
+
+/// What radclient printed about the reply.
+#[derive(Debug)]
+struct Reply {
+    code: Option<String>,
+    attrs: Vec<(String, String)>,
+    output: String,
+}
+
+impl Reply {
+    fn attr(&self, name: &str) -> Option<&str> {
+        // radclient prints tagged attributes as `Name:tag`
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name || k.split_once(':').is_some_and(|(n, _)| n == name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs `radclient -x` once (no retries) with `attrs` on stdin.
+async fn radclient(to: SocketAddr, kind: &str, secret: &str, attrs: &str) -> Reply {
+    let mut child = tokio::process::Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", "1", &to.to_string(), kind, secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("radclient not found: install Debian's freeradius-utils (scripts/test does)");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(attrs.as_bytes()).await.expect("write");
+    }
+    let out = child.wait_with_output().await.expect("radclient ran");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut code = None;
+    let mut attrs = Vec::new();
+    let mut in_reply = false;
+    for line in output.lines() {
+        if let Some(rest) = line.strip_prefix("Received ") {
+            code = rest.split_whitespace().next().map(str::to_string);
+            in_reply = true;
+            continue;
+        }
+        if line.starts_with("Sent ") {
+            in_reply = false;
+        }
+        if in_reply {
+            if let Some((k, v)) = line.trim().split_once(" = ") {
+                attrs.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+            }
+        }
+    }
+    Reply {
+        code,
+        attrs,
+        output,
+    }
+}
+
+/// radclient prints octets as `0x...`: the text inside.
+fn text_of(v: &str) -> String {
+    match v.strip_prefix("0x") {
+        Some(hex) => {
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        None => v.to_string(),
+    }
+}
+
+fn mab_attrs(mac: &str) -> String {
+    format!(
+        "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{}\"\n\
+         Called-Station-Id = \"00-11-22-33-44-55:Gemeente-Werkplek\"\nNAS-IP-Address = 127.0.0.1\n\
+         NAS-Port-Type = Wireless-802.11\nService-Type = Call-Check\nMessage-Authenticator = 0x00\n",
+        mac.to_uppercase()
+    )
+}
+
+fn owner(username: &str, role: Role, until: Option<chrono::NaiveDate>) -> NewOwner {
+    NewOwner {
+        username: username.into(),
+        display_name: format!("Test {username}"),
+        email: None,
+        role,
+        department: None,
+        valid_from: None,
+        valid_until: until,
+    }
+}
+
+async fn device(reg: &Registry, owner: &str, mac: &str, change: &Change) -> uuid::Uuid {
+    let new = NewDevice {
+        owner: owner.into(),
+        macs: vec![MacAddr::parse_any(mac).expect("mac")],
+        label: format!("laptop {mac}"),
+        kind: DeviceKind::Laptop,
+    };
+    reg.register_device(new, change).await.expect("register").id
+}
+
+async fn compliance(reg: &Registry, id: uuid::Uuid, c: Compliance, change: &Change) {
+    reg.set_compliance(&DeviceRef::Id(id), c, Some("test".into()), change)
+        .await
+        .expect("compliance");
+}
+
+fn ict() -> Change {
+    Change::by("ict.test")
+}
+
+fn days_ago(n: u64) -> Change {
+    Change {
+        actor: "ict.test".into(),
+        now: (Utc::now() - Days::new(n)).trunc_subsecs(6),
+    }
+}
+
+fn today() -> chrono::NaiveDate {
+    Utc::now()
+        .with_timezone(&chrono_tz::Europe::Amsterdam)
+        .date_naive()
+}
+
+/// The registry the decision table runs against.
+async fn seed(reg: &Registry) {
+    let now = ict();
+    let month_ago = days_ago(40);
+    let later = today() + Days::new(60);
+    let ended = today() - Days::new(3);
+    reg.add_owner(owner("s.staff", Role::Staff, None), &month_ago)
+        .await
+        .expect("owner");
+    reg.add_owner(owner("t.temp", Role::Temp, Some(later)), &now)
+        .await
+        .expect("owner");
+    reg.add_owner(owner("i.intern", Role::Intern, Some(later)), &now)
+        .await
+        .expect("owner");
+    reg.add_owner(owner("o.oud", Role::Temp, Some(ended)), &month_ago)
+        .await
+        .expect("owner");
+    reg.add_owner(owner("d.dicht", Role::Staff, None), &now)
+        .await
+        .expect("owner");
+
+    let a = device(reg, "s.staff", "02-00-00-00-00-01", &month_ago).await;
+    compliance(reg, a, Compliance::Compliant, &now).await;
+    let b = device(reg, "t.temp", "02-00-00-00-00-02", &now).await;
+    compliance(reg, b, Compliance::Compliant, &now).await;
+    let c = device(reg, "s.staff", "02-00-00-00-00-03", &month_ago).await;
+    compliance(reg, c, Compliance::Noncompliant, &now).await;
+    let d = device(reg, "s.staff", "02-00-00-00-00-04", &month_ago).await;
+    compliance(reg, d, Compliance::Compliant, &month_ago).await; // 40 days old: stale
+    let e = device(reg, "s.staff", "02-00-00-00-00-05", &month_ago).await;
+    compliance(reg, e, Compliance::Compliant, &now).await;
+    reg.set_device_status(
+        &DeviceRef::Id(e),
+        poortwachter::model::DeviceStatus::Revoked,
+        Some("left the municipality".into()),
+        &now,
+    )
+    .await
+    .expect("revoke");
+    let f = device(reg, "o.oud", "02-00-00-00-00-06", &month_ago).await;
+    compliance(reg, f, Compliance::Compliant, &now).await;
+    let g = device(reg, "d.dicht", "02-00-00-00-00-07", &now).await;
+    compliance(reg, g, Compliance::Compliant, &now).await;
+    reg.set_owner_disabled("d.dicht", true, &now)
+        .await
+        .expect("disable");
+    let h = device(reg, "i.intern", "02-00-00-00-00-08", &now).await;
+    compliance(reg, h, Compliance::Unknown, &now).await;
+}
+
+both_stores!(mab_decision_table, |backend| async move {
+    let mut rig = Rig::start(backend, &local_client(), "").await;
+    seed(&rig.registry).await;
+    let cases: &[(&str, &str, Option<&str>, &str)] = &[
+        (
+            "02-00-00-00-00-01",
+            "Access-Accept",
+            Some("100"),
+            "compliant",
+        ),
+        (
+            "02-00-00-00-00-02",
+            "Access-Accept",
+            Some("200"),
+            "compliant",
+        ),
+        (
+            "02-00-00-00-00-03",
+            "Access-Accept",
+            Some("666"),
+            "noncompliant",
+        ),
+        (
+            "02-00-00-00-00-04",
+            "Access-Accept",
+            Some("666"),
+            "compliance_stale",
+        ),
+        (
+            "02-00-00-00-00-08",
+            "Access-Accept",
+            Some("666"),
+            "compliance_unknown",
+        ),
+        ("02-00-00-00-00-05", "Access-Reject", None, "device_revoked"),
+        ("02-00-00-00-00-06", "Access-Reject", None, "owner_expired"),
+        ("02-00-00-00-00-07", "Access-Reject", None, "owner_disabled"),
+        ("02-00-00-00-00-99", "Access-Reject", None, "unknown_device"),
+    ];
+    for (mac, want, vlan, reason) in cases {
+        let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs(mac)).await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some(*want),
+            "{mac}: {}",
+            reply.output
+        );
+        // every reply is signed, Message-Authenticator included (radclient checks it)
+        assert!(
+            reply.attr("Message-Authenticator").is_some(),
+            "{mac}: no Message-Authenticator in {}",
+            reply.output
+        );
+        match vlan {
+            Some(v) => {
+                assert_eq!(reply.attr("Tunnel-Type"), Some("VLAN"), "{}", reply.output);
+                assert_eq!(
+                    reply.attr("Tunnel-Medium-Type"),
+                    Some("IEEE-802"),
+                    "{}",
+                    reply.output
+                );
+                assert_eq!(
+                    reply.attr("Tunnel-Private-Group-Id"),
+                    Some(*v),
+                    "{}",
+                    reply.output
+                );
+                let timeout: u32 = reply
+                    .attr("Session-Timeout")
+                    .expect("Session-Timeout")
+                    .parse()
+                    .expect("number");
+                assert!(timeout > 0 && timeout <= 8 * 3600, "{timeout}");
+                let class = reply.attr("Class").map(text_of).unwrap_or_default();
+                assert!(
+                    class.starts_with("pw1;device=")
+                        && class.ends_with(&format!("reason={reason}")),
+                    "{class}: {}",
+                    reply.output
+                );
+            }
+            None => {
+                assert!(
+                    reply.attr("Tunnel-Private-Group-Id").is_none(),
+                    "{}",
+                    reply.output
+                );
+            }
+        }
+    }
+    // the temp's Session-Timeout never reaches past the contract end
+    let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-02")).await;
+    let timeout: i64 = reply
+        .attr("Session-Timeout")
+        .expect("Session-Timeout")
+        .parse()
+        .expect("number");
+    assert!(timeout <= 8 * 3600);
+
+    rig.stop().await;
+    assert_eq!(rig.counter(|s| &s.accepts), 6);
+    assert_eq!(rig.counter(|s| &s.rejects), 4);
+    // every decision stored, with its reason
+    for (mac, want, vlan, reason) in cases {
+        let found = rig
+            .registry
+            .store()
+            .decisions(&DecisionFilter {
+                mac: Some(MacAddr::parse_any(mac).expect("mac")),
+                username: None,
+                limit: Some(5),
+            })
+            .await
+            .expect("decisions");
+        let latest = found
+            .first()
+            .unwrap_or_else(|| panic!("no decision for {mac}"));
+        assert_eq!(latest.reason, *reason, "{mac}");
+        assert_eq!(
+            latest.outcome,
+            if *want == "Access-Accept" {
+                "accept"
+            } else {
+                "reject"
+            }
+        );
+        assert_eq!(latest.vlan.map(|v| v.to_string()).as_deref(), *vlan);
+        assert_eq!(latest.nas, "ap-test");
+        assert_eq!(latest.ssid.as_deref(), Some("Gemeente-Werkplek"));
+    }
+    let expired = rig
+        .registry
+        .store()
+        .decisions(&DecisionFilter {
+            mac: None,
+            username: Some("O.OUD".into()),
+            limit: Some(1),
+        })
+        .await
+        .expect("decisions");
+    let ended = (today() - Days::new(3)).to_string();
+    assert!(
+        expired[0].message.contains("o.oud") && expired[0].message.contains(&ended),
+        "{}",
+        expired[0].message
+    );
+    // an accepted device is marked last seen
+    let seen = rig
+        .registry
+        .store()
+        .device_by_mac(MacAddr::parse_any("02-00-00-00-00-01").expect("mac"))
+        .await
+        .expect("read")
+        .expect("device");
+    assert_eq!(seen.last_seen_nas.as_deref(), Some("ap-test"));
+    assert_eq!(seen.last_seen_ssid.as_deref(), Some("Gemeente-Werkplek"));
+    assert_eq!(rig.db.count("decisions").await, 10);
+});
+
+both_stores!(
+    refused_requests_get_no_answer_and_are_counted,
+    |backend| async move {
+        let mut rig = Rig::start(backend, &local_client(), "").await;
+        seed(&rig.registry).await;
+
+        // wrong secret: the Message-Authenticator fails
+        let reply = radclient(
+            rig.auth,
+            "auth",
+            "not-the-right-secret-xx",
+            &mab_attrs("02-00-00-00-00-01"),
+        )
+        .await;
+        assert_eq!(reply.code, None, "{}", reply.output);
+        assert_eq!(rig.counter(|s| &s.dropped_bad_authenticator), 1);
+
+        // no Message-Authenticator (BlastRADIUS): dropped
+        let attrs = mab_attrs("02-00-00-00-00-01").replace("Message-Authenticator = 0x00\n", "");
+        let reply = radclient(rig.auth, "auth", SECRET, &attrs).await;
+        assert_eq!(reply.code, None, "{}", reply.output);
+        assert_eq!(rig.counter(|s| &s.dropped_missing_message_authenticator), 1);
+
+        // malformed packets over a raw socket: truncated, bad length, attribute overflow, oversize
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let mut overflow = vec![1u8, 9, 0, 24];
+        overflow.extend_from_slice(&[0; 16]);
+        overflow.extend_from_slice(&[1, 40, b'a', b'b']);
+        let mut zero_len_attr = vec![1u8, 10, 0, 22];
+        zero_len_attr.extend_from_slice(&[0; 16]);
+        zero_len_attr.extend_from_slice(&[1, 0]);
+        let bad: Vec<Vec<u8>> = vec![
+            vec![1, 2, 3],
+            {
+                let mut p = vec![1u8, 5, 0x10, 0x01];
+                p.extend_from_slice(&[0; 16]);
+                p
+            },
+            overflow,
+            zero_len_attr,
+            vec![1u8; 5000],
+        ];
+        for b in &bad {
+            sock.send_to(b, rig.auth).await.expect("send");
+        }
+        let mut buf = [0u8; 4096];
+        let got = tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await;
+        assert!(got.is_err(), "a malformed packet was answered");
+        assert_eq!(rig.counter(|s| &s.dropped_malformed), bad.len() as u64);
+
+        // the server still answers afterwards
+        let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-01")).await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some("Access-Accept"),
+            "{}",
+            reply.output
+        );
+
+        // Status-Server (RFC 5997) is answered, with a Message-Authenticator
+        let reply = radclient(rig.auth, "status", SECRET, "Message-Authenticator = 0x00\n").await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some("Access-Accept"),
+            "{}",
+            reply.output
+        );
+        assert_eq!(rig.counter(|s| &s.status), 1);
+
+        let stats = rig.stop().await;
+        assert_eq!(stats.accepts.load(Ordering::Relaxed), 1);
+        // nothing stored for the dropped requests
+        assert_eq!(rig.db.count("decisions").await, 1);
+    }
+);
+
+both_stores!(unknown_client_is_ignored, |backend| async move {
+    let clients = format!(
+        "[[radius.clients]]\nname = \"elsewhere\"\nnetwork = \"10.1.0.0/16\"\nsecret = \"{SECRET}\"\n"
+    );
+    let mut rig = Rig::start(backend, &clients, "").await;
+    seed(&rig.registry).await;
+    let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-01")).await;
+    assert_eq!(reply.code, None, "{}", reply.output);
+    rig.stop().await;
+    assert_eq!(rig.counter(|s| &s.dropped_unknown_client), 1);
+    assert_eq!(rig.db.count("decisions").await, 0);
+});
+
+/// An Access-Request for `mac` signed with our codec: identifier and authenticator fixed.
+fn raw_mab(mac: &str, id: u8, authenticator: [u8; 16]) -> Vec<u8> {
+    let mut b = Builder::with_message_authenticator(code::ACCESS_REQUEST, id);
+    b.add_text(dict::USER_NAME, mac).expect("fits");
+    b.add(
+        dict::USER_PASSWORD,
+        &encode_user_password(mac.as_bytes(), SECRET.as_bytes(), &authenticator),
+    )
+    .expect("fits");
+    b.add_text(dict::CALLING_STATION_ID, mac).expect("fits");
+    let (mut buf, off) = b.into_unsigned();
+    sign_request(&mut buf, off, &authenticator, SECRET.as_bytes());
+    buf
+}
+
+both_stores!(
+    retransmission_gets_the_identical_reply,
+    |backend| async move {
+        let mut rig = Rig::start(backend, &local_client(), "").await;
+        seed(&rig.registry).await;
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let auth = [0x5a; 16];
+        let request = raw_mab("02-00-00-00-00-01", 77, auth);
+        let mut replies = Vec::new();
+        for _ in 0..3 {
+            sock.send_to(&request, rig.auth).await.expect("send");
+            let mut buf = [0u8; 4096];
+            let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+                .await
+                .expect("an answer")
+                .expect("recv");
+            replies.push(buf[..n].to_vec());
+        }
+        assert_eq!(replies[0], replies[1]);
+        assert_eq!(replies[0], replies[2]);
+        let p = Packet::parse(&replies[0]).expect("reply parses");
+        assert_eq!(p.code(), code::ACCESS_ACCEPT);
+        assert!(check_response(&p, &auth, SECRET.as_bytes(), true));
+        // a new request (new authenticator, same id) is a new decision
+        sock.send_to(&raw_mab("02-00-00-00-00-01", 77, [0x6b; 16]), rig.auth)
+            .await
+            .expect("send");
+        let mut buf = [0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("recv");
+        rig.stop().await;
+        assert_eq!(rig.counter(|s| &s.duplicates), 2);
+        assert_eq!(rig.counter(|s| &s.accepts), 2);
+        assert_eq!(rig.db.count("decisions").await, 2);
+    }
+);
+
+both_stores!(accounting_start_interim_stop, |backend| async move {
+    let mut rig = Rig::start(backend, &local_client(), "").await;
+    seed(&rig.registry).await;
+    let base = "Acct-Session-Id = \"sess-0001\"\nUser-Name = \"02-00-00-00-00-01\"\n\
+                Calling-Station-Id = \"02-00-00-00-00-01\"\n\
+                Called-Station-Id = \"00-11-22-33-44-55:Gemeente-Werkplek\"\n\
+                NAS-IP-Address = 127.0.0.1\nNAS-Port = 7\nFramed-IP-Address = 10.20.0.5\n";
+    let start = format!("{base}Acct-Status-Type = Start\n");
+    let reply = radclient(rig.acct, "acct", SECRET, &start).await;
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        reply.output
+    );
+    let active = rig
+        .registry
+        .store()
+        .sessions(&SessionFilter {
+            active_only: true,
+            mac: None,
+            limit: None,
+        })
+        .await
+        .expect("sessions");
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].acct_session_id, "sess-0001");
+    assert_eq!(active[0].owner.as_deref(), Some("s.staff"));
+    assert_eq!(active[0].framed_ip.as_deref(), Some("10.20.0.5"));
+    assert_eq!(active[0].ssid.as_deref(), Some("Gemeente-Werkplek"));
+    assert_eq!(active[0].nas_port, Some(7));
+
+    let interim = format!(
+        "{base}Acct-Status-Type = Interim-Update\nAcct-Session-Time = 60\nAcct-Input-Octets = 1000\nAcct-Output-Octets = 2000\n"
+    );
+    let reply = radclient(rig.acct, "acct", SECRET, &interim).await;
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        reply.output
+    );
+    let stop = format!(
+        "{base}Acct-Status-Type = Stop\nAcct-Session-Time = 120\nAcct-Input-Octets = 5000\n\
+         Acct-Input-Gigawords = 1\nAcct-Output-Octets = 7000\nAcct-Terminate-Cause = User-Request\n"
+    );
+    let reply = radclient(rig.acct, "acct", SECRET, &stop).await;
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        reply.output
+    );
+    let all = rig
+        .registry
+        .store()
+        .sessions(&SessionFilter::default())
+        .await
+        .expect("sessions");
+    assert_eq!(all.len(), 1, "{all:?}");
+    let s = &all[0];
+    assert!(s.stopped_at.is_some());
+    assert_eq!(s.session_time, 120);
+    assert_eq!(s.input_octets, (1i64 << 32) + 5000);
+    assert_eq!(s.output_octets, 7000);
+    assert_eq!(s.terminate_cause.as_deref(), Some("User-Request"));
+
+    // Accounting-On closes what the NAS had open
+    let reply = radclient(
+        rig.acct,
+        "acct",
+        SECRET,
+        &start.replace("sess-0001", "sess-0002"),
+    )
+    .await;
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        reply.output
+    );
+    let reply = radclient(
+        rig.acct,
+        "acct",
+        SECRET,
+        "Acct-Status-Type = Accounting-On\nNAS-IP-Address = 127.0.0.1\nAcct-Session-Id = \"x\"\n",
+    )
+    .await;
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        reply.output
+    );
+    let active = rig
+        .registry
+        .store()
+        .sessions(&SessionFilter {
+            active_only: true,
+            mac: None,
+            limit: None,
+        })
+        .await
+        .expect("sessions");
+    assert!(active.is_empty(), "{active:?}");
+
+    // a wrong secret is not answered and not stored
+    let reply = radclient(
+        rig.acct,
+        "acct",
+        "not-the-right-secret-xx",
+        &start.replace("sess-0001", "sess-0003"),
+    )
+    .await;
+    assert_eq!(reply.code, None, "{}", reply.output);
+    rig.stop().await;
+    assert_eq!(rig.counter(|s| &s.dropped_bad_authenticator), 1);
+    assert_eq!(rig.db.count("sessions").await, 2);
+});
+
+both_stores!(
+    revoke_in_another_process_applies_to_the_next_login,
+    |backend| async move {
+        let mut rig = Rig::start(backend, &local_client(), "").await;
+        seed(&rig.registry).await;
+        let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-01")).await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some("Access-Accept"),
+            "{}",
+            reply.output
+        );
+        // a second registry connection plays the CLI in another process
+        let other = Registry::connect(
+            &rig.db.url,
+            1,
+            Rules {
+                max_devices_per_owner: 5,
+                timezone: chrono_tz::Europe::Amsterdam,
+            },
+        )
+        .await
+        .expect("connect");
+        let mac = MacAddr::parse_any("02-00-00-00-00-01").expect("mac");
+        other
+            .set_device_status(
+                &DeviceRef::Mac(mac),
+                poortwachter::model::DeviceStatus::Lost,
+                Some("stolen".into()),
+                &ict(),
+            )
+            .await
+            .expect("lost");
+        // PostgreSQL notifies at commit; SQLite is polled every 100 ms
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-01")).await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some("Access-Reject"),
+            "{}",
+            reply.output
+        );
+        // and a compliance change the same way
+        other
+            .set_compliance(
+                &DeviceRef::Mac(MacAddr::parse_any("02-00-00-00-00-02").expect("mac")),
+                Compliance::Noncompliant,
+                Some("antivirus off".into()),
+                &ict(),
+            )
+            .await
+            .expect("compliance");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-02")).await;
+        assert_eq!(
+            reply.attr("Tunnel-Private-Group-Id"),
+            Some("666"),
+            "{}",
+            reply.output
+        );
+        rig.stop().await;
+        let found = rig
+            .registry
+            .store()
+            .decisions(&DecisionFilter {
+                mac: Some(mac),
+                username: None,
+                limit: None,
+            })
+            .await
+            .expect("decisions");
+        assert_eq!(found[0].reason, "device_lost");
+        assert!(found[0].message.contains("stolen"), "{}", found[0].message);
+    }
+);
