@@ -761,3 +761,176 @@ fn the_shipped_config_runs_as_it_is() {
         "the registry holds personal data"
     );
 }
+
+/// A free UDP port on loopback (bound and released; the server binds it right after).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Runs radclient once; returns what it printed.
+fn radclient(port: u16, kind: &str, attrs: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("radclient")
+        .args([
+            "-x",
+            "-r",
+            "1",
+            "-t",
+            "1",
+            &format!("127.0.0.1:{port}"),
+            kind,
+            "test-secret-0123456789",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("radclient not found: install Debian's freeradius-utils (scripts/test does)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(attrs.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("radclient ran");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn mab(mac: &str) -> String {
+    format!(
+        "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{mac}\"\n\
+         Called-Station-Id = \"00-11-22-33-44-55:Gemeente-Werkplek\"\nMessage-Authenticator = 0x00\n"
+    )
+}
+
+/// Kills a process we started, by its PID, with SIGTERM.
+fn sigterm(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
+    let cli = Cli::new(b).await;
+    let auth = free_udp_port();
+    let acct = free_udp_port();
+    let text = config_text(&cli.db.url, 2)
+        .replace("127.0.0.1:18120", &format!("127.0.0.1:{auth}"))
+        .replace("127.0.0.1:18130", &format!("127.0.0.1:{acct}"));
+    std::fs::write(&cli.config, text).unwrap();
+    cli.ok(&[
+        "owner",
+        "add",
+        "j.devries",
+        "--name",
+        "Jan de Vries",
+        "--role",
+        "staff",
+    ]);
+    cli.ok(&[
+        "device",
+        "register",
+        "--owner",
+        "j.devries",
+        "--mac",
+        "3C-22-FB-00-00-01",
+        "--label",
+        "ThinkPad",
+    ]);
+    cli.ok(&["device", "compliance", "3c:22:fb:00:00:01", "compliant"]);
+
+    let mut server = Command::new(BIN)
+        .arg("--config")
+        .arg(&cli.config)
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .current_dir(cli.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    // ready when Status-Server is answered
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = radclient(auth, "status", "Message-Authenticator = 0x00\n");
+        if out.contains("Received Access-Accept") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never answered: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    let out = radclient(auth, "auth", &mab("3C-22-FB-00-00-01"));
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    assert!(out.contains("Tunnel-Private-Group-Id:0 = \"100\""), "{out}");
+
+    let out = radclient(
+        acct,
+        "acct",
+        "Acct-Status-Type = Start\nAcct-Session-Id = \"80000001\"\n\
+         Calling-Station-Id = \"3C-22-FB-00-00-01\"\nUser-Name = \"3c22fb000001\"\n",
+    );
+    assert!(out.contains("Received Accounting-Response"), "{out}");
+    let sessions = cli.ok(&["sessions", "--active"]);
+    assert!(
+        sessions.contains("80000001") && sessions.contains("j.devries"),
+        "{sessions}"
+    );
+
+    // a revoke from this other process applies to the next login
+    cli.ok(&[
+        "device",
+        "revoke",
+        "3c22fb000001",
+        "--reason",
+        "sold the laptop",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let out = radclient(auth, "auth", &mab("3C-22-FB-00-00-01"));
+    assert!(out.contains("Received Access-Reject"), "{out}");
+
+    sigterm(&server);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = server.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = server.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("accepts=1 rejects=1"), "{stderr}");
+    // the shared secret is never logged
+    assert!(!stderr.contains("test-secret-0123456789"), "{stderr}");
+
+    // flushed at shutdown: the helpdesk sees both decisions, newest first, in plain words
+    let why = cli.ok(&["why", "3c-22-fb-00-00-01"]);
+    let lines: Vec<&str> = why.lines().collect();
+    assert_eq!(lines.len(), 2, "{why}");
+    assert!(
+        lines[0].contains("revoked") && lines[0].contains("sold the laptop"),
+        "{why}"
+    );
+    assert!(lines[1].contains("workspace VLAN 100"), "{why}");
+    let why_user = cli.ok(&["why", "J.DeVries"]);
+    assert_eq!(why_user.lines().count(), 2, "{why_user}");
+    let nothing = cli.ok(&["why", "00:11:22:33:44:55"]);
+    assert!(nothing.contains("no decisions"), "{nothing}");
+});
