@@ -801,3 +801,65 @@ both_stores!(
         assert!(found[0].message.contains("stolen"), "{}", found[0].message);
     }
 );
+
+both_stores!(ipv6_listener_and_client, |backend| async move {
+    let clients = format!(
+        "[[radius.clients]]\nname = \"ap-v6\"\nnetwork = \"::1/128\"\nsecret = \"{SECRET}\"\n"
+    );
+    let db = TestDb::new(backend).await;
+    let text = format!(
+        "[database]\nurl = \"{}\"\n[radius]\nauth_listen = \"[::1]:0\"\nacct_listen = \"[::1]:0\"\n{clients}\n\
+         [vlans]\nworkspace = 100\nguest = 200\nquarantine = 666\n",
+        db.url
+    );
+    let cfg = Config::from_toml(&text, Path::new("v6.toml"), Vec::new()).expect("config");
+    let registry = Registry::connect(
+        &db.url,
+        2,
+        Rules {
+            max_devices_per_owner: 5,
+            timezone: cfg.policy.timezone,
+        },
+    )
+    .await
+    .expect("connect");
+    registry.migrate().await.expect("migrate");
+    seed(&registry).await;
+    let server = Server::bind(&cfg, registry.store_arc())
+        .await
+        .expect("bind");
+    let auth = server.auth_addr().expect("addr");
+    assert!(auth.is_ipv6());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    let reply = radclient(auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-02")).await;
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Access-Accept"),
+        "{}",
+        reply.output
+    );
+    assert_eq!(
+        reply.attr("Tunnel-Private-Group-Id"),
+        Some("200"),
+        "{}",
+        reply.output
+    );
+    let _ = tx.send(());
+    let stats = task.await.expect("server");
+    assert_eq!(stats.accepts.load(Ordering::Relaxed), 1);
+    let found = registry
+        .store()
+        .decisions(&DecisionFilter {
+            mac: None,
+            username: Some("t.temp".into()),
+            limit: None,
+        })
+        .await
+        .expect("decisions");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].nas, "ap-v6");
+    assert_eq!(found[0].nas_ip.as_deref(), Some("127.0.0.1"));
+});
