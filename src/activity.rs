@@ -38,6 +38,9 @@ pub struct DecisionRecord {
     pub reason: String,
     /// The reason in plain words.
     pub message: String,
+    /// Identical decisions (same MAC, client, outcome, reason, VLAN) folded into this row:
+    /// they happened within `log.decision_coalesce` before it.
+    pub repeats: u32,
 }
 
 /// Which decisions to read, newest first.
@@ -45,7 +48,7 @@ pub struct DecisionRecord {
 pub struct DecisionFilter {
     /// Decisions about this MAC.
     pub mac: Option<MacAddr>,
-    /// Decisions for this User-Name or owner username (any case).
+    /// Decisions about devices of this owner (username, any case).
     pub username: Option<String>,
     /// At most this many (default 20).
     pub limit: Option<u32>,

@@ -460,6 +460,14 @@ pub struct LogConfig {
     /// How long access decisions are kept for `why`.
     #[serde(default = "default_decision_retention")]
     pub decision_retention: HumanDuration,
+    /// Identical decisions for the same MAC (same client, outcome, reason and VLAN) within
+    /// this window are stored as one row with a repeat count; `0s` stores each.
+    #[serde(default = "default_decision_coalesce")]
+    pub decision_coalesce: HumanDuration,
+}
+
+fn default_decision_coalesce() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
 }
 
 fn default_decision_retention() -> HumanDuration {
@@ -475,6 +483,7 @@ impl Default for LogConfig {
         LogConfig {
             level: default_log_level(),
             decision_retention: default_decision_retention(),
+            decision_coalesce: default_decision_coalesce(),
         }
     }
 }

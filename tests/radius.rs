@@ -863,3 +863,46 @@ both_stores!(ipv6_listener_and_client, |backend| async move {
     assert_eq!(found[0].nas, "ap-v6");
     assert_eq!(found[0].nas_ip.as_deref(), Some("127.0.0.1"));
 });
+
+both_stores!(
+    repeated_identical_decisions_are_folded_not_lost,
+    |backend| async move {
+        let mut rig = Rig::start(backend, &local_client(), "").await;
+        seed(&rig.registry).await;
+        for _ in 0..5 {
+            let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-01")).await;
+            assert_eq!(
+                reply.code.as_deref(),
+                Some("Access-Accept"),
+                "{}",
+                reply.output
+            );
+        }
+        let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-99")).await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some("Access-Reject"),
+            "{}",
+            reply.output
+        );
+        rig.stop().await;
+        let rows = rig
+            .registry
+            .store()
+            .decisions(&DecisionFilter {
+                mac: Some(MacAddr::parse_any("02-00-00-00-00-01").expect("mac")),
+                username: None,
+                limit: None,
+            })
+            .await
+            .expect("decisions");
+        // the first is stored at once; the other four are folded and written at shutdown as one
+        // row that stands for itself and three more
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let represented: u32 = rows.iter().map(|r| 1 + r.repeats).sum();
+        assert_eq!(represented, 5);
+        assert_eq!(rows[0].repeats, 3);
+        assert_eq!(rig.counter(|s| &s.accepts), 5);
+        assert_eq!(rig.db.count("decisions").await, 3);
+    }
+);

@@ -15,12 +15,13 @@ CREATE TABLE decisions (
     outcome    text NOT NULL CHECK (outcome IN ('accept', 'reject')),
     vlan       integer,
     reason     text NOT NULL,
-    message    text NOT NULL
+    message    text NOT NULL,
+    -- identical decisions for the same MAC folded into this row (log.decision_coalesce)
+    repeats    integer NOT NULL DEFAULT 0
 );
 CREATE INDEX decisions_mac ON decisions (mac, id);
-CREATE INDEX decisions_username ON decisions (lower(username), id);
 CREATE INDEX decisions_owner ON decisions (lower(owner), id);
-CREATE INDEX decisions_at ON decisions (at);
+-- no index on `at`: ids grow with time, so the retention purge walks the oldest ids
 
 CREATE TABLE sessions (
     id               bigserial PRIMARY KEY,

@@ -14,12 +14,13 @@ CREATE TABLE decisions (
     outcome    TEXT NOT NULL CHECK (outcome IN ('accept', 'reject')),
     vlan       INTEGER,
     reason     TEXT NOT NULL,
-    message    TEXT NOT NULL
+    message    TEXT NOT NULL,
+    -- identical decisions for the same MAC folded into this row (log.decision_coalesce)
+    repeats    INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX decisions_mac ON decisions (mac, id);
-CREATE INDEX decisions_username ON decisions (username, id);
 CREATE INDEX decisions_owner ON decisions (owner, id);
-CREATE INDEX decisions_at ON decisions (at);
+-- no index on `at`: ids grow with time, so the retention purge walks the oldest ids
 
 CREATE TABLE sessions (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,

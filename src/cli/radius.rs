@@ -62,8 +62,13 @@ pub async fn why(
     let tz = config.policy.timezone;
     for d in &found {
         let at = d.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S");
+        let repeats = if d.repeats > 0 {
+            format!(" (and {} identical decisions before it, folded)", d.repeats)
+        } else {
+            String::new()
+        };
         println!(
-            "{at}  {}  via {}{}  {}",
+            "{at}  {}  via {}{}  {}{repeats}",
             d.mac
                 .map(|m| m.to_string())
                 .unwrap_or_else(|| d.username.clone()),

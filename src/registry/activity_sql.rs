@@ -1,40 +1,83 @@
 //! The [`super::ActivityStore`] statements, written once for both backends: a macro expands
 //! them for each store type, with the few spellings that differ passed in.
 
+use serde::Serialize;
+
+use crate::activity::DecisionRecord;
+
+use super::StoreError;
+
+/// A decision as the batch insert's JSON carries it; `at` in the text form sqlx writes to
+/// SQLite (RFC 3339 with `+00:00`), which PostgreSQL reads as timestamptz.
+#[derive(Serialize)]
+struct DecisionJson<'a> {
+    at: String,
+    nas: &'a str,
+    nas_ip: Option<&'a str>,
+    username: &'a str,
+    mac: Option<String>,
+    ssid: Option<&'a str>,
+    method: &'a str,
+    device_id: Option<uuid::Uuid>,
+    owner: Option<&'a str>,
+    outcome: &'a str,
+    vlan: Option<u16>,
+    reason: &'a str,
+    message: &'a str,
+    repeats: u32,
+}
+
+/// Decisions as one JSON array for `$insert_json`.
+pub fn decisions_json(rows: &[DecisionRecord]) -> Result<String, StoreError> {
+    let rows: Vec<DecisionJson<'_>> = rows
+        .iter()
+        .map(|r| DecisionJson {
+            at: r.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+            nas: &r.nas,
+            nas_ip: r.nas_ip.as_deref(),
+            username: &r.username,
+            mac: r.mac.map(|m| m.to_string()),
+            ssid: r.ssid.as_deref(),
+            method: &r.method,
+            device_id: r.device_id,
+            owner: r.owner.as_deref(),
+            outcome: &r.outcome,
+            vlan: r.vlan,
+            reason: &r.reason,
+            message: &r.message,
+            repeats: r.repeats,
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// Implements `ActivityStore` for `$store` (a struct with a `pool` field of database `$db`).
 /// `$txt` is the cast a text parameter needs when it may be NULL (`"::text"` in PostgreSQL,
 /// `""` in SQLite); `$user_eq` compares `username`/`owner` columns (named by `{col}`)
 /// case-insensitively with `$2`.
 macro_rules! impl_activity_store {
-    ($store:ty, $db:ty, txt = $txt:literal, user_eq = $user_eq:literal) => {
+    (
+        $store:ty,
+        $db:ty,
+        txt = $txt:literal,
+        user_eq = $user_eq:literal,
+        insert_json = $insert_json:expr
+    ) => {
         #[async_trait::async_trait]
         impl $crate::registry::ActivityStore for $store {
             async fn insert_decisions(
                 &self,
                 rows: &[$crate::activity::DecisionRecord],
             ) -> Result<(), StoreError> {
+                // one statement per batch: the rows travel as one JSON array that the
+                // database unpacks, instead of thirteen bound parameters per row
                 let mut tx = self.pool.begin().await?;
-                for chunk in rows.chunks(400) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
-                         device_id, owner, outcome, vlan, reason, message) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.at)
-                            .push_bind(r.nas.clone())
-                            .push_bind(r.nas_ip.clone())
-                            .push_bind(r.username.clone())
-                            .push_bind(r.mac.map(|m| m.to_string()))
-                            .push_bind(r.ssid.clone())
-                            .push_bind(r.method.clone())
-                            .push_bind(r.device_id)
-                            .push_bind(r.owner.clone())
-                            .push_bind(r.outcome.clone())
-                            .push_bind(r.vlan.map(i32::from))
-                            .push_bind(r.reason.clone())
-                            .push_bind(r.message.clone());
-                    });
-                    q.build().execute(&mut *tx).await?;
+                for chunk in rows.chunks(4_000) {
+                    let json = super::activity_sql::decisions_json(chunk)?;
+                    sqlx::query($insert_json)
+                        .bind(json)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -46,9 +89,8 @@ macro_rules! impl_activity_store {
             ) -> Result<Vec<$crate::activity::DecisionRecord>, StoreError> {
                 let sql = format!(
                     "SELECT {} FROM decisions WHERE ($1{txt} IS NOT NULL AND mac = $1) \
-                     OR ($2{txt} IS NOT NULL AND ({} OR {})) ORDER BY id DESC LIMIT $3",
+                     OR ($2{txt} IS NOT NULL AND {}) ORDER BY id DESC LIMIT $3",
                     rows::DECISION_COLUMNS,
-                    $user_eq.replace("{col}", "username"),
                     $user_eq.replace("{col}", "owner"),
                     txt = $txt,
                 );
@@ -65,7 +107,11 @@ macro_rules! impl_activity_store {
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
             ) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM decisions WHERE at < $1")
+                // ids grow with time: delete below the first id that is young enough
+                let done = sqlx::query(
+                    "DELETE FROM decisions WHERE id < COALESCE((SELECT id FROM decisions \
+                     WHERE at >= $1 ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM decisions))",
+                )
                     .bind(before)
                     .execute(&self.pool)
                     .await?;

@@ -208,5 +208,11 @@ super::activity_sql::impl_activity_store!(
     PgStore,
     sqlx::Postgres,
     txt = "::text",
-    user_eq = "lower({col}) = lower($2)"
+    user_eq = "lower({col}) = lower($2)",
+    insert_json = "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
+         device_id, owner, outcome, vlan, reason, message, repeats) \
+         SELECT at, nas, nas_ip, username, mac, ssid, method, device_id, owner, outcome, vlan, \
+         reason, message, repeats FROM jsonb_to_recordset($1::text::jsonb) AS x(at timestamptz, \
+         nas text, nas_ip text, username text, mac text, ssid text, method text, device_id uuid, \
+         owner text, outcome text, vlan integer, reason text, message text, repeats integer)"
 );

@@ -136,7 +136,7 @@ fn opt_mac(column: &str, s: Option<String>) -> Result<Option<MacAddr>, StoreErro
 
 /// Columns of `decisions`.
 pub const DECISION_COLUMNS: &str = "id, at, nas, nas_ip, username, mac, ssid, method, \
-     device_id, owner, outcome, vlan, reason, message";
+     device_id, owner, outcome, vlan, reason, message, repeats";
 
 /// Decodes a decision from [`DECISION_COLUMNS`].
 pub fn decision<'r, R>(row: &'r R) -> Result<crate::activity::DecisionRecord, StoreError>
@@ -150,6 +150,7 @@ where
     DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
 {
     let vlan: Option<i32> = row.try_get("vlan")?;
+    let repeats: i32 = row.try_get("repeats")?;
     Ok(crate::activity::DecisionRecord {
         id: row.try_get("id")?,
         at: row.try_get("at")?,
@@ -165,6 +166,7 @@ where
         vlan: vlan.and_then(|v| u16::try_from(v).ok()),
         reason: row.try_get("reason")?,
         message: row.try_get("message")?,
+        repeats: u32::try_from(repeats).unwrap_or(0),
     })
 }
 

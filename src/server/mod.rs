@@ -5,6 +5,7 @@
 
 pub mod acct;
 pub mod cache;
+pub mod coalesce;
 pub mod dedup;
 pub mod recorder;
 pub mod request;
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, Utc};
 use ipnetwork::IpNetwork;
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
+use std::sync::atomic::AtomicBool;
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
@@ -36,6 +38,7 @@ use crate::secret::Secret;
 
 use self::acct::AcctAction;
 use self::cache::{Lookup, Subject, SubjectCache};
+use self::coalesce::{Coalescer, Fold};
 use self::dedup::{DedupCache, Key, Seen};
 use self::recorder::{Record, Recorder};
 use self::request::MabProblem;
@@ -92,7 +95,9 @@ struct Shared {
     dedup: Mutex<DedupCache>,
     cache: SubjectCache,
     recorder: Mutex<Option<Recorder>>,
+    coalescer: Mutex<Coalescer>,
     inflight: InFlight,
+    runtime: tokio::runtime::Handle,
 }
 
 /// What the listeners need from one Access-Request, owned so that a registry lookup can
@@ -123,9 +128,12 @@ impl Server {
     /// Binds both listeners and starts the decision writer.
     pub async fn bind(config: &Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
         let bind = |addr: SocketAddr| async move {
-            UdpSocket::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })
+            let sock =
+                UdpSocket::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            // the listener threads wake up this often to see a shutdown
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            Ok::<_, ServerError>(sock)
         };
         let auth = Arc::new(bind(config.radius.auth_listen).await?);
         let acct = Arc::new(bind(config.radius.acct_listen).await?);
@@ -157,7 +165,9 @@ impl Server {
             dedup: Mutex::new(DedupCache::new(config.radius.duplicate_window.0, 262_144)),
             cache: SubjectCache::new(config.cache.enabled, Duration::from_secs(300), 1_000_000),
             recorder: Mutex::new(Some(recorder)),
+            coalescer: Mutex::new(Coalescer::new(config.log.decision_coalesce.0, 1_000_000)),
             inflight: InFlight::default(),
+            runtime: tokio::runtime::Handle::current(),
         });
         Ok(Server {
             shared,
@@ -192,18 +202,22 @@ impl Server {
     /// to 10 s), flushes the decision log and returns the counters.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Arc<Stats> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let auth = tokio::spawn(listen(
-            self.shared.clone(),
-            self.auth.clone(),
-            stop_rx.clone(),
-            Port::Auth,
-        ));
-        let acct = tokio::spawn(listen(
-            self.shared.clone(),
-            self.acct.clone(),
-            stop_rx.clone(),
-            Port::Acct,
-        ));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (sock, port, name) in [
+            (self.auth.clone(), Port::Auth, "radius-auth"),
+            (self.acct.clone(), Port::Acct, "radius-acct"),
+        ] {
+            let shared = self.shared.clone();
+            let stopping = stopping.clone();
+            let spawned = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || listen(shared, sock, stopping, port));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::error!(error = %e, "cannot start the {name} listener thread"),
+            }
+        }
         let watcher = tokio::spawn(watch_registry(
             self.shared.clone(),
             self.poll_interval,
@@ -219,8 +233,10 @@ impl Server {
         shutdown.await;
         tracing::info!("shutting down: no new requests; answering those in flight");
         let _ = stop_tx.send(true);
-        let _ = auth.await;
-        let _ = acct.await;
+        stopping.store(true, Ordering::Release);
+        for t in threads {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         let _ = watcher.await;
         let _ = reporter.await;
         let deadline = tokio::time::sleep(Duration::from_secs(10));
@@ -238,7 +254,12 @@ impl Server {
                 }
             }
         }
-        // the writer ends after a last flush once its sender is gone
+        // decisions still folded are written, then the writer ends after a last flush once
+        // its sender is gone
+        let pending = lock(&self.shared.coalescer).drain();
+        for r in pending {
+            self.shared.record(Record::Decision(r));
+        }
         drop(lock(&self.shared.recorder).take());
         let _ = self.writer.await;
         tracing::info!(counters = %self.shared.stats, "stopped");
@@ -259,47 +280,47 @@ enum Port {
     Acct,
 }
 
-async fn listen(
-    shared: Arc<Shared>,
-    sock: Arc<UdpSocket>,
-    mut stop: watch::Receiver<bool>,
-    port: Port,
-) {
+/// One listener thread: blocking receives on its own socket, so the hot path (a cache hit)
+/// costs two system calls and no task switch; registry work goes to the runtime.
+fn listen(shared: Arc<Shared>, sock: Arc<UdpSocket>, stopping: Arc<AtomicBool>, port: Port) {
     // one byte more than the largest packet, to tell an oversized datagram
     let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
-    loop {
-        let (n, src) = tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on some systems
-                    tracing::debug!(error = %e, "receive failed");
-                    continue;
-                }
-            },
+    while !stopping.load(Ordering::Acquire) {
+        let (n, src) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some systems
+                tracing::debug!(error = %e, "receive failed");
+                continue;
+            }
         };
         Stats::inc(&shared.stats.received);
-        match port {
-            Port::Auth => on_auth_packet(&shared, &sock, &buf[..n], src),
-            Port::Acct => on_acct_packet(&shared, &sock, &buf[..n], src),
+        let data = &buf[..n];
+        // a bug must cost one packet, not the listener
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match port {
+            Port::Auth => on_auth_packet(&shared, &sock, data, src),
+            Port::Acct => on_acct_packet(&shared, &sock, data, src),
+        }));
+        if handled.is_err() {
+            Stats::inc(&shared.stats.dropped_malformed);
+            tracing::error!(%src, "internal error while handling a packet; dropped");
         }
     }
 }
 
-fn send(sock: &Arc<UdpSocket>, reply: Vec<u8>, to: SocketAddr) {
-    match sock.try_send_to(&reply, to) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            let sock = sock.clone();
-            tokio::spawn(async move {
-                if let Err(e) = sock.send_to(&reply, to).await {
-                    tracing::warn!(error = %e, %to, "sending a reply failed");
-                }
-            });
-        }
-        Err(e) => tracing::warn!(error = %e, %to, "sending a reply failed"),
+fn send(sock: &UdpSocket, reply: &[u8], to: SocketAddr) {
+    if let Err(e) = sock.send_to(reply, to) {
+        tracing::warn!(error = %e, %to, "sending a reply failed");
     }
 }
 
@@ -362,7 +383,7 @@ impl Shared {
             Seen::Answered(reply) => {
                 Stats::inc(&self.stats.duplicates);
                 tracing::debug!(src = %key.src, id = key.id, "retransmission: repeating the reply");
-                send(sock, reply, key.src);
+                send(sock, &reply, key.src);
                 false
             }
         }
@@ -408,7 +429,7 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
     }
     if is_status {
         Stats::inc(&shared.stats.status);
-        send(sock, status_reply(code::ACCESS_ACCEPT, &p, secret), src);
+        send(sock, &status_reply(code::ACCESS_ACCEPT, &p, secret), src);
         return;
     }
     let key = Key {
@@ -495,7 +516,8 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             let shared = shared.clone();
             let sock = sock.clone();
             drop(_enter);
-            tokio::spawn(
+            let runtime = shared.runtime.clone();
+            runtime.spawn(
                 async move {
                     let _guard = guard;
                     match load_subject(&*shared.store, mac).await {
@@ -597,7 +619,7 @@ fn finish(
         }
     };
     lock(&shared.dedup).answered(&req.key, &reply);
-    send(sock, reply, req.src);
+    send(sock, &reply, req.src);
     let accepted = decision.outcome == Outcome::Accept;
     Stats::inc(if accepted {
         &shared.stats.accepts
@@ -615,6 +637,20 @@ fn finish(
     let now = Utc::now().trunc_subsecs(6);
     let device = subject.map(|s| &s.0);
     let owner = subject.map(|s| &s.1);
+    let fold_key = req.mac.map(|mac| coalesce::Key {
+        client: req.client,
+        mac,
+        accept: accepted,
+        reason: decision.reason.as_str(),
+        vlan: decision.vlan.map(|v| v.get()),
+    });
+    let repeats = match fold_key {
+        Some(key) => match lock(&shared.coalescer).fold(key, Instant::now(), now) {
+            Fold::Folded => return,
+            Fold::Store { repeats } => repeats,
+        },
+        None => 0,
+    };
     if let (true, Some(d)) = (accepted, device) {
         shared.record(Record::Seen(Sighting {
             device_id: d.id,
@@ -623,7 +659,7 @@ fn finish(
             ssid: req.ssid.clone(),
         }));
     }
-    shared.record(Record::Decision(DecisionRecord {
+    let record = DecisionRecord {
         id: 0,
         at: now,
         nas: client.name.clone(),
@@ -638,7 +674,16 @@ fn finish(
         vlan: decision.vlan.map(|v| v.get()),
         reason: decision.reason.as_str().to_string(),
         message: decision.message,
-    }));
+        repeats,
+    };
+    if let Some(key) = fold_key {
+        let given_up =
+            lock(&shared.coalescer).stored(key, Arc::new(record.clone()), Instant::now());
+        for r in given_up {
+            shared.record(Record::Decision(r));
+        }
+    }
+    shared.record(Record::Decision(record));
 }
 
 fn reply_packet(
@@ -691,7 +736,7 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             Stats::inc(&shared.stats.status);
             send(
                 sock,
-                status_reply(code::ACCOUNTING_RESPONSE, &p, secret),
+                &status_reply(code::ACCOUNTING_RESPONSE, &p, secret),
                 src,
             );
             return;
@@ -731,7 +776,8 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
     let sock = sock.clone();
     let span =
         tracing::debug_span!("accounting_request", nas = %client.name, %src, id = identifier);
-    tokio::spawn(
+    let runtime = shared.runtime.clone();
+    runtime.spawn(
         async move {
             let _guard = guard;
             let client = &shared.clients[ci];
@@ -776,7 +822,7 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
                     sign_response(&mut buf, off, &authenticator, client.secret.expose().as_bytes());
                     lock(&shared.dedup).answered(&key, &buf);
                     Stats::inc(&shared.stats.accounting);
-                    send(&sock, buf, src);
+                    send(&sock, &buf, src);
                 }
                 Err(e) => {
                     // no answer: the NAS retransmits, and the retransmission is processed anew

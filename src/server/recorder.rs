@@ -37,7 +37,7 @@ impl Recorder {
         stats: Arc<Stats>,
         retention: chrono::Duration,
     ) -> (Recorder, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(65_536);
+        let (tx, rx) = mpsc::channel(262_144);
         let handle = tokio::spawn(write_loop(store, stats, rx, retention));
         (Recorder { tx }, handle)
     }
@@ -50,7 +50,13 @@ impl Recorder {
     }
 }
 
-const BATCH: usize = 2_000;
+/// How often the writer wakes up to store what was queued: the listeners never wake it, so a
+/// busy server pays one database transaction per interval, not one per request.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Largest batch per transaction.
+const BATCH: usize = 8_192;
+/// A device's last-seen time is written at most this often.
+const SEEN_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 async fn write_loop(
     store: Arc<dyn Store>,
@@ -59,15 +65,13 @@ async fn write_loop(
     retention: chrono::Duration,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
+    let mut seen_written: HashMap<uuid::Uuid, chrono::DateTime<Utc>> = HashMap::new();
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            n = rx.recv_many(&mut buf, BATCH) => {
-                if n == 0 {
-                    break;
-                }
-                flush(&*store, &stats, &mut buf).await;
-            }
+            _ = tick.tick() => {}
             _ = purge.tick() => {
                 let before = Utc::now() - retention;
                 match store.purge_decisions(before).await {
@@ -75,13 +79,34 @@ async fn write_loop(
                     Ok(n) => tracing::info!(deleted = n, %before, "purged old decisions"),
                     Err(e) => tracing::warn!(error = %e, "purging old decisions failed"),
                 }
+                continue;
             }
         }
+        let closed = loop {
+            match rx.try_recv() {
+                Ok(r) => {
+                    buf.push(r);
+                    if buf.len() >= BATCH {
+                        flush(&*store, &stats, &mut buf, &mut seen_written).await;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break false,
+                Err(mpsc::error::TryRecvError::Disconnected) => break true,
+            }
+        };
+        flush(&*store, &stats, &mut buf, &mut seen_written).await;
+        if closed {
+            return;
+        }
     }
-    flush(&*store, &stats, &mut buf).await;
 }
 
-async fn flush(store: &dyn Store, stats: &Stats, buf: &mut Vec<Record>) {
+async fn flush(
+    store: &dyn Store,
+    stats: &Stats,
+    buf: &mut Vec<Record>,
+    seen_written: &mut HashMap<uuid::Uuid, chrono::DateTime<Utc>>,
+) {
     if buf.is_empty() {
         return;
     }
@@ -91,7 +116,12 @@ async fn flush(store: &dyn Store, stats: &Stats, buf: &mut Vec<Record>) {
         match r {
             Record::Decision(d) => decisions.push(d),
             Record::Seen(s) => {
-                seen.insert(s.device_id, s);
+                let recent = seen_written
+                    .get(&s.device_id)
+                    .is_some_and(|at| s.at - *at < SEEN_EVERY);
+                if !recent {
+                    seen.insert(s.device_id, s);
+                }
             }
         }
     }
@@ -104,9 +134,17 @@ async fn flush(store: &dyn Store, stats: &Stats, buf: &mut Vec<Record>) {
         }
     }
     if !seen.is_empty() {
+        if seen_written.len() > 1_000_000 {
+            seen_written.clear();
+        }
         let seen: Vec<Sighting> = seen.into_values().collect();
-        if let Err(e) = store.record_sightings(&seen).await {
-            tracing::warn!(error = %e, "storing last-seen times failed");
+        match store.record_sightings(&seen).await {
+            Ok(()) => {
+                for s in &seen {
+                    seen_written.insert(s.device_id, s.at);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "storing last-seen times failed"),
         }
     }
 }
