@@ -56,6 +56,9 @@ struct Args {
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Accept replies without a Message-Authenticator (FreeRADIUS 3.2.1 sends none with PAP).
+    #[arg(long)]
+    allow_reply_without_ma: bool,
 }
 
 /// utime + stime of a process, in seconds.
@@ -220,7 +223,7 @@ fn main() -> Result<()> {
                 let Some(o) = inflight.get(&p.identifier()) else {
                     continue; // a late answer to a request counted lost
                 };
-                if !check_response(&p, &o.authenticator, secret, true) {
+                if !check_response(&p, &o.authenticator, secret, !args.allow_reply_without_ma) {
                     invalid += 1;
                     continue;
                 }
