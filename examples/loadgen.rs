@@ -385,11 +385,11 @@ fn prefill(ctx: &Ctx, p: &mut [u8]) -> usize {
     p[20] = ATTR_MESSAGE_AUTHENTICATOR;
     p[21] = 18;
     p[38] = 1; // User-Name
-    p[39] = MAC_LEN as u8;
+    p[39] = 2 + MAC_LEN as u8;
     p[57] = 2; // User-Password: 17 bytes padded to 32
     p[58] = 34;
     p[91] = 31; // Calling-Station-Id
-    p[92] = MAC_LEN as u8;
+    p[92] = 2 + MAC_LEN as u8;
     let mut o = OFF_CALLED;
     p[o] = 30; // Called-Station-Id
     p[o + 1] = (ctx.called.len() + 2) as u8;

@@ -50,40 +50,46 @@ impl MacAddr {
         MacAddr(octets)
     }
 
-    /// Parses any accepted spelling without judging the address itself.
+    /// Parses any accepted spelling without judging the address itself. Allocates nothing
+    /// unless it fails (it runs on every RADIUS request).
     pub fn parse_any(input: &str) -> Result<Self, MacError> {
-        let s = input.trim();
+        let s = input.trim().as_bytes();
         let syntax = || MacError::Syntax(input.to_string());
-        let hex: String = match s.len() {
+        // positions of the 12 hex digits, and where separators must be
+        let (digits, sep, sep_at): (&[usize], u8, &[usize]) = match s.len() {
             // aa:bb:cc:dd:ee:ff or aa-bb-cc-dd-ee-ff (one separator throughout)
             17 => {
-                let sep = s.as_bytes()[2];
+                let sep = s[2];
                 if sep != b':' && sep != b'-' {
                     return Err(syntax());
                 }
-                let parts: Vec<&str> = s.split(sep as char).collect();
-                if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
-                    return Err(syntax());
-                }
-                parts.concat()
+                (
+                    &[0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16],
+                    sep,
+                    &[2, 5, 8, 11, 14],
+                )
             }
             // aabb.ccdd.eeff (Cisco)
-            14 => {
-                let parts: Vec<&str> = s.split('.').collect();
-                if parts.len() != 3 || parts.iter().any(|p| p.len() != 4) {
-                    return Err(syntax());
-                }
-                parts.concat()
-            }
-            12 => s.to_string(),
+            14 => (&[0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13], b'.', &[4, 9]),
+            12 => (&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 0, &[]),
             _ => return Err(syntax()),
         };
-        if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if sep_at.iter().any(|&i| s[i] != sep) {
             return Err(syntax());
         }
+        let nibble = |b: u8| -> Option<u8> {
+            match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                b'A'..=b'F' => Some(b - b'A' + 10),
+                _ => None,
+            }
+        };
         let mut octets = [0u8; 6];
         for (i, octet) in octets.iter_mut().enumerate() {
-            *octet = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| syntax())?;
+            let hi = nibble(s[digits[2 * i]]).ok_or_else(syntax)?;
+            let lo = nibble(s[digits[2 * i + 1]]).ok_or_else(syntax)?;
+            *octet = hi << 4 | lo;
         }
         Ok(MacAddr(octets))
     }

@@ -51,6 +51,29 @@ pub fn decisions_json(rows: &[DecisionRecord]) -> Result<String, StoreError> {
     serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A sighting as the batch update's JSON carries it.
+#[derive(Serialize)]
+struct SightingJson<'a> {
+    id: uuid::Uuid,
+    at: String,
+    nas: &'a str,
+    ssid: Option<&'a str>,
+}
+
+/// Sightings as one JSON array for `$update_seen_json`.
+pub fn sightings_json(rows: &[crate::activity::Sighting]) -> Result<String, StoreError> {
+    let rows: Vec<SightingJson<'_>> = rows
+        .iter()
+        .map(|s| SightingJson {
+            id: s.device_id,
+            at: s.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+            nas: &s.nas,
+            ssid: s.ssid.as_deref(),
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// Implements `ActivityStore` for `$store` (a struct with a `pool` field of database `$db`).
 /// `$txt` is the cast a text parameter needs when it may be NULL (`"::text"` in PostgreSQL,
 /// `""` in SQLite); `$user_eq` compares `username`/`owner` columns (named by `{col}`)
@@ -61,7 +84,8 @@ macro_rules! impl_activity_store {
         $db:ty,
         txt = $txt:literal,
         user_eq = $user_eq:literal,
-        insert_json = $insert_json:expr
+        insert_json = $insert_json:expr,
+        update_seen_json = $update_seen_json:expr
     ) => {
         #[async_trait::async_trait]
         impl $crate::registry::ActivityStore for $store {
@@ -122,21 +146,14 @@ macro_rules! impl_activity_store {
                 &self,
                 seen: &[$crate::activity::Sighting],
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                for s in seen {
-                    sqlx::query(
-                        "UPDATE devices SET last_seen_at = $2, last_seen_nas = $3, \
-                         last_seen_ssid = $4 WHERE id = $1 \
-                         AND (last_seen_at IS NULL OR last_seen_at < $2)",
-                    )
-                    .bind(s.device_id)
-                    .bind(s.at)
-                    .bind(&s.nas)
-                    .bind(&s.ssid)
-                    .execute(&mut *tx)
-                    .await?;
+                // one statement per batch, the rows as one JSON array
+                for chunk in seen.chunks(4_000) {
+                    let json = super::activity_sql::sightings_json(chunk)?;
+                    sqlx::query($update_seen_json)
+                        .bind(json)
+                        .execute(&self.pool)
+                        .await?;
                 }
-                tx.commit().await?;
                 Ok(())
             }
 

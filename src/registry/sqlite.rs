@@ -231,5 +231,10 @@ super::activity_sql::impl_activity_store!(
          unhex(replace(j.value ->> 'device_id', '-', '')), j.value ->> 'owner', \
          j.value ->> 'outcome', j.value ->> 'vlan', j.value ->> 'reason', j.value ->> 'message', \
          j.value ->> 'repeats' \
-         FROM json_each($1) AS j"
+         FROM json_each($1) AS j",
+    update_seen_json = "UPDATE devices SET last_seen_at = x.at, last_seen_nas = x.nas, \
+         last_seen_ssid = x.ssid FROM (SELECT unhex(replace(j.value ->> 'id', '-', '')) AS id, \
+         j.value ->> 'at' AS at, j.value ->> 'nas' AS nas, j.value ->> 'ssid' AS ssid \
+         FROM json_each($1) AS j) AS x \
+         WHERE devices.id = x.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < x.at)"
 );

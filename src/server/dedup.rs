@@ -80,9 +80,9 @@ impl DedupCache {
     }
 
     /// Stores the reply to a request marked by [`DedupCache::check`].
-    pub fn answered(&mut self, key: &Key, reply: &[u8]) {
+    pub fn answered(&mut self, key: &Key, reply: Vec<u8>) {
         if let Some(slot) = self.entries.get_mut(key) {
-            *slot = Some(reply.to_vec());
+            *slot = Some(reply);
         }
     }
 
@@ -121,7 +121,7 @@ mod tests {
         let mut c = DedupCache::new(Duration::from_secs(5), 100);
         assert_eq!(c.check(key(1), t0), Seen::New);
         assert_eq!(c.check(key(1), t0), Seen::InProgress);
-        c.answered(&key(1), b"reply");
+        c.answered(&key(1), b"reply".to_vec());
         assert_eq!(
             c.check(key(1), t0 + Duration::from_secs(4)),
             Seen::Answered(b"reply".to_vec())

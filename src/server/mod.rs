@@ -112,7 +112,7 @@ struct AuthRequest {
     username: String,
     mac: Option<MacAddr>,
     ssid: Option<String>,
-    nas_ip: String,
+    nas_ip: IpAddr,
 }
 
 /// The running listeners.
@@ -461,8 +461,8 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
         ssid: request::ssid(&p),
         nas_ip: p
             .ipv4(dict::NAS_IP_ADDRESS)
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| src.ip().to_string()),
+            .map(IpAddr::V4)
+            .unwrap_or_else(|| src.ip()),
     };
     let span = tracing::debug_span!(
         "access_request",
@@ -618,8 +618,8 @@ fn finish(
             return;
         }
     };
-    lock(&shared.dedup).answered(&req.key, &reply);
     send(sock, &reply, req.src);
+    lock(&shared.dedup).answered(&req.key, reply);
     let accepted = decision.outcome == Outcome::Accept;
     Stats::inc(if accepted {
         &shared.stats.accepts
@@ -663,7 +663,7 @@ fn finish(
         id: 0,
         at: now,
         nas: client.name.clone(),
-        nas_ip: Some(req.nas_ip.clone()),
+        nas_ip: Some(req.nas_ip.to_string()),
         username: req.username.chars().take(253).collect(),
         mac: req.mac,
         ssid: req.ssid.clone(),
@@ -820,9 +820,9 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
                     let (mut buf, off) =
                         Builder::new(code::ACCOUNTING_RESPONSE, identifier).into_unsigned();
                     sign_response(&mut buf, off, &authenticator, client.secret.expose().as_bytes());
-                    lock(&shared.dedup).answered(&key, &buf);
-                    Stats::inc(&shared.stats.accounting);
                     send(&sock, &buf, src);
+                    lock(&shared.dedup).answered(&key, buf);
+                    Stats::inc(&shared.stats.accounting);
                 }
                 Err(e) => {
                     // no answer: the NAS retransmits, and the retransmission is processed anew
