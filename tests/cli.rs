@@ -897,8 +897,17 @@ both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
         "--reason",
         "sold the laptop",
     ]);
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let out = radclient(auth, "auth", &mab("3C-22-FB-00-00-01"));
+    // within a second (SQLite: the 100 ms change poll; PostgreSQL: NOTIFY), asked every 50 ms
+    let revoked_at = std::time::Instant::now();
+    let out = loop {
+        let out = radclient(auth, "auth", &mab("3C-22-FB-00-00-01"));
+        if out.contains("Received Access-Reject")
+            || revoked_at.elapsed() > std::time::Duration::from_secs(1)
+        {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(out.contains("Received Access-Reject"), "{out}");
 
     sigterm(&server);
@@ -916,21 +925,27 @@ both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
     let out = server.wait_with_output().expect("output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("accepts=1 rejects=1"), "{stderr}");
+    assert!(stderr.contains("rejects=1 "), "{stderr}");
+    assert!(!stderr.contains("accepts=0 "), "{stderr}");
     // the shared secret is never logged
     assert!(!stderr.contains("test-secret-0123456789"), "{stderr}");
 
     // flushed at shutdown: the helpdesk sees both decisions, newest first, in plain words
     let why = cli.ok(&["why", "3c-22-fb-00-00-01"]);
     let lines: Vec<&str> = why.lines().collect();
-    assert_eq!(lines.len(), 2, "{why}");
+    // the reject, then the accept (and, had the retry loop above asked twice before the
+    // revoke was seen, a folded repeat of it)
+    assert!(lines.len() >= 2, "{why}");
     assert!(
         lines[0].contains("revoked") && lines[0].contains("sold the laptop"),
         "{why}"
     );
-    assert!(lines[1].contains("workspace VLAN 100"), "{why}");
+    assert!(
+        lines[1..].iter().all(|l| l.contains("workspace VLAN 100")),
+        "{why}"
+    );
     let why_user = cli.ok(&["why", "J.DeVries"]);
-    assert_eq!(why_user.lines().count(), 2, "{why_user}");
+    assert_eq!(why_user.lines().count(), lines.len(), "{why_user}");
     let nothing = cli.ok(&["why", "00:11:22:33:44:55"]);
     assert!(nothing.contains("no decisions"), "{nothing}");
 });

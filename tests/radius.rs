@@ -185,6 +185,22 @@ async fn radclient(to: SocketAddr, kind: &str, secret: &str, attrs: &str) -> Rep
     }
 }
 
+/// Asks again every 50 ms until `done` or the deadline; returns the last answer.
+async fn until_within<F, Fut>(limit: Duration, mut ask: F, done: impl Fn(&Reply) -> bool) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        let reply = ask().await;
+        if done(&reply) || start.elapsed() >= limit {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// radclient prints octets as `0x...`: the text inside.
 fn text_of(v: &str) -> String {
     match v.strip_prefix("0x") {
@@ -760,8 +776,16 @@ both_stores!(
             .await
             .expect("lost");
         // PostgreSQL notifies at commit; SQLite is polled every 100 ms
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-01")).await;
+        // within a second, always (asked again every 50 ms)
+        let reply = until_within(
+            Duration::from_secs(1),
+            || {
+                let auth = rig.auth;
+                async move { radclient(auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-01")).await }
+            },
+            |r| r.code.as_deref() == Some("Access-Reject"),
+        )
+        .await;
         assert_eq!(
             reply.code.as_deref(),
             Some("Access-Reject"),
@@ -778,8 +802,16 @@ both_stores!(
             )
             .await
             .expect("compliance");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let reply = radclient(rig.auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-02")).await;
+        // within a second, always (asked again every 50 ms)
+        let reply = until_within(
+            Duration::from_secs(1),
+            || {
+                let auth = rig.auth;
+                async move { radclient(auth, "auth", SECRET, &mab_attrs("02-00-00-00-00-02")).await }
+            },
+            |r| r.attr("Tunnel-Private-Group-Id") == Some("666"),
+        )
+        .await;
         assert_eq!(
             reply.attr("Tunnel-Private-Group-Id"),
             Some("666"),

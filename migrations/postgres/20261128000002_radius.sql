@@ -19,8 +19,9 @@ CREATE TABLE decisions (
     -- identical decisions for the same MAC folded into this row (log.decision_coalesce)
     repeats    integer NOT NULL DEFAULT 0
 );
-CREATE INDEX decisions_mac ON decisions (mac, id);
-CREATE INDEX decisions_owner ON decisions (lower(owner), id);
+-- `why` reads one device's or owner's latest decisions
+CREATE INDEX decisions_mac ON decisions (mac, at);
+CREATE INDEX decisions_owner ON decisions (lower(owner), at);
 -- no index on `at`: ids grow with time, so the retention purge walks the oldest ids
 
 CREATE TABLE sessions (

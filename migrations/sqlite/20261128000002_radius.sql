@@ -18,8 +18,9 @@ CREATE TABLE decisions (
     -- identical decisions for the same MAC folded into this row (log.decision_coalesce)
     repeats    INTEGER NOT NULL DEFAULT 0
 ) STRICT;
-CREATE INDEX decisions_mac ON decisions (mac, id);
-CREATE INDEX decisions_owner ON decisions (owner, id);
+-- `why` reads one device's or owner's latest decisions
+CREATE INDEX decisions_mac ON decisions (mac, at);
+CREATE INDEX decisions_owner ON decisions (owner, at);
 -- no index on `at`: ids grow with time, so the retention purge walks the oldest ids
 
 CREATE TABLE sessions (

@@ -113,7 +113,7 @@ macro_rules! impl_activity_store {
             ) -> Result<Vec<$crate::activity::DecisionRecord>, StoreError> {
                 let sql = format!(
                     "SELECT {} FROM decisions WHERE ($1{txt} IS NOT NULL AND mac = $1) \
-                     OR ($2{txt} IS NOT NULL AND {}) ORDER BY id DESC LIMIT $3",
+                     OR ($2{txt} IS NOT NULL AND {}) ORDER BY at DESC, id DESC LIMIT $3",
                     rows::DECISION_COLUMNS,
                     $user_eq.replace("{col}", "owner"),
                     txt = $txt,

@@ -618,8 +618,9 @@ fn finish(
             return;
         }
     };
+    // cached before it is sent: a retransmission that overtakes a slow answer must find it
+    lock(&shared.dedup).answered(&req.key, reply.clone());
     send(sock, &reply, req.src);
-    lock(&shared.dedup).answered(&req.key, reply);
     let accepted = decision.outcome == Outcome::Accept;
     Stats::inc(if accepted {
         &shared.stats.accepts
@@ -820,8 +821,8 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
                     let (mut buf, off) =
                         Builder::new(code::ACCOUNTING_RESPONSE, identifier).into_unsigned();
                     sign_response(&mut buf, off, &authenticator, client.secret.expose().as_bytes());
+                    lock(&shared.dedup).answered(&key, buf.clone());
                     send(&sock, &buf, src);
-                    lock(&shared.dedup).answered(&key, buf);
                     Stats::inc(&shared.stats.accounting);
                 }
                 Err(e) => {
