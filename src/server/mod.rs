@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::mac::MacAddr;
 use crate::policy::{self, AuthMethod, Decision, Outcome, Reason};
 use crate::radius::crypto::{
-    check_accounting_authenticator, check_request_ma, sign_response, MaCheck,
+    check_accounting_authenticator, check_request_ma, sign_response, Key as SecretKey, MaCheck,
 };
 use crate::radius::dict::{self, code};
 use crate::radius::{Builder, Packet, MAX_PACKET_LEN};
@@ -66,6 +66,7 @@ struct Client {
     name: String,
     network: IpNetwork,
     secret: Secret,
+    key: SecretKey,
     require_ma: bool,
     mab: bool,
 }
@@ -145,6 +146,7 @@ impl Server {
                 name: c.name.clone(),
                 network: c.network,
                 secret: c.secret.clone(),
+                key: SecretKey::new(c.secret.expose().as_bytes()),
                 require_ma: c
                     .require_message_authenticator
                     .unwrap_or(config.radius.require_message_authenticator),
@@ -390,7 +392,7 @@ impl Shared {
     }
 }
 
-fn status_reply(code: u8, p: &Packet<'_>, secret: &[u8]) -> Vec<u8> {
+fn status_reply(code: u8, p: &Packet<'_>, secret: &SecretKey) -> Vec<u8> {
     let (mut buf, off) = Builder::with_message_authenticator(code, p.identifier()).into_unsigned();
     sign_response(&mut buf, off, &p.authenticator(), secret);
     buf
@@ -411,7 +413,7 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             return;
         }
     };
-    match check_request_ma(&p, secret) {
+    match check_request_ma(&p, &client.key) {
         MaCheck::Valid => {}
         MaCheck::Invalid => {
             Stats::inc(&shared.stats.dropped_bad_authenticator);
@@ -429,7 +431,11 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
     }
     if is_status {
         Stats::inc(&shared.stats.status);
-        send(sock, &status_reply(code::ACCESS_ACCEPT, &p, secret), src);
+        send(
+            sock,
+            &status_reply(code::ACCESS_ACCEPT, &p, &client.key),
+            src,
+        );
         return;
     }
     let key = Key {
@@ -610,7 +616,7 @@ fn finish(
     decision: Decision,
 ) {
     let client = &shared.clients[req.client];
-    let reply = match reply_packet(req, &decision, client.secret.expose().as_bytes()) {
+    let reply = match reply_packet(req, &decision, &client.key) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "could not encode the reply; request dropped");
@@ -690,7 +696,7 @@ fn finish(
 fn reply_packet(
     req: &AuthRequest,
     decision: &Decision,
-    secret: &[u8],
+    secret: &SecretKey,
 ) -> Result<Vec<u8>, crate::radius::EncodeError> {
     let accepted = decision.outcome == Outcome::Accept;
     let code = if accepted {
@@ -726,18 +732,17 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
         return;
     };
     let client = &shared.clients[ci];
-    let secret = client.secret.expose().as_bytes();
     match p.code() {
         code::ACCOUNTING_REQUEST => {}
         code::STATUS_SERVER => {
-            if check_request_ma(&p, secret) != MaCheck::Valid {
+            if check_request_ma(&p, &client.key) != MaCheck::Valid {
                 Stats::inc(&shared.stats.dropped_bad_authenticator);
                 return;
             }
             Stats::inc(&shared.stats.status);
             send(
                 sock,
-                &status_reply(code::ACCOUNTING_RESPONSE, &p, secret),
+                &status_reply(code::ACCOUNTING_RESPONSE, &p, &client.key),
                 src,
             );
             return;
@@ -748,8 +753,8 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             return;
         }
     }
-    if !check_accounting_authenticator(&p, secret)
-        || check_request_ma(&p, secret) == MaCheck::Invalid
+    if !check_accounting_authenticator(&p, &client.key)
+        || check_request_ma(&p, &client.key) == MaCheck::Invalid
     {
         Stats::inc(&shared.stats.dropped_bad_authenticator);
         tracing::debug!(%src, client = %client.name, "dropped: accounting authenticator does not verify (wrong secret?)");
@@ -820,7 +825,7 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
                     // the Response Authenticator already covers the reply
                     let (mut buf, off) =
                         Builder::new(code::ACCOUNTING_RESPONSE, identifier).into_unsigned();
-                    sign_response(&mut buf, off, &authenticator, client.secret.expose().as_bytes());
+                    sign_response(&mut buf, off, &authenticator, &client.key);
                     lock(&shared.dedup).answered(&key, buf.clone());
                     send(&sock, &buf, src);
                     Stats::inc(&shared.stats.accounting);
