@@ -938,3 +938,113 @@ both_stores!(
         assert_eq!(rig.db.count("decisions").await, 3);
     }
 );
+
+both_stores!(
+    chap_mab_disabled_clients_and_ssid_rules,
+    |backend| async move {
+        // two clients: MAB off for the 127.0.0.2 one; only the closed SSID is served
+        let clients = format!(
+        "{}[[radius.clients]]\nname = \"no-mab\"\nnetwork = \"127.0.0.2/32\"\nsecret = \"{SECRET}\"\nmab = false\n",
+        local_client()
+    );
+        let mut rig = Rig::start(backend, &clients, "ssids = [\"Gemeente-Werkplek\"]").await;
+        seed(&rig.registry).await;
+
+        // CHAP (radclient computes CHAP-Password from the cleartext) is MAB too
+        let chap = mab_attrs("02-00-00-00-00-01").replace("User-Password", "CHAP-Password");
+        let reply = radclient(rig.auth, "auth", SECRET, &chap).await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some("Access-Accept"),
+            "{}",
+            reply.output
+        );
+        assert_eq!(
+            reply.attr("Tunnel-Private-Group-Id"),
+            Some("100"),
+            "{}",
+            reply.output
+        );
+
+        // a wrong MAB password
+        let wrong = mab_attrs("02-00-00-00-00-01").replace(
+            "User-Password = \"02-00-00-00-00-01\"",
+            "User-Password = \"not-the-mac\"",
+        );
+        let reply = radclient(rig.auth, "auth", SECRET, &wrong).await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some("Access-Reject"),
+            "{}",
+            reply.output
+        );
+
+        // another SSID is refused even for a compliant staff device
+        let open = mab_attrs("02-00-00-00-00-02").replace(":Gemeente-Werkplek", ":Gasten");
+        let reply = radclient(rig.auth, "auth", SECRET, &open).await;
+        assert_eq!(
+            reply.code.as_deref(),
+            Some("Access-Reject"),
+            "{}",
+            reply.output
+        );
+
+        // from the client with MAB disabled (radclient sends from 127.0.0.1, so use a raw socket
+        // bound to 127.0.0.2)
+        let sock = UdpSocket::bind("127.0.0.2:0")
+            .await
+            .expect("bind 127.0.0.2");
+        sock.send_to(&raw_mab("02-00-00-00-00-01", 9, [0x33; 16]), rig.auth)
+            .await
+            .expect("send");
+        let mut buf = [0u8; 4096];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("recv");
+        let p = Packet::parse(&buf[..n]).expect("reply parses");
+        assert_eq!(p.code(), code::ACCESS_REJECT);
+        assert!(check_response(&p, &[0x33; 16], SECRET.as_bytes(), true));
+
+        rig.stop().await;
+        let reasons: Vec<String> = rig
+            .registry
+            .store()
+            .decisions(&DecisionFilter {
+                mac: None,
+                username: Some("s.staff".into()),
+                limit: None,
+            })
+            .await
+            .expect("decisions")
+            .into_iter()
+            .map(|d| d.reason)
+            .collect();
+        assert!(reasons.contains(&"compliant".to_string()), "{reasons:?}");
+        let all = rig
+            .registry
+            .store()
+            .decisions(&DecisionFilter {
+                mac: Some(MacAddr::parse_any("02-00-00-00-00-01").expect("mac")),
+                username: None,
+                limit: None,
+            })
+            .await
+            .expect("decisions");
+        let codes: Vec<&str> = all.iter().map(|d| d.reason.as_str()).collect();
+        assert!(codes.contains(&"mab_bad_password"), "{codes:?}");
+        assert!(codes.contains(&"mab_disabled"), "{codes:?}");
+        let temp = rig
+            .registry
+            .store()
+            .decisions(&DecisionFilter {
+                mac: Some(MacAddr::parse_any("02-00-00-00-00-02").expect("mac")),
+                username: None,
+                limit: None,
+            })
+            .await
+            .expect("decisions");
+        assert_eq!(temp[0].reason, "ssid_not_served");
+        assert_eq!(temp[0].ssid.as_deref(), Some("Gasten"));
+    }
+);

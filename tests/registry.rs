@@ -864,3 +864,176 @@ both_stores!(
         );
     }
 );
+
+fn acct(
+    kind: poortwachter::activity::AcctKind,
+    sid: &str,
+    at: chrono::DateTime<Utc>,
+    time: i64,
+) -> poortwachter::activity::AccountingUpdate {
+    poortwachter::activity::AccountingUpdate {
+        kind,
+        at,
+        nas: "ap-1".into(),
+        acct_session_id: sid.into(),
+        nas_ip: Some("10.0.0.1".into()),
+        nas_port: Some(1),
+        username: Some("aabbccddeeff".into()),
+        mac: Some(MacAddr::parse_any("aa:bb:cc:dd:ee:ff").unwrap()),
+        ssid: Some("Werkplek".into()),
+        device_id: None,
+        owner: None,
+        framed_ip: None,
+        class: None,
+        session_time: time,
+        input_octets: time * 10,
+        output_octets: time * 20,
+        input_packets: 0,
+        output_packets: 0,
+        terminate_cause: (kind == poortwachter::activity::AcctKind::Stop)
+            .then(|| "User-Request".into()),
+    }
+}
+
+both_stores!(sessions_and_decision_retention, |b| async move {
+    use poortwachter::activity::{AcctKind, DecisionFilter, DecisionRecord, SessionFilter};
+    let (db, reg) = registry(b, 3).await;
+    let store = reg.store();
+    let t0 = now();
+    // Interim before Start (a lost Start) creates the session; Start then updates it
+    store
+        .record_accounting(&acct(AcctKind::InterimUpdate, "S1", t0, 60))
+        .await
+        .unwrap();
+    store
+        .record_accounting(&acct(AcctKind::Start, "S1", t0, 0))
+        .await
+        .unwrap();
+    store
+        .record_accounting(&acct(
+            AcctKind::Stop,
+            "S1",
+            t0 + Duration::seconds(120),
+            120,
+        ))
+        .await
+        .unwrap();
+    // a repeated Stop and a late Interim change nothing
+    store
+        .record_accounting(&acct(
+            AcctKind::Stop,
+            "S1",
+            t0 + Duration::seconds(130),
+            130,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_accounting(&acct(
+            AcctKind::InterimUpdate,
+            "S1",
+            t0 + Duration::seconds(140),
+            140,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(db.count("sessions").await, 1);
+    let s = store.sessions(&SessionFilter::default()).await.unwrap();
+    assert_eq!(s[0].session_time, 120);
+    assert_eq!(s[0].stopped_at, Some(t0 + Duration::seconds(120)));
+    assert_eq!(s[0].started_at, t0 - Duration::seconds(60));
+    // the NAS reuses the id after a reboot: a new session
+    store
+        .record_accounting(&acct(AcctKind::Start, "S1", t0 + Duration::seconds(200), 0))
+        .await
+        .unwrap();
+    store
+        .record_accounting(&acct(AcctKind::Start, "S2", t0 + Duration::seconds(200), 0))
+        .await
+        .unwrap();
+    assert_eq!(db.count("sessions").await, 3);
+    let active = store
+        .sessions(&SessionFilter {
+            active_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 2);
+    assert_eq!(
+        store
+            .close_sessions("ap-1", t0 + Duration::seconds(300), "NAS-Reboot")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .close_sessions("ap-2", t0, "NAS-Reboot")
+            .await
+            .unwrap(),
+        0
+    );
+    let active = store
+        .sessions(&SessionFilter {
+            active_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(active.is_empty());
+
+    // decisions: stored in a batch, read newest first, purged by age
+    let rec = |at: chrono::DateTime<Utc>, reason: &str| DecisionRecord {
+        id: 0,
+        at,
+        nas: "ap-1".into(),
+        nas_ip: None,
+        username: "aabbccddeeff".into(),
+        mac: Some(MacAddr::parse_any("aa:bb:cc:dd:ee:ff").unwrap()),
+        ssid: None,
+        method: "mab".into(),
+        device_id: Some(uuid::Uuid::new_v4()),
+        owner: Some("j.devries".into()),
+        outcome: "reject".into(),
+        vlan: None,
+        reason: reason.into(),
+        message: "rejected: «quoted» \"text\" with ünïcode".into(),
+        repeats: 2,
+    };
+    let old = rec(t0 - Duration::days(100), "owner_expired");
+    let new = rec(t0, "device_lost");
+    store
+        .insert_decisions(&[old.clone(), new.clone()])
+        .await
+        .unwrap();
+    let found = store
+        .decisions(&DecisionFilter {
+            mac: None,
+            username: Some("J.DEVRIES".into()),
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].reason, "device_lost");
+    assert_eq!(found[0].at, new.at);
+    assert_eq!(found[0].device_id, new.device_id);
+    assert_eq!(found[0].message, new.message);
+    assert_eq!(found[0].repeats, 2);
+    assert_eq!(
+        store
+            .purge_decisions(t0 - Duration::days(90))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(db.count("decisions").await, 1);
+    assert_eq!(
+        store
+            .purge_decisions(t0 - Duration::days(90))
+            .await
+            .unwrap(),
+        0
+    );
+});
