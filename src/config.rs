@@ -180,6 +180,24 @@ impl HumanDuration {
     }
 }
 
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        let s = self.0.as_secs();
+        if ms % 1000 != 0 {
+            write!(f, "{ms}ms")
+        } else if s != 0 && s % 86_400 == 0 {
+            write!(f, "{}d", s / 86_400)
+        } else if s != 0 && s % 3600 == 0 {
+            write!(f, "{}h", s / 3600)
+        } else if s != 0 && s % 60 == 0 {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -675,11 +693,28 @@ impl Config {
                 "must be at least 60s".into(),
             );
         }
-        if self.policy.compliance_max_age.0 < Duration::from_secs(60) {
+        if self.policy.compliance_max_age.0 < Duration::from_secs(60)
+            || self.policy.compliance_max_age.0 > Duration::from_secs(3650 * 86_400)
+        {
             push(
                 "policy.compliance_max_age".into(),
-                "must be at least 60s".into(),
+                "must be between 60s and 3650d".into(),
             );
+        }
+        if self.policy.session_timeout.0 > Duration::from_secs(7 * 86_400) {
+            push(
+                "policy.session_timeout".into(),
+                "must be at most 7d (the NAS re-authenticates then)".into(),
+            );
+        }
+        if self.log.decision_retention.0 > Duration::from_secs(3650 * 86_400) {
+            push(
+                "log.decision_retention".into(),
+                "must be at most 3650d".into(),
+            );
+        }
+        if self.log.decision_coalesce.0 > Duration::from_secs(3600) {
+            push("log.decision_coalesce".into(), "must be at most 1h".into());
         }
         if self.cache.poll_interval.0 < Duration::from_millis(10) {
             push("cache.poll_interval".into(), "must be at least 10ms".into());
@@ -873,6 +908,31 @@ fn parse_toml_value(raw: &str) -> Option<toml::Value> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn durations_parse_and_print() {
+        for (text, secs, shown) in [
+            ("30d", 30 * 86_400, "30d"),
+            ("8h", 8 * 3600, "8h"),
+            ("15m", 900, "15m"),
+            ("5s", 5, "5s"),
+            ("90", 90, "90s"),
+            (" 2h ", 7200, "2h"),
+        ] {
+            let d = HumanDuration::parse(text).expect(text);
+            assert_eq!(d.0, Duration::from_secs(secs), "{text}");
+            assert_eq!(d.to_string(), shown);
+        }
+        assert_eq!(
+            HumanDuration::parse("250ms").expect("ms").0,
+            Duration::from_millis(250)
+        );
+        for bad in ["", "d", "3w", "-5s", "1.5h", "99999999999999999999d"] {
+            let e = HumanDuration::parse(bad).expect_err(bad);
+            assert!(e.contains("not a duration"), "{e}");
+        }
+    }
+
     use super::*;
 
     const BASE: &str = r#"

@@ -179,6 +179,22 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
         "  policy       at most {} devices per owner; contract dates in {}",
         config.policy.max_devices_per_owner, config.policy.timezone
     );
+    println!(
+        "  decisions    compliance older than {} is stale; not compliant -> {}; unknown device -> {}; SSIDs {}",
+        config.policy.compliance_max_age,
+        format!("{:?}", config.policy.not_compliant).to_lowercase(),
+        format!("{:?}", config.policy.unknown_device).to_lowercase(),
+        if config.policy.ssids.is_empty() {
+            "any".to_string()
+        } else {
+            config.policy.ssids.join(", ")
+        }
+    );
+    println!(
+        "  mab          {}; registry cache {}",
+        if config.radius.mab { "on" } else { "off" },
+        if config.cache.enabled { "on" } else { "off" }
+    );
     Ok(())
 }
 
