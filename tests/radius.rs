@@ -951,8 +951,17 @@ both_stores!(
         seed(&rig.registry).await;
 
         // CHAP (radclient computes CHAP-Password from the cleartext) is MAB too
-        let chap = mab_attrs("02-00-00-00-00-01").replace("User-Password", "CHAP-Password");
+        // (through a proxy: its Proxy-States come back unchanged, in order; RFC 2865 §5.33)
+        let chap = mab_attrs("02-00-00-00-00-01").replace("User-Password", "CHAP-Password")
+            + "Proxy-State = 0x0a0b0c\nProxy-State = 0x0d\n";
         let reply = radclient(rig.auth, "auth", SECRET, &chap).await;
+        let echoed: Vec<&str> = reply
+            .attrs
+            .iter()
+            .filter(|(k, _)| k == "Proxy-State")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(echoed, ["0x0a0b0c", "0x0d"], "{}", reply.output);
         assert_eq!(
             reply.code.as_deref(),
             Some("Access-Accept"),

@@ -50,6 +50,8 @@ pub const FRAMED_IP_ADDRESS: u8 = rfc2865::FRAMED_IP_ADDRESS_TYPE;
 pub const REPLY_MESSAGE: u8 = rfc2865::REPLY_MESSAGE_TYPE;
 /// State.
 pub const STATE: u8 = rfc2865::STATE_TYPE;
+/// Proxy-State: echoed unchanged, in order, in every reply (RFC 2865 §5.33).
+pub const PROXY_STATE: u8 = rfc2865::PROXY_STATE_TYPE;
 /// Class.
 pub const CLASS: u8 = rfc2865::CLASS_TYPE;
 /// Vendor-Specific.

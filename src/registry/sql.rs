@@ -36,11 +36,12 @@ pub const INSERT_DEVICE: &str = "INSERT INTO devices (id, owner_id, label, kind,
      last_seen_nas, last_seen_ssid) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
-/// `UPDATE devices` by id: every mutable column, bound by [`bind_device`].
+/// `UPDATE devices` by id: every column a registry change may set, bound by
+/// [`bind_device`]. Not `last_seen_*`: only the RADIUS server's sighting writer sets those, and
+/// a change that read the device earlier must not roll them back.
 pub const UPDATE_DEVICE: &str = "UPDATE devices SET label = $3, kind = $4, status = $5, \
      status_reason = $6, status_changed_at = $7, compliance = $8, compliance_checked_at = $9, \
-     compliance_note = $10, cert_fingerprint = $11, cert_serial = $12, updated_at = $15, \
-     last_seen_at = $16, last_seen_nas = $17, last_seen_ssid = $18 \
+     compliance_note = $10, cert_fingerprint = $11, cert_serial = $12, updated_at = $15 \
      WHERE id = $1";
 
 /// `INSERT INTO audit_log`, bound by [`bind_audit`].

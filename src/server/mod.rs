@@ -114,6 +114,12 @@ struct AuthRequest {
     mac: Option<MacAddr>,
     ssid: Option<String>,
     nas_ip: IpAddr,
+    /// Proxy-State attributes, echoed in the reply.
+    proxy_state: Vec<Vec<u8>>,
+    /// Whether a valid Message-Authenticator proved the request came from the client.
+    authenticated: bool,
+    /// The EAP identifier, for an EAP-Failure in a reject.
+    eap_id: Option<u8>,
 }
 
 /// The running listeners.
@@ -133,6 +139,10 @@ impl Server {
                 UdpSocket::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
             // the listener threads wake up this often to see a shutdown
             sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            // a full send buffer must not hold a runtime worker: the reply is dropped instead
+            // (the NAS retransmits and gets it from the duplicate cache)
+            sock.set_write_timeout(Some(Duration::from_millis(50)))
                 .map_err(|source| ServerError::Bind { addr, source })?;
             Ok::<_, ServerError>(sock)
         };
@@ -413,7 +423,8 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             return;
         }
     };
-    match check_request_ma(&p, &client.key) {
+    let ma = check_request_ma(&p, &client.key);
+    match ma {
         MaCheck::Valid => {}
         MaCheck::Invalid => {
             Stats::inc(&shared.stats.dropped_bad_authenticator);
@@ -421,8 +432,14 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             return;
         }
         MaCheck::Absent => {
-            // RFC 5997 and RFC 3579 require it on Status-Server and on EAP; config on the rest
-            if is_status || client.require_ma || p.attr(dict::EAP_MESSAGE).is_some() {
+            // RFC 5997 and RFC 3579 require it on Status-Server and on EAP; config on the rest.
+            // Where it is not required, Proxy-State without it is still refused: echoing an
+            // attacker's Proxy-State is what BlastRADIUS exploits ("limit_proxy_state")
+            if is_status
+                || client.require_ma
+                || p.attr(dict::EAP_MESSAGE).is_some()
+                || p.attr(dict::PROXY_STATE).is_some()
+            {
                 Stats::inc(&shared.stats.dropped_missing_message_authenticator);
                 tracing::debug!(%src, client = %client.name, "dropped: no Message-Authenticator (BlastRADIUS protection)");
                 return;
@@ -469,6 +486,9 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             .ipv4(dict::NAS_IP_ADDRESS)
             .map(IpAddr::V4)
             .unwrap_or_else(|| src.ip()),
+        proxy_state: proxy_states(&p),
+        authenticated: ma == MaCheck::Valid,
+        eap_id: p.attr(dict::EAP_MESSAGE).and_then(|m| m.get(1).copied()),
     };
     let span = tracing::debug_span!(
         "access_request",
@@ -544,6 +564,13 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             );
         }
     }
+}
+
+fn proxy_states(p: &Packet<'_>) -> Vec<Vec<u8>> {
+    p.attributes()
+        .filter(|(t, _)| *t == dict::PROXY_STATE)
+        .map(|(_, v)| v.to_vec())
+        .collect()
 }
 
 fn mab_problem(problem: MabProblem, username: &str) -> Decision {
@@ -658,7 +685,9 @@ fn finish(
         },
         None => 0,
     };
-    if let (true, Some(d)) = (accepted, device) {
+    // a request without a Message-Authenticator may be forged by anyone who can use the
+    // client's source address: it does not move the device's last-seen
+    if let (true, true, Some(d)) = (accepted, req.authenticated, device) {
         shared.record(Record::Seen(Sighting {
             device_id: d.id,
             at: now,
@@ -705,6 +734,13 @@ fn reply_packet(
         code::ACCESS_REJECT
     };
     let mut b = Builder::with_message_authenticator(code, req.identifier);
+    for ps in &req.proxy_state {
+        b.add(dict::PROXY_STATE, ps)?;
+    }
+    if let (false, Some(id)) = (accepted, req.eap_id) {
+        // RFC 3579 §2.6.3: a reject to an EAP request carries an EAP-Failure
+        b.add(dict::EAP_MESSAGE, &[4, id, 0, 4])?;
+    }
     if accepted {
         if let Some(vlan) = decision.vlan {
             // RFC 3580 §3.31: the three tunnel attributes, untagged (tag 0)
@@ -778,6 +814,7 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
     );
     let identifier = p.identifier();
     let authenticator = p.authenticator();
+    let proxy_state = proxy_states(&p);
     let shared = shared.clone();
     let sock = sock.clone();
     let span =
@@ -823,8 +860,12 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
                     // no Message-Authenticator: RFC 2866 does not define one here, and
                     // implementations disagree on its input (FreeRADIUS zeroes the vector);
                     // the Response Authenticator already covers the reply
-                    let (mut buf, off) =
-                        Builder::new(code::ACCOUNTING_RESPONSE, identifier).into_unsigned();
+                    let mut b = Builder::new(code::ACCOUNTING_RESPONSE, identifier);
+                    for ps in &proxy_state {
+                        // each came in a packet of at most 4096 bytes: it fits
+                        let _ = b.add(dict::PROXY_STATE, ps);
+                    }
+                    let (mut buf, off) = b.into_unsigned();
                     sign_response(&mut buf, off, &authenticator, &client.key);
                     lock(&shared.dedup).answered(&key, buf.clone());
                     send(&sock, &buf, src);
