@@ -75,6 +75,9 @@ pub struct AccountingUpdate {
     pub at: DateTime<Utc>,
     /// Client name.
     pub nas: String,
+    /// The access point within the client: NAS-Identifier, else NAS-IP-Address, else the
+    /// source address.
+    pub nas_key: String,
     /// Acct-Session-Id.
     pub acct_session_id: String,
     /// NAS-IP-Address, else the source address.
@@ -116,6 +119,8 @@ pub struct Session {
     pub id: i64,
     /// Client name.
     pub nas: String,
+    /// The access point within the client.
+    pub nas_key: String,
     /// Acct-Session-Id.
     pub acct_session_id: String,
     /// NAS-IP-Address.

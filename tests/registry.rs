@@ -875,6 +875,7 @@ fn acct(
         kind,
         at,
         nas: "ap-1".into(),
+        nas_key: "10.0.0.1".into(),
         acct_session_id: sid.into(),
         nas_ip: Some("10.0.0.1".into()),
         nas_port: Some(1),
@@ -962,14 +963,19 @@ both_stores!(sessions_and_decision_retention, |b| async move {
     assert_eq!(active.len(), 2);
     assert_eq!(
         store
-            .close_sessions("ap-1", t0 + Duration::seconds(300), "NAS-Reboot")
+            .close_sessions(
+                "ap-1",
+                "10.0.0.1",
+                t0 + Duration::seconds(300),
+                "NAS-Reboot"
+            )
             .await
             .unwrap(),
         2
     );
     assert_eq!(
         store
-            .close_sessions("ap-2", t0, "NAS-Reboot")
+            .close_sessions("ap-1", "10.0.0.2", t0, "NAS-Reboot")
             .await
             .unwrap(),
         0
@@ -1036,4 +1042,79 @@ both_stores!(sessions_and_decision_retention, |b| async move {
             .unwrap(),
         0
     );
+});
+
+both_stores!(sessions_out_of_order_and_per_access_point, |b| async move {
+    use poortwachter::activity::{AcctKind, SessionFilter};
+    let (db, reg) = registry(b, 3).await;
+    let store = reg.store();
+    let t0 = now();
+    // the Stop overtakes its Start: one closed session, no open one left behind
+    store
+        .record_accounting(&acct(AcctKind::Stop, "X1", t0 + Duration::seconds(5), 5))
+        .await
+        .unwrap();
+    store
+        .record_accounting(&acct(AcctKind::Start, "X1", t0, 0))
+        .await
+        .unwrap();
+    // an older Interim-Update does not roll counters back
+    store
+        .record_accounting(&acct(AcctKind::Start, "X2", t0, 0))
+        .await
+        .unwrap();
+    store
+        .record_accounting(&acct(
+            AcctKind::InterimUpdate,
+            "X2",
+            t0 + Duration::seconds(600),
+            600,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_accounting(&acct(
+            AcctKind::InterimUpdate,
+            "X2",
+            t0 + Duration::seconds(300),
+            300,
+        ))
+        .await
+        .unwrap();
+    // another AP of the same client with the same session id is another session
+    let mut other = acct(AcctKind::Start, "X2", t0, 0);
+    other.nas_key = "ap-kantine".into();
+    store.record_accounting(&other).await.unwrap();
+    assert_eq!(db.count("sessions").await, 3);
+    let all = store.sessions(&SessionFilter::default()).await.unwrap();
+    let x1: Vec<_> = all.iter().filter(|s| s.acct_session_id == "X1").collect();
+    assert_eq!(x1.len(), 1);
+    assert!(x1[0].stopped_at.is_some());
+    let x2 = all
+        .iter()
+        .find(|s| s.acct_session_id == "X2" && s.nas_key == "10.0.0.1")
+        .unwrap();
+    assert_eq!(x2.session_time, 600);
+    // Accounting-On from one AP closes only that AP's sessions
+    assert_eq!(
+        store
+            .close_sessions(
+                "ap-1",
+                "ap-kantine",
+                t0 + Duration::seconds(900),
+                "NAS-Reboot"
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    let active = store
+        .sessions(&SessionFilter {
+            active_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].nas_key, "10.0.0.1");
 });

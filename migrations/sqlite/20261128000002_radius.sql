@@ -26,6 +26,9 @@ CREATE INDEX decisions_owner ON decisions (owner, at);
 CREATE TABLE sessions (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     nas              TEXT NOT NULL,
+    -- the access point within the client's network: NAS-Identifier, else NAS-IP-Address,
+    -- else the source address (one client entry often covers many APs)
+    nas_key          TEXT NOT NULL,
     acct_session_id  TEXT NOT NULL,
     nas_ip           TEXT,
     nas_port         INTEGER,
@@ -46,8 +49,8 @@ CREATE TABLE sessions (
     output_packets   INTEGER NOT NULL DEFAULT 0,
     terminate_cause  TEXT
 ) STRICT;
--- one open session per NAS and Acct-Session-Id; a NAS may reuse ids after a reboot
-CREATE UNIQUE INDEX sessions_open ON sessions (nas, acct_session_id) WHERE stopped_at IS NULL;
-CREATE INDEX sessions_key ON sessions (nas, acct_session_id, id);
+-- one open session per access point and Acct-Session-Id; an AP may reuse ids after a reboot
+CREATE UNIQUE INDEX sessions_open ON sessions (nas, nas_key, acct_session_id) WHERE stopped_at IS NULL;
+CREATE INDEX sessions_key ON sessions (nas, nas_key, acct_session_id, id);
 CREATE INDEX sessions_mac ON sessions (mac, id);
 CREATE INDEX sessions_active ON sessions (stopped_at, id);

@@ -118,7 +118,7 @@ pub async fn sessions(
                     Some(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
                     None => "active".to_string(),
                 },
-                s.nas.clone(),
+                format!("{}/{}", s.nas, s.nas_key),
                 s.acct_session_id.clone(),
                 table::or_dash(s.mac),
                 table::or_dash(s.owner.as_ref()),

@@ -164,21 +164,26 @@ macro_rules! impl_activity_store {
                 use $crate::activity::AcctKind;
                 let stopped = (u.kind == AcctKind::Stop).then_some(u.at);
                 let mac = u.mac.map(|m| m.to_string());
-                // a unique-index race with a concurrent first packet of the same session is
-                // retried once as an update
+                let started = u.at - chrono::Duration::seconds(u.session_time.max(0));
+                // packets of one session may arrive out of order (each is stored by its own
+                // task, and NASes retransmit): an update applies only if it is not older than
+                // what the open row holds; a unique-index race with a concurrent first packet
+                // is retried once
                 for _ in 0..2 {
                     let updated = sqlx::query(
-                        "UPDATE sessions SET updated_at = $3, \
-                         nas_ip = COALESCE($4, nas_ip), nas_port = COALESCE($5, nas_port), \
-                         username = COALESCE($6, username), mac = COALESCE($7, mac), \
-                         ssid = COALESCE($8, ssid), device_id = COALESCE($9, device_id), \
-                         owner = COALESCE($10, owner), framed_ip = COALESCE($11, framed_ip), \
-                         class = COALESCE($12, class), session_time = $13, \
-                         input_octets = $14, output_octets = $15, input_packets = $16, \
-                         output_packets = $17, terminate_cause = $18, stopped_at = $19 \
-                         WHERE nas = $1 AND acct_session_id = $2 AND stopped_at IS NULL",
+                        "UPDATE sessions SET updated_at = $4, \
+                         nas_ip = COALESCE($5, nas_ip), nas_port = COALESCE($6, nas_port), \
+                         username = COALESCE($7, username), mac = COALESCE($8, mac), \
+                         ssid = COALESCE($9, ssid), device_id = COALESCE($10, device_id), \
+                         owner = COALESCE($11, owner), framed_ip = COALESCE($12, framed_ip), \
+                         class = COALESCE($13, class), session_time = $14, \
+                         input_octets = $15, output_octets = $16, input_packets = $17, \
+                         output_packets = $18, terminate_cause = $19, stopped_at = $20 \
+                         WHERE nas = $1 AND nas_key = $2 AND acct_session_id = $3 \
+                         AND stopped_at IS NULL AND updated_at <= $4 AND session_time <= $14",
                     )
                     .bind(&u.nas)
+                    .bind(&u.nas_key)
                     .bind(&u.acct_session_id)
                     .bind(u.at)
                     .bind(&u.nas_ip)
@@ -202,29 +207,35 @@ macro_rules! impl_activity_store {
                     if updated.rows_affected() > 0 {
                         return Ok(());
                     }
-                    if u.kind != AcctKind::Start {
-                        // a late Interim-Update or a repeated Stop of a session that ended
-                        let ended: Option<i64> = sqlx::query_scalar(
-                            "SELECT id FROM sessions WHERE nas = $1 AND acct_session_id = $2 \
-                             AND stopped_at IS NOT NULL ORDER BY id DESC LIMIT 1",
-                        )
-                        .bind(&u.nas)
-                        .bind(&u.acct_session_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                        if ended.is_some() {
-                            return Ok(());
-                        }
-                    }
-                    let started = u.at - chrono::Duration::seconds(u.session_time.max(0));
-                    let inserted = sqlx::query(
-                        "INSERT INTO sessions (nas, acct_session_id, nas_ip, nas_port, username, \
-                         mac, ssid, device_id, owner, framed_ip, class, started_at, updated_at, \
-                         stopped_at, session_time, input_octets, output_octets, input_packets, \
-                         output_packets, terminate_cause) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                         $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                    // an open row that is newer than this packet, or an ended row whose span
+                    // overlaps it (a late Interim-Update, a repeated Stop, a Start that arrived
+                    // after its Stop): nothing to change
+                    let known: Option<i64> = sqlx::query_scalar(
+                        "SELECT id FROM sessions WHERE nas = $1 AND nas_key = $2 \
+                         AND acct_session_id = $3 AND (stopped_at IS NULL \
+                         OR (started_at <= $4 AND stopped_at >= $5)) LIMIT 1",
                     )
                     .bind(&u.nas)
+                    .bind(&u.nas_key)
+                    .bind(&u.acct_session_id)
+                    .bind(u.at)
+                    .bind(started)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if known.is_some() {
+                        return Ok(());
+                    }
+                    // a new session (or one whose Start was lost)
+                    let inserted = sqlx::query(
+                        "INSERT INTO sessions (nas, nas_key, acct_session_id, nas_ip, nas_port, \
+                         username, mac, ssid, device_id, owner, framed_ip, class, started_at, \
+                         updated_at, stopped_at, session_time, input_octets, output_octets, \
+                         input_packets, output_packets, terminate_cause) VALUES ($1, $2, $3, $4, \
+                         $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                         $20, $21)",
+                    )
+                    .bind(&u.nas)
+                    .bind(&u.nas_key)
                     .bind(&u.acct_session_id)
                     .bind(&u.nas_ip)
                     .bind(u.nas_port)
@@ -263,14 +274,16 @@ macro_rules! impl_activity_store {
             async fn close_sessions(
                 &self,
                 nas: &str,
+                nas_key: &str,
                 at: chrono::DateTime<chrono::Utc>,
                 cause: &str,
             ) -> Result<u64, StoreError> {
                 let done = sqlx::query(
-                    "UPDATE sessions SET stopped_at = $2, updated_at = $2, terminate_cause = $3 \
-                     WHERE nas = $1 AND stopped_at IS NULL",
+                    "UPDATE sessions SET stopped_at = $3, updated_at = $3, terminate_cause = $4 \
+                     WHERE nas = $1 AND nas_key = $2 AND stopped_at IS NULL",
                 )
                 .bind(nas)
+                .bind(nas_key)
                 .bind(at)
                 .bind(cause)
                 .execute(&self.pool)

@@ -171,7 +171,8 @@ where
 }
 
 /// Columns of `sessions`.
-pub const SESSION_COLUMNS: &str = "id, nas, acct_session_id, nas_ip, nas_port, username, mac, \
+pub const SESSION_COLUMNS: &str =
+    "id, nas, nas_key, acct_session_id, nas_ip, nas_port, username, mac, \
      ssid, device_id, owner, framed_ip, class, started_at, updated_at, stopped_at, session_time, \
      input_octets, output_octets, input_packets, output_packets, terminate_cause";
 
@@ -188,6 +189,7 @@ where
     Ok(crate::activity::Session {
         id: row.try_get("id")?,
         nas: row.try_get("nas")?,
+        nas_key: row.try_get("nas_key")?,
         acct_session_id: row.try_get("acct_session_id")?,
         nas_ip: row.try_get("nas_ip")?,
         nas_port: row.try_get("nas_port")?,

@@ -96,10 +96,12 @@ pub trait ActivityStore: Send + Sync + 'static {
     async fn record_sightings(&self, seen: &[Sighting]) -> Result<(), StoreError>;
     /// Applies one Accounting Start, Interim-Update or Stop to its session.
     async fn record_accounting(&self, update: &AccountingUpdate) -> Result<(), StoreError>;
-    /// Closes every open session of a NAS (Accounting-On/Off); returns how many.
+    /// Closes every open session of one access point (`nas_key`) of a client (Accounting-On/
+    /// Off); returns how many.
     async fn close_sessions(
         &self,
         nas: &str,
+        nas_key: &str,
         at: DateTime<Utc>,
         cause: &str,
     ) -> Result<u64, StoreError>;

@@ -13,8 +13,13 @@ use super::request::{calling_station_mac, ssid};
 pub enum AcctAction {
     /// Update one session.
     Session(Box<AccountingUpdate>),
-    /// Accounting-On or -Off: close every open session of the NAS, with this cause.
-    NasRestart(&'static str),
+    /// Accounting-On or -Off: close every open session of this access point, with this cause.
+    NasRestart {
+        /// The access point (see [`nas_key`]).
+        nas_key: String,
+        /// Terminate cause recorded.
+        cause: &'static str,
+    },
     /// No usable Acct-Status-Type or Acct-Session-Id: answered, not stored.
     Ignore(&'static str),
 }
@@ -44,6 +49,18 @@ pub fn owner_from_class(class: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Which access point of a client sent the packet: NAS-Identifier, else NAS-IP-Address, else
+/// the source address. One `[[radius.clients]]` entry usually covers many APs, and each has
+/// its own session ids and reboots.
+pub fn nas_key(p: &Packet<'_>, source_ip: &str) -> String {
+    p.text(dict::NAS_IDENTIFIER)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.chars().take(253).collect())
+        .or_else(|| p.ipv4(dict::NAS_IP_ADDRESS).map(|ip| ip.to_string()))
+        .unwrap_or_else(|| source_ip.to_string())
+}
+
 /// Reads an authenticated Accounting-Request received at `now` from client `nas`.
 pub fn read(p: &Packet<'_>, nas: &str, source_ip: String, now: DateTime<Utc>) -> AcctAction {
     let Some(status) = p.u32(dict::ACCT_STATUS_TYPE) else {
@@ -53,8 +70,18 @@ pub fn read(p: &Packet<'_>, nas: &str, source_ip: String, now: DateTime<Utc>) ->
         dict::acct_status::START => AcctKind::Start,
         dict::acct_status::INTERIM_UPDATE => AcctKind::InterimUpdate,
         dict::acct_status::STOP => AcctKind::Stop,
-        dict::acct_status::ACCOUNTING_ON => return AcctAction::NasRestart("NAS-Reboot"),
-        dict::acct_status::ACCOUNTING_OFF => return AcctAction::NasRestart("NAS-Request"),
+        dict::acct_status::ACCOUNTING_ON => {
+            return AcctAction::NasRestart {
+                nas_key: nas_key(p, &source_ip),
+                cause: "NAS-Reboot",
+            }
+        }
+        dict::acct_status::ACCOUNTING_OFF => {
+            return AcctAction::NasRestart {
+                nas_key: nas_key(p, &source_ip),
+                cause: "NAS-Request",
+            }
+        }
         _ => return AcctAction::Ignore("unsupported Acct-Status-Type"),
     };
     let Some(sid) = p
@@ -72,6 +99,7 @@ pub fn read(p: &Packet<'_>, nas: &str, source_ip: String, now: DateTime<Utc>) ->
         kind,
         at: now - chrono::Duration::seconds(delay),
         nas: nas.to_string(),
+        nas_key: nas_key(p, &source_ip),
         acct_session_id: sid.to_string(),
         nas_ip: p
             .ipv4(dict::NAS_IP_ADDRESS)
@@ -153,8 +181,11 @@ mod tests {
         });
         let p = Packet::parse(&buf).expect("parses");
         assert_eq!(
-            read(&p, "ap1", "x".into(), Utc::now()),
-            AcctAction::NasRestart("NAS-Reboot")
+            read(&p, "ap1", "10.0.0.9".into(), Utc::now()),
+            AcctAction::NasRestart {
+                nas_key: "10.0.0.9".into(),
+                cause: "NAS-Reboot"
+            }
         );
         let buf = packet(|b| {
             b.add_u32(dict::ACCT_STATUS_TYPE, dict::acct_status::START)

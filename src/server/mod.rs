@@ -837,14 +837,14 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
                     tracing::debug!(kind = ?u.kind, session = %u.acct_session_id, "accounting");
                     shared.store.record_accounting(&u).await
                 }
-                AcctAction::NasRestart(cause) => {
+                AcctAction::NasRestart { nas_key, cause } => {
                     match shared
                         .store
-                        .close_sessions(&client.name, Utc::now().trunc_subsecs(6), cause)
+                        .close_sessions(&client.name, &nas_key, Utc::now().trunc_subsecs(6), cause)
                         .await
                     {
                         Ok(n) => {
-                            tracing::info!(nas = %client.name, closed = n, cause, "NAS restarted: open sessions closed");
+                            tracing::info!(nas = %client.name, ap = %nas_key, closed = n, cause, "NAS restarted: its open sessions closed");
                             Ok(())
                         }
                         Err(e) => Err(e),
