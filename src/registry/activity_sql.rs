@@ -131,15 +131,30 @@ macro_rules! impl_activity_store {
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
             ) -> Result<u64, StoreError> {
-                // ids grow with time: delete below the first id that is young enough
-                let done = sqlx::query(
-                    "DELETE FROM decisions WHERE id < COALESCE((SELECT id FROM decisions \
+                // ids grow with time: delete below the first id that is young enough, in
+                // batches, so that no single statement holds SQLite's write lock for long
+                let bounds: (Option<i64>, Option<i64>) = sqlx::query_as(
+                    "SELECT (SELECT MIN(id) FROM decisions), COALESCE((SELECT id FROM decisions \
                      WHERE at >= $1 ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM decisions))",
                 )
-                    .bind(before)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
+                .bind(before)
+                .fetch_one(&self.pool)
+                .await?;
+                let (Some(mut low), Some(end)) = bounds else {
+                    return Ok(0);
+                };
+                let mut deleted = 0;
+                while low < end {
+                    let high = (low + 10_000).min(end);
+                    let done = sqlx::query("DELETE FROM decisions WHERE id >= $1 AND id < $2")
+                        .bind(low)
+                        .bind(high)
+                        .execute(&self.pool)
+                        .await?;
+                    deleted += done.rows_affected();
+                    low = high;
+                }
+                Ok(deleted)
             }
 
             async fn record_sightings(

@@ -110,6 +110,28 @@ impl Coalescer {
         flushed
     }
 
+    /// Forgets keys whose window has passed; rows for those with pending counts. Called every
+    /// second, so a folded decision reaches the log within a window and a second, and the map
+    /// holds only MACs seen within the window.
+    pub fn sweep(&mut self, now: Instant) -> Vec<DecisionRecord> {
+        let window = self.window;
+        let mut rows = Vec::new();
+        self.entries.retain(|_, e| {
+            if now.saturating_duration_since(e.stored_at) < window {
+                return true;
+            }
+            if e.pending > 0 {
+                let mut r = (*e.stored).clone();
+                r.id = 0;
+                r.at = e.last_at;
+                r.repeats = e.pending - 1;
+                rows.push(r);
+            }
+            false
+        });
+        rows
+    }
+
     /// Rows for every pending count (shutdown): a copy of the last stored row for that key, at
     /// the time of the last folded decision, carrying the count.
     pub fn drain(&mut self) -> Vec<DecisionRecord> {
@@ -198,6 +220,25 @@ mod tests {
         // the drained row is the third folded decision; two more were folded into it
         assert_eq!(rows[0].repeats, 2);
         assert!(c.drain().is_empty());
+    }
+
+    #[test]
+    fn sweep_writes_pending_counts_after_the_window_and_forgets() {
+        let t = Instant::now();
+        let at = Utc::now();
+        let mut c = Coalescer::new(Duration::from_secs(60), 10);
+        c.fold(key(), t, at);
+        c.stored(key(), record(at), t);
+        c.fold(key(), t + Duration::from_secs(1), at);
+        assert!(c.sweep(t + Duration::from_secs(30)).is_empty());
+        let rows = c.sweep(t + Duration::from_secs(61));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].repeats, 0);
+        // forgotten: the next identical decision is stored at once, with no count
+        assert_eq!(
+            c.fold(key(), t + Duration::from_secs(62), at),
+            Fold::Store { repeats: 0 }
+        );
     }
 
     #[test]

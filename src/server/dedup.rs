@@ -35,7 +35,7 @@ pub enum Seen {
 pub struct DedupCache {
     window: Duration,
     max_entries: usize,
-    entries: HashMap<Key, Option<Vec<u8>>>,
+    entries: HashMap<Key, (Instant, Option<Vec<u8>>)>,
     order: VecDeque<(Instant, Key)>,
 }
 
@@ -55,7 +55,10 @@ impl DedupCache {
             let too_old = now.saturating_duration_since(at) >= self.window;
             if too_old || self.order.len() > self.max_entries {
                 self.order.pop_front();
-                self.entries.remove(&key);
+                // a key forgotten and seen again has a newer entry: leave that one
+                if self.entries.get(&key).is_some_and(|(t, _)| *t == at) {
+                    self.entries.remove(&key);
+                }
             } else {
                 break;
             }
@@ -69,10 +72,10 @@ impl DedupCache {
             return Seen::New;
         }
         match self.entries.get(&key) {
-            Some(Some(reply)) => Seen::Answered(reply.clone()),
-            Some(None) => Seen::InProgress,
+            Some((_, Some(reply))) => Seen::Answered(reply.clone()),
+            Some((_, None)) => Seen::InProgress,
             None => {
-                self.entries.insert(key, None);
+                self.entries.insert(key, (now, None));
                 self.order.push_back((now, key));
                 Seen::New
             }
@@ -81,7 +84,7 @@ impl DedupCache {
 
     /// Stores the reply to a request marked by [`DedupCache::check`].
     pub fn answered(&mut self, key: &Key, reply: Vec<u8>) {
-        if let Some(slot) = self.entries.get_mut(key) {
+        if let Some((_, slot)) = self.entries.get_mut(key) {
             *slot = Some(reply);
         }
     }
@@ -142,6 +145,22 @@ mod tests {
         assert!(c.len() <= 4);
         c.forget(&key(9));
         assert_eq!(c.check(key(9), t0), Seen::New);
+    }
+
+    #[test]
+    fn a_forgotten_key_seen_again_is_not_expired_by_its_old_entry() {
+        let t0 = Instant::now();
+        let mut c = DedupCache::new(Duration::from_secs(5), 100);
+        c.check(key(1), t0);
+        c.forget(&key(1));
+        let t1 = t0 + Duration::from_secs(4);
+        assert_eq!(c.check(key(1), t1), Seen::New);
+        c.answered(&key(1), b"r".to_vec());
+        // the first entry's time has passed; the second's has not
+        assert_eq!(
+            c.check(key(1), t0 + Duration::from_secs(6)),
+            Seen::Answered(b"r".to_vec())
+        );
     }
 
     #[test]

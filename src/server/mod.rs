@@ -44,6 +44,10 @@ use self::recorder::{Record, Recorder};
 use self::request::MabProblem;
 use self::stats::Stats;
 
+/// Requests that may wait for the registry at once; more are dropped (and counted) rather than
+/// queued without bound while the database is slow.
+const MAX_BACKLOG: usize = 4_096;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -99,6 +103,8 @@ struct Shared {
     coalescer: Mutex<Coalescer>,
     inflight: InFlight,
     runtime: tokio::runtime::Handle,
+    /// Bounds the requests waiting for the registry (cache misses, accounting).
+    backlog: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the listeners need from one Access-Request, owned so that a registry lookup can
@@ -177,9 +183,10 @@ impl Server {
             dedup: Mutex::new(DedupCache::new(config.radius.duplicate_window.0, 262_144)),
             cache: SubjectCache::new(config.cache.enabled, Duration::from_secs(300), 1_000_000),
             recorder: Mutex::new(Some(recorder)),
-            coalescer: Mutex::new(Coalescer::new(config.log.decision_coalesce.0, 1_000_000)),
+            coalescer: Mutex::new(Coalescer::new(config.log.decision_coalesce.0, 200_000)),
             inflight: InFlight::default(),
             runtime: tokio::runtime::Handle::current(),
+            backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
         });
         Ok(Server {
             shared,
@@ -235,7 +242,7 @@ impl Server {
             self.poll_interval,
             stop_rx.clone(),
         ));
-        let reporter = tokio::spawn(report(self.shared.stats.clone(), stop_rx));
+        let reporter = tokio::spawn(report(self.shared.clone(), stop_rx));
         tracing::info!(
             auth = %self.auth.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             acct = %self.acct.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -539,6 +546,11 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             drop(guard);
         }
         Lookup::Miss(generation) => {
+            let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
+                Stats::inc(&shared.stats.dropped_overload);
+                lock(&shared.dedup).forget(&req.key);
+                return;
+            };
             let shared = shared.clone();
             let sock = sock.clone();
             drop(_enter);
@@ -546,6 +558,7 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
             runtime.spawn(
                 async move {
                     let _guard = guard;
+                    let _permit = permit;
                     match load_subject(&*shared.store, mac).await {
                         Ok(subject) => {
                             shared
@@ -805,6 +818,11 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
     if !shared.first_time(sock, key) {
         return;
     }
+    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
+        Stats::inc(&shared.stats.dropped_overload);
+        lock(&shared.dedup).forget(&key);
+        return;
+    };
     let guard = shared.begin();
     let action = acct::read(
         &p,
@@ -823,6 +841,7 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
     runtime.spawn(
         async move {
             let _guard = guard;
+            let _permit = permit;
             let client = &shared.clients[ci];
             let stored = match action {
                 AcctAction::Session(mut u) => {
@@ -922,14 +941,24 @@ async fn watch_registry(shared: Arc<Shared>, poll: Duration, mut stop: watch::Re
     }
 }
 
-async fn report(stats: Arc<Stats>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    tick.tick().await;
+async fn report(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let stats = shared.stats.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seconds = 0u64;
     let mut last = String::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
+        }
+        // folded decisions whose window has passed go to the log
+        let swept = lock(&shared.coalescer).sweep(Instant::now());
+        for r in swept {
+            shared.record(Record::Decision(r));
+        }
+        seconds += 1;
+        if seconds % 60 != 0 {
+            continue;
         }
         let now = stats.to_string();
         if now != last {

@@ -33,6 +33,7 @@ counters! {
     dropped_bad_authenticator: "Dropped: Message-Authenticator or Request Authenticator does not verify.",
     dropped_unexpected_code: "Dropped: a code this port does not serve.",
     dropped_backend: "Dropped: the registry could not be read or written; the NAS will retry.",
+    dropped_overload: "Dropped: too many requests already waiting for the registry; the NAS will retry.",
     decisions_lost: "Decision records not stored because the writer fell behind.",
 }
 
@@ -51,6 +52,7 @@ impl Stats {
             &self.dropped_bad_authenticator,
             &self.dropped_unexpected_code,
             &self.dropped_backend,
+            &self.dropped_overload,
         ]
         .iter()
         .map(|c| c.load(Ordering::Relaxed))
