@@ -227,7 +227,9 @@ fn main() -> Result<()> {
                     invalid += 1;
                     continue;
                 }
-                let o = inflight.remove(&p.identifier()).expect("present");
+                let Some(o) = inflight.remove(&p.identifier()) else {
+                    continue;
+                };
                 latencies.push(now.duration_since(o.sent).as_micros().min(u32::MAX as u128) as u32);
                 match p.code() {
                     code::ACCESS_ACCEPT => accepts += 1,

@@ -41,10 +41,15 @@ pub trait SecretKey {
 }
 
 fn new_hmac(secret: &[u8]) -> HmacMd5 {
-    // HMAC takes keys of any length, so this cannot fail; an empty key is the fallback anyway
-    HmacMd5::new_from_slice(secret)
-        .or_else(|_| HmacMd5::new_from_slice(&[]))
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+    // RFC 2104 §2: a key longer than the 64-byte block is hashed first, a shorter one padded
+    // with zeros; building that block here makes the keyed constructor infallible
+    let mut block = Zeroizing::new([0u8; 64]);
+    if secret.len() > 64 {
+        block[..16].copy_from_slice(&md5(&[secret]));
+    } else {
+        block[..secret.len()].copy_from_slice(secret);
+    }
+    <HmacMd5 as hmac::digest::KeyInit>::new(&(*block).into())
 }
 
 impl SecretKey for [u8] {
@@ -476,6 +481,22 @@ mod tests {
         let mut low = enc.clone();
         low[0] &= 0x7f;
         assert!(salt_decrypt(&low, SECRET, &ra).is_err());
+    }
+
+    #[test]
+    fn hmac_key_block_matches_the_variable_length_constructor() {
+        for len in [0usize, 1, 16, 23, 64, 65, 200] {
+            let key = vec![0x5cu8; len];
+            let mut ours = new_hmac(&key);
+            let mut theirs = HmacMd5::new_from_slice(&key).expect("any length");
+            ours.update(b"message");
+            theirs.update(b"message");
+            assert_eq!(
+                ours.finalize().into_bytes(),
+                theirs.finalize().into_bytes(),
+                "{len}"
+            );
+        }
     }
 
     #[test]
