@@ -122,6 +122,32 @@ impl Rig {
     }
 }
 
+/// Sessions not yet stopped, newest first.
+async fn active_sessions(rig: &Rig) -> Vec<poortwachter::activity::Session> {
+    rig.registry
+        .store()
+        .sessions(&SessionFilter {
+            active_only: true,
+            mac: None,
+            limit: None,
+        })
+        .await
+        .expect("sessions")
+}
+
+/// Every stored decision about one MAC, newest first.
+async fn decisions_for(rig: &Rig, mac: &str) -> Vec<poortwachter::activity::DecisionRecord> {
+    rig.registry
+        .store()
+        .decisions(&DecisionFilter {
+            mac: Some(MacAddr::parse_any(mac).expect("mac")),
+            username: None,
+            limit: None,
+        })
+        .await
+        .expect("decisions")
+}
+
 /// What radclient printed about the reply.
 #[derive(Debug)]
 struct Reply {
@@ -637,16 +663,7 @@ both_stores!(accounting_start_interim_stop, |backend| async move {
         "{}",
         reply.output
     );
-    let active = rig
-        .registry
-        .store()
-        .sessions(&SessionFilter {
-            active_only: true,
-            mac: None,
-            limit: None,
-        })
-        .await
-        .expect("sessions");
+    let active = active_sessions(&rig).await;
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].acct_session_id, "sess-0001");
     assert_eq!(active[0].owner.as_deref(), Some("s.staff"));
@@ -716,16 +733,7 @@ both_stores!(accounting_start_interim_stop, |backend| async move {
         "{}",
         reply.output
     );
-    let active = rig
-        .registry
-        .store()
-        .sessions(&SessionFilter {
-            active_only: true,
-            mac: None,
-            limit: None,
-        })
-        .await
-        .expect("sessions");
+    let active = active_sessions(&rig).await;
     assert!(active.is_empty(), "{active:?}");
 
     // a wrong secret is not answered and not stored
@@ -918,16 +926,7 @@ both_stores!(
             reply.output
         );
         rig.stop().await;
-        let rows = rig
-            .registry
-            .store()
-            .decisions(&DecisionFilter {
-                mac: Some(MacAddr::parse_any("02-00-00-00-00-01").expect("mac")),
-                username: None,
-                limit: None,
-            })
-            .await
-            .expect("decisions");
+        let rows = decisions_for(&rig, "02-00-00-00-00-01").await;
         // the first is stored at once; the other four are folded and written at shutdown as one
         // row that stands for itself and three more
         assert_eq!(rows.len(), 2, "{rows:?}");
@@ -1030,29 +1029,11 @@ both_stores!(
             .map(|d| d.reason)
             .collect();
         assert!(reasons.contains(&"compliant".to_string()), "{reasons:?}");
-        let all = rig
-            .registry
-            .store()
-            .decisions(&DecisionFilter {
-                mac: Some(MacAddr::parse_any("02-00-00-00-00-01").expect("mac")),
-                username: None,
-                limit: None,
-            })
-            .await
-            .expect("decisions");
+        let all = decisions_for(&rig, "02-00-00-00-00-01").await;
         let codes: Vec<&str> = all.iter().map(|d| d.reason.as_str()).collect();
         assert!(codes.contains(&"mab_bad_password"), "{codes:?}");
         assert!(codes.contains(&"mab_disabled"), "{codes:?}");
-        let temp = rig
-            .registry
-            .store()
-            .decisions(&DecisionFilter {
-                mac: Some(MacAddr::parse_any("02-00-00-00-00-02").expect("mac")),
-                username: None,
-                limit: None,
-            })
-            .await
-            .expect("decisions");
+        let temp = decisions_for(&rig, "02-00-00-00-00-02").await;
         assert_eq!(temp[0].reason, "ssid_not_served");
         assert_eq!(temp[0].ssid.as_deref(), Some("Gasten"));
     }

@@ -19,6 +19,18 @@ pub struct Key {
     pub authenticator: [u8; 16],
 }
 
+impl Key {
+    /// The key of a request received from `src`.
+    pub fn of(src: SocketAddr, p: &crate::radius::Packet<'_>) -> Key {
+        Key {
+            src,
+            code: p.code(),
+            id: p.identifier(),
+            authenticator: p.authenticator(),
+        }
+    }
+}
+
 /// What the cache knows of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {

@@ -462,12 +462,7 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
         );
         return;
     }
-    let key = Key {
-        src,
-        code: p.code(),
-        id: p.identifier(),
-        authenticator: p.authenticator(),
-    };
+    let key = Key::of(src, &p);
     if !shared.first_time(sock, key) {
         return;
     }
@@ -809,12 +804,7 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
         tracing::debug!(%src, client = %client.name, "dropped: accounting authenticator does not verify (wrong secret?)");
         return;
     }
-    let key = Key {
-        src,
-        code: p.code(),
-        id: p.identifier(),
-        authenticator: p.authenticator(),
-    };
+    let key = Key::of(src, &p);
     if !shared.first_time(sock, key) {
         return;
     }
