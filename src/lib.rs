@@ -5,8 +5,10 @@
 
 pub mod activity;
 pub mod config;
+pub mod eap;
 pub mod mac;
 pub mod model;
+pub mod pki;
 pub mod policy;
 pub mod radius;
 pub mod registry;

@@ -12,6 +12,8 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer};
 
+pub mod tls;
+
 use crate::model::Role;
 use crate::secret::Secret;
 
@@ -43,6 +45,15 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The onboarding CA that issues device certificates.
+    #[serde(default)]
+    pub pki: tls::PkiConfig,
+    /// 802.1X EAP (EAP-TLS) on the authentication port.
+    #[serde(default)]
+    pub eap: tls::EapConfig,
+    /// What the Wi-Fi profiles handed to device owners configure.
+    #[serde(default)]
+    pub wifi: tls::WifiConfig,
 }
 
 /// `[database]`
@@ -733,6 +744,8 @@ impl Config {
                 );
             }
         }
+
+        tls::problems(self, &mut push);
 
         for (role, name) in [
             (Role::Staff, self.roles.staff),

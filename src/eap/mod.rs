@@ -1,0 +1,508 @@
+//! 802.1X EAP (RFC 3748) carried in RADIUS (RFC 3579), with EAP-TLS (RFC 5216, RFC 9190):
+//! the conversation engine. It takes the reassembled EAP-Message and the State of one
+//! Access-Request and says what to answer; it knows no sockets and no registry, and the
+//! time is passed in.
+
+pub mod eaptls;
+pub mod packet;
+pub mod table;
+pub mod tls;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use self::eaptls::{EapTls, Established, Step};
+use self::packet::{code, typ, EapPacket};
+use self::table::{StateKey, Table, TakeError};
+use self::tls::{FailureKind, TlsFailure, TlsServer};
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EapSettings {
+    /// TLS data per EAP-TLS packet.
+    pub fragment_size: usize,
+    /// Unfinished conversations kept.
+    pub max_conversations: usize,
+    /// Idle time after which a conversation is dropped.
+    pub conversation_timeout: Duration,
+}
+
+/// Why a conversation ended without success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EapFailure {
+    /// The peer refused EAP-TLS (a Nak without type 13).
+    MethodRefused {
+        /// The types the peer asked for instead.
+        wanted: Vec<u8>,
+    },
+    /// The TLS handshake failed.
+    Tls(TlsFailure),
+    /// The peer broke the EAP rules (a response of the wrong type, too many rounds).
+    Protocol(String),
+}
+
+impl std::fmt::Display for EapFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EapFailure::MethodRefused { wanted } => {
+                write!(f, "the supplicant refused EAP-TLS (it asked for EAP types {wanted:?})")
+            }
+            EapFailure::Tls(e) => write!(f, "EAP-TLS failed: {e}"),
+            EapFailure::Protocol(m) => write!(f, "EAP protocol error: {m}"),
+        }
+    }
+}
+
+impl EapFailure {
+    /// Whether the failure is about the client certificate (as opposed to the protocol).
+    pub fn is_certificate(&self) -> bool {
+        matches!(
+            self,
+            EapFailure::Tls(TlsFailure {
+                kind: FailureKind::BadCertificate | FailureKind::NoCertificate,
+                ..
+            })
+        )
+    }
+}
+
+/// What to answer an Access-Request carrying EAP.
+#[derive(Debug)]
+pub enum Answer {
+    /// Access-Challenge with this EAP packet and State.
+    Challenge {
+        /// The EAP-Request.
+        eap: Vec<u8>,
+        /// The State attribute.
+        state: StateKey,
+    },
+    /// The method succeeded: the caller decides on the device and answers Access-Accept
+    /// with an EAP-Success of `eap_id` (or Access-Reject with an EAP-Failure of it).
+    Authenticated {
+        /// The identity the peer gave.
+        identity: String,
+        /// The identifier for the EAP-Success or EAP-Failure.
+        eap_id: u8,
+        /// Certificate, version and keys.
+        tls: Box<Established>,
+    },
+    /// Access-Reject with an EAP-Failure of `eap_id`.
+    Failed {
+        /// The identity the peer gave (empty if none yet).
+        identity: String,
+        /// The identifier for the EAP-Failure.
+        eap_id: u8,
+        /// Why.
+        why: EapFailure,
+    },
+    /// Send nothing (a stale or foreign State, a response to an old request); counted by
+    /// the caller.
+    Discard(&'static str),
+}
+
+/// The most rounds one conversation may take (ECDSA needs 4-5 at 1 KiB fragments; RSA chains
+/// at 64-byte fragments need about 100).
+const MAX_ROUNDS: u32 = 400;
+
+struct Conversation {
+    identity: String,
+    /// The identifier of the last request sent: the response must carry it.
+    last_id: u8,
+    rounds: u32,
+    method: Option<EapTls>,
+}
+
+/// The EAP engine shared by the listener tasks.
+pub struct EapServer {
+    tls: TlsServer,
+    settings: EapSettings,
+    table: Mutex<Table<Conversation>>,
+}
+
+impl std::fmt::Debug for EapServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EapServer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .take(253)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl EapServer {
+    /// An engine over a TLS server configuration.
+    pub fn new(tls: TlsServer, settings: EapSettings) -> EapServer {
+        let table = Table::new(settings.max_conversations, settings.conversation_timeout);
+        EapServer {
+            tls,
+            settings,
+            table: Mutex::new(table),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table<Conversation>> {
+        match self.table.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Unfinished conversations, and those dropped for room and for idling so far.
+    pub fn conversations(&self) -> (usize, u64, u64) {
+        let t = self.table();
+        let (evicted, expired) = t.dropped();
+        (t.len(), evicted, expired)
+    }
+
+    /// Drops idle conversations (also done on every new one).
+    pub fn sweep(&self, now: Instant) {
+        self.table().sweep(now);
+    }
+
+    /// Answers one Access-Request from `client` carrying `eap` (the concatenated
+    /// EAP-Message attributes) and `state` (its State attribute, if any).
+    pub fn handle(
+        &self,
+        client: usize,
+        state: Option<&[u8]>,
+        eap: &[u8],
+        now: Instant,
+        wall: SystemTime,
+    ) -> Answer {
+        if eap.is_empty() {
+            // EAP-Start (RFC 3579 §2.6.3): the NAS asks us to begin; ask for the identity
+            return self.begin(client, String::new(), now, Some(typ::IDENTITY));
+        }
+        let p = match EapPacket::parse(eap) {
+            Ok(p) if p.code == code::RESPONSE => p,
+            Ok(_) => return Answer::Discard("an EAP packet that is not a Response"),
+            Err(_) => return Answer::Discard("a malformed EAP packet"),
+        };
+        let Some(state) = state else {
+            // a new conversation starts with the peer's identity
+            if p.typ != Some(typ::IDENTITY) {
+                return Answer::Failed {
+                    identity: String::new(),
+                    eap_id: p.id,
+                    why: EapFailure::Protocol(
+                        "a conversation must start with EAP-Response/Identity".into(),
+                    ),
+                };
+            }
+            return self.begin(client, printable(p.data), now, None);
+        };
+        let Ok(key) = StateKey::try_from(state) else {
+            return Answer::Discard("a State that this server did not send");
+        };
+        let conv = match self.table().take(&key, client, now) {
+            Ok(c) => c,
+            Err(TakeError::Unknown) => {
+                return Answer::Discard("an unknown or expired State (conversation timed out?)")
+            }
+            Err(TakeError::OtherClient) => {
+                return Answer::Discard("a State that belongs to another client")
+            }
+        };
+        self.step(client, key, conv, p, now, wall)
+    }
+
+    fn begin(&self, client: usize, identity: String, now: Instant, ask: Option<u8>) -> Answer {
+        let id: u8 = rand::random();
+        let key: StateKey = rand::random();
+        let eap = match ask {
+            Some(t) => packet::request(id, t, &[]),
+            None => packet::request(id, typ::TLS, &EapTls::start()),
+        };
+        let conv = Conversation {
+            identity,
+            last_id: id,
+            rounds: 0,
+            method: None,
+        };
+        self.table().put(key, client, conv, now);
+        Answer::Challenge { eap, state: key }
+    }
+
+    fn step(
+        &self,
+        client: usize,
+        key: StateKey,
+        mut conv: Conversation,
+        p: EapPacket<'_>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Answer {
+        if p.id != conv.last_id {
+            // a response to an earlier request (the NAS's retransmissions are answered from
+            // the duplicate cache): silently discarded, RFC 3748 §4.1; the conversation stays
+            self.table().put(key, client, conv, now);
+            return Answer::Discard("an EAP response to an earlier request");
+        }
+        conv.rounds += 1;
+        let fail = |conv: Conversation, why: EapFailure| Answer::Failed {
+            identity: conv.identity,
+            eap_id: p.id,
+            why,
+        };
+        if conv.rounds > MAX_ROUNDS {
+            return fail(conv, EapFailure::Protocol(format!("more than {MAX_ROUNDS} rounds")));
+        }
+        let data = match p.typ {
+            Some(typ::IDENTITY) if conv.method.is_none() => {
+                // the identity after an EAP-Start
+                conv.identity = printable(p.data);
+                return self.next(client, key, conv, EapTls::start(), now);
+            }
+            Some(typ::NAK) if conv.method.is_none() => {
+                if p.data.contains(&typ::TLS) {
+                    return self.next(client, key, conv, EapTls::start(), now);
+                }
+                let wanted = p.data.to_vec();
+                return fail(conv, EapFailure::MethodRefused { wanted });
+            }
+            Some(typ::EXPANDED) if conv.method.is_none() => {
+                // an Expanded Nak (vendor 0, type 3) lists 8-byte expanded types
+                return fail(conv, EapFailure::MethodRefused { wanted: vec![typ::EXPANDED] });
+            }
+            Some(typ::TLS) => p.data,
+            Some(other) => {
+                return fail(
+                    conv,
+                    EapFailure::Protocol(format!("an EAP response of type {other} in EAP-TLS")),
+                )
+            }
+            None => return Answer::Discard("an EAP response without a type"),
+        };
+        if conv.method.is_none() {
+            match self.tls.session() {
+                Ok(s) => conv.method = Some(EapTls::new(s, self.settings.fragment_size)),
+                Err(e) => return fail(conv, EapFailure::Tls(e)),
+            }
+        }
+        let Some(method) = conv.method.as_mut() else {
+            return Answer::Discard("no EAP-TLS session");
+        };
+        match method.on_response(data, wall) {
+            Step::Send(next) => self.next(client, key, conv, next, now),
+            // RFC 3748 §4.2: a Success carries the identifier of the response it answers
+            Step::Done(tls) => Answer::Authenticated {
+                identity: conv.identity,
+                eap_id: p.id,
+                tls,
+            },
+            Step::Fail(e) => fail(conv, EapFailure::Tls(e)),
+        }
+    }
+
+    fn next(
+        &self,
+        client: usize,
+        key: StateKey,
+        mut conv: Conversation,
+        tls_data: Vec<u8>,
+        now: Instant,
+    ) -> Answer {
+        let id = conv.last_id.wrapping_add(1);
+        conv.last_id = id;
+        let eap = packet::request(id, typ::TLS, &tls_data);
+        self.table().put(key, client, conv, now);
+        Answer::Challenge { eap, state: key }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls::tests::{client, pki, server};
+    use super::*;
+    use crate::config::tls::TlsVersion;
+    use eaptls::{FLAG_L, FLAG_M, FLAG_S};
+
+    fn engine(max: usize) -> (EapServer, super::tls::tests::Pki) {
+        let p = pki();
+        let srv = server(&p, TlsVersion::Tls12, TlsVersion::Tls13);
+        let e = EapServer::new(
+            srv,
+            EapSettings {
+                fragment_size: 1024,
+                max_conversations: max,
+                conversation_timeout: Duration::from_secs(30),
+            },
+        );
+        (e, p)
+    }
+
+    fn identity(id: u8, name: &str) -> Vec<u8> {
+        let mut v = vec![code::RESPONSE, id, 0, 0, typ::IDENTITY];
+        v.extend_from_slice(name.as_bytes());
+        let len = v.len() as u16;
+        v[2..4].copy_from_slice(&len.to_be_bytes());
+        v
+    }
+
+    fn response(id: u8, t: u8, data: &[u8]) -> Vec<u8> {
+        let mut v = packet::request(id, t, data);
+        v[0] = code::RESPONSE;
+        v
+    }
+
+    /// A whole conversation through the engine with a rustls supplicant (no fragmentation
+    /// on the peer side: the in-memory method tests cover that).
+    #[test]
+    fn identity_tls_success_with_state_and_ids() {
+        let (e, p) = engine(10);
+        let now = Instant::now();
+        let Answer::Challenge { eap, state } =
+            e.handle(1, None, &identity(7, "host/laptop-anna"), now, SystemTime::now())
+        else {
+            panic!("expected a challenge")
+        };
+        let start = EapPacket::parse(&eap).unwrap();
+        assert_eq!((start.typ, start.data), (Some(typ::TLS), &[FLAG_S][..]));
+        let mut c = client(&p.ca, Some((p.client_chain.clone(), p.client_key.clone())), TlsVersion::Tls13);
+        let mut req_id = start.id;
+        let mut inbound = Vec::new();
+        for _ in 0..20 {
+            let mut out = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut out).unwrap();
+            }
+            let mut data = vec![0u8];
+            data.extend_from_slice(&out);
+            let ans = e.handle(1, Some(&state), &response(req_id, typ::TLS, &data), now, SystemTime::now());
+            match ans {
+                Answer::Challenge { eap, state: s2 } => {
+                    assert_eq!(s2, state);
+                    let r = EapPacket::parse(&eap).unwrap();
+                    assert_eq!(r.id, req_id.wrapping_add(1));
+                    req_id = r.id;
+                    let mut d = r.data;
+                    let flags = d[0];
+                    d = &d[1..];
+                    if flags & FLAG_L != 0 {
+                        d = &d[4..];
+                    }
+                    inbound.extend_from_slice(d);
+                    if flags & FLAG_M == 0 && !inbound.is_empty() {
+                        c.read_tls(&mut &inbound[..]).unwrap();
+                        c.process_new_packets().unwrap();
+                        inbound.clear();
+                    }
+                }
+                Answer::Authenticated { identity, eap_id, tls } => {
+                    assert_eq!(identity, "host/laptop-anna");
+                    assert_eq!(eap_id, req_id);
+                    assert_eq!(tls.peer_certificate, p.client_chain[0].as_ref());
+                    assert_eq!(e.conversations().0, 0);
+                    return;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        panic!("did not finish");
+    }
+
+    #[test]
+    fn nak_without_tls_fails_and_nak_with_tls_restarts() {
+        let (e, _) = engine(10);
+        let now = Instant::now();
+        let Answer::Challenge { eap, state } = e.handle(0, None, &identity(1, "x"), now, SystemTime::now()) else {
+            panic!()
+        };
+        let id = EapPacket::parse(&eap).unwrap().id;
+        // a Nak asking for PEAP (25) and TTLS (21)
+        match e.handle(0, Some(&state), &response(id, typ::NAK, &[25, 21]), now, SystemTime::now()) {
+            Answer::Failed { why: EapFailure::MethodRefused { wanted }, eap_id, .. } => {
+                assert_eq!(wanted, vec![25, 21]);
+                assert_eq!(eap_id, id);
+            }
+            other => panic!("{other:?}"),
+        }
+        let Answer::Challenge { eap, state } = e.handle(0, None, &identity(1, "x"), now, SystemTime::now()) else {
+            panic!()
+        };
+        let id = EapPacket::parse(&eap).unwrap().id;
+        match e.handle(0, Some(&state), &response(id, typ::NAK, &[25, 13]), now, SystemTime::now()) {
+            Answer::Challenge { eap, .. } => {
+                let r = EapPacket::parse(&eap).unwrap();
+                assert_eq!(r.data, &[FLAG_S]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stale_foreign_and_old_ids_are_discarded() {
+        let (e, _) = engine(10);
+        let now = Instant::now();
+        let Answer::Challenge { eap, state } = e.handle(0, None, &identity(1, "x"), now, SystemTime::now()) else {
+            panic!()
+        };
+        let id = EapPacket::parse(&eap).unwrap().id;
+        assert!(matches!(
+            e.handle(3, Some(&state), &response(id, typ::TLS, &[0]), now, SystemTime::now()),
+            Answer::Discard(_)
+        ));
+        assert!(matches!(
+            e.handle(0, Some(&state), &response(id.wrapping_sub(1), typ::TLS, &[0]), now, SystemTime::now()),
+            Answer::Discard(_)
+        ));
+        assert!(matches!(
+            e.handle(0, Some(&[1u8; 16]), &response(id, typ::TLS, &[0]), now, SystemTime::now()),
+            Answer::Discard(_)
+        ));
+        assert!(matches!(
+            e.handle(0, Some(&[1u8; 3]), &response(id, typ::TLS, &[0]), now, SystemTime::now()),
+            Answer::Discard(_)
+        ));
+        // the conversation survived the wrong-client and old-id attempts
+        assert_eq!(e.conversations().0, 1);
+        // and times out
+        e.sweep(now + Duration::from_secs(31));
+        assert_eq!(e.conversations(), (0, 0, 1));
+        assert!(matches!(
+            e.handle(0, Some(&state), &response(id, typ::TLS, &[0]), now + Duration::from_secs(31), SystemTime::now()),
+            Answer::Discard(_)
+        ));
+    }
+
+    #[test]
+    fn eap_start_asks_for_identity_and_garbage_is_discarded() {
+        let (e, _) = engine(10);
+        let now = Instant::now();
+        let Answer::Challenge { eap, state } = e.handle(0, None, &[], now, SystemTime::now()) else {
+            panic!()
+        };
+        let r = EapPacket::parse(&eap).unwrap();
+        assert_eq!(r.typ, Some(typ::IDENTITY));
+        match e.handle(0, Some(&state), &identity(r.id, "late"), now, SystemTime::now()) {
+            Answer::Challenge { eap, .. } => {
+                assert_eq!(EapPacket::parse(&eap).unwrap().data, &[FLAG_S]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(e.handle(0, None, &[2, 1, 0], now, SystemTime::now()), Answer::Discard(_)));
+        assert!(matches!(e.handle(0, None, &[1, 1, 0, 5, 1], now, SystemTime::now()), Answer::Discard(_)));
+        assert!(matches!(
+            e.handle(0, None, &response(1, typ::TLS, &[0]), now, SystemTime::now()),
+            Answer::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn abandoned_conversations_are_bounded() {
+        let (e, _) = engine(100);
+        let now = Instant::now();
+        for i in 0..1000u32 {
+            let _ = e.handle(0, None, &identity(1, &format!("bot{i}")), now, SystemTime::now());
+        }
+        let (held, evicted, _) = e.conversations();
+        assert_eq!(held, 100);
+        assert_eq!(evicted, 900);
+    }
+}
