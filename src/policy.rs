@@ -228,6 +228,16 @@ reasons!(
     MabBadPassword = "mab_bad_password",
     /// User-Name and Calling-Station-Id name different MACs (decided by the server).
     MacMismatch = "mac_mismatch",
+    /// The EAP-TLS handshake failed: no client certificate, another CA, expired, or a TLS
+    /// error (decided by the server).
+    TlsFailed = "tls_failed",
+    /// The supplicant refused EAP-TLS (decided by the server).
+    EapMethodRefused = "eap_method_refused",
+    /// The supplicant broke the EAP rules (decided by the server).
+    EapProtocol = "eap_protocol",
+    /// A valid certificate that belongs to no registered device: a chain alone is never
+    /// enough (decided by the server).
+    CertificateUnknown = "certificate_unknown",
 );
 
 impl Reason {
@@ -1190,7 +1200,7 @@ mod tests {
             assert_eq!(code.parse::<Reason>(), Ok(r));
             assert_eq!(r.to_string(), code);
         }
-        assert_eq!(Reason::ALL.len(), 18);
+        assert_eq!(Reason::ALL.len(), 22);
         assert!("Compliant".parse::<Reason>().is_err());
         assert!("".parse::<Reason>().is_err());
         assert_eq!(

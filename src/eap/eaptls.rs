@@ -277,12 +277,20 @@ mod tests {
         }
     }
 
-    fn run(frag_server: usize, frag_peer: usize, version: TlsVersion) -> (Established, ClientConnection, usize) {
+    fn run(
+        frag_server: usize,
+        frag_peer: usize,
+        version: TlsVersion,
+    ) -> (Established, ClientConnection, usize) {
         let p = pki();
         let srv = server(&p, TlsVersion::Tls12, TlsVersion::Tls13);
         let mut eap = EapTls::new(srv.session().unwrap(), frag_server);
         let mut peer = Peer {
-            tls: client(&p.ca, Some((p.client_chain.clone(), p.client_key.clone())), version),
+            tls: client(
+                &p.ca,
+                Some((p.client_chain.clone(), p.client_key.clone())),
+                version,
+            ),
             frag: frag_peer,
             inbound: Vec::new(),
             outbound: Vec::new(),
@@ -307,7 +315,13 @@ mod tests {
     #[test]
     fn fragment_sizes_from_64_bytes_both_versions() {
         for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
-            for (fs, fp) in [(64, 64), (100, 1400), (1024, 1024), (1398, 200), (3000, 3000)] {
+            for (fs, fp) in [
+                (64, 64),
+                (100, 1400),
+                (1024, 1024),
+                (1398, 200),
+                (3000, 3000),
+            ] {
                 let (est, peer, rounds) = run(fs, fp, version);
                 assert_eq!(est.version, version);
                 let (label, ctx): (&[u8], Option<&[u8]>) = match version {
@@ -332,18 +346,30 @@ mod tests {
         // announced 10 bytes, sent 20
         let mut d = vec![FLAG_L | FLAG_M, 0, 0, 0, 10];
         d.extend_from_slice(&[0x16; 20]);
-        assert!(matches!(eap.on_response(&d, SystemTime::now()), Step::Fail(_)));
+        assert!(matches!(
+            eap.on_response(&d, SystemTime::now()),
+            Step::Fail(_)
+        ));
 
         let mut eap = EapTls::new(srv.session().unwrap(), 64);
         assert!(matches!(
             eap.on_response(&[FLAG_L, 0, 0x10, 0, 0], SystemTime::now()),
             Step::Fail(_)
         ));
-        assert!(matches!(eap.on_response(&[], SystemTime::now()), Step::Fail(_)));
-        assert!(matches!(eap.on_response(&[FLAG_L, 0], SystemTime::now()), Step::Fail(_)));
+        assert!(matches!(
+            eap.on_response(&[], SystemTime::now()),
+            Step::Fail(_)
+        ));
+        assert!(matches!(
+            eap.on_response(&[FLAG_L, 0], SystemTime::now()),
+            Step::Fail(_)
+        ));
         // an empty response before any handshake
         let mut eap = EapTls::new(srv.session().unwrap(), 64);
-        assert!(matches!(eap.on_response(&[0], SystemTime::now()), Step::Fail(_)));
+        assert!(matches!(
+            eap.on_response(&[0], SystemTime::now()),
+            Step::Fail(_)
+        ));
         // garbage instead of a ClientHello
         let mut eap = EapTls::new(srv.session().unwrap(), 64);
         assert!(matches!(

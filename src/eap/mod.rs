@@ -45,7 +45,10 @@ impl std::fmt::Display for EapFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EapFailure::MethodRefused { wanted } => {
-                write!(f, "the supplicant refused EAP-TLS (it asked for EAP types {wanted:?})")
+                write!(
+                    f,
+                    "the supplicant refused EAP-TLS (it asked for EAP types {wanted:?})"
+                )
             }
             EapFailure::Tls(e) => write!(f, "EAP-TLS failed: {e}"),
             EapFailure::Protocol(m) => write!(f, "EAP protocol error: {m}"),
@@ -251,7 +254,10 @@ impl EapServer {
             why,
         };
         if conv.rounds > MAX_ROUNDS {
-            return fail(conv, EapFailure::Protocol(format!("more than {MAX_ROUNDS} rounds")));
+            return fail(
+                conv,
+                EapFailure::Protocol(format!("more than {MAX_ROUNDS} rounds")),
+            );
         }
         let data = match p.typ {
             Some(typ::IDENTITY) if conv.method.is_none() => {
@@ -268,7 +274,12 @@ impl EapServer {
             }
             Some(typ::EXPANDED) if conv.method.is_none() => {
                 // an Expanded Nak (vendor 0, type 3) lists 8-byte expanded types
-                return fail(conv, EapFailure::MethodRefused { wanted: vec![typ::EXPANDED] });
+                return fail(
+                    conv,
+                    EapFailure::MethodRefused {
+                        wanted: vec![typ::EXPANDED],
+                    },
+                );
             }
             Some(typ::TLS) => p.data,
             Some(other) => {
@@ -357,14 +368,22 @@ mod tests {
     fn identity_tls_success_with_state_and_ids() {
         let (e, p) = engine(10);
         let now = Instant::now();
-        let Answer::Challenge { eap, state } =
-            e.handle(1, None, &identity(7, "host/laptop-anna"), now, SystemTime::now())
-        else {
+        let Answer::Challenge { eap, state } = e.handle(
+            1,
+            None,
+            &identity(7, "host/laptop-anna"),
+            now,
+            SystemTime::now(),
+        ) else {
             panic!("expected a challenge")
         };
         let start = EapPacket::parse(&eap).unwrap();
         assert_eq!((start.typ, start.data), (Some(typ::TLS), &[FLAG_S][..]));
-        let mut c = client(&p.ca, Some((p.client_chain.clone(), p.client_key.clone())), TlsVersion::Tls13);
+        let mut c = client(
+            &p.ca,
+            Some((p.client_chain.clone(), p.client_key.clone())),
+            TlsVersion::Tls13,
+        );
         let mut req_id = start.id;
         let mut inbound = Vec::new();
         for _ in 0..20 {
@@ -374,7 +393,13 @@ mod tests {
             }
             let mut data = vec![0u8];
             data.extend_from_slice(&out);
-            let ans = e.handle(1, Some(&state), &response(req_id, typ::TLS, &data), now, SystemTime::now());
+            let ans = e.handle(
+                1,
+                Some(&state),
+                &response(req_id, typ::TLS, &data),
+                now,
+                SystemTime::now(),
+            );
             match ans {
                 Answer::Challenge { eap, state: s2 } => {
                     assert_eq!(s2, state);
@@ -394,7 +419,11 @@ mod tests {
                         inbound.clear();
                     }
                 }
-                Answer::Authenticated { identity, eap_id, tls } => {
+                Answer::Authenticated {
+                    identity,
+                    eap_id,
+                    tls,
+                } => {
                     assert_eq!(identity, "host/laptop-anna");
                     assert_eq!(eap_id, req_id);
                     assert_eq!(tls.peer_certificate, p.client_chain[0].as_ref());
@@ -411,23 +440,43 @@ mod tests {
     fn nak_without_tls_fails_and_nak_with_tls_restarts() {
         let (e, _) = engine(10);
         let now = Instant::now();
-        let Answer::Challenge { eap, state } = e.handle(0, None, &identity(1, "x"), now, SystemTime::now()) else {
+        let Answer::Challenge { eap, state } =
+            e.handle(0, None, &identity(1, "x"), now, SystemTime::now())
+        else {
             panic!()
         };
         let id = EapPacket::parse(&eap).unwrap().id;
         // a Nak asking for PEAP (25) and TTLS (21)
-        match e.handle(0, Some(&state), &response(id, typ::NAK, &[25, 21]), now, SystemTime::now()) {
-            Answer::Failed { why: EapFailure::MethodRefused { wanted }, eap_id, .. } => {
+        match e.handle(
+            0,
+            Some(&state),
+            &response(id, typ::NAK, &[25, 21]),
+            now,
+            SystemTime::now(),
+        ) {
+            Answer::Failed {
+                why: EapFailure::MethodRefused { wanted },
+                eap_id,
+                ..
+            } => {
                 assert_eq!(wanted, vec![25, 21]);
                 assert_eq!(eap_id, id);
             }
             other => panic!("{other:?}"),
         }
-        let Answer::Challenge { eap, state } = e.handle(0, None, &identity(1, "x"), now, SystemTime::now()) else {
+        let Answer::Challenge { eap, state } =
+            e.handle(0, None, &identity(1, "x"), now, SystemTime::now())
+        else {
             panic!()
         };
         let id = EapPacket::parse(&eap).unwrap().id;
-        match e.handle(0, Some(&state), &response(id, typ::NAK, &[25, 13]), now, SystemTime::now()) {
+        match e.handle(
+            0,
+            Some(&state),
+            &response(id, typ::NAK, &[25, 13]),
+            now,
+            SystemTime::now(),
+        ) {
             Answer::Challenge { eap, .. } => {
                 let r = EapPacket::parse(&eap).unwrap();
                 assert_eq!(r.data, &[FLAG_S]);
@@ -440,24 +489,50 @@ mod tests {
     fn stale_foreign_and_old_ids_are_discarded() {
         let (e, _) = engine(10);
         let now = Instant::now();
-        let Answer::Challenge { eap, state } = e.handle(0, None, &identity(1, "x"), now, SystemTime::now()) else {
+        let Answer::Challenge { eap, state } =
+            e.handle(0, None, &identity(1, "x"), now, SystemTime::now())
+        else {
             panic!()
         };
         let id = EapPacket::parse(&eap).unwrap().id;
         assert!(matches!(
-            e.handle(3, Some(&state), &response(id, typ::TLS, &[0]), now, SystemTime::now()),
+            e.handle(
+                3,
+                Some(&state),
+                &response(id, typ::TLS, &[0]),
+                now,
+                SystemTime::now()
+            ),
             Answer::Discard(_)
         ));
         assert!(matches!(
-            e.handle(0, Some(&state), &response(id.wrapping_sub(1), typ::TLS, &[0]), now, SystemTime::now()),
+            e.handle(
+                0,
+                Some(&state),
+                &response(id.wrapping_sub(1), typ::TLS, &[0]),
+                now,
+                SystemTime::now()
+            ),
             Answer::Discard(_)
         ));
         assert!(matches!(
-            e.handle(0, Some(&[1u8; 16]), &response(id, typ::TLS, &[0]), now, SystemTime::now()),
+            e.handle(
+                0,
+                Some(&[1u8; 16]),
+                &response(id, typ::TLS, &[0]),
+                now,
+                SystemTime::now()
+            ),
             Answer::Discard(_)
         ));
         assert!(matches!(
-            e.handle(0, Some(&[1u8; 3]), &response(id, typ::TLS, &[0]), now, SystemTime::now()),
+            e.handle(
+                0,
+                Some(&[1u8; 3]),
+                &response(id, typ::TLS, &[0]),
+                now,
+                SystemTime::now()
+            ),
             Answer::Discard(_)
         ));
         // the conversation survived the wrong-client and old-id attempts
@@ -466,7 +541,13 @@ mod tests {
         e.sweep(now + Duration::from_secs(31));
         assert_eq!(e.conversations(), (0, 0, 1));
         assert!(matches!(
-            e.handle(0, Some(&state), &response(id, typ::TLS, &[0]), now + Duration::from_secs(31), SystemTime::now()),
+            e.handle(
+                0,
+                Some(&state),
+                &response(id, typ::TLS, &[0]),
+                now + Duration::from_secs(31),
+                SystemTime::now()
+            ),
             Answer::Discard(_)
         ));
     }
@@ -475,21 +556,40 @@ mod tests {
     fn eap_start_asks_for_identity_and_garbage_is_discarded() {
         let (e, _) = engine(10);
         let now = Instant::now();
-        let Answer::Challenge { eap, state } = e.handle(0, None, &[], now, SystemTime::now()) else {
+        let Answer::Challenge { eap, state } = e.handle(0, None, &[], now, SystemTime::now())
+        else {
             panic!()
         };
         let r = EapPacket::parse(&eap).unwrap();
         assert_eq!(r.typ, Some(typ::IDENTITY));
-        match e.handle(0, Some(&state), &identity(r.id, "late"), now, SystemTime::now()) {
+        match e.handle(
+            0,
+            Some(&state),
+            &identity(r.id, "late"),
+            now,
+            SystemTime::now(),
+        ) {
             Answer::Challenge { eap, .. } => {
                 assert_eq!(EapPacket::parse(&eap).unwrap().data, &[FLAG_S]);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(e.handle(0, None, &[2, 1, 0], now, SystemTime::now()), Answer::Discard(_)));
-        assert!(matches!(e.handle(0, None, &[1, 1, 0, 5, 1], now, SystemTime::now()), Answer::Discard(_)));
         assert!(matches!(
-            e.handle(0, None, &response(1, typ::TLS, &[0]), now, SystemTime::now()),
+            e.handle(0, None, &[2, 1, 0], now, SystemTime::now()),
+            Answer::Discard(_)
+        ));
+        assert!(matches!(
+            e.handle(0, None, &[1, 1, 0, 5, 1], now, SystemTime::now()),
+            Answer::Discard(_)
+        ));
+        assert!(matches!(
+            e.handle(
+                0,
+                None,
+                &response(1, typ::TLS, &[0]),
+                now,
+                SystemTime::now()
+            ),
             Answer::Failed { .. }
         ));
     }
@@ -499,7 +599,13 @@ mod tests {
         let (e, _) = engine(100);
         let now = Instant::now();
         for i in 0..1000u32 {
-            let _ = e.handle(0, None, &identity(1, &format!("bot{i}")), now, SystemTime::now());
+            let _ = e.handle(
+                0,
+                None,
+                &identity(1, &format!("bot{i}")),
+                now,
+                SystemTime::now(),
+            );
         }
         let (held, evicted, _) = e.conversations();
         assert_eq!(held, 100);

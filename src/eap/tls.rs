@@ -99,11 +99,10 @@ impl TlsSettings {
     ) -> Result<TlsSettings, TlsSetupError> {
         let server_chain = read_certs(server_cert)?;
         let pem = read(server_key)?;
-        let server_key =
-            PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsSetupError::Pem {
-                path: server_key.to_path_buf(),
-                what: format!("no private key ({e})"),
-            })?;
+        let server_key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsSetupError::Pem {
+            path: server_key.to_path_buf(),
+            what: format!("no private key ({e})"),
+        })?;
         let mut client_roots = Vec::new();
         for ca in client_cas {
             client_roots.extend(read_certs(ca)?);
@@ -185,9 +184,10 @@ impl TlsServer {
                 .add(ca)
                 .map_err(|e| TlsSetupError::Rustls(format!("trusted CA: {e}")))?;
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| TlsSetupError::Rustls(format!("client verifier: {e}")))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| TlsSetupError::Rustls(format!("client verifier: {e}")))?;
         let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
             (TlsVersion::Tls12, &rustls::version::TLS12),
             (TlsVersion::Tls13, &rustls::version::TLS13),
@@ -248,7 +248,11 @@ impl TlsSession {
     /// at `now`, and returns the flight to send back (possibly empty). Once the handshake is
     /// complete under TLS 1.3 the protected success indication (one application-data byte
     /// 0x00, RFC 9190 §2.5) is part of the answer.
-    pub fn exchange(&mut self, mut incoming: &[u8], now: SystemTime) -> Result<Vec<u8>, TlsFailure> {
+    pub fn exchange(
+        &mut self,
+        mut incoming: &[u8],
+        now: SystemTime,
+    ) -> Result<Vec<u8>, TlsFailure> {
         NOW.with(|c| c.set(Some(now)));
         let result = self.exchange_inner(&mut incoming);
         NOW.with(|c| c.set(None));
@@ -270,13 +274,10 @@ impl TlsSession {
             && !self.indicated
             && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
         {
-            self.conn
-                .writer()
-                .write_all(&[0])
-                .map_err(|e| TlsFailure {
-                    kind: FailureKind::Protocol,
-                    message: e.to_string(),
-                })?;
+            self.conn.writer().write_all(&[0]).map_err(|e| TlsFailure {
+                kind: FailureKind::Protocol,
+                message: e.to_string(),
+            })?;
             self.indicated = true;
         }
         let mut out = Vec::new();
@@ -448,8 +449,11 @@ pub(crate) mod tests {
                 .unwrap(),
             None => b.with_no_client_auth(),
         };
-        ClientConnection::new(Arc::new(config), ServerName::try_from("radius.test").unwrap())
-            .unwrap()
+        ClientConnection::new(
+            Arc::new(config),
+            ServerName::try_from("radius.test").unwrap(),
+        )
+        .unwrap()
     }
 
     /// Runs the handshake in memory; returns the server session or its failure.
@@ -493,7 +497,11 @@ pub(crate) mod tests {
         let p = pki();
         for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
             let server = server(&p, TlsVersion::Tls12, TlsVersion::Tls13);
-            let c = client(&p.ca, Some((p.client_chain.clone(), p.client_key.clone())), version);
+            let c = client(
+                &p.ca,
+                Some((p.client_chain.clone(), p.client_key.clone())),
+                version,
+            );
             let (s, mut c) = handshake(&server, c, SystemTime::now());
             let s = s.unwrap();
             assert_eq!(s.version(), Some(version));
@@ -522,17 +530,33 @@ pub(crate) mod tests {
         let server = server(&p, TlsVersion::Tls12, TlsVersion::Tls13);
         for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
             let (s, _) = handshake(&server, client(&p.ca, None, version), SystemTime::now());
-            assert_eq!(s.err().unwrap().kind, FailureKind::NoCertificate, "{version:?}");
+            assert_eq!(
+                s.err().unwrap().kind,
+                FailureKind::NoCertificate,
+                "{version:?}"
+            );
 
             let (_, other) = make_ca("other CA");
             let (cert, key) = leaf(&other, "intruder", false);
-            let (s, _) = handshake(&server, client(&p.ca, Some((vec![cert], key)), version), SystemTime::now());
-            assert_eq!(s.err().unwrap().kind, FailureKind::BadCertificate, "{version:?}");
+            let (s, _) = handshake(
+                &server,
+                client(&p.ca, Some((vec![cert], key)), version),
+                SystemTime::now(),
+            );
+            assert_eq!(
+                s.err().unwrap().kind,
+                FailureKind::BadCertificate,
+                "{version:?}"
+            );
 
             // the certificate is valid today (rcgen's default notAfter is the year 4096); at a
             // `now` three thousand years on it has expired
             let later = SystemTime::now() + Duration::from_secs(3000 * 366 * 86_400);
-            let c = client(&p.ca, Some((p.client_chain.clone(), p.client_key.clone())), version);
+            let c = client(
+                &p.ca,
+                Some((p.client_chain.clone(), p.client_key.clone())),
+                version,
+            );
             let (s, _) = handshake(&server, c, later);
             let e = s.err().unwrap();
             assert_eq!(e.kind, FailureKind::BadCertificate, "{version:?}: {e}");
@@ -544,7 +568,11 @@ pub(crate) mod tests {
     fn versions_outside_the_configured_range_are_refused() {
         let p = pki();
         let only13 = server(&p, TlsVersion::Tls13, TlsVersion::Tls13);
-        let c = client(&p.ca, Some((p.client_chain.clone(), p.client_key.clone())), TlsVersion::Tls12);
+        let c = client(
+            &p.ca,
+            Some((p.client_chain.clone(), p.client_key.clone())),
+            TlsVersion::Tls12,
+        );
         let (s, _) = handshake(&only13, c, SystemTime::now());
         assert!(s.is_err());
     }

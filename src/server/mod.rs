@@ -7,6 +7,7 @@ pub mod acct;
 pub mod cache;
 pub mod coalesce;
 pub mod dedup;
+pub mod eap;
 pub mod recorder;
 pub mod request;
 pub mod stats;
@@ -62,6 +63,9 @@ pub enum ServerError {
     /// The registry failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The EAP-TLS server certificate, key or trusted CAs cannot be used.
+    #[error("802.1X EAP-TLS: {0}")]
+    Eap(#[from] crate::eap::tls::TlsSetupError),
 }
 
 /// A configured NAS client, as the listeners use it.
@@ -105,6 +109,8 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     /// Bounds the requests waiting for the registry (cache misses, accounting).
     backlog: Arc<tokio::sync::Semaphore>,
+    /// The EAP engine, when EAP-TLS is set up.
+    eap: Option<Arc<crate::eap::EapServer>>,
 }
 
 /// What the listeners need from one Access-Request, owned so that a registry lookup can
@@ -126,6 +132,10 @@ struct AuthRequest {
     authenticated: bool,
     /// The EAP identifier, for an EAP-Failure in a reject.
     eap_id: Option<u8>,
+    /// How the device authenticated.
+    method: AuthMethod,
+    /// A finished EAP-TLS conversation: the Access-Accept carries its EAP-Success and keys.
+    eap_success: Option<eap::EapSuccess>,
 }
 
 /// The running listeners.
@@ -152,6 +162,7 @@ impl Server {
                 .map_err(|source| ServerError::Bind { addr, source })?;
             Ok::<_, ServerError>(sock)
         };
+        let eap = eap::build(config)?;
         let auth = Arc::new(bind(config.radius.auth_listen).await?);
         let acct = Arc::new(bind(config.radius.acct_listen).await?);
         let clients = config
@@ -187,6 +198,7 @@ impl Server {
             inflight: InFlight::default(),
             runtime: tokio::runtime::Handle::current(),
             backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
+            eap,
         });
         Ok(Server {
             shared,
@@ -491,6 +503,8 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
         proxy_state: proxy_states(&p),
         authenticated: ma == MaCheck::Valid,
         eap_id: p.attr(dict::EAP_MESSAGE).and_then(|m| m.get(1).copied()),
+        method: AuthMethod::Mab,
+        eap_success: None,
     };
     let span = tracing::debug_span!(
         "access_request",
@@ -501,12 +515,20 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
     );
     let _enter = span.enter();
 
-    // only MAC authentication is served so far; EAP arrives with the EAP-TLS work
-    let early = if p.attr(dict::EAP_MESSAGE).is_some() {
-        Some(Decision::reject(
-            Reason::UnsupportedMethod,
-            "rejected: 802.1X EAP is not enabled on this server".to_string(),
-        ))
+    let early = if let Some(eap) = p.concat(dict::EAP_MESSAGE) {
+        req.method = AuthMethod::EapTls;
+        match shared.eap.clone() {
+            Some(engine) => {
+                let state = p.attr(dict::STATE).map(<[u8]>::to_vec);
+                drop(_enter);
+                eap::on_eap(shared, sock, engine, req, eap, state, guard, span.clone());
+                return;
+            }
+            None => Some(Decision::reject(
+                Reason::UnsupportedMethod,
+                "rejected: 802.1X EAP is not enabled on this server (eap.enabled, or no server certificate: `poortwachter ca init`)".to_string(),
+            )),
+        }
     } else {
         match request::mab(&p, secret) {
             Ok(mac) if !client.mab => {
@@ -651,7 +673,7 @@ fn finish(
     decision: Decision,
 ) {
     let client = &shared.clients[req.client];
-    let reply = match reply_packet(req, &decision, &client.key) {
+    let reply = match reply_packet(req, &decision, client) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "could not encode the reply; request dropped");
@@ -711,7 +733,7 @@ fn finish(
         username: req.username.chars().take(253).collect(),
         mac: req.mac,
         ssid: req.ssid.clone(),
-        method: AuthMethod::Mab.as_str().to_string(),
+        method: req.method.as_str().to_string(),
         device_id: device.map(|d| d.id),
         owner: owner.map(|o| o.username.clone()),
         outcome: decision.outcome.as_str().to_string(),
@@ -733,7 +755,7 @@ fn finish(
 fn reply_packet(
     req: &AuthRequest,
     decision: &Decision,
-    secret: &SecretKey,
+    client: &Client,
 ) -> Result<Vec<u8>, crate::radius::EncodeError> {
     let accepted = decision.outcome == Outcome::Accept;
     let code = if accepted {
@@ -765,9 +787,17 @@ fn reply_packet(
         if let Some(class) = &decision.class {
             b.add_text(dict::CLASS, class)?;
         }
+        if let Some(success) = &req.eap_success {
+            eap::add_success(
+                &mut b,
+                success,
+                client.secret.expose().as_bytes(),
+                &req.authenticator,
+            )?;
+        }
     }
     let (mut buf, off) = b.into_unsigned();
-    sign_response(&mut buf, off, &req.authenticator, secret);
+    sign_response(&mut buf, off, &req.authenticator, &client.key);
     Ok(buf)
 }
 
@@ -946,9 +976,16 @@ async fn report(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         for r in swept {
             shared.record(Record::Decision(r));
         }
+        if let Some(eap) = &shared.eap {
+            eap.sweep(Instant::now());
+        }
         seconds += 1;
         if seconds % 60 != 0 {
             continue;
+        }
+        if let Some(eap) = &shared.eap {
+            let (open, evicted, expired) = eap.conversations();
+            tracing::info!(open, evicted, expired, "EAP conversations");
         }
         let now = stats.to_string();
         if now != last {

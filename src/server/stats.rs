@@ -26,6 +26,7 @@ counters! {
     rejects: "Access-Rejects sent (first answers, not repeats).",
     accounting: "Accounting-Responses sent after storing.",
     status: "Status-Server requests answered.",
+    challenges: "Access-Challenges sent (EAP rounds).",
     duplicates: "Retransmissions answered from the reply cache (or dropped while in progress).",
     dropped_unknown_client: "Dropped: source address matches no configured client.",
     dropped_malformed: "Dropped: not a well-formed RADIUS packet.",
@@ -34,6 +35,7 @@ counters! {
     dropped_unexpected_code: "Dropped: a code this port does not serve.",
     dropped_backend: "Dropped: the registry could not be read or written; the NAS will retry.",
     dropped_overload: "Dropped: too many requests already waiting for the registry; the NAS will retry.",
+    dropped_eap: "Dropped: EAP with an unknown, expired or foreign State, or a malformed or stale EAP packet.",
     decisions_lost: "Decision records not stored because the writer fell behind.",
 }
 
@@ -53,6 +55,7 @@ impl Stats {
             &self.dropped_unexpected_code,
             &self.dropped_backend,
             &self.dropped_overload,
+            &self.dropped_eap,
         ]
         .iter()
         .map(|c| c.load(Ordering::Relaxed))

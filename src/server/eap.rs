@@ -1,0 +1,276 @@
+//! The RADIUS side of 802.1X: Access-Requests carrying EAP go to the EAP engine
+//! (`crate::eap`) on the runtime; challenges go back with State, and a finished EAP-TLS
+//! handshake is turned into a device (by its certificate) and a policy decision.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use chrono::Utc;
+use tracing::Instrument;
+use zeroize::Zeroizing;
+
+use super::{finish, lock, send, AuthRequest, InFlightGuard, Shared};
+use crate::config::Config;
+use crate::eap::tls::{TlsServer, TlsSettings, TlsSetupError};
+use crate::eap::{Answer, EapFailure, EapServer, EapSettings};
+use crate::policy::{self, AuthMethod, Decision, Reason};
+use crate::radius::crypto::{sign_response, Key as SecretKey};
+use crate::radius::dict::{self, code};
+use crate::radius::Builder;
+use crate::registry::{Store, StoreError};
+
+use super::cache::Subject;
+use super::stats::Stats;
+
+/// What an Access-Accept of a successful EAP-TLS conversation adds.
+#[derive(Clone)]
+pub(super) struct EapSuccess {
+    /// The identifier of the EAP-Success (or EAP-Failure if the policy refuses).
+    pub id: u8,
+    /// The MSK: MS-MPPE-Recv-Key is its first half, Send-Key the second.
+    pub msk: Zeroizing<[u8; 64]>,
+}
+
+impl std::fmt::Debug for EapSuccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EapSuccess")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The EAP engine from `[eap]`, or `None` (with the reason logged) when EAP is off or the
+/// server certificate has not been made yet. A certificate that exists but cannot be used is
+/// an error: the operator meant EAP to run.
+pub(super) fn build(config: &Config) -> Result<Option<Arc<EapServer>>, TlsSetupError> {
+    let eap = &config.eap;
+    if !eap.enabled {
+        tracing::info!("802.1X EAP is disabled (eap.enabled = false)");
+        return Ok(None);
+    }
+    if !eap.server_cert.exists() && !eap.server_key.exists() {
+        tracing::warn!(
+            server_cert = %eap.server_cert.display(),
+            "802.1X EAP-TLS is off: no server certificate yet; run `poortwachter ca init`"
+        );
+        return Ok(None);
+    }
+    let mut cas = vec![config.pki.ca_cert.as_path()];
+    cas.extend(eap.extra_trusted_cas.iter().map(|p| p.as_path()));
+    let settings = TlsSettings::from_files(
+        &eap.server_cert,
+        &eap.server_key,
+        &cas,
+        eap.tls_min_version,
+        eap.tls_max_version,
+    )?;
+    let tls = TlsServer::new(settings)?;
+    tracing::info!(
+        tls = format!(
+            "{}-{}",
+            eap.tls_min_version.as_str(),
+            eap.tls_max_version.as_str()
+        ),
+        fragment_size = eap.fragment_size,
+        "802.1X EAP-TLS enabled"
+    );
+    Ok(Some(Arc::new(EapServer::new(
+        tls,
+        EapSettings {
+            fragment_size: usize::from(eap.fragment_size),
+            max_conversations: eap.max_conversations,
+            conversation_timeout: eap.conversation_timeout.0,
+        },
+    ))))
+}
+
+/// Hands an Access-Request with EAP to the runtime. TLS steps cost CPU (signatures), so
+/// they never run on the listener thread.
+pub(super) fn on_eap(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    engine: Arc<EapServer>,
+    req: AuthRequest,
+    eap: Vec<u8>,
+    state: Option<Vec<u8>>,
+    guard: InFlightGuard,
+    span: tracing::Span,
+) {
+    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
+        Stats::inc(&shared.stats.dropped_overload);
+        lock(&shared.dedup).forget(&req.key);
+        return;
+    };
+    let shared = shared.clone();
+    let sock = sock.clone();
+    let runtime = shared.runtime.clone();
+    runtime.spawn(
+        async move {
+            let _guard = guard;
+            let _permit = permit;
+            answer(&shared, &sock, &engine, req, &eap, state.as_deref()).await;
+        }
+        .instrument(span),
+    );
+}
+
+async fn answer(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    engine: &EapServer,
+    mut req: AuthRequest,
+    eap: &[u8],
+    state: Option<&[u8]>,
+) {
+    let client = &shared.clients[req.client];
+    match engine.handle(req.client, state, eap, Instant::now(), SystemTime::now()) {
+        Answer::Challenge { eap, state } => {
+            let reply = match challenge(&req, &eap, &state, &client.key) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not encode the challenge; dropped");
+                    lock(&shared.dedup).forget(&req.key);
+                    return;
+                }
+            };
+            lock(&shared.dedup).answered(&req.key, reply.clone());
+            send(sock, &reply, req.src);
+            Stats::inc(&shared.stats.challenges);
+        }
+        Answer::Discard(why) => {
+            Stats::inc(&shared.stats.dropped_eap);
+            lock(&shared.dedup).forget(&req.key);
+            tracing::debug!("dropped: {why}");
+        }
+        Answer::Failed {
+            identity,
+            eap_id,
+            why,
+        } => {
+            req.eap_id = Some(eap_id);
+            if !identity.is_empty() {
+                req.username = identity;
+            }
+            let reason = match &why {
+                EapFailure::MethodRefused { .. } => Reason::EapMethodRefused,
+                EapFailure::Tls(_) => Reason::TlsFailed,
+                EapFailure::Protocol(_) => Reason::EapProtocol,
+            };
+            finish(
+                shared,
+                sock,
+                &req,
+                None,
+                Decision::reject(reason, format!("rejected: {why}")),
+            );
+        }
+        Answer::Authenticated {
+            identity,
+            eap_id,
+            tls,
+        } => {
+            if !identity.is_empty() {
+                req.username = identity;
+            }
+            req.eap_id = Some(eap_id);
+            let fingerprint = crate::pki::fingerprint(&tls.peer_certificate);
+            let subject = match load_by_certificate(&*shared.store, &fingerprint).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // the conversation is gone; the supplicant starts over after the NAS's
+                    // retries time out
+                    Stats::inc(&shared.stats.dropped_backend);
+                    lock(&shared.dedup).forget(&req.key);
+                    tracing::error!(error = %e, "registry lookup failed; request dropped");
+                    return;
+                }
+            };
+            tracing::debug!(
+                tls = tls.version.as_str(),
+                certificate = &fingerprint[..16],
+                "EAP-TLS handshake complete"
+            );
+            let Some(subject) = subject else {
+                let decision = Decision::reject(
+                    Reason::CertificateUnknown,
+                    format!(
+                        "rejected: the certificate (SHA-256 {}…) is valid but belongs to no registered device; it was replaced or never issued here",
+                        &fingerprint[..16]
+                    ),
+                );
+                finish(shared, sock, &req, None, decision);
+                return;
+            };
+            req.eap_success = Some(EapSuccess {
+                id: eap_id,
+                msk: Zeroizing::new(*tls.keys.msk),
+            });
+            let preq = policy::Request {
+                method: AuthMethod::EapTls,
+                identity: &req.username,
+                mac: req.mac,
+                nas: &client.name,
+                ssid: req.ssid.as_deref(),
+            };
+            let decision = policy::decide(
+                &preq,
+                Some((&subject.0, &subject.1)),
+                Utc::now(),
+                &shared.rules,
+            );
+            finish(shared, sock, &req, Some(&subject), decision);
+        }
+    }
+}
+
+async fn load_by_certificate(
+    store: &dyn Store,
+    fingerprint: &str,
+) -> Result<Option<Subject>, StoreError> {
+    let Some(device) = store.device_by_cert_fingerprint(fingerprint).await? else {
+        return Ok(None);
+    };
+    let Some(owner) = store.owner(&device.owner).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new((device, owner))))
+}
+
+/// An Access-Challenge (RFC 3579 §2.6.4): the EAP-Request split over EAP-Message
+/// attributes, the State, Proxy-State echoed, signed with a Message-Authenticator.
+fn challenge(
+    req: &AuthRequest,
+    eap: &[u8],
+    state: &[u8; 16],
+    secret: &SecretKey,
+) -> Result<Vec<u8>, crate::radius::EncodeError> {
+    let mut b = Builder::with_message_authenticator(code::ACCESS_CHALLENGE, req.identifier);
+    for ps in &req.proxy_state {
+        b.add(dict::PROXY_STATE, ps)?;
+    }
+    b.add_split(dict::EAP_MESSAGE, eap)?;
+    b.add(dict::STATE, state)?;
+    let (mut buf, off) = b.into_unsigned();
+    sign_response(&mut buf, off, &req.authenticator, secret);
+    Ok(buf)
+}
+
+/// Adds the EAP-Success and the MS-MPPE keys (RFC 2548, salt-encrypted with the client's
+/// secret and this request's authenticator) to an Access-Accept.
+pub(super) fn add_success(
+    b: &mut Builder,
+    success: &EapSuccess,
+    secret: &[u8],
+    authenticator: &[u8; 16],
+) -> Result<(), crate::radius::EncodeError> {
+    b.add(dict::EAP_MESSAGE, &crate::eap::packet::success(success.id))?;
+    // two different salts (RFC 2548 §2.4.2: each salt unique within a packet)
+    let salt: u16 = rand::random::<u16>() & 0x7ffe;
+    let recv = crate::radius::crypto::salt_encrypt(&success.msk[..32], secret, authenticator, salt);
+    let send =
+        crate::radius::crypto::salt_encrypt(&success.msk[32..], secret, authenticator, salt | 1);
+    b.add_vendor(dict::VENDOR_MICROSOFT, dict::MS_MPPE_RECV_KEY, &recv)?;
+    b.add_vendor(dict::VENDOR_MICROSOFT, dict::MS_MPPE_SEND_KEY, &send)?;
+    Ok(())
+}
