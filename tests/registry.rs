@@ -9,7 +9,8 @@ use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use poortwachter::mac::MacAddr;
 use poortwachter::model::{Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, Role};
 use poortwachter::registry::{
-    AuditFilter, Change, DeviceRef, ImportColumns, ImportRow, Registry, RegistryError, Rules,
+    AuditFilter, Change, DeviceRef, ImportColumns, ImportRow, NewCertificate, Registry,
+    RegistryError, RevocationCause, Rules,
 };
 use support::{Backend, TestDb};
 
@@ -1118,3 +1119,289 @@ both_stores!(sessions_out_of_order_and_per_access_point, |b| async move {
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].nas_key, "10.0.0.1");
 });
+
+fn certificate(serial: &str, fill: char, days: i64) -> NewCertificate {
+    NewCertificate {
+        serial: serial.into(),
+        fingerprint: std::iter::repeat_n(fill, 64).collect(),
+        not_before: now() - Duration::minutes(5),
+        not_after: now() + Duration::days(days),
+    }
+}
+
+both_stores!(
+    issued_certificate_identifies_the_device_and_supersedes_the_last,
+    |b| async move {
+        let (db, reg) = registry(b, 3).await;
+        reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+        let dev = reg
+            .register_device(laptop("j.devries", &["00:1b:21:0a:bc:01"]), &ict())
+            .await
+            .unwrap();
+        assert_eq!(
+            reg.store()
+                .device_by_cert_fingerprint(&"a".repeat(64))
+                .await
+                .unwrap(),
+            None
+        );
+        let first = reg
+            .record_certificate(dev.id, certificate("0badc0de", 'a', 365), &ict())
+            .await
+            .unwrap();
+        assert_eq!(first.cert_serial.as_deref(), Some("0badc0de"));
+        let found = reg
+            .store()
+            .device_by_cert_fingerprint(&"a".repeat(64))
+            .await
+            .unwrap()
+            .expect("found by fingerprint");
+        assert_eq!(found, first);
+        // the lookup takes any case
+        assert!(reg
+            .store()
+            .device_by_cert_fingerprint(&"A".repeat(64))
+            .await
+            .unwrap()
+            .is_some());
+
+        let later = Change {
+            actor: "ict.piet".into(),
+            now: now() + Duration::hours(1),
+        };
+        let second = reg
+            .record_certificate(dev.id, certificate("7e57", 'b', 365), &later)
+            .await
+            .unwrap();
+        assert_eq!(second.cert_fingerprint, Some("b".repeat(64)));
+        // only the current certificate identifies the device
+        assert_eq!(
+            reg.store()
+                .device_by_cert_fingerprint(&"a".repeat(64))
+                .await
+                .unwrap(),
+            None
+        );
+        let certs = reg.store().certificates(dev.id).await.unwrap();
+        assert_eq!(db.count("certificates").await, 2);
+        assert_eq!(certs.len(), 2);
+        assert_eq!(certs[0].serial, "7e57", "newest first");
+        assert_eq!(certs[0].superseded_at, None);
+        assert_eq!(certs[0].issued_by, "ict.piet");
+        assert_eq!(certs[0].issued_at, later.now);
+        assert_eq!(certs[0].not_after, now() + Duration::days(365));
+        assert_eq!(certs[1].serial, "0badc0de");
+        assert_eq!(certs[1].superseded_at, Some(later.now));
+        assert_eq!(certs[1].issued_by, "ict.beheer");
+
+        let audit = reg
+            .store()
+            .audit(&AuditFilter {
+                target_id: Some(dev.id.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(audit[0].action, "device.issue_cert");
+        assert_eq!(audit[0].actor, "ict.piet");
+        let (before, after) = (
+            audit[0].before.as_ref().unwrap(),
+            audit[0].after.as_ref().unwrap(),
+        );
+        assert_eq!(before["cert_serial"], "0badc0de");
+        assert_eq!(after["cert_serial"], "7e57");
+        assert_eq!(after["cert_fingerprint"], "b".repeat(64));
+        assert_eq!(audit[1].action, "device.issue_cert");
+        assert!(audit[1].before.as_ref().unwrap()["cert_serial"].is_null());
+
+        // the superseded one is withdrawn until it expires
+        let revocations = reg.revocations(later.now).await.unwrap();
+        assert_eq!(revocations.len(), 1);
+        assert_eq!(revocations[0].serial, "0badc0de");
+        assert_eq!(revocations[0].cause, RevocationCause::Superseded);
+        assert_eq!(revocations[0].at, later.now);
+        assert!(reg
+            .revocations(now() + Duration::days(366))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
+
+both_stores!(
+    certificates_of_lost_and_revoked_devices_are_withdrawn,
+    |b| async move {
+        let (_db, reg) = registry(b, 3).await;
+        reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
+        let lost = reg
+            .register_device(laptop("j.devries", &["00:1b:21:0a:bc:01"]), &ict())
+            .await
+            .unwrap();
+        let gone = reg
+            .register_device(laptop("j.devries", &["00:1b:21:0a:bc:02"]), &ict())
+            .await
+            .unwrap();
+        let kept = reg
+            .register_device(laptop("j.devries", &["00:1b:21:0a:bc:03"]), &ict())
+            .await
+            .unwrap();
+        for (dev, serial, fill) in [(&lost, "01", 'c'), (&gone, "02", 'd'), (&kept, "03", 'e')] {
+            reg.record_certificate(dev.id, certificate(serial, fill, 30), &ict())
+                .await
+                .unwrap();
+        }
+        assert!(reg.revocations(now()).await.unwrap().is_empty());
+        let later = Change {
+            actor: "ict.beheer".into(),
+            now: now() + Duration::hours(2),
+        };
+        reg.set_device_status(&DeviceRef::Id(lost.id), DeviceStatus::Lost, None, &later)
+            .await
+            .unwrap();
+        reg.set_device_status(
+            &DeviceRef::Id(gone.id),
+            DeviceStatus::Revoked,
+            Some("gestolen".into()),
+            &later,
+        )
+        .await
+        .unwrap();
+        let mut revocations = reg.revocations(later.now).await.unwrap();
+        revocations.sort_by(|a, b| a.serial.cmp(&b.serial));
+        let causes: Vec<_> = revocations
+            .iter()
+            .map(|r| (r.serial.as_str(), r.cause, r.at))
+            .collect();
+        assert_eq!(
+            causes,
+            vec![
+                ("01", RevocationCause::DeviceLost, later.now),
+                ("02", RevocationCause::DeviceRevoked, later.now),
+            ]
+        );
+        // found again: the hold is released
+        reg.set_device_status(&DeviceRef::Id(lost.id), DeviceStatus::Active, None, &later)
+            .await
+            .unwrap();
+        let revocations = reg.revocations(later.now).await.unwrap();
+        assert_eq!(revocations.len(), 1);
+        assert_eq!(revocations[0].serial, "02");
+    }
+);
+
+both_stores!(
+    no_certificate_for_a_revoked_device_or_past_the_contract,
+    |b| async move {
+        let (db, reg) = registry(b, 3).await;
+        reg.add_owner(temp("t.tijdelijk", "2026-12-31"), &ict())
+            .await
+            .unwrap();
+        let dev = reg
+            .register_device(laptop("t.tijdelijk", &["00:1b:21:0a:bc:01"]), &ict())
+            .await
+            .unwrap();
+        let (subject, owner) = reg
+            .certificate_subject(&DeviceRef::Id(dev.id), now())
+            .await
+            .unwrap();
+        assert_eq!(subject.id, dev.id);
+        assert_eq!(owner.username, "t.tijdelijk");
+        let audit_before = audit_len(&reg).await;
+        // 2027-01-01 00:00 in Amsterdam is the end of the contract
+        let err = reg
+            .record_certificate(dev.id, certificate("01", 'a', 60), &ict())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Field(ref f) if f.field == "not_after"),
+            "{err}"
+        );
+        reg.set_device_status(
+            &DeviceRef::Id(dev.id),
+            DeviceStatus::Revoked,
+            Some("uit dienst".into()),
+            &ict(),
+        )
+        .await
+        .unwrap();
+        let err = reg
+            .certificate_subject(&DeviceRef::Id(dev.id), now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RegistryError::DeviceNotActive {
+                    status: DeviceStatus::Revoked,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = reg
+            .record_certificate(dev.id, certificate("02", 'b', 10), &ict())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::DeviceNotActive { .. }),
+            "{err}"
+        );
+        assert_eq!(db.count("certificates").await, 0);
+        assert_eq!(
+            audit_len(&reg).await,
+            audit_before + 1,
+            "only the revocation"
+        );
+        let stored = reg.store().device(dev.id).await.unwrap().unwrap();
+        assert_eq!(stored.cert_fingerprint, None);
+        assert_eq!(stored.cert_serial, None);
+    }
+);
+
+both_stores!(
+    no_certificate_for_a_disabled_or_expired_owner,
+    |b| async move {
+        let (_db, reg) = registry(b, 3).await;
+        reg.add_owner(temp("t.tijdelijk", "2026-12-31"), &ict())
+            .await
+            .unwrap();
+        let dev = reg
+            .register_device(laptop("t.tijdelijk", &["00:1b:21:0a:bc:01"]), &ict())
+            .await
+            .unwrap();
+        let after_contract = now() + Duration::days(40);
+        let err = reg
+            .certificate_subject(&DeviceRef::Id(dev.id), after_contract)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::OwnerExpired { .. }), "{err}");
+        reg.set_owner_disabled("t.tijdelijk", true, &ict())
+            .await
+            .unwrap();
+        let err = reg
+            .record_certificate(dev.id, certificate("01", 'a', 10), &ict())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::OwnerDisabled(_)), "{err}");
+        // bad input is refused before the store is asked
+        let mut bad = certificate("XYZ", 'a', 10);
+        let err = reg
+            .record_certificate(dev.id, bad.clone(), &ict())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Field(ref f) if f.field == "serial"),
+            "{err}"
+        );
+        bad.serial = "01".into();
+        bad.fingerprint = "ab".into();
+        let err = reg
+            .record_certificate(dev.id, bad, &ict())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Field(ref f) if f.field == "fingerprint"),
+            "{err}"
+        );
+    }
+);

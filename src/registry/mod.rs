@@ -23,7 +23,8 @@ use crate::model::{
 };
 
 pub use store::{
-    ActivityStore, AuditFilter, ChangeWatch, NewAuditEntry, Store, StoreError, StoreTx,
+    ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, NewAuditEntry, Store, StoreError,
+    StoreTx, WithdrawnCertificate,
 };
 
 /// Registry rules that come from the config.
@@ -117,6 +118,14 @@ pub enum RegistryError {
         /// Requested status.
         to: DeviceStatus,
     },
+    /// A certificate for a device that is lost or revoked.
+    #[error("device {device} is {status}; only an active device gets a certificate")]
+    DeviceNotActive {
+        /// Device id.
+        device: Uuid,
+        /// Its status.
+        status: DeviceStatus,
+    },
     /// A CSV import with bad rows, none written.
     #[error("{} bad row(s), nothing imported:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     ImportRejected(Vec<RowProblem>),
@@ -184,6 +193,55 @@ pub struct ImportReport {
     pub unchanged: u64,
     /// Rows skipped (`--skip-bad`).
     pub skipped: Vec<RowProblem>,
+}
+
+/// A certificate just issued to a device, to record: what identifies and dates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub fingerprint: String,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+}
+
+/// Why a certificate is on the CRL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationCause {
+    /// A newer certificate replaced it (RFC 5280 reason superseded).
+    Superseded,
+    /// Its device is revoked for good (cessationOfOperation).
+    DeviceRevoked,
+    /// Its device is reported lost (certificateHold: `device found` releases it).
+    DeviceLost,
+}
+
+/// One CRL entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// Since when.
+    pub at: DateTime<Utc>,
+    /// Why.
+    pub cause: RevocationCause,
+    /// The device.
+    pub device_id: Uuid,
+}
+
+/// What the audit log shows of a device's certificate: never key material.
+#[derive(Debug, Clone, Serialize)]
+struct CertificateAudit<'a> {
+    cert_serial: Option<&'a str>,
+    cert_fingerprint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<DateTime<Utc>>,
 }
 
 /// A device reference as people type it: a full id, an id prefix, or a MAC.
@@ -713,6 +771,170 @@ impl Registry {
         })
         .await
     }
+
+    /// The device a certificate is to be issued for, with its owner, if it may get one: the
+    /// device active, the owner enabled and under contract at `now`. Checked again when the
+    /// certificate is recorded ([`Registry::record_certificate`]).
+    pub async fn certificate_subject(
+        &self,
+        r: &DeviceRef,
+        now: DateTime<Utc>,
+    ) -> Result<(Device, Owner), RegistryError> {
+        let device = self.find_device(r).await?;
+        let owner = self
+            .store
+            .owner(&device.owner)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownOwner(device.owner.clone()))?;
+        check_certifiable(&device, &owner, &self.rules, now)?;
+        Ok((device, owner))
+    }
+
+    /// Records a certificate issued to a device, in one transaction with its audit entry
+    /// (`device.issue_cert`): the device's current certificate becomes this one and the one
+    /// it had is marked superseded (so that it goes on the CRL). Refused, writing nothing, if
+    /// the device may not have a certificate (see [`Registry::certificate_subject`]) or the
+    /// certificate outlives the owner's contract.
+    pub async fn record_certificate(
+        &self,
+        device_id: Uuid,
+        cert: NewCertificate,
+        change: &Change,
+    ) -> Result<Device, RegistryError> {
+        if !is_lower_hex(&cert.serial) || cert.serial.len() > 40 {
+            return Err(
+                FieldError::new("serial", "must be lowercase hex, at most 20 bytes").into(),
+            );
+        }
+        if !is_lower_hex(&cert.fingerprint) || cert.fingerprint.len() != 64 {
+            return Err(
+                FieldError::new("fingerprint", "must be a SHA-256 in lowercase hex").into(),
+            );
+        }
+        if cert.not_before >= cert.not_after {
+            return Err(FieldError::new("not_after", "must be after not_before").into());
+        }
+        let mut tx = self.store.begin().await?;
+        let before = tx
+            .device_for_update(device_id)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownDevice(device_id.to_string()))?;
+        let owner = tx
+            .owner_for_update(&before.owner)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownOwner(before.owner.clone()))?;
+        check_certifiable(&before, &owner, &self.rules, change.now)?;
+        if let Some(end) = owner.access_ends_at(&self.rules.timezone) {
+            if cert.not_after > end {
+                return Err(FieldError::new(
+                    "not_after",
+                    format!(
+                        "{} is after the end of the contract of {}",
+                        cert.not_after, owner.username
+                    ),
+                )
+                .into());
+            }
+        }
+        tx.supersede_certificates(device_id, change.now).await?;
+        tx.insert_certificate(&DeviceCertificate {
+            serial: cert.serial.clone(),
+            fingerprint: cert.fingerprint.clone(),
+            device_id,
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            issued_at: change.now,
+            issued_by: change.actor.clone(),
+            superseded_at: None,
+        })
+        .await?;
+        let after = Device {
+            cert_serial: Some(cert.serial.clone()),
+            cert_fingerprint: Some(cert.fingerprint.clone()),
+            updated_at: change.now,
+            ..before.clone()
+        };
+        tx.update_device(&after).await?;
+        tx.append_audit(&audit(
+            change,
+            "device.issue_cert",
+            "device",
+            &device_id.to_string(),
+            Some(&CertificateAudit {
+                cert_serial: before.cert_serial.as_deref(),
+                cert_fingerprint: before.cert_fingerprint.as_deref(),
+                not_before: None,
+                not_after: None,
+            }),
+            Some(&CertificateAudit {
+                cert_serial: Some(&cert.serial),
+                cert_fingerprint: Some(&cert.fingerprint),
+                not_before: Some(cert.not_before),
+                not_after: Some(cert.not_after),
+            }),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// What the CRL lists at `now`: certificates not expired yet that a newer one superseded
+    /// (since then), or whose device is revoked or lost (since its status changed). A lost
+    /// device's certificate is on hold: when the device is found it leaves the list.
+    pub async fn revocations(&self, now: DateTime<Utc>) -> Result<Vec<Revocation>, RegistryError> {
+        let withdrawn = self.store.withdrawn_certificates(now).await?;
+        Ok(withdrawn
+            .into_iter()
+            .filter_map(|w| {
+                let c = w.certificate;
+                let since = w.status_changed_at.unwrap_or(c.issued_at);
+                let (cause, at) = match (c.superseded_at, w.device_status) {
+                    (Some(at), _) => (RevocationCause::Superseded, at),
+                    (None, DeviceStatus::Revoked) => (RevocationCause::DeviceRevoked, since),
+                    (None, DeviceStatus::Lost) => (RevocationCause::DeviceLost, since),
+                    (None, DeviceStatus::Active) => return None,
+                };
+                Some(Revocation {
+                    serial: c.serial,
+                    at,
+                    cause,
+                    device_id: c.device_id,
+                })
+            })
+            .collect())
+    }
+}
+
+/// A device gets a certificate only while it is active and its owner enabled and under
+/// contract: the same conditions under which it could be registered.
+fn check_certifiable(
+    device: &Device,
+    owner: &Owner,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> Result<(), RegistryError> {
+    if device.status != DeviceStatus::Active {
+        return Err(RegistryError::DeviceNotActive {
+            device: device.id,
+            status: device.status,
+        });
+    }
+    if owner.disabled {
+        return Err(RegistryError::OwnerDisabled(owner.username.clone()));
+    }
+    match owner.valid_until {
+        Some(last_day) if owner.has_expired(now, &rules.timezone) => {
+            Err(RegistryError::OwnerExpired {
+                owner: owner.username.clone(),
+                last_day,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn mac_taken(mac: MacAddr, holder: &Device) -> RegistryError {

@@ -14,7 +14,9 @@ use crate::model::{AuditEntry, Device, Owner};
 
 use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
 use super::sql;
-use super::store::{AuditFilter, NewAuditEntry, Store, StoreError, StoreTx};
+use super::store::{
+    AuditFilter, DeviceCertificate, NewAuditEntry, Store, StoreError, StoreTx, WithdrawnCertificate,
+};
 
 /// A MAC row (text in, macaddr in the table).
 const INSERT_MAC: &str = "INSERT INTO device_macs (mac, device_id) VALUES ($1::macaddr, $2)";
@@ -141,6 +143,38 @@ impl Store for PgStore {
             }
             None => devices_where(&mut conn, "$1::boolean", true, false).await,
         }
+    }
+
+    async fn device_by_cert_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<Device>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let fingerprint = fingerprint.to_ascii_lowercase();
+        Ok(
+            devices_where(&mut conn, "d.cert_fingerprint = $1", fingerprint, false)
+                .await?
+                .pop(),
+        )
+    }
+
+    async fn certificates(&self, device_id: Uuid) -> Result<Vec<DeviceCertificate>, StoreError> {
+        let found = sqlx::query(sql::DEVICE_CERTIFICATES)
+            .bind(device_id)
+            .fetch_all(&self.pool)
+            .await?;
+        found.iter().map(rows::certificate).collect()
+    }
+
+    async fn withdrawn_certificates(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<WithdrawnCertificate>, StoreError> {
+        let found = sqlx::query(sql::WITHDRAWN_CERTIFICATES)
+            .bind(at)
+            .fetch_all(&self.pool)
+            .await?;
+        found.iter().map(rows::withdrawn_certificate).collect()
     }
 
     async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError> {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::mac::MacAddr;
 use crate::model::{AuditEntry, Device, Owner};
 
+use super::store::{DeviceCertificate, WithdrawnCertificate};
 use super::StoreError;
 
 /// Columns of `owners`, in the order the backends select them.
@@ -101,6 +102,44 @@ where
         });
     }
     Ok(out)
+}
+
+/// Decodes a certificate (`serial, fingerprint, device_id, not_before, not_after, issued_at,
+/// issued_by, superseded_at`).
+pub fn certificate<'r, R>(row: &'r R) -> Result<DeviceCertificate, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(DeviceCertificate {
+        serial: row.try_get("serial")?,
+        fingerprint: row.try_get("fingerprint")?,
+        device_id: row.try_get("device_id")?,
+        not_before: row.try_get("not_before")?,
+        not_after: row.try_get("not_after")?,
+        issued_at: row.try_get("issued_at")?,
+        issued_by: row.try_get("issued_by")?,
+        superseded_at: row.try_get("superseded_at")?,
+    })
+}
+
+/// Decodes a certificate with its device's `device_status` and `status_changed_at`.
+pub fn withdrawn_certificate<'r, R>(row: &'r R) -> Result<WithdrawnCertificate, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(WithdrawnCertificate {
+        certificate: certificate(row)?,
+        device_status: word("device_status", row.try_get("device_status")?)?,
+        status_changed_at: row.try_get("status_changed_at")?,
+    })
 }
 
 /// Decodes an audit entry (`id, at, actor, action, target_type, target_id, before, after`).

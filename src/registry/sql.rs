@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::model::{Device, Owner};
 
-use super::store::NewAuditEntry;
+use super::store::{DeviceCertificate, NewAuditEntry};
 
 /// A query with its arguments, for database `DB`.
 pub type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -47,6 +47,30 @@ pub const UPDATE_DEVICE: &str = "UPDATE devices SET label = $3, kind = $4, statu
 /// `INSERT INTO audit_log`, bound by [`bind_audit`].
 pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target_type, \
      target_id, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// `INSERT INTO certificates`, bound by [`bind_certificate`].
+pub const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, fingerprint, device_id, \
+     not_before, not_after, issued_at, issued_by, superseded_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Marks a device's current certificate superseded: `$1` device id, `$2` when.
+pub const SUPERSEDE_CERTIFICATES: &str = "UPDATE certificates SET superseded_at = $2 \
+     WHERE device_id = $1 AND superseded_at IS NULL";
+
+/// A device's certificates, newest first: `$1` device id.
+pub const DEVICE_CERTIFICATES: &str = "SELECT c.serial, c.fingerprint, c.device_id, \
+     c.not_before, c.not_after, c.issued_at, c.issued_by, c.superseded_at \
+     FROM certificates c WHERE c.device_id = $1 ORDER BY c.issued_at DESC, c.serial";
+
+/// Certificates not expired at `$1` that are superseded or whose device is not active, with
+/// the device's status (the CRL's input). Times compare as RFC 3339 text in SQLite: both
+/// sides are written by the same encoder in UTC.
+pub const WITHDRAWN_CERTIFICATES: &str = "SELECT c.serial, c.fingerprint, c.device_id, \
+     c.not_before, c.not_after, c.issued_at, c.issued_by, c.superseded_at, \
+     d.status AS device_status, d.status_changed_at \
+     FROM certificates c JOIN devices d ON d.id = c.device_id \
+     WHERE c.not_after > $1 AND (c.superseded_at IS NOT NULL OR d.status <> 'active') \
+     ORDER BY c.issued_at, c.serial";
 
 /// Binds an owner's columns as `$1..$11`.
 pub fn bind_owner<'q, DB>(q: Q<'q, DB>, o: &'q Owner) -> Q<'q, DB>
@@ -102,6 +126,25 @@ where
         .bind(d.last_seen_at)
         .bind(&d.last_seen_nas)
         .bind(&d.last_seen_ssid)
+}
+
+/// Binds a certificate's columns as `$1..$8`.
+pub fn bind_certificate<'q, DB>(q: Q<'q, DB>, c: &'q DeviceCertificate) -> Q<'q, DB>
+where
+    DB: Database,
+    Uuid: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
+{
+    q.bind(&c.serial)
+        .bind(&c.fingerprint)
+        .bind(c.device_id)
+        .bind(c.not_before)
+        .bind(c.not_after)
+        .bind(c.issued_at)
+        .bind(&c.issued_by)
+        .bind(c.superseded_at)
 }
 
 /// Binds an audit entry as `$1..$7`.
@@ -191,6 +234,29 @@ macro_rules! impl_store_tx {
 
             async fn update_device(&mut self, d: &$crate::model::Device) -> Result<(), StoreError> {
                 sql::bind_device(sqlx::query(sql::UPDATE_DEVICE), d)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn supersede_certificates(
+                &mut self,
+                device_id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(sql::SUPERSEDE_CERTIFICATES)
+                    .bind(device_id)
+                    .bind(at)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn insert_certificate(
+                &mut self,
+                c: &$crate::registry::DeviceCertificate,
+            ) -> Result<(), StoreError> {
+                sql::bind_certificate(sqlx::query(sql::INSERT_CERTIFICATE), c)
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())

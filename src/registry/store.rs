@@ -9,7 +9,7 @@ use crate::activity::{
     AccountingUpdate, DecisionFilter, DecisionRecord, Session, SessionFilter, Sighting,
 };
 use crate::mac::MacAddr;
-use crate::model::{AuditEntry, Device, Owner};
+use crate::model::{AuditEntry, Device, DeviceStatus, Owner};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,40 @@ pub struct NewAuditEntry {
     pub before: Option<serde_json::Value>,
     /// The record after.
     pub after: Option<serde_json::Value>,
+}
+
+/// A certificate the onboarding CA issued to a device: a row of `certificates`. Never key
+/// material, only what identifies and dates the certificate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceCertificate {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub fingerprint: String,
+    /// The device it was issued to.
+    pub device_id: Uuid,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// Who issued it (the actor).
+    pub issued_by: String,
+    /// When a newer certificate for the device replaced it.
+    pub superseded_at: Option<DateTime<Utc>>,
+}
+
+/// A certificate that is no longer good (superseded, or its device lost or revoked) and has
+/// not expired yet: what a CRL is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawnCertificate {
+    /// The certificate.
+    pub certificate: DeviceCertificate,
+    /// Its device's status now.
+    pub device_status: DeviceStatus,
+    /// When that status was set.
+    pub status_changed_at: Option<DateTime<Utc>>,
 }
 
 /// Which audit entries to read, newest first.
@@ -133,6 +167,21 @@ pub trait Store: ActivityStore {
     async fn device_by_mac(&self, mac: MacAddr) -> Result<Option<Device>, StoreError>;
     /// Devices, of one owner or all, oldest first.
     async fn devices(&self, owner: Option<&str>) -> Result<Vec<Device>, StoreError>;
+    /// The device whose current certificate has this SHA-256 fingerprint (lowercase hex, as
+    /// [`crate::pki::fingerprint`] gives; other case is accepted). EAP-TLS identifies a device
+    /// by it.
+    async fn device_by_cert_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<Device>, StoreError>;
+    /// Every certificate issued to a device, newest first.
+    async fn certificates(&self, device_id: Uuid) -> Result<Vec<DeviceCertificate>, StoreError>;
+    /// Certificates not expired at `at` that are superseded or whose device is not active,
+    /// oldest first.
+    async fn withdrawn_certificates(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<WithdrawnCertificate>, StoreError>;
     /// Ids starting with these lowercase hex digits (hyphens removed).
     async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
     /// Audit entries, newest first.
@@ -158,6 +207,14 @@ pub trait StoreTx: Send {
     async fn insert_device(&mut self, device: &Device) -> Result<(), StoreError>;
     /// Writes every mutable field of a device (not its MACs).
     async fn update_device(&mut self, device: &Device) -> Result<(), StoreError>;
+    /// Marks the device's current certificate (if any) superseded at `at`; returns how many.
+    async fn supersede_certificates(
+        &mut self,
+        device_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Records an issued certificate.
+    async fn insert_certificate(&mut self, c: &DeviceCertificate) -> Result<(), StoreError>;
     /// Appends to the audit log.
     async fn append_audit(&mut self, entry: &NewAuditEntry) -> Result<(), StoreError>;
     /// Commits.
