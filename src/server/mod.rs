@@ -224,6 +224,11 @@ impl Server {
         self.shared.stats.clone()
     }
 
+    /// The EAP engine, when EAP-TLS is set up (for its conversation counts).
+    pub fn eap_engine(&self) -> Option<Arc<crate::eap::EapServer>> {
+        self.shared.eap.clone()
+    }
+
     /// Forgets cached registry entries (after a change made in this process).
     pub fn invalidate_cache(&self) {
         self.shared.cache.invalidate();
