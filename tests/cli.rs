@@ -949,3 +949,403 @@ both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
     let nothing = cli.ok(&["why", "00:11:22:33:44:55"]);
     assert!(nothing.contains("no decisions"), "{nothing}");
 });
+
+/// File mode bits.
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The one-time passwords (four groups of five) in a text.
+fn passwords(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| {
+            let groups: Vec<&str> = w.split('-').collect();
+            groups.len() == 4
+                && groups
+                    .iter()
+                    .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_alphanumeric()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl (Debian package `openssl`)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_init_makes_the_ca_and_refuses_to_overwrite_it() {
+    let cli = Cli::new(Backend::Sqlite).await;
+    let out = cli.ok(&["ca", "init"]);
+    let pki = cli.dir.path().join("var/pki");
+    assert!(out.contains("created the CA"), "{out}");
+    assert!(out.contains("var/pki/ca.pem"), "{out}");
+    assert!(out.contains("var/pki/server.key (0600)"), "{out}");
+    assert_eq!(mode(&pki.join("ca.key")), 0o600);
+    assert_eq!(mode(&pki.join("server.key")), 0o600);
+    // the printed fingerprint is the one openssl computes
+    let openssl_fp = openssl(&[
+        "x509",
+        "-in",
+        path(&pki.join("ca.pem")),
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
+    let fp = openssl_fp.trim().rsplit('=').next().unwrap();
+    assert!(out.contains(fp), "{out}\n{openssl_fp}");
+    let text = openssl(&["x509", "-in", path(&pki.join("ca.pem")), "-noout", "-text"]);
+    assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+    assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
+    // the server chain verifies for TLS servers
+    let chain = std::fs::read_to_string(pki.join("server.pem")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        path(&pki.join("ca.pem")),
+        "-purpose",
+        "sslserver",
+        "-verify_hostname",
+        "radius.poortwachter.test",
+        path(&pki.join("server.pem")),
+    ]);
+    assert!(verified.contains("OK"), "{verified}");
+
+    let before = std::fs::read(pki.join("ca.key")).unwrap();
+    let err = cli.fails(&["ca", "init", "--key-type", "rsa-2048"]);
+    assert!(err.contains("var/pki/ca.pem already exists"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(pki.join("ca.key")).unwrap(), before);
+    let err = cli.fails(&["ca", "init", "--key-type", "dsa", "--force"]);
+    assert!(err.contains("--key-type"), "{err}");
+    assert_eq!(std::fs::read(pki.join("ca.key")).unwrap(), before);
+}
+
+both_stores!(a_device_gets_a_certificate_and_its_files, |b| async move {
+    let cli = Cli::new(b).await;
+    cli.ok(&["ca", "init"]);
+    cli.ok(&[
+        "owner",
+        "add",
+        "t.tijdelijk",
+        "--name",
+        "Tim Tijdelijk",
+        "--role",
+        "temp",
+        "--until",
+        "2099-06-30",
+    ]);
+    cli.ok(&[
+        "device",
+        "register",
+        "--owner",
+        "t.tijdelijk",
+        "--mac",
+        "00:1b:21:0a:bc:01",
+        "--label",
+        "ThinkPad X1 (privé)",
+    ]);
+    let out_dir = cli.dir.path().join("voor-tim");
+    let out = cli.run(&[
+        "device",
+        "issue-cert",
+        "00-1B-21-0A-BC-01",
+        "--out",
+        path(&out_dir),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // the password is printed once, on stdout only
+    let printed = passwords(&stdout);
+    assert_eq!(printed.len(), 1, "{stdout}");
+    assert!(passwords(&stderr).is_empty(), "{stderr}");
+    let password = &printed[0];
+
+    let p12 = out_dir.join("thinkpad-x1-priv.p12");
+    let mobileconfig = out_dir.join("thinkpad-x1-priv.mobileconfig");
+    let wlan = out_dir.join("thinkpad-x1-priv-wlan.xml");
+    let ca = out_dir.join("ca.pem");
+    assert_eq!(mode(&p12), 0o600);
+    assert_eq!(mode(&mobileconfig), 0o600);
+    assert_eq!(mode(&wlan) & 0o600, 0o600);
+    assert_eq!(mode(&ca) & 0o600, 0o600);
+    // nothing else: no staging leftovers
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 4);
+    // the password is in no file
+    for f in [&p12, &mobileconfig, &wlan, &ca] {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "{}",
+            f.display()
+        );
+    }
+
+    // the bundle opens with the printed password and holds the registered certificate
+    let pass = format!("pass:{password}");
+    let cert = openssl(&[
+        "pkcs12",
+        "-in",
+        path(&p12),
+        "-passin",
+        &pass,
+        "-nokeys",
+        "-clcerts",
+    ]);
+    let cert_file = cli.write("device.pem", &cert);
+    let fp = openssl(&[
+        "x509",
+        "-in",
+        path(&cert_file),
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
+    let fp: String = fp
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase();
+    let device = cli.json(&["device", "show", "00:1b:21:0a:bc:01"]);
+    assert_eq!(device["device"]["cert_fingerprint"], fp.as_str());
+    let serial = device["device"]["cert_serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stdout.contains(&serial), "{stdout}");
+    assert_eq!(device["history"][0]["action"], "device.issue_cert");
+    assert_eq!(device["history"][0]["actor"], "ict.anna");
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        path(&ca),
+        "-purpose",
+        "sslclient",
+        path(&cert_file),
+    ]);
+    assert!(verified.contains("OK"), "{verified}");
+    let text = openssl(&["x509", "-in", path(&cert_file), "-noout", "-text"]);
+    let id = device["device"]["id"].as_str().unwrap();
+    assert!(text.contains(&format!("URI:urn:uuid:{id}")), "{text}");
+    assert!(
+        text.contains("URI:urn:poortwachter:owner:t.tijdelijk"),
+        "{text}"
+    );
+    assert!(text.contains("TLS Web Client Authentication"), "{text}");
+    assert!(text.contains("OU = t.tijdelijk"), "{text}");
+    // the contract ends on 2099-06-30 (Amsterdam): a one-year certificate is not capped
+    assert!(!stdout.contains("end of contract"), "{stdout}");
+    let wrong = Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-in",
+            path(&p12),
+            "-passin",
+            "pass:wrong",
+            "-noout",
+        ])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong password must not open it");
+
+    // profiles name the SSID, the server and the CA
+    let wlan = std::fs::read_to_string(&wlan).unwrap();
+    assert!(wlan.contains("<name>Werkplek</name>"), "{wlan}");
+    assert!(wlan.contains("<ServerNames>radius.poortwachter.test</ServerNames>"));
+    let sha1 = openssl(&["x509", "-in", path(&ca), "-noout", "-fingerprint", "-sha1"]);
+    let thumbprint = sha1
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', " ")
+        .to_lowercase();
+    assert!(
+        wlan.contains(&format!("<TrustedRootCA>{thumbprint}</TrustedRootCA>")),
+        "{wlan}"
+    );
+    let apple = std::fs::read_to_string(&mobileconfig).unwrap();
+    assert!(apple.contains("<string>com.apple.wifi.managed</string>"));
+    assert!(apple.contains("<string>Werkplek</string>"));
+
+    // a second certificate supersedes the first
+    let again = cli.json(&["device", "issue-cert", id, "--out", path(&out_dir)]);
+    assert_ne!(again["serial"], serial.as_str());
+    assert_eq!(passwords(again["password"].as_str().unwrap()).len(), 1);
+    assert_eq!(cli.db.count("certificates").await, 2);
+    assert_eq!(
+        cli.db
+            .count("certificates WHERE superseded_at IS NOT NULL")
+            .await,
+        1
+    );
+    let crl = cli.ok(&["ca", "crl"]);
+    let crl_file = cli.write("crl.pem", &crl);
+    let crl_text = openssl(&["crl", "-in", path(&crl_file), "-noout", "-text"]);
+    assert!(crl_text.contains(&serial.to_uppercase()), "{crl_text}");
+    assert!(crl_text.contains("Superseded"), "{crl_text}");
+});
+
+both_stores!(
+    a_revoked_device_gets_no_certificate_and_lands_on_the_crl,
+    |b| async move {
+        let cli = Cli::new(b).await;
+        cli.ok(&["ca", "init"]);
+        cli.ok(&[
+            "owner",
+            "add",
+            "j.devries",
+            "--name",
+            "Jan de Vries",
+            "--role",
+            "staff",
+        ]);
+        for (mac, label) in [
+            ("00:1b:21:0a:bc:01", "laptop"),
+            ("00:1b:21:0a:bc:02", "tablet"),
+        ] {
+            cli.ok(&[
+                "device",
+                "register",
+                "--owner",
+                "j.devries",
+                "--mac",
+                mac,
+                "--label",
+                label,
+            ]);
+        }
+        let out_dir = cli.dir.path().join("out");
+        let issued = cli.json(&[
+            "device",
+            "issue-cert",
+            "00:1b:21:0a:bc:01",
+            "--out",
+            path(&out_dir),
+        ]);
+        let serial = issued["serial"].as_str().unwrap().to_string();
+        cli.ok(&[
+            "device",
+            "revoke",
+            "00:1b:21:0a:bc:01",
+            "--reason",
+            "gestolen",
+        ]);
+        cli.ok(&["device", "revoke", "00:1b:21:0a:bc:02", "--reason", "kapot"]);
+        let counts = cli.counts().await;
+        let refused_dir = cli.dir.path().join("refused");
+        for mac in ["00:1b:21:0a:bc:01", "00:1b:21:0a:bc:02"] {
+            let err = cli.fails(&["device", "issue-cert", mac, "--out", path(&refused_dir)]);
+            assert!(err.contains("is revoked; only an active device"), "{err}");
+        }
+        assert!(!refused_dir.exists(), "nothing written");
+        assert_eq!(cli.counts().await, counts, "no row, no audit entry");
+        assert_eq!(cli.db.count("certificates").await, 1);
+
+        // the CRL lists the revoked device's certificate, DER to a file
+        let crl_file = cli.dir.path().join("crl.der");
+        let out = cli.ok(&["ca", "crl", "--der", "--out", path(&crl_file)]);
+        assert!(out.contains("with 1 certificate(s)"), "{out}");
+        let text = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            path(&crl_file),
+            "-noout",
+            "-text",
+        ]);
+        assert!(text.contains(&serial.to_uppercase()), "{text}");
+        assert!(text.contains("Cessation Of Operation"), "{text}");
+        let ca = cli.dir.path().join("var/pki/ca.pem");
+        let checked = Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-in", path(&crl_file), "-noout"])
+            .args(["-CAfile", path(&ca)])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&checked.stderr).contains("verify OK"),
+            "{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_cert_without_a_ca_says_how_to_make_one() {
+    let cli = Cli::new(Backend::Sqlite).await;
+    cli.ok(&[
+        "owner",
+        "add",
+        "j.devries",
+        "--name",
+        "Jan de Vries",
+        "--role",
+        "staff",
+    ]);
+    cli.ok(&[
+        "device",
+        "register",
+        "--owner",
+        "j.devries",
+        "--mac",
+        "00:1b:21:0a:bc:01",
+        "--label",
+        "laptop",
+    ]);
+    let out_dir = cli.dir.path().join("out");
+    let err = cli.fails(&[
+        "device",
+        "issue-cert",
+        "00:1b:21:0a:bc:01",
+        "--out",
+        path(&out_dir),
+    ]);
+    assert!(err.contains("poortwachter ca init"), "{err}");
+    assert!(!out_dir.exists());
+    // a password file replaces the generated password, which is then not printed
+    cli.ok(&["ca", "init"]);
+    let pw = cli.write("pw.txt", "gedeeld-geheim-2026\n");
+    let out = cli.ok(&[
+        "device",
+        "issue-cert",
+        "00:1b:21:0a:bc:01",
+        "--out",
+        path(&out_dir),
+        "--password-file",
+        path(&pw),
+    ]);
+    assert!(!out.contains("one-time password"), "{out}");
+    openssl(&[
+        "pkcs12",
+        "-in",
+        path(&out_dir.join("laptop.p12")),
+        "-passin",
+        "pass:gedeeld-geheim-2026",
+        "-noout",
+    ]);
+}

@@ -1,9 +1,14 @@
-//! `poortwachter device ...`: register, list, show, revoke, lost, found, compliance.
+//! `poortwachter device ...`: register, list, show, revoke, lost, found, compliance,
+//! issue-cert.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
+use poortwachter::config::Config;
 use poortwachter::model::{Compliance, Device, DeviceKind, DeviceStatus, NewDevice};
-use poortwachter::registry::{AuditFilter, DeviceRef};
+use poortwachter::pki::{self, Ca, OneTimePassword, ProfileSettings, Staging};
+use poortwachter::registry::{AuditFilter, DeviceRef, NewCertificate};
 
 use super::table::{self, or_dash};
 use super::Context;
@@ -60,10 +65,27 @@ pub enum DeviceCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Issue an EAP-TLS certificate for an active device and write what its owner installs:
+    /// a PKCS#12 bundle (with a one-time password, shown once), the CA certificate, a Windows
+    /// WLAN profile and an Apple .mobileconfig. A certificate issued before is superseded.
+    IssueCert {
+        device: String,
+        /// Directory for the files (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Take the PKCS#12 password from this file (first line) instead of generating one.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
-pub async fn run(ctx: &Context, cmd: DeviceCommand) -> Result<()> {
+pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<()> {
     match cmd {
+        DeviceCommand::IssueCert {
+            device,
+            out,
+            password_file,
+        } => issue_cert(ctx, config, &device, &out, password_file.as_deref()).await,
         DeviceCommand::Register {
             owner,
             macs,
@@ -215,6 +237,168 @@ pub async fn run(ctx: &Context, cmd: DeviceCommand) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// `device issue-cert`. The order makes a failure leave nothing half-done: the registry is
+/// asked first (a refused device gets no key, no file); the certificate and every file are
+/// made in a staging directory inside `out`; the registry records the certificate (one
+/// transaction with its audit entry); only then are the files moved into `out`. If recording
+/// fails, dropping the staging directory removes the files: no certificate exists that the
+/// registry does not know, and the device's previous certificate stays current. (Writing the
+/// files after the commit instead could lose them and leave the previous certificate
+/// superseded for nothing.)
+async fn issue_cert(
+    ctx: &Context,
+    config: &Config,
+    device: &str,
+    out: &Path,
+    password_file: Option<&Path>,
+) -> Result<()> {
+    let change = ctx.change();
+    let (device, owner) = ctx
+        .registry
+        .certificate_subject(&DeviceRef::parse(device)?, change.now)
+        .await?;
+    let ca = Ca::load(&config.pki.ca_cert, &config.pki.ca_key)?;
+    let (password, generated) = match password_file {
+        Some(path) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--password-file {}", path.display()))?,
+            );
+            let first = text.lines().next().unwrap_or("");
+            (OneTimePassword::given(first)?, false)
+        }
+        None => (pki::one_time_password(), true),
+    };
+    let contract_end = owner.access_ends_at(&config.policy.timezone);
+    let (not_before, not_after) = pki::device_cert_validity(
+        change.now,
+        config.pki.device_cert_lifetime.chrono(),
+        contract_end,
+    );
+    let issued = pki::issue_device_certificate(
+        &ca,
+        config.pki.key_type,
+        device.id,
+        &owner.username,
+        &config.pki.organization,
+        not_before,
+        not_after,
+        change.now,
+    )?;
+    let name = file_stem(&device);
+    let p12_name = format!("{name}.p12");
+    let bundle = pki::pkcs12(
+        &issued.der,
+        &issued.key_pkcs8,
+        ca.der(),
+        &format!("{} ({})", config.wifi.ssid, device.label),
+        &password,
+    )?;
+    let settings = ProfileSettings {
+        ssid: &config.wifi.ssid,
+        server_name: &config.eap.server_name,
+        organization: &config.pki.organization,
+        ca_name: &config.pki.ca_name,
+        ca_der: ca.der(),
+    };
+    let mut staging = Staging::new(out)?;
+    staging.add(&p12_name, &bundle, pki::PRIVATE)?;
+    staging.add("ca.pem", ca.pem().as_bytes(), pki::PUBLIC)?;
+    staging.add(
+        &format!("{name}-wlan.xml"),
+        pki::windows_wlan_profile(&settings).as_bytes(),
+        pki::PUBLIC,
+    )?;
+    // the profile embeds the bundle: as private as the bundle
+    staging.add(
+        &format!("{name}.mobileconfig"),
+        pki::apple_mobileconfig(&settings, device.id, &device.label, &p12_name, &bundle).as_bytes(),
+        pki::PRIVATE,
+    )?;
+    ctx.registry
+        .record_certificate(
+            device.id,
+            NewCertificate {
+                serial: issued.serial.clone(),
+                fingerprint: issued.fingerprint.clone(),
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+            },
+            &change,
+        )
+        .await?;
+    let files = staging.publish().context(
+        "the certificate is recorded, but its files could not be put in place; they are in the \
+         staging directory named above",
+    )?;
+    let capped = contract_end.is_some_and(|end| issued.not_after >= end);
+    if ctx.json {
+        let mut report = serde_json::json!({
+            "device": device.id,
+            "owner": owner.username,
+            "serial": issued.serial,
+            "fingerprint": issued.fingerprint,
+            "not_before": issued.not_before,
+            "not_after": issued.not_after,
+            "capped_by_contract": capped,
+            "files": files,
+        });
+        if generated {
+            report["password"] = serde_json::Value::from(password.expose());
+        }
+        return super::table::print_json(&report);
+    }
+    println!(
+        "issued certificate {} for device {} ({}) of {}",
+        issued.serial, device.id, device.label, owner.username
+    );
+    let mut fields = vec![
+        (
+            "valid",
+            format!(
+                "{} to {}{}",
+                issued.not_before.format("%Y-%m-%d %H:%M UTC"),
+                issued.not_after.format("%Y-%m-%d %H:%M UTC"),
+                if capped { " (end of contract)" } else { "" }
+            ),
+        ),
+        ("SHA-256", issued.fingerprint.clone()),
+    ];
+    for (i, f) in files.iter().enumerate() {
+        fields.push((if i == 0 { "files" } else { "" }, f.display().to_string()));
+    }
+    table::print_fields(&fields);
+    if generated {
+        println!(
+            "\none-time password of {p12_name} and the .mobileconfig (shown once, stored nowhere):\n  {}",
+            password.expose()
+        );
+    }
+    Ok(())
+}
+
+/// A file name from the device's label (`ThinkPad X1 (privé)` -> `thinkpad-x1-priv`), or its
+/// id if nothing of the label is left.
+fn file_stem(device: &Device) -> String {
+    let mut stem = String::new();
+    for c in device.label.chars() {
+        if c.is_ascii_alphanumeric() {
+            stem.push(c.to_ascii_lowercase());
+        } else if !stem.is_empty() && !stem.ends_with('-') {
+            stem.push('-');
+        }
+        if stem.len() >= 40 {
+            break;
+        }
+    }
+    let stem = stem.trim_end_matches('-');
+    if stem.is_empty() {
+        device.id.to_string()
+    } else {
+        stem.to_string()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The ICT command line: subcommands, config and registry setup, and who the actor is.
 
+mod ca;
 mod device;
 mod owner;
 mod radius;
@@ -25,6 +26,9 @@ pub enum Command {
     /// Registered devices.
     #[command(subcommand)]
     Device(device::DeviceCommand),
+    /// The onboarding CA: create it (with the RADIUS server's certificate), export its CRL.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// Run the RADIUS service (authentication and accounting) until SIGTERM or SIGINT.
     Serve,
     /// Why a device was accepted or refused: its latest decisions, in plain words.
@@ -82,6 +86,10 @@ pub async fn run(args: Args) -> Result<()> {
     if let Command::CheckConfig = args.command {
         return check_config(&config, args.json);
     }
+    // the CA is made before there is anything to record: no registry needed
+    if let Command::Ca(ca::CaCommand::Init { key_type, force }) = &args.command {
+        return ca::init(&config, key_type.as_deref(), *force, args.json);
+    }
     let registry = Registry::connect(
         &config.database.url,
         config.database.max_connections,
@@ -120,7 +128,8 @@ pub async fn run(args: Args) -> Result<()> {
             radius::sessions(&config, ctx.registry.store(), active, mac, limit, ctx.json).await
         }
         Command::Owner(cmd) => owner::run(&ctx, cmd).await,
-        Command::Device(cmd) => device::run(&ctx, cmd).await,
+        Command::Device(cmd) => device::run(&ctx, &config, cmd).await,
+        Command::Ca(cmd) => ca::run(&ctx, &config, cmd).await,
         Command::Audit { target, by, limit } => {
             let entries = ctx
                 .registry
