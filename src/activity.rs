@@ -183,4 +183,6 @@ pub struct Sighting {
     pub nas: String,
     /// SSID.
     pub ssid: Option<String>,
+    /// The Calling-Station-Id it came from.
+    pub mac: Option<MacAddr>,
 }

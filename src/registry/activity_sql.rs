@@ -58,6 +58,7 @@ struct SightingJson<'a> {
     at: String,
     nas: &'a str,
     ssid: Option<&'a str>,
+    mac: Option<String>,
 }
 
 /// Sightings as one JSON array for `$update_seen_json`.
@@ -69,6 +70,7 @@ pub fn sightings_json(rows: &[crate::activity::Sighting]) -> Result<String, Stor
             at: s.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
             nas: &s.nas,
             ssid: s.ssid.as_deref(),
+            mac: s.mac.map(|m| m.to_string()),
         })
         .collect();
     serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))

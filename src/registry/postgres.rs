@@ -250,7 +250,8 @@ super::activity_sql::impl_activity_store!(
          nas text, nas_ip text, username text, mac text, ssid text, method text, device_id uuid, \
          owner text, outcome text, vlan integer, reason text, message text, repeats integer)",
     update_seen_json = "UPDATE devices d SET last_seen_at = x.at, last_seen_nas = x.nas, \
-         last_seen_ssid = x.ssid FROM jsonb_to_recordset($1::text::jsonb) \
-         AS x(id uuid, at timestamptz, nas text, ssid text) \
+         last_seen_ssid = x.ssid, last_seen_mac = coalesce(x.mac, d.last_seen_mac) \
+         FROM jsonb_to_recordset($1::text::jsonb) \
+         AS x(id uuid, at timestamptz, nas text, ssid text, mac macaddr) \
          WHERE d.id = x.id AND (d.last_seen_at IS NULL OR d.last_seen_at < x.at)"
 );

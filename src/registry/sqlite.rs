@@ -267,8 +267,9 @@ super::activity_sql::impl_activity_store!(
          j.value ->> 'repeats' \
          FROM json_each($1) AS j",
     update_seen_json = "UPDATE devices SET last_seen_at = x.at, last_seen_nas = x.nas, \
-         last_seen_ssid = x.ssid FROM (SELECT unhex(replace(j.value ->> 'id', '-', '')) AS id, \
-         j.value ->> 'at' AS at, j.value ->> 'nas' AS nas, j.value ->> 'ssid' AS ssid \
-         FROM json_each($1) AS j) AS x \
+         last_seen_ssid = x.ssid, last_seen_mac = coalesce(x.mac, devices.last_seen_mac) \
+         FROM (SELECT unhex(replace(j.value ->> 'id', '-', '')) AS id, \
+         j.value ->> 'at' AS at, j.value ->> 'nas' AS nas, j.value ->> 'ssid' AS ssid, \
+         j.value ->> 'mac' AS mac FROM json_each($1) AS j) AS x \
          WHERE devices.id = x.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < x.at)"
 );

@@ -728,6 +728,7 @@ fn finish(
             at: now,
             nas: client.name.clone(),
             ssid: req.ssid.clone(),
+            mac: req.mac,
         }));
     }
     let record = DecisionRecord {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::activity::{DecisionRecord, Sighting};
+use crate::mac::MacAddr;
 use crate::registry::Store;
 
 use super::stats::Stats;
@@ -65,7 +66,9 @@ async fn write_loop(
     retention: chrono::Duration,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
-    let mut seen_written: HashMap<uuid::Uuid, chrono::DateTime<Utc>> = HashMap::new();
+    // per device: when its last-seen was last written, and from which MAC
+    let mut seen_written: HashMap<uuid::Uuid, (chrono::DateTime<Utc>, Option<MacAddr>)> =
+        HashMap::new();
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -105,7 +108,7 @@ async fn flush(
     store: &dyn Store,
     stats: &Stats,
     buf: &mut Vec<Record>,
-    seen_written: &mut HashMap<uuid::Uuid, chrono::DateTime<Utc>>,
+    seen_written: &mut HashMap<uuid::Uuid, (chrono::DateTime<Utc>, Option<MacAddr>)>,
 ) {
     if buf.is_empty() {
         return;
@@ -116,9 +119,10 @@ async fn flush(
         match r {
             Record::Decision(d) => decisions.push(d),
             Record::Seen(s) => {
+                // a new MAC (a randomized address, another adapter) is written at once
                 let recent = seen_written
                     .get(&s.device_id)
-                    .is_some_and(|at| s.at - *at < SEEN_EVERY);
+                    .is_some_and(|(at, mac)| s.at - *at < SEEN_EVERY && *mac == s.mac);
                 if !recent {
                     seen.insert(s.device_id, s);
                 }
@@ -141,7 +145,7 @@ async fn flush(
         match store.record_sightings(&seen).await {
             Ok(()) => {
                 for s in &seen {
-                    seen_written.insert(s.device_id, s.at);
+                    seen_written.insert(s.device_id, (s.at, s.mac));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "storing last-seen times failed"),
