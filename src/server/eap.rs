@@ -90,13 +90,16 @@ pub(super) fn build(config: &Config) -> Result<Option<Arc<EapServer>>, TlsSetupE
 pub(super) fn on_eap(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
-    engine: Arc<EapServer>,
     req: AuthRequest,
     eap: Vec<u8>,
     state: Option<Vec<u8>>,
     guard: InFlightGuard,
     span: tracing::Span,
 ) {
+    let Some(engine) = shared.eap.clone() else {
+        // the caller checked; never panic on a peer's packet
+        return;
+    };
     let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
         Stats::inc(&shared.stats.dropped_overload);
         lock(&shared.dedup).forget(&req.key);

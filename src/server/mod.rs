@@ -522,11 +522,11 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
 
     let early = if let Some(eap) = p.concat(dict::EAP_MESSAGE) {
         req.method = AuthMethod::EapTls;
-        match shared.eap.clone() {
-            Some(engine) => {
+        match shared.eap {
+            Some(_) => {
                 let state = p.attr(dict::STATE).map(<[u8]>::to_vec);
                 drop(_enter);
-                eap::on_eap(shared, sock, engine, req, eap, state, guard, span.clone());
+                eap::on_eap(shared, sock, req, eap, state, guard, span.clone());
                 return;
             }
             None => Some(Decision::reject(
