@@ -44,7 +44,7 @@ acct_listen = "127.0.0.1:0"
 
 [[radius.clients]]
 name = "ap-test"
-network = "127.0.0.1/32"
+network = "127.0.0.0/8"
 secret = "{SECRET}"
 
 [vlans]
@@ -441,6 +441,24 @@ both_stores!(
             ))
             .await;
         assert_eq!(seen_mac, 1);
+
+        // revoked while its certificate is in the server's cache: refused at the next login
+        rig.registry
+            .set_device_status(
+                &DeviceRef::Id(staff),
+                DeviceStatus::Revoked,
+                Some("stolen".into()),
+                &ict(),
+            )
+            .await
+            .expect("revoke");
+        // the change reaches the server by NOTIFY (PostgreSQL) or the 100 ms poll (SQLite)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = eapol_test(rig.auth, &staff_cert, true, "02:00:00:00:01:01").await;
+        assert!(!r.success, "{}", r.output);
+        let rows = rig.decisions("02:00:00:00:01:01").await;
+        assert_eq!(rows[0].reason, "device_revoked", "{rows:?}");
+
         let stats = rig.stop().await;
         assert_eq!(stats.accepts.load(std::sync::atomic::Ordering::Relaxed), 4);
         assert!(stats.challenges.load(std::sync::atomic::Ordering::Relaxed) >= 12);
@@ -685,11 +703,8 @@ both_stores!(
         let r = eapol_test(rig.auth, &cert, true, "02:00:00:00:03:01").await;
         assert!(r.success, "{}", r.output);
 
-        // the first bot's conversation was evicted: its State is unknown, no answer
-        let dropped = rig
-            .stats
-            .dropped_eap
-            .load(std::sync::atomic::Ordering::Relaxed);
+        // the first bot's conversation was evicted: its State is unknown, and the answer is
+        // an Access-Reject with EAP-Failure (the supplicant starts over at once)
         let eap_tls_empty = [2, 0, 0, 6, 13, 0];
         let auth: [u8; 16] = rand::random();
         sock.send_to(
@@ -705,11 +720,62 @@ both_stores!(
         .await
         .expect("send");
         let mut buf = [0u8; 4096];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer to an evicted conversation")
+            .expect("recv");
+        let p = Packet::parse(&buf[..n]).expect("parses");
+        assert_eq!(p.code(), code::ACCESS_REJECT);
+        assert!(check_response(&p, &auth, SECRET.as_bytes(), true));
+        assert_eq!(p.attr(dict::EAP_MESSAGE), Some(&[4u8, 0, 0, 4][..]));
+
+        // the same State from another source address (another AP in the client's range) is
+        // not answered: a State belongs to where it was sent
+        let dropped = rig
+            .stats
+            .dropped_eap
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let other = UdpSocket::bind("127.0.0.2:0")
+            .await
+            .expect("bind 127.0.0.2");
+        let live_state = {
+            let auth: [u8; 16] = rand::random();
+            let eap = [2, 9, 0, 8, 1, b'b', b'o', b't'];
+            sock.send_to(
+                &identity_request(200, auth, "02-00-00-00-09-0a", None, &eap),
+                rig.auth,
+            )
+            .await
+            .expect("send");
+            let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+                .await
+                .expect("a challenge")
+                .expect("recv");
+            Packet::parse(&buf[..n])
+                .expect("parses")
+                .attr(dict::STATE)
+                .expect("State")
+                .to_vec()
+        };
+        let auth: [u8; 16] = rand::random();
+        other
+            .send_to(
+                &identity_request(
+                    2,
+                    auth,
+                    "02-00-00-00-09-0a",
+                    Some(&live_state),
+                    &[2, 10, 0, 6, 13, 0],
+                ),
+                rig.auth,
+            )
+            .await
+            .expect("send");
         assert!(
-            tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf))
+            tokio::time::timeout(Duration::from_millis(500), other.recv_from(&mut buf))
                 .await
                 .is_err(),
-            "no answer to an evicted conversation"
+            "no answer to a State from another address"
         );
         assert_eq!(
             rig.stats

@@ -199,10 +199,11 @@ fn default_tls_max() -> TlsVersion {
     TlsVersion::Tls13
 }
 fn default_max_conversations() -> usize {
-    10_000
+    4_096
 }
 fn default_conversation_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
+    // FreeRADIUS's timer_expire: room for a user answering a first-connect prompt
+    HumanDuration(Duration::from_secs(60))
 }
 
 impl Default for EapConfig {

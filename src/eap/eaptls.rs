@@ -14,8 +14,10 @@ pub const FLAG_M: u8 = 0x40;
 /// EAP-TLS Start (server to peer).
 pub const FLAG_S: u8 = 0x20;
 
-/// The largest TLS flight accepted from a peer (a certificate chain with room to spare).
-pub const MAX_MESSAGE: usize = 64 * 1024;
+/// The largest TLS flight accepted from a peer: a client flight is its certificate chain plus
+/// about 1 KiB, so this leaves room for long RSA chains while bounding what an unfinished
+/// conversation can hold.
+pub const MAX_MESSAGE: usize = 32 * 1024;
 
 /// What to do after a response.
 #[derive(Debug)]
@@ -26,6 +28,9 @@ pub enum Step {
     Done(Box<Established>),
     /// Give up: send an EAP-Failure.
     Fail(TlsFailure),
+    /// Give up after telling the peer why: send this EAP-Request/TLS (a TLS alert), then an
+    /// EAP-Failure whatever the peer answers (RFC 5216 §2.1.3).
+    Alert(Vec<u8>, TlsFailure),
 }
 
 /// A finished handshake: what the server needs for its decision and its Access-Accept.
@@ -143,7 +148,17 @@ impl EapTls {
             return Step::Fail(protocol("empty EAP-TLS response during the handshake"));
         }
         match self.tls.exchange(&message, now) {
-            Err(e) => Step::Fail(e),
+            Err(e) => {
+                let alert = self.tls.take_alert();
+                if alert.is_empty() || alert.len() > self.fragment {
+                    Step::Fail(e)
+                } else {
+                    let mut data = Vec::with_capacity(1 + alert.len());
+                    data.push(0);
+                    data.extend_from_slice(&alert);
+                    Step::Alert(data, e)
+                }
+            }
             Ok(out) if out.is_empty() => {
                 if self.tls.is_established() {
                     self.established()
@@ -306,7 +321,7 @@ mod tests {
                     req = next;
                 }
                 Step::Done(est) => return (*est, peer.tls, round),
-                Step::Fail(e) => panic!("failed: {e}"),
+                Step::Fail(e) | Step::Alert(_, e) => panic!("failed: {e}"),
             }
         }
         panic!("no end");
@@ -338,43 +353,95 @@ mod tests {
         }
     }
 
+    fn fails(step: Step) -> bool {
+        matches!(step, Step::Fail(_) | Step::Alert(..))
+    }
+
     #[test]
-    fn refuses_length_lies_and_data_instead_of_ack() {
+    fn refuses_length_lies_and_malformed_flags() {
         let p = pki();
         let srv = server(&p, TlsVersion::Tls12, TlsVersion::Tls13);
-        let mut eap = EapTls::new(srv.session().unwrap(), 64);
+        let now = SystemTime::now();
         // announced 10 bytes, sent 20
+        let mut eap = EapTls::new(srv.session().unwrap(), 64);
         let mut d = vec![FLAG_L | FLAG_M, 0, 0, 0, 10];
         d.extend_from_slice(&[0x16; 20]);
-        assert!(matches!(
-            eap.on_response(&d, SystemTime::now()),
-            Step::Fail(_)
+        assert!(fails(eap.on_response(&d, now)));
+        // announced more than MAX_MESSAGE
+        let mut eap = EapTls::new(srv.session().unwrap(), 64);
+        assert!(fails(
+            eap.on_response(&[FLAG_L | FLAG_M, 0, 1, 0, 0, 0x16], now)
         ));
-
+        // announced 10, the last fragment leaves it at 3
         let mut eap = EapTls::new(srv.session().unwrap(), 64);
         assert!(matches!(
-            eap.on_response(&[FLAG_L, 0, 0x10, 0, 0], SystemTime::now()),
-            Step::Fail(_)
+            eap.on_response(&[FLAG_L | FLAG_M, 0, 0, 0, 10, 1, 2], now),
+            Step::Send(ack) if ack == vec![0]
         ));
-        assert!(matches!(
-            eap.on_response(&[], SystemTime::now()),
-            Step::Fail(_)
-        ));
-        assert!(matches!(
-            eap.on_response(&[FLAG_L, 0], SystemTime::now()),
-            Step::Fail(_)
-        ));
+        assert!(fails(eap.on_response(&[0, 3], now)));
+        // no flags byte; an L bit without its length
+        let mut eap = EapTls::new(srv.session().unwrap(), 64);
+        assert!(fails(eap.on_response(&[], now)));
+        assert!(fails(eap.on_response(&[FLAG_L, 0], now)));
         // an empty response before any handshake
         let mut eap = EapTls::new(srv.session().unwrap(), 64);
-        assert!(matches!(
-            eap.on_response(&[0], SystemTime::now()),
-            Step::Fail(_)
-        ));
-        // garbage instead of a ClientHello
+        assert!(fails(eap.on_response(&[0], now)));
+        // garbage instead of a ClientHello: refused, with an alert for the peer
         let mut eap = EapTls::new(srv.session().unwrap(), 64);
-        assert!(matches!(
-            eap.on_response(&[0, 1, 2, 3, 4, 5, 6, 7], SystemTime::now()),
-            Step::Fail(_)
-        ));
+        assert!(fails(eap.on_response(&[0, 1, 2, 3, 4, 5, 6, 7], now)));
+    }
+
+    #[test]
+    fn data_instead_of_an_ack_while_we_fragment_is_refused() {
+        let p = pki();
+        let srv = server(&p, TlsVersion::Tls12, TlsVersion::Tls13);
+        let now = SystemTime::now();
+        let mut eap = EapTls::new(srv.session().unwrap(), 64);
+        let mut c = client(
+            &p.ca,
+            Some((p.client_chain.clone(), p.client_key.clone())),
+            TlsVersion::Tls13,
+        );
+        let mut hello = vec![0u8];
+        while c.wants_write() {
+            c.write_tls(&mut hello).unwrap();
+        }
+        // the server flight is far over 64 bytes: the first fragment has L and M
+        match eap.on_response(&hello, now) {
+            Step::Send(f) => assert_eq!(f[0], FLAG_L | FLAG_M),
+            other => panic!("{other:?}"),
+        }
+        assert!(fails(eap.on_response(&[0, 0x16, 3, 3], now)));
+    }
+
+    #[test]
+    fn a_client_without_certificate_is_told_by_an_alert() {
+        let p = pki();
+        let srv = server(&p, TlsVersion::Tls12, TlsVersion::Tls13);
+        let now = SystemTime::now();
+        let mut eap = EapTls::new(srv.session().unwrap(), 4000);
+        let mut c = client(&p.ca, None, TlsVersion::Tls12);
+        let mut out = vec![0u8];
+        while c.wants_write() {
+            c.write_tls(&mut out).unwrap();
+        }
+        let Step::Send(flight) = eap.on_response(&out, now) else {
+            panic!("server flight")
+        };
+        c.read_tls(&mut &flight[1..]).unwrap();
+        c.process_new_packets().unwrap();
+        let mut out = vec![0u8];
+        while c.wants_write() {
+            c.write_tls(&mut out).unwrap();
+        }
+        match eap.on_response(&out, now) {
+            Step::Alert(data, e) => {
+                assert_eq!(e.kind, FailureKind::NoCertificate);
+                // an alert record (content type 21) after the flags byte
+                assert_eq!(data[0], 0);
+                assert_eq!(data[1], 21);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

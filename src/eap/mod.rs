@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use self::eaptls::{EapTls, Established, Step};
 use self::packet::{code, typ, EapPacket};
-use self::table::{StateKey, Table, TakeError};
+use self::table::{Peer, StateKey, Table, TakeError};
 use self::tls::{FailureKind, TlsFailure, TlsServer};
 
 /// Settings of the engine.
@@ -107,12 +107,33 @@ pub enum Answer {
 /// at 64-byte fragments need about 100).
 const MAX_ROUNDS: u32 = 400;
 
+/// EAP header (5) + flags (1) + TLS message length (4): what an EAP-TLS fragment adds to its
+/// TLS data inside one EAPOL frame.
+const EAP_TLS_OVERHEAD: u32 = 10;
+
 struct Conversation {
     identity: String,
     /// The identifier of the last request sent: the response must carry it.
     last_id: u8,
     rounds: u32,
+    /// Started by an EAP-Start: the next response is the identity.
+    awaiting_identity: bool,
     method: Option<EapTls>,
+    /// The TLS alert went out; whatever the peer answers, the conversation fails with this.
+    failing: Option<EapFailure>,
+}
+
+/// One Access-Request's EAP part.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The RADIUS client entry and the request's source address.
+    pub peer: Peer,
+    /// The State attribute, if any.
+    pub state: Option<&'a [u8]>,
+    /// The concatenated EAP-Message attributes.
+    pub eap: &'a [u8],
+    /// Framed-MTU: the largest EAP packet the AP can carry to the supplicant.
+    pub framed_mtu: Option<u32>,
 }
 
 /// The EAP engine shared by the listener tasks.
@@ -168,91 +189,126 @@ impl EapServer {
         self.table().sweep(now);
     }
 
-    /// Answers one Access-Request from `client` carrying `eap` (the concatenated
-    /// EAP-Message attributes) and `state` (its State attribute, if any).
-    pub fn handle(
-        &self,
-        client: usize,
-        state: Option<&[u8]>,
-        eap: &[u8],
-        now: Instant,
-        wall: SystemTime,
-    ) -> Answer {
-        if eap.is_empty() {
+    /// Answers the EAP part of one Access-Request.
+    pub fn handle(&self, input: Incoming<'_>, now: Instant, wall: SystemTime) -> Answer {
+        let peer = input.peer;
+        if input.eap.is_empty() {
             // EAP-Start (RFC 3579 §2.6.3): the NAS asks us to begin; ask for the identity
-            return self.begin(client, String::new(), now, Some(typ::IDENTITY));
+            let id: u8 = rand::random();
+            return self.begin(peer, String::new(), id, now, true);
         }
-        let p = match EapPacket::parse(eap) {
+        let p = match EapPacket::parse(input.eap) {
             Ok(p) if p.code == code::RESPONSE => p,
             Ok(_) => return Answer::Discard("an EAP packet that is not a Response"),
             Err(_) => return Answer::Discard("a malformed EAP packet"),
         };
-        let Some(state) = state else {
+        let failed = |why: String| Answer::Failed {
+            identity: String::new(),
+            eap_id: p.id,
+            why: EapFailure::Protocol(why),
+        };
+        // RFC 3748 §4.1: our request carries a new identifier, the response's plus one
+        let next_id = p.id.wrapping_add(1);
+        let key = match input.state.map(StateKey::try_from) {
+            None => None,
+            Some(Ok(key)) => Some(key),
+            Some(Err(_)) => {
+                return failed("a State that this server did not send".into());
+            }
+        };
+        let Some(key) = key else {
             // a new conversation starts with the peer's identity
             if p.typ != Some(typ::IDENTITY) {
-                return Answer::Failed {
-                    identity: String::new(),
-                    eap_id: p.id,
-                    why: EapFailure::Protocol(
-                        "a conversation must start with EAP-Response/Identity".into(),
-                    ),
-                };
+                return failed("a conversation must start with EAP-Response/Identity".into());
             }
-            return self.begin(client, printable(p.data), now, None);
+            return self.begin(peer, printable(p.data), next_id, now, false);
         };
-        let Ok(key) = StateKey::try_from(state) else {
-            return Answer::Discard("a State that this server did not send");
-        };
-        let conv = match self.table().take(&key, client, now) {
+        let conv = match self.table().take(&key, peer, now) {
             Ok(c) => c,
-            Err(TakeError::Unknown) => {
-                return Answer::Discard("an unknown or expired State (conversation timed out?)")
+            // another request of this conversation is being answered (the NAS's
+            // retransmissions are answered from the duplicate cache)
+            Err(TakeError::Busy) => {
+                return Answer::Discard("a conversation already being answered")
             }
-            Err(TakeError::OtherClient) => {
-                return Answer::Discard("a State that belongs to another client")
+            Err(TakeError::OtherPeer) => {
+                return Answer::Discard("a State that belongs to another client or access point")
+            }
+            // some NASes copy the last State into a restarted authentication
+            Err(TakeError::Unknown) if p.typ == Some(typ::IDENTITY) => {
+                return self.begin(peer, printable(p.data), next_id, now, false);
+            }
+            Err(TakeError::Unknown) => {
+                // FreeRADIUS answers the same: the supplicant starts over at once instead
+                // of waiting out its timeout
+                return failed(
+                    "an EAP response to a conversation this server does not know (expired, dropped for room, or from before a restart)".into(),
+                );
             }
         };
-        self.step(client, key, conv, p, now, wall)
+        if p.typ == Some(typ::IDENTITY) && !conv.awaiting_identity {
+            // a supplicant that restarted: a fresh conversation replaces the old one
+            self.table().remove(&key);
+            return self.begin(peer, printable(p.data), next_id, now, false);
+        }
+        self.step(peer, key, conv, p, input.framed_mtu, now, wall)
     }
 
-    fn begin(&self, client: usize, identity: String, now: Instant, ask: Option<u8>) -> Answer {
-        let id: u8 = rand::random();
+    fn begin(
+        &self,
+        peer: Peer,
+        identity: String,
+        id: u8,
+        now: Instant,
+        ask_identity: bool,
+    ) -> Answer {
         let key: StateKey = rand::random();
-        let eap = match ask {
-            Some(t) => packet::request(id, t, &[]),
-            None => packet::request(id, typ::TLS, &EapTls::start()),
+        let eap = if ask_identity {
+            packet::request(id, typ::IDENTITY, &[])
+        } else {
+            packet::request(id, typ::TLS, &EapTls::start())
         };
         let conv = Conversation {
             identity,
             last_id: id,
             rounds: 0,
+            awaiting_identity: ask_identity,
             method: None,
+            failing: None,
         };
-        self.table().put(key, client, conv, now);
+        self.table().put(key, peer, conv, now);
         Answer::Challenge { eap, state: key }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
-        client: usize,
+        peer: Peer,
         key: StateKey,
         mut conv: Conversation,
         p: EapPacket<'_>,
+        framed_mtu: Option<u32>,
         now: Instant,
         wall: SystemTime,
     ) -> Answer {
         if p.id != conv.last_id {
-            // a response to an earlier request (the NAS's retransmissions are answered from
-            // the duplicate cache): silently discarded, RFC 3748 §4.1; the conversation stays
-            self.table().put(key, client, conv, now);
+            // a response to an earlier request: silently discarded, RFC 3748 §4.1; the
+            // conversation stays
+            self.table().put(key, peer, conv, now);
             return Answer::Discard("an EAP response to an earlier request");
         }
-        conv.rounds += 1;
-        let fail = |conv: Conversation, why: EapFailure| Answer::Failed {
-            identity: conv.identity,
-            eap_id: p.id,
-            why,
+        let fail = |conv: Conversation, why: EapFailure| {
+            self.table().remove(&key);
+            Answer::Failed {
+                identity: conv.identity,
+                eap_id: p.id,
+                why,
+            }
         };
+        if let Some(why) = conv.failing.take() {
+            // the peer acknowledged our alert (or said something else): the end
+            return fail(conv, why);
+        }
+        conv.rounds += 1;
         if conv.rounds > MAX_ROUNDS {
             return fail(
                 conv,
@@ -260,14 +316,15 @@ impl EapServer {
             );
         }
         let data = match p.typ {
-            Some(typ::IDENTITY) if conv.method.is_none() => {
+            Some(typ::IDENTITY) => {
                 // the identity after an EAP-Start
                 conv.identity = printable(p.data);
-                return self.next(client, key, conv, EapTls::start(), now);
+                conv.awaiting_identity = false;
+                return self.next(peer, key, conv, EapTls::start(), now);
             }
             Some(typ::NAK) if conv.method.is_none() => {
                 if p.data.contains(&typ::TLS) {
-                    return self.next(client, key, conv, EapTls::start(), now);
+                    return self.next(peer, key, conv, EapTls::start(), now);
                 }
                 let wanted = p.data.to_vec();
                 return fail(conv, EapFailure::MethodRefused { wanted });
@@ -288,32 +345,56 @@ impl EapServer {
                     EapFailure::Protocol(format!("an EAP response of type {other} in EAP-TLS")),
                 )
             }
-            None => return Answer::Discard("an EAP response without a type"),
+            None => {
+                return fail(
+                    conv,
+                    EapFailure::Protocol("an EAP response without a type".into()),
+                )
+            }
         };
         if conv.method.is_none() {
             match self.tls.session() {
-                Ok(s) => conv.method = Some(EapTls::new(s, self.settings.fragment_size)),
+                Ok(s) => conv.method = Some(EapTls::new(s, self.fragment_size(framed_mtu))),
                 Err(e) => return fail(conv, EapFailure::Tls(e)),
             }
         }
         let Some(method) = conv.method.as_mut() else {
-            return Answer::Discard("no EAP-TLS session");
+            return fail(conv, EapFailure::Protocol("no EAP-TLS session".into()));
         };
         match method.on_response(data, wall) {
-            Step::Send(next) => self.next(client, key, conv, next, now),
+            Step::Send(next) => self.next(peer, key, conv, next, now),
             // RFC 3748 §4.2: a Success carries the identifier of the response it answers
-            Step::Done(tls) => Answer::Authenticated {
-                identity: conv.identity,
-                eap_id: p.id,
-                tls,
-            },
+            Step::Done(tls) => {
+                self.table().remove(&key);
+                Answer::Authenticated {
+                    identity: conv.identity,
+                    eap_id: p.id,
+                    tls,
+                }
+            }
             Step::Fail(e) => fail(conv, EapFailure::Tls(e)),
+            Step::Alert(alert, e) => {
+                conv.failing = Some(EapFailure::Tls(e));
+                self.next(peer, key, conv, alert, now)
+            }
+        }
+    }
+
+    /// The TLS data per EAP-TLS packet: the configured size, smaller where the AP's
+    /// Framed-MTU would not carry it (EAPOL frames cannot be fragmented).
+    fn fragment_size(&self, framed_mtu: Option<u32>) -> usize {
+        let configured = self.settings.fragment_size;
+        match framed_mtu {
+            Some(mtu) if mtu >= 64 + EAP_TLS_OVERHEAD => {
+                configured.min((mtu - EAP_TLS_OVERHEAD) as usize)
+            }
+            _ => configured,
         }
     }
 
     fn next(
         &self,
-        client: usize,
+        peer: Peer,
         key: StateKey,
         mut conv: Conversation,
         tls_data: Vec<u8>,
@@ -322,7 +403,7 @@ impl EapServer {
         let id = conv.last_id.wrapping_add(1);
         conv.last_id = id;
         let eap = packet::request(id, typ::TLS, &tls_data);
-        self.table().put(key, client, conv, now);
+        self.table().put(key, peer, conv, now);
         Answer::Challenge { eap, state: key }
     }
 }
@@ -348,6 +429,17 @@ mod tests {
         (e, p)
     }
 
+    fn h(e: &EapServer, client: usize, state: Option<&[u8]>, eap: &[u8], now: Instant) -> Answer {
+        let peer = (client, std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let input = Incoming {
+            peer,
+            state,
+            eap,
+            framed_mtu: None,
+        };
+        e.handle(input, now, SystemTime::now())
+    }
+
     fn identity(id: u8, name: &str) -> Vec<u8> {
         let mut v = vec![code::RESPONSE, id, 0, 0, typ::IDENTITY];
         v.extend_from_slice(name.as_bytes());
@@ -368,13 +460,9 @@ mod tests {
     fn identity_tls_success_with_state_and_ids() {
         let (e, p) = engine(10);
         let now = Instant::now();
-        let Answer::Challenge { eap, state } = e.handle(
-            1,
-            None,
-            &identity(7, "host/laptop-anna"),
-            now,
-            SystemTime::now(),
-        ) else {
+        let Answer::Challenge { eap, state } =
+            h(&e, 1, None, &identity(7, "host/laptop-anna"), now)
+        else {
             panic!("expected a challenge")
         };
         let start = EapPacket::parse(&eap).unwrap();
@@ -393,13 +481,7 @@ mod tests {
             }
             let mut data = vec![0u8];
             data.extend_from_slice(&out);
-            let ans = e.handle(
-                1,
-                Some(&state),
-                &response(req_id, typ::TLS, &data),
-                now,
-                SystemTime::now(),
-            );
+            let ans = h(&e, 1, Some(&state), &response(req_id, typ::TLS, &data), now);
             match ans {
                 Answer::Challenge { eap, state: s2 } => {
                     assert_eq!(s2, state);
@@ -440,20 +522,12 @@ mod tests {
     fn nak_without_tls_fails_and_nak_with_tls_restarts() {
         let (e, _) = engine(10);
         let now = Instant::now();
-        let Answer::Challenge { eap, state } =
-            e.handle(0, None, &identity(1, "x"), now, SystemTime::now())
-        else {
+        let Answer::Challenge { eap, state } = h(&e, 0, None, &identity(1, "x"), now) else {
             panic!()
         };
         let id = EapPacket::parse(&eap).unwrap().id;
         // a Nak asking for PEAP (25) and TTLS (21)
-        match e.handle(
-            0,
-            Some(&state),
-            &response(id, typ::NAK, &[25, 21]),
-            now,
-            SystemTime::now(),
-        ) {
+        match h(&e, 0, Some(&state), &response(id, typ::NAK, &[25, 21]), now) {
             Answer::Failed {
                 why: EapFailure::MethodRefused { wanted },
                 eap_id,
@@ -464,19 +538,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let Answer::Challenge { eap, state } =
-            e.handle(0, None, &identity(1, "x"), now, SystemTime::now())
-        else {
+        let Answer::Challenge { eap, state } = h(&e, 0, None, &identity(1, "x"), now) else {
             panic!()
         };
         let id = EapPacket::parse(&eap).unwrap().id;
-        match e.handle(
-            0,
-            Some(&state),
-            &response(id, typ::NAK, &[25, 13]),
-            now,
-            SystemTime::now(),
-        ) {
+        match h(&e, 0, Some(&state), &response(id, typ::NAK, &[25, 13]), now) {
             Answer::Challenge { eap, .. } => {
                 let r = EapPacket::parse(&eap).unwrap();
                 assert_eq!(r.data, &[FLAG_S]);
@@ -489,51 +555,32 @@ mod tests {
     fn stale_foreign_and_old_ids_are_discarded() {
         let (e, _) = engine(10);
         let now = Instant::now();
-        let Answer::Challenge { eap, state } =
-            e.handle(0, None, &identity(1, "x"), now, SystemTime::now())
-        else {
+        let Answer::Challenge { eap, state } = h(&e, 0, None, &identity(1, "x"), now) else {
             panic!()
         };
         let id = EapPacket::parse(&eap).unwrap().id;
         assert!(matches!(
-            e.handle(
-                3,
-                Some(&state),
-                &response(id, typ::TLS, &[0]),
-                now,
-                SystemTime::now()
-            ),
+            h(&e, 3, Some(&state), &response(id, typ::TLS, &[0]), now),
             Answer::Discard(_)
         ));
         assert!(matches!(
-            e.handle(
+            h(
+                &e,
                 0,
                 Some(&state),
                 &response(id.wrapping_sub(1), typ::TLS, &[0]),
-                now,
-                SystemTime::now()
+                now
             ),
             Answer::Discard(_)
         ));
+        // a State this server does not know: a reject, so the supplicant starts over now
         assert!(matches!(
-            e.handle(
-                0,
-                Some(&[1u8; 16]),
-                &response(id, typ::TLS, &[0]),
-                now,
-                SystemTime::now()
-            ),
-            Answer::Discard(_)
+            h(&e, 0, Some(&[1u8; 16]), &response(id, typ::TLS, &[0]), now),
+            Answer::Failed { eap_id, .. } if eap_id == id
         ));
         assert!(matches!(
-            e.handle(
-                0,
-                Some(&[1u8; 3]),
-                &response(id, typ::TLS, &[0]),
-                now,
-                SystemTime::now()
-            ),
-            Answer::Discard(_)
+            h(&e, 0, Some(&[1u8; 3]), &response(id, typ::TLS, &[0]), now),
+            Answer::Failed { .. }
         ));
         // the conversation survived the wrong-client and old-id attempts
         assert_eq!(e.conversations().0, 1);
@@ -541,14 +588,14 @@ mod tests {
         e.sweep(now + Duration::from_secs(31));
         assert_eq!(e.conversations(), (0, 0, 1));
         assert!(matches!(
-            e.handle(
+            h(
+                &e,
                 0,
                 Some(&state),
                 &response(id, typ::TLS, &[0]),
-                now + Duration::from_secs(31),
-                SystemTime::now()
+                now + Duration::from_secs(31)
             ),
-            Answer::Discard(_)
+            Answer::Failed { .. }
         ));
     }
 
@@ -556,40 +603,27 @@ mod tests {
     fn eap_start_asks_for_identity_and_garbage_is_discarded() {
         let (e, _) = engine(10);
         let now = Instant::now();
-        let Answer::Challenge { eap, state } = e.handle(0, None, &[], now, SystemTime::now())
-        else {
+        let Answer::Challenge { eap, state } = h(&e, 0, None, &[], now) else {
             panic!()
         };
         let r = EapPacket::parse(&eap).unwrap();
         assert_eq!(r.typ, Some(typ::IDENTITY));
-        match e.handle(
-            0,
-            Some(&state),
-            &identity(r.id, "late"),
-            now,
-            SystemTime::now(),
-        ) {
+        match h(&e, 0, Some(&state), &identity(r.id, "late"), now) {
             Answer::Challenge { eap, .. } => {
                 assert_eq!(EapPacket::parse(&eap).unwrap().data, &[FLAG_S]);
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            e.handle(0, None, &[2, 1, 0], now, SystemTime::now()),
+            h(&e, 0, None, &[2, 1, 0], now),
             Answer::Discard(_)
         ));
         assert!(matches!(
-            e.handle(0, None, &[1, 1, 0, 5, 1], now, SystemTime::now()),
+            h(&e, 0, None, &[1, 1, 0, 5, 1], now),
             Answer::Discard(_)
         ));
         assert!(matches!(
-            e.handle(
-                0,
-                None,
-                &response(1, typ::TLS, &[0]),
-                now,
-                SystemTime::now()
-            ),
+            h(&e, 0, None, &response(1, typ::TLS, &[0]), now),
             Answer::Failed { .. }
         ));
     }
@@ -599,13 +633,7 @@ mod tests {
         let (e, _) = engine(100);
         let now = Instant::now();
         for i in 0..1000u32 {
-            let _ = e.handle(
-                0,
-                None,
-                &identity(1, &format!("bot{i}")),
-                now,
-                SystemTime::now(),
-            );
+            let _ = h(&e, 0, None, &identity(1, &format!("bot{i}")), now);
         }
         let (held, evicted, _) = e.conversations();
         assert_eq!(held, 100);

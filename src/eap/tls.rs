@@ -290,6 +290,20 @@ impl TlsSession {
         Ok(out)
     }
 
+    /// After a failed [`TlsSession::exchange`]: the alert rustls queued for the peer (e.g.
+    /// `bad_certificate`, `certificate_required`), so that the supplicant can tell the user
+    /// why. Empty if there is none.
+    pub fn take_alert(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut out) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        out
+    }
+
     /// Whether the handshake finished (the peer's certificate verified).
     pub fn is_established(&self) -> bool {
         !self.conn.is_handshaking()

@@ -46,6 +46,8 @@ pub const NAS_PORT: u8 = rfc2865::NAS_PORT_TYPE;
 pub const SERVICE_TYPE: u8 = rfc2865::SERVICE_TYPE_TYPE;
 /// Framed-IP-Address.
 pub const FRAMED_IP_ADDRESS: u8 = rfc2865::FRAMED_IP_ADDRESS_TYPE;
+/// Framed-MTU (12): the largest frame the NAS carries to the supplicant (RFC 3579 §2.2).
+pub const FRAMED_MTU: u8 = rfc2865::FRAMED_MTU_TYPE;
 /// Reply-Message.
 pub const REPLY_MESSAGE: u8 = rfc2865::REPLY_MESSAGE_TYPE;
 /// State.

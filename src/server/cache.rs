@@ -1,10 +1,13 @@
-//! The hot path's copy of registry entries: MAC → (device, owner), or "not registered".
+//! The hot path's copy of registry entries: MAC (MAB) or certificate fingerprint (EAP-TLS) →
+//! (device, owner), or "not registered".
 //! Emptied whenever the registry changes (this process, a PostgreSQL notification, or the
 //! SQLite change poll), so a revoke or compliance change applies to the next authentication
 //! after it is seen. A generation number keeps a lookup that raced a change from caching
 //! what it read before the change.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -21,14 +24,14 @@ struct Entry {
     loaded: Instant,
 }
 
-/// MAC → subject, bounded, with invalidation.
+/// Key → subject, bounded, with invalidation.
 #[derive(Debug)]
-pub struct SubjectCache {
+pub struct SubjectCache<K = MacAddr> {
     enabled: bool,
     ttl: Duration,
     max_entries: usize,
     generation: AtomicU64,
-    map: RwLock<HashMap<MacAddr, Entry>>,
+    map: RwLock<HashMap<K, Entry>>,
 }
 
 /// A cache answer.
@@ -40,7 +43,7 @@ pub enum Lookup {
     Miss(u64),
 }
 
-impl SubjectCache {
+impl<K: Hash + Eq> SubjectCache<K> {
     /// A cache (or a pass-through when `enabled` is false). `ttl` bounds how long an entry is
     /// trusted even without a change signal.
     pub fn new(enabled: bool, ttl: Duration, max_entries: usize) -> Self {
@@ -53,8 +56,12 @@ impl SubjectCache {
         }
     }
 
-    /// Looks a MAC up.
-    pub fn get(&self, mac: MacAddr, now: Instant) -> Lookup {
+    /// Looks a key up.
+    pub fn get<Q>(&self, key: &Q, now: Instant) -> Lookup
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let generation = self.generation.load(Ordering::Acquire);
         if !self.enabled {
             return Lookup::Miss(generation);
@@ -63,7 +70,7 @@ impl SubjectCache {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match map.get(&mac) {
+        match map.get(key) {
             Some(e) if now.saturating_duration_since(e.loaded) < self.ttl => {
                 Lookup::Hit(e.subject.clone())
             }
@@ -72,7 +79,7 @@ impl SubjectCache {
     }
 
     /// Stores what a miss read, unless the registry changed since the miss.
-    pub fn store(&self, mac: MacAddr, subject: Option<Subject>, generation: u64, now: Instant) {
+    pub fn store(&self, key: K, subject: Option<Subject>, generation: u64, now: Instant) {
         if !self.enabled {
             return;
         }
@@ -87,7 +94,7 @@ impl SubjectCache {
             map.clear();
         }
         map.insert(
-            mac,
+            key,
             Entry {
                 subject,
                 loaded: now,
@@ -131,25 +138,25 @@ mod tests {
     fn miss_store_hit_and_invalidate() {
         let c = SubjectCache::new(true, Duration::from_secs(60), 10);
         let t = Instant::now();
-        let Lookup::Miss(g) = c.get(mac(1), t) else {
+        let Lookup::Miss(g) = c.get(&mac(1), t) else {
             panic!("expected a miss")
         };
         c.store(mac(1), None, g, t);
-        assert!(matches!(c.get(mac(1), t), Lookup::Hit(None)));
+        assert!(matches!(c.get(&mac(1), t), Lookup::Hit(None)));
         c.invalidate();
-        assert!(matches!(c.get(mac(1), t), Lookup::Miss(_)));
+        assert!(matches!(c.get(&mac(1), t), Lookup::Miss(_)));
     }
 
     #[test]
     fn a_lookup_that_raced_a_change_is_not_cached() {
         let c = SubjectCache::new(true, Duration::from_secs(60), 10);
         let t = Instant::now();
-        let Lookup::Miss(g) = c.get(mac(1), t) else {
+        let Lookup::Miss(g) = c.get(&mac(1), t) else {
             panic!("expected a miss")
         };
         c.invalidate();
         c.store(mac(1), None, g, t);
-        assert!(matches!(c.get(mac(1), t), Lookup::Miss(_)));
+        assert!(matches!(c.get(&mac(1), t), Lookup::Miss(_)));
     }
 
     #[test]
@@ -158,12 +165,12 @@ mod tests {
         let t = Instant::now();
         c.store(mac(1), None, 0, t);
         assert!(matches!(
-            c.get(mac(1), t + Duration::from_secs(2)),
+            c.get(&mac(1), t + Duration::from_secs(2)),
             Lookup::Miss(_)
         ));
         let off = SubjectCache::new(false, Duration::from_secs(60), 10);
         off.store(mac(1), None, 0, t);
-        assert!(matches!(off.get(mac(1), t), Lookup::Miss(_)));
+        assert!(matches!(off.get(&mac(1), t), Lookup::Miss(_)));
     }
 
     #[test]

@@ -12,15 +12,16 @@ use zeroize::Zeroizing;
 
 use super::{finish, lock, send, AuthRequest, InFlightGuard, Shared};
 use crate::config::Config;
+use crate::eap::eaptls::Established;
 use crate::eap::tls::{TlsServer, TlsSettings, TlsSetupError};
-use crate::eap::{Answer, EapFailure, EapServer, EapSettings};
+use crate::eap::{Answer, EapFailure, EapServer, EapSettings, Incoming};
 use crate::policy::{self, AuthMethod, Decision, Reason};
 use crate::radius::crypto::{sign_response, Key as SecretKey};
 use crate::radius::dict::{self, code};
 use crate::radius::Builder;
 use crate::registry::{Store, StoreError};
 
-use super::cache::Subject;
+use super::cache::{Lookup, Subject};
 use super::stats::Stats;
 
 /// What an Access-Accept of a successful EAP-TLS conversation adds.
@@ -85,14 +86,25 @@ pub(super) fn build(config: &Config) -> Result<Option<Arc<EapServer>>, TlsSetupE
     ))))
 }
 
-/// Hands an Access-Request with EAP to the runtime. TLS steps cost CPU (signatures), so
-/// they never run on the listener thread.
+/// The EAP part of one Access-Request, owned for the trip to the runtime.
+pub(super) struct EapRequest {
+    /// The concatenated EAP-Message attributes.
+    pub eap: Vec<u8>,
+    /// The State attribute.
+    pub state: Option<Vec<u8>>,
+    /// The Framed-MTU attribute.
+    pub framed_mtu: Option<u32>,
+}
+
+/// Hands an Access-Request with EAP to the runtime. TLS steps cost CPU (signatures), so they
+/// run on the blocking pool, never on the listener thread or a runtime worker; at most
+/// `EAP_BACKLOG` wait, apart from the registry's own backlog, so an EAP flood cannot starve
+/// MAC authentication of registry slots.
 pub(super) fn on_eap(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
     req: AuthRequest,
-    eap: Vec<u8>,
-    state: Option<Vec<u8>>,
+    input: EapRequest,
     guard: InFlightGuard,
     span: tracing::Span,
 ) {
@@ -100,7 +112,7 @@ pub(super) fn on_eap(
         // the caller checked; never panic on a peer's packet
         return;
     };
-    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
+    let Ok(permit) = shared.eap_slots.clone().try_acquire_owned() else {
         Stats::inc(&shared.stats.dropped_overload);
         lock(&shared.dedup).forget(&req.key);
         return;
@@ -112,22 +124,38 @@ pub(super) fn on_eap(
         async move {
             let _guard = guard;
             let _permit = permit;
-            answer(&shared, &sock, &engine, req, &eap, state.as_deref()).await;
+            let peer = (req.client, req.src.ip());
+            let stepped = tokio::task::spawn_blocking(move || {
+                let incoming = Incoming {
+                    peer,
+                    state: input.state.as_deref(),
+                    eap: &input.eap,
+                    framed_mtu: input.framed_mtu,
+                };
+                engine.handle(incoming, Instant::now(), SystemTime::now())
+            })
+            .await;
+            match stepped {
+                Ok(answer) => respond(&shared, &sock, req, answer).await,
+                Err(e) => {
+                    Stats::inc(&shared.stats.dropped_malformed);
+                    lock(&shared.dedup).forget(&req.key);
+                    tracing::error!(error = %e, "internal error in an EAP step; dropped");
+                }
+            }
         }
         .instrument(span),
     );
 }
 
-async fn answer(
+async fn respond(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
-    engine: &EapServer,
     mut req: AuthRequest,
-    eap: &[u8],
-    state: Option<&[u8]>,
+    answer: Answer,
 ) {
     let client = &shared.clients[req.client];
-    match engine.handle(req.client, state, eap, Instant::now(), SystemTime::now()) {
+    match answer {
         Answer::Challenge { eap, state } => {
             let reply = match challenge(&req, &eap, &state, &client.key) {
                 Ok(r) => r,
@@ -177,12 +205,36 @@ async fn answer(
                 req.username = identity;
             }
             req.eap_id = Some(eap_id);
-            let fingerprint = crate::pki::fingerprint(&tls.peer_certificate);
-            let subject = match load_by_certificate(&*shared.store, &fingerprint).await {
+            let Established {
+                peer_certificate,
+                version,
+                keys,
+            } = *tls;
+            let fingerprint = crate::pki::fingerprint(&peer_certificate);
+            // the conversation is finished: a lookup that fails is tried once more before the
+            // supplicant has to start over
+            let found = match shared.cert_cache.get(fingerprint.as_str(), Instant::now()) {
+                Lookup::Hit(subject) => Ok(subject),
+                Lookup::Miss(generation) => {
+                    let mut found = load_by_certificate(&*shared.store, &fingerprint).await;
+                    if found.is_err() {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        found = load_by_certificate(&*shared.store, &fingerprint).await;
+                    }
+                    if let Ok(subject) = &found {
+                        shared.cert_cache.store(
+                            fingerprint.clone(),
+                            subject.clone(),
+                            generation,
+                            Instant::now(),
+                        );
+                    }
+                    found
+                }
+            };
+            let subject = match found {
                 Ok(s) => s,
                 Err(e) => {
-                    // the conversation is gone; the supplicant starts over after the NAS's
-                    // retries time out
                     Stats::inc(&shared.stats.dropped_backend);
                     lock(&shared.dedup).forget(&req.key);
                     tracing::error!(error = %e, "registry lookup failed; request dropped");
@@ -190,7 +242,7 @@ async fn answer(
                 }
             };
             tracing::debug!(
-                tls = tls.version.as_str(),
+                tls = version.as_str(),
                 certificate = &fingerprint[..16],
                 "EAP-TLS handshake complete"
             );
@@ -207,7 +259,7 @@ async fn answer(
             };
             req.eap_success = Some(EapSuccess {
                 id: eap_id,
-                msk: Zeroizing::new(*tls.keys.msk),
+                msk: keys.msk,
             });
             let preq = policy::Request {
                 method: AuthMethod::EapTls,

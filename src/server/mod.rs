@@ -49,6 +49,10 @@ use self::stats::Stats;
 /// queued without bound while the database is slow.
 const MAX_BACKLOG: usize = 4_096;
 
+/// EAP requests that may wait for a TLS step at once (a few seconds of handshakes on two
+/// cores); more are dropped and counted, and the NAS retransmits.
+const EAP_BACKLOG: usize = 1_024;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -103,6 +107,8 @@ struct Shared {
     stats: Arc<Stats>,
     dedup: Mutex<DedupCache>,
     cache: SubjectCache,
+    /// The same for EAP-TLS: certificate fingerprint → subject.
+    cert_cache: SubjectCache<String>,
     recorder: Mutex<Option<Recorder>>,
     coalescer: Mutex<Coalescer>,
     inflight: InFlight,
@@ -111,6 +117,8 @@ struct Shared {
     backlog: Arc<tokio::sync::Semaphore>,
     /// The EAP engine, when EAP-TLS is set up.
     eap: Option<Arc<crate::eap::EapServer>>,
+    /// Bounds the EAP requests waiting for a TLS step.
+    eap_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the listeners need from one Access-Request, owned so that a registry lookup can
@@ -193,12 +201,18 @@ impl Server {
             stats,
             dedup: Mutex::new(DedupCache::new(config.radius.duplicate_window.0, 262_144)),
             cache: SubjectCache::new(config.cache.enabled, Duration::from_secs(300), 1_000_000),
+            cert_cache: SubjectCache::new(
+                config.cache.enabled,
+                Duration::from_secs(300),
+                1_000_000,
+            ),
             recorder: Mutex::new(Some(recorder)),
             coalescer: Mutex::new(Coalescer::new(config.log.decision_coalesce.0, 200_000)),
             inflight: InFlight::default(),
             runtime: tokio::runtime::Handle::current(),
             backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
             eap,
+            eap_slots: Arc::new(tokio::sync::Semaphore::new(EAP_BACKLOG)),
         });
         Ok(Server {
             shared,
@@ -231,7 +245,7 @@ impl Server {
 
     /// Forgets cached registry entries (after a change made in this process).
     pub fn invalidate_cache(&self) {
-        self.shared.cache.invalidate();
+        self.shared.invalidate_caches();
     }
 
     /// Serves until `shutdown` completes; then stops reading, answers what is in flight (up
@@ -372,6 +386,12 @@ impl Shared {
             .filter(|(_, c)| c.network.contains(ip))
             .max_by_key(|(_, c)| c.network.prefix())
             .map(|(i, _)| i)
+    }
+
+    /// Forgets every cached registry entry: the registry changed.
+    fn invalidate_caches(&self) {
+        self.cache.invalidate();
+        self.cert_cache.invalidate();
     }
 
     fn begin(self: &Arc<Self>) -> InFlightGuard {
@@ -524,9 +544,13 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
         req.method = AuthMethod::EapTls;
         match shared.eap {
             Some(_) => {
-                let state = p.attr(dict::STATE).map(<[u8]>::to_vec);
+                let input = eap::EapRequest {
+                    eap,
+                    state: p.attr(dict::STATE).map(<[u8]>::to_vec),
+                    framed_mtu: p.u32(dict::FRAMED_MTU),
+                };
                 drop(_enter);
-                eap::on_eap(shared, sock, req, eap, state, guard, span.clone());
+                eap::on_eap(shared, sock, req, input, guard, span.clone());
                 return;
             }
             None => Some(Decision::reject(
@@ -562,7 +586,7 @@ fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
         // `mab` returned a MAC; unreachable, but never panic on a peer's packet
         return;
     };
-    match shared.cache.get(mac, Instant::now()) {
+    match shared.cache.get(&mac, Instant::now()) {
         Lookup::Hit(subject) => {
             decide_and_answer(shared, sock, &req, subject);
             drop(guard);
@@ -934,7 +958,7 @@ async fn watch_registry(shared: Arc<Shared>, poll: Duration, mut stop: watch::Re
             tokio::select! {
                 _ = stop.changed() => return,
                 c = changes.recv() => match c {
-                    Some(()) => shared.cache.invalidate(),
+                    Some(()) => shared.invalidate_caches(),
                     None => return,
                 },
             }
@@ -955,12 +979,12 @@ async fn watch_registry(shared: Arc<Shared>, poll: Duration, mut stop: watch::Re
         match shared.store.change_marker().await {
             Ok(m) if Some(m) != last => {
                 last = Some(m);
-                shared.cache.invalidate();
+                shared.invalidate_caches();
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "registry change poll failed; cache dropped");
-                shared.cache.invalidate();
+                shared.invalidate_caches();
                 last = None;
             }
         }
