@@ -96,10 +96,11 @@ pub(super) struct EapRequest {
     pub framed_mtu: Option<u32>,
 }
 
-/// Hands an Access-Request with EAP to the runtime. TLS steps cost CPU (signatures), so they
-/// run on the blocking pool, never on the listener thread or a runtime worker; at most
-/// `EAP_BACKLOG` wait, apart from the registry's own backlog, so an EAP flood cannot starve
-/// MAC authentication of registry slots.
+/// Answers an Access-Request with EAP. A TLS step costs CPU (signatures): when no other EAP
+/// step is running it is done right here on the listener thread (no thread hand-off, the
+/// cheapest path for a lone supplicant); otherwise on the blocking pool, at most
+/// `EAP_BACKLOG` waiting, apart from the registry's own backlog, so an EAP flood neither
+/// stalls the listener nor starves MAC authentication of registry slots.
 pub(super) fn on_eap(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
@@ -117,42 +118,44 @@ pub(super) fn on_eap(
         lock(&shared.dedup).forget(&req.key);
         return;
     };
+    let idle = shared.eap_slots.available_permits() + 1 == super::EAP_BACKLOG;
+    if idle {
+        let _enter = span.enter();
+        let answer = step(&engine, &req, &input);
+        respond(shared, sock, req, answer, guard, &span);
+        drop(permit);
+        return;
+    }
     let shared = shared.clone();
     let sock = sock.clone();
     let runtime = shared.runtime.clone();
-    runtime.spawn(
-        async move {
-            let _guard = guard;
-            let _permit = permit;
-            let peer = (req.client, req.src.ip());
-            let stepped = tokio::task::spawn_blocking(move || {
-                let incoming = Incoming {
-                    peer,
-                    state: input.state.as_deref(),
-                    eap: &input.eap,
-                    framed_mtu: input.framed_mtu,
-                };
-                engine.handle(incoming, Instant::now(), SystemTime::now())
-            })
-            .await;
-            match stepped {
-                Ok(answer) => respond(&shared, &sock, req, answer).await,
-                Err(e) => {
-                    Stats::inc(&shared.stats.dropped_malformed);
-                    lock(&shared.dedup).forget(&req.key);
-                    tracing::error!(error = %e, "internal error in an EAP step; dropped");
-                }
-            }
-        }
-        .instrument(span),
-    );
+    runtime.spawn_blocking(move || {
+        let _enter = span.enter();
+        let _permit = permit;
+        let answer = step(&engine, &req, &input);
+        respond(&shared, &sock, req, answer, guard, &span);
+    });
 }
 
-async fn respond(
+fn step(engine: &EapServer, req: &AuthRequest, input: &EapRequest) -> Answer {
+    let incoming = Incoming {
+        peer: (req.client, req.src.ip()),
+        state: input.state.as_deref(),
+        eap: &input.eap,
+        framed_mtu: input.framed_mtu,
+    };
+    engine.handle(incoming, Instant::now(), SystemTime::now())
+}
+
+/// Sends what the EAP engine decided; a finished handshake whose certificate is not in the
+/// cache goes to the runtime for the registry lookup.
+fn respond(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
     mut req: AuthRequest,
     answer: Answer,
+    guard: InFlightGuard,
+    span: &tracing::Span,
 ) {
     let client = &shared.clients[req.client];
     match answer {
@@ -211,72 +214,106 @@ async fn respond(
                 keys,
             } = *tls;
             let fingerprint = crate::pki::fingerprint(&peer_certificate);
-            // the conversation is finished: a lookup that fails is tried once more before the
-            // supplicant has to start over
-            let found = match shared.cert_cache.get(fingerprint.as_str(), Instant::now()) {
-                Lookup::Hit(subject) => Ok(subject),
-                Lookup::Miss(generation) => {
-                    let mut found = load_by_certificate(&*shared.store, &fingerprint).await;
-                    if found.is_err() {
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                        found = load_by_certificate(&*shared.store, &fingerprint).await;
-                    }
-                    if let Ok(subject) = &found {
-                        shared.cert_cache.store(
-                            fingerprint.clone(),
-                            subject.clone(),
-                            generation,
-                            Instant::now(),
-                        );
-                    }
-                    found
-                }
-            };
-            let subject = match found {
-                Ok(s) => s,
-                Err(e) => {
-                    Stats::inc(&shared.stats.dropped_backend);
-                    lock(&shared.dedup).forget(&req.key);
-                    tracing::error!(error = %e, "registry lookup failed; request dropped");
-                    return;
-                }
-            };
             tracing::debug!(
                 tls = version.as_str(),
                 certificate = &fingerprint[..16],
                 "EAP-TLS handshake complete"
             );
-            let Some(subject) = subject else {
-                let decision = Decision::reject(
-                    Reason::CertificateUnknown,
-                    format!(
-                        "rejected: the certificate (SHA-256 {}…) is valid but belongs to no registered device; it was replaced or never issued here",
-                        &fingerprint[..16]
-                    ),
-                );
-                finish(shared, sock, &req, None, decision);
-                return;
-            };
             req.eap_success = Some(EapSuccess {
                 id: eap_id,
                 msk: keys.msk,
             });
-            let preq = policy::Request {
-                method: AuthMethod::EapTls,
-                identity: &req.username,
-                mac: req.mac,
-                nas: &client.name,
-                ssid: req.ssid.as_deref(),
-            };
-            let decision = policy::decide(
-                &preq,
-                Some((&subject.0, &subject.1)),
-                Utc::now(),
-                &shared.rules,
-            );
-            finish(shared, sock, &req, Some(&subject), decision);
+            match shared.cert_cache.get(fingerprint.as_str(), Instant::now()) {
+                Lookup::Hit(subject) => decide(shared, sock, &req, subject, &fingerprint),
+                Lookup::Miss(generation) => {
+                    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
+                        Stats::inc(&shared.stats.dropped_overload);
+                        lock(&shared.dedup).forget(&req.key);
+                        return;
+                    };
+                    let shared = shared.clone();
+                    let sock = sock.clone();
+                    let runtime = shared.runtime.clone();
+                    runtime.spawn(
+                        async move {
+                            let _guard = guard;
+                            let _permit = permit;
+                            lookup_and_decide(&shared, &sock, req, fingerprint, generation).await;
+                        }
+                        .instrument(span.clone()),
+                    );
+                }
+            }
         }
     }
+}
+
+/// The registry lookup of a certificate the cache did not know. The conversation is over, so
+/// a lookup that fails is tried once more before the supplicant has to start again.
+async fn lookup_and_decide(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    req: AuthRequest,
+    fingerprint: String,
+    generation: u64,
+) {
+    let mut found = load_by_certificate(&*shared.store, &fingerprint).await;
+    if found.is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        found = load_by_certificate(&*shared.store, &fingerprint).await;
+    }
+    match found {
+        Ok(subject) => {
+            shared.cert_cache.store(
+                fingerprint.clone(),
+                subject.clone(),
+                generation,
+                Instant::now(),
+            );
+            decide(shared, sock, &req, subject, &fingerprint);
+        }
+        Err(e) => {
+            Stats::inc(&shared.stats.dropped_backend);
+            lock(&shared.dedup).forget(&req.key);
+            tracing::error!(error = %e, "registry lookup failed; request dropped");
+        }
+    }
+}
+
+/// The policy for the device the certificate names (a certificate no device holds is refused).
+fn decide(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    req: &AuthRequest,
+    subject: Option<Subject>,
+    fingerprint: &str,
+) {
+    let Some(subject) = subject else {
+        let decision = Decision::reject(
+            Reason::CertificateUnknown,
+            format!(
+                "rejected: the certificate (SHA-256 {}…) is valid but belongs to no registered device; it was replaced or never issued here",
+                &fingerprint[..16.min(fingerprint.len())]
+            ),
+        );
+        finish(shared, sock, req, None, decision);
+        return;
+    };
+    let client = &shared.clients[req.client];
+    let preq = policy::Request {
+        method: AuthMethod::EapTls,
+        identity: &req.username,
+        mac: req.mac,
+        nas: &client.name,
+        ssid: req.ssid.as_deref(),
+    };
+    let decision = policy::decide(
+        &preq,
+        Some((&subject.0, &subject.1)),
+        Utc::now(),
+        &shared.rules,
+    );
+    finish(shared, sock, req, Some(&subject), decision);
 }
 
 async fn load_by_certificate(

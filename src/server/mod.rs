@@ -51,7 +51,7 @@ const MAX_BACKLOG: usize = 4_096;
 
 /// EAP requests that may wait for a TLS step at once (a few seconds of handshakes on two
 /// cores); more are dropped and counted, and the NAS retransmits.
-const EAP_BACKLOG: usize = 1_024;
+pub(super) const EAP_BACKLOG: usize = 1_024;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
