@@ -239,23 +239,29 @@ struct Eapol {
 /// Runs eapol_test (EAP-TLS with the owner's PKCS#12) against `server` as the access point
 /// would, with the device's Calling-Station-Id.
 async fn eapol_test(server: SocketAddr, cert: &Issued, tls13: bool, mac: &str) -> Eapol {
+    eapol_run(server, &eapol_conf(cert, tls13, ""), mac).await
+}
+
+/// An eapol_test network block for EAP-TLS with `cert`, plus `extra` lines.
+fn eapol_conf(cert: &Issued, tls13: bool, extra: &str) -> String {
+    format!(
+        "network={{\n  key_mgmt=WPA-EAP\n  eap=TLS\n  identity=\"host/device\"\n  \
+         ca_cert=\"{}\"\n  private_key=\"{}\"\n  private_key_passwd=\"{}\"\n  \
+         domain_match=\"{SERVER_NAME}\"\n  phase1=\"tls_disable_tlsv1_0=1 tls_disable_tlsv1_1=1 \
+         tls_disable_tlsv1_2={} tls_disable_tlsv1_3={}\"\n{extra}\n}}\n",
+        cert.ca.display(),
+        cert.p12.display(),
+        cert.password,
+        u8::from(tls13),
+        u8::from(!tls13),
+    )
+}
+
+/// Runs eapol_test with the network block `conf`.
+async fn eapol_run(server: SocketAddr, conf_text: &str, mac: &str) -> Eapol {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("eapol.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "network={{\n  key_mgmt=WPA-EAP\n  eap=TLS\n  identity=\"host/device\"\n  \
-             ca_cert=\"{}\"\n  private_key=\"{}\"\n  private_key_passwd=\"{}\"\n  \
-             domain_match=\"{SERVER_NAME}\"\n  phase1=\"tls_disable_tlsv1_0=1 tls_disable_tlsv1_1=1 \
-             tls_disable_tlsv1_2={} tls_disable_tlsv1_3={}\"\n}}\n",
-            cert.ca.display(),
-            cert.p12.display(),
-            cert.password,
-            u8::from(tls13),
-            u8::from(!tls13),
-        ),
-    )
-    .expect("write eapol.conf");
+    std::fs::write(&conf, conf_text).expect("write eapol.conf");
     let out = tokio::process::Command::new("eapol_test")
         .arg("-c")
         .arg(&conf)
@@ -787,6 +793,118 @@ both_stores!(
         // idle ones expire after conversation_timeout (swept every second)
         tokio::time::sleep(Duration::from_millis(3200)).await;
         assert_eq!(rig.eap.conversations().0, 0);
+        rig.stop().await;
+    }
+);
+
+both_stores!(
+    fragments_both_ways_methods_and_the_message_authenticator,
+    |backend| async move {
+        // the server fragments at 200 bytes, the supplicant at 100
+        let mut rig = Rig::start(backend, "fragment_size = 200").await;
+        seed(&rig.registry).await;
+        let dev = device(
+            &rig.registry,
+            "s.staff",
+            "02-00-00-00-04-01",
+            Compliance::Compliant,
+        )
+        .await;
+        let cert = rig.issue(dev);
+        let challenges = rig
+            .stats
+            .challenges
+            .load(std::sync::atomic::Ordering::Relaxed);
+        for tls13 in [false, true] {
+            let r = eapol_run(
+                rig.auth,
+                &eapol_conf(&cert, tls13, "  fragment_size=100"),
+                "02:00:00:00:04:01",
+            )
+            .await;
+            assert!(r.success, "{}", r.output);
+            assert!(r.mppe_ok, "{}", r.output);
+            assert_eq!(r.vlan.as_deref(), Some("100"));
+            // fragments went both ways: the L and M flags, and acknowledgements
+            assert!(
+                r.output.contains("SSL: Need more data") || r.output.contains("fragment"),
+                "{}",
+                r.output
+            );
+        }
+        let rounds = rig
+            .stats
+            .challenges
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - challenges;
+        assert!(
+            rounds >= 20,
+            "{rounds} challenges: the flights were not fragmented"
+        );
+
+        // a supplicant that only speaks PEAP is refused with EAP-Failure and the reason
+        let peap = "network={\n  key_mgmt=WPA-EAP\n  eap=PEAP\n  identity=\"j.user\"\n  \
+                    password=\"secret\"\n  phase2=\"auth=MSCHAPV2\"\n}\n";
+        let r = eapol_run(rig.auth, peap, "02:00:00:00:04:02").await;
+        assert!(!r.success, "{}", r.output);
+        assert!(r.output.contains("Access-Reject"), "{}", r.output);
+        let rows = rig.decisions("02:00:00:00:04:02").await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].reason, "eap_method_refused");
+        assert_eq!(rows[0].method, "eap-tls");
+
+        // EAP without a Message-Authenticator (RFC 3579 §3.2) is dropped and counted, never answered
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let mut b = Builder::new(code::ACCESS_REQUEST, 5);
+        b.add_text(dict::USER_NAME, "bot").expect("fits");
+        b.add(dict::EAP_MESSAGE, &[2, 5, 0, 8, 1, b'b', b'o', b't'])
+            .expect("fits");
+        let (mut buf, _) = b.into_unsigned();
+        buf[4..20].copy_from_slice(&rand::random::<[u8; 16]>());
+        let before = rig
+            .stats
+            .dropped_missing_message_authenticator
+            .load(std::sync::atomic::Ordering::Relaxed);
+        sock.send_to(&buf, rig.auth).await.expect("send");
+        let mut reply = [0u8; 4096];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut reply))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            rig.stats
+                .dropped_missing_message_authenticator
+                .load(std::sync::atomic::Ordering::Relaxed),
+            before + 1
+        );
+
+        // a retransmitted Access-Request gets the identical challenge, and TLS does not advance
+        let auth: [u8; 16] = rand::random();
+        let request = identity_request(
+            9,
+            auth,
+            "02-00-00-00-04-03",
+            None,
+            &[2, 9, 0, 8, 1, b'b', b'o', b't'],
+        );
+        let mut replies = Vec::new();
+        for _ in 0..2 {
+            sock.send_to(&request, rig.auth).await.expect("send");
+            let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut reply))
+                .await
+                .expect("a challenge")
+                .expect("recv");
+            replies.push(reply[..n].to_vec());
+        }
+        assert_eq!(replies[0], replies[1]);
+        let p = Packet::parse(&replies[0]).expect("parses");
+        assert_eq!(p.code(), code::ACCESS_CHALLENGE);
+        // the first request's identifier is the response's plus one (RFC 3748 §4.1)
+        assert_eq!(
+            p.attr(dict::EAP_MESSAGE).map(|m| (m[0], m[1])),
+            Some((1, 10))
+        );
         rig.stop().await;
     }
 );
