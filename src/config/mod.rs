@@ -12,6 +12,7 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer};
 
+pub mod ops;
 pub mod tls;
 
 use crate::model::Role;
@@ -54,6 +55,15 @@ pub struct Config {
     /// What the Wi-Fi profiles handed to device owners configure.
     #[serde(default)]
     pub wifi: tls::WifiConfig,
+    /// The admin HTTP API.
+    #[serde(default)]
+    pub api: ops::ApiConfig,
+    /// What a compliance posture report must show.
+    #[serde(default)]
+    pub compliance: ops::ComplianceConfig,
+    /// Disconnecting devices whose state changed (RFC 5176).
+    #[serde(default)]
+    pub coa: ops::CoaConfig,
 }
 
 /// `[database]`
@@ -248,6 +258,10 @@ pub struct ClientConfig {
     /// Where the NAS listens for Disconnect/CoA requests (RFC 5176).
     #[serde(default = "default_coa_port")]
     pub coa_port: u16,
+    /// What to send this client's NASes when a connected device must lose its access:
+    /// `disconnect` (Disconnect-Request, default) or `coa` (CoA-Request with the new VLAN).
+    #[serde(default)]
+    pub coa_action: ops::CoaAction,
     /// Overrides `radius.require_message_authenticator` for this client.
     #[serde(default)]
     pub require_message_authenticator: Option<bool>,
@@ -746,6 +760,7 @@ impl Config {
         }
 
         tls::problems(self, &mut push);
+        ops::problems(self, &mut push);
 
         for (role, name) in [
             (Role::Staff, self.roles.staff),

@@ -5,11 +5,14 @@
 //! writes nothing.
 
 mod activity_sql;
+pub mod coa;
 mod postgres;
+pub mod posture;
 mod rows;
 mod sql;
 mod sqlite;
 mod store;
+pub mod tokens;
 
 use std::sync::Arc;
 

@@ -25,7 +25,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The registry in PostgreSQL.
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgStore {

@@ -30,7 +30,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The registry in an SQLite file.
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStore {

@@ -152,7 +152,9 @@ pub trait ActivityStore: Send + Sync + 'static {
 
 /// A storage backend: reads outside transactions, and [`StoreTx`] for changes.
 #[async_trait]
-pub trait Store: ActivityStore {
+pub trait Store:
+    ActivityStore + super::tokens::TokenStore + super::posture::PostureStore + super::coa::CoaStore
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Starts a write transaction. Dropping it without `commit` rolls back.
