@@ -6,7 +6,6 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use chrono::Utc;
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
@@ -15,7 +14,7 @@ use crate::config::Config;
 use crate::eap::eaptls::Established;
 use crate::eap::tls::{TlsServer, TlsSettings, TlsSetupError};
 use crate::eap::{Answer, EapFailure, EapServer, EapSettings, Incoming};
-use crate::policy::{self, AuthMethod, Decision, Reason};
+use crate::policy::{Decision, Reason};
 use crate::radius::crypto::{sign_response, Key as SecretKey};
 use crate::radius::dict::{self, code};
 use crate::radius::Builder;
@@ -299,21 +298,7 @@ fn decide(
         finish(shared, sock, req, None, decision);
         return;
     };
-    let client = &shared.clients[req.client];
-    let preq = policy::Request {
-        method: AuthMethod::EapTls,
-        identity: &req.username,
-        mac: req.mac,
-        nas: &client.name,
-        ssid: req.ssid.as_deref(),
-    };
-    let decision = policy::decide(
-        &preq,
-        Some((&subject.0, &subject.1)),
-        Utc::now(),
-        &shared.rules,
-    );
-    finish(shared, sock, req, Some(&subject), decision);
+    super::decide_and_answer(shared, sock, req, Some(subject));
 }
 
 async fn load_by_certificate(

@@ -670,6 +670,7 @@ async fn load_subject(store: &dyn Store, mac: MacAddr) -> Result<Option<Subject>
     Ok(Some(Arc::new((device, owner))))
 }
 
+/// The policy for the device the request names (by MAC, or by certificate for EAP-TLS).
 fn decide_and_answer(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
@@ -679,7 +680,7 @@ fn decide_and_answer(
     let client = &shared.clients[req.client];
     let now = Utc::now();
     let preq = policy::Request {
-        method: AuthMethod::Mab,
+        method: req.method,
         identity: &req.username,
         mac: req.mac,
         nas: &client.name,
