@@ -10,6 +10,7 @@ pub mod mac;
 pub mod model;
 pub mod pki;
 pub mod policy;
+pub mod posture;
 pub mod radius;
 pub mod registry;
 pub mod secret;
