@@ -1,0 +1,1 @@
+//! The enforcer: follows the registry and kicks sessions that lost their access.
