@@ -262,6 +262,19 @@ macro_rules! impl_store_tx {
                 Ok(())
             }
 
+            async fn insert_posture_report(
+                &mut self,
+                r: &$crate::registry::posture::NewPostureReport,
+            ) -> Result<i64, StoreError> {
+                let row = $crate::registry::posture::bind_posture_report(
+                    sqlx::query($crate::registry::posture::INSERT_POSTURE_REPORT),
+                    r,
+                )
+                .fetch_one(&mut *self.tx)
+                .await?;
+                Ok(sqlx::Row::try_get(&row, 0)?)
+            }
+
             async fn append_audit(&mut self, e: &NewAuditEntry) -> Result<(), StoreError> {
                 sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), e)
                     .execute(&mut *self.tx)

@@ -217,6 +217,11 @@ pub trait StoreTx: Send {
     ) -> Result<u64, StoreError>;
     /// Records an issued certificate.
     async fn insert_certificate(&mut self, c: &DeviceCertificate) -> Result<(), StoreError>;
+    /// Records a posture report with its evaluation; returns its id.
+    async fn insert_posture_report(
+        &mut self,
+        report: &super::posture::NewPostureReport,
+    ) -> Result<i64, StoreError>;
     /// Appends to the audit log.
     async fn append_audit(&mut self, entry: &NewAuditEntry) -> Result<(), StoreError>;
     /// Commits.
