@@ -1,5 +1,5 @@
 //! `poortwachter device ...`: register, list, show, revoke, lost, found, compliance,
-//! issue-cert.
+//! posture, issue-cert.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +8,7 @@ use clap::Subcommand;
 use poortwachter::config::Config;
 use poortwachter::model::{Compliance, Device, DeviceKind, DeviceStatus, NewDevice};
 use poortwachter::pki::{self, Ca, OneTimePassword, ProfileSettings, Staging};
+use poortwachter::posture::PostureReport;
 use poortwachter::registry::{AuditFilter, DeviceRef, NewCertificate};
 
 use super::table::{self, or_dash};
@@ -65,6 +66,16 @@ pub enum DeviceCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Record a compliance posture report (JSON, as an MDM or agent sends it to the API):
+    /// evaluated against [compliance], the device becomes compliant or noncompliant.
+    Posture {
+        device: String,
+        /// The report: {"os_name", "os_version", "pending_updates", "antivirus_enabled",
+        /// "antivirus_signatures_updated", "firewall_enabled", "disk_encrypted",
+        /// "screen_lock", "collected_at", "source"}.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Issue an EAP-TLS certificate for an active device and write what its owner installs:
     /// a PKCS#12 bundle (with a one-time password, shown once), the CA certificate, a Windows
     /// WLAN profile and an Apple .mobileconfig. A certificate issued before is superseded.
@@ -86,6 +97,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             out,
             password_file,
         } => issue_cert(ctx, config, &device, &out, password_file.as_deref()).await,
+        DeviceCommand::Posture { device, file } => posture(ctx, config, &device, &file).await,
         DeviceCommand::Register {
             owner,
             macs,
@@ -238,6 +250,35 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             Ok(())
         }
     }
+}
+
+/// `device posture DEVICE --file report.json`.
+async fn posture(ctx: &Context, config: &Config, device: &str, file: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("--file {}", file.display()))?;
+    let report: PostureReport = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a posture report", file.display()))?;
+    let outcome = ctx
+        .registry
+        .submit_posture_within(
+            &DeviceRef::parse(device)?,
+            report,
+            &config.compliance,
+            Some(config.policy.compliance_max_age.chrono()),
+            &ctx.change(),
+        )
+        .await?;
+    if ctx.json {
+        return table::print_json(&outcome);
+    }
+    println!(
+        "device {} is now {} (was {}); report {}",
+        outcome.device_id, outcome.compliance, outcome.previous, outcome.report_id
+    );
+    for f in &outcome.failed {
+        println!("  failed {}: {}", f.check, f.message);
+    }
+    Ok(())
 }
 
 /// `device issue-cert`. The order makes a failure leave nothing half-done: the registry is

@@ -7,6 +7,8 @@ use anyhow::{Context as _, Result};
 use poortwachter::activity::{DecisionFilter, SessionFilter};
 use poortwachter::config::Config;
 use poortwachter::mac::MacAddr;
+use poortwachter::model::Device;
+use poortwachter::posture;
 use poortwachter::registry::Store;
 use poortwachter::server::Server;
 
@@ -55,6 +57,11 @@ pub async fn why(
     if json {
         return table::print_json(&found);
     }
+    if let Some(mac) = filter.mac {
+        if let Some(device) = store.device_by_mac(mac).await? {
+            print_posture(config, store, &device).await?;
+        }
+    }
     if found.is_empty() {
         println!("no decisions recorded for {who} (kept for the retention period)");
         return Ok(());
@@ -80,6 +87,61 @@ pub async fn why(
             d.message
         );
     }
+    Ok(())
+}
+
+/// The device's compliance for `why`: its state, when it goes (or went) stale, and the checks
+/// its latest posture report failed.
+async fn print_posture(config: &Config, store: &dyn Store, device: &Device) -> Result<()> {
+    let tz = config.policy.timezone;
+    let now = chrono::Utc::now();
+    let max_age = config.policy.compliance_max_age.chrono();
+    let age = match device.compliance_checked_at {
+        Some(at) if at + max_age > now => format!(
+            "checked {}, stale in {}",
+            at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+            posture::human(at + max_age - now)
+        ),
+        Some(at) => format!(
+            "checked {}, stale since {}",
+            at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+            (at + max_age).with_timezone(&tz).format("%Y-%m-%d %H:%M")
+        ),
+        None => "never checked".to_string(),
+    };
+    println!(
+        "device {} ({}) of {}: compliance: {} ({age})",
+        device.id, device.label, device.owner, device.compliance
+    );
+    match store.latest_posture(device.id).await? {
+        // the latest report set the device's state, unless someone set it by hand since
+        Some(r) if Some(r.collected_at) == device.compliance_checked_at => {
+            println!(
+                "  posture report {} from {}{}: {}",
+                r.id,
+                r.submitted_by,
+                r.report
+                    .source
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default(),
+                if r.failed.is_empty() {
+                    "all checks passed".to_string()
+                } else {
+                    format!("{} check(s) failed", r.failed.len())
+                }
+            );
+            for f in &r.failed {
+                println!("  failed {}: {}", f.check, f.message);
+            }
+        }
+        _ => {
+            if let Some(note) = &device.compliance_note {
+                println!("  note: {note}");
+            }
+        }
+    }
+    println!();
     Ok(())
 }
 
