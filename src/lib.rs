@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod activity;
+pub mod api;
 pub mod coa;
 pub mod config;
 pub mod eap;

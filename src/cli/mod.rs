@@ -5,6 +5,7 @@ mod device;
 mod owner;
 mod radius;
 mod table;
+mod token;
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
@@ -29,6 +30,9 @@ pub enum Command {
     /// The onboarding CA: create it (with the RADIUS server's certificate), export its CRL.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Bearer tokens of the admin HTTP API (`[api]`).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Run the RADIUS service (authentication and accounting) until SIGTERM or SIGINT.
     Serve,
     /// Why a device was accepted or refused: its latest decisions, in plain words.
@@ -130,6 +134,7 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Owner(cmd) => owner::run(&ctx, cmd).await,
         Command::Device(cmd) => device::run(&ctx, &config, cmd).await,
         Command::Ca(cmd) => ca::run(&ctx, &config, cmd).await,
+        Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Audit { target, by, limit } => {
             let entries = ctx
                 .registry

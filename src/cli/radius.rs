@@ -16,6 +16,7 @@ use super::table;
 
 /// Runs the RADIUS listeners until SIGTERM or SIGINT.
 pub async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
+    let api = poortwachter::api::spawn(config, store.clone()).await?;
     let server = Server::bind(config, store).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
@@ -26,6 +27,9 @@ pub async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
         }
     };
     let stats = server.run(shutdown).await;
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     // one line for people and scripts that watch the service end
     eprintln!("poortwachter stopped: {stats}");
     Ok(())

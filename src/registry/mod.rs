@@ -5,6 +5,7 @@
 //! writes nothing.
 
 mod activity_sql;
+pub mod api_reads;
 pub mod coa;
 mod postgres;
 pub mod posture;

@@ -153,7 +153,11 @@ pub trait ActivityStore: Send + Sync + 'static {
 /// A storage backend: reads outside transactions, and [`StoreTx`] for changes.
 #[async_trait]
 pub trait Store:
-    ActivityStore + super::tokens::TokenStore + super::posture::PostureStore + super::coa::CoaStore
+    ActivityStore
+    + super::tokens::TokenStore
+    + super::posture::PostureStore
+    + super::coa::CoaStore
+    + super::api_reads::ApiStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;

@@ -1,0 +1,608 @@
+//! The route handlers: read the request, call the registry (or the CA), answer JSON.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::activity::{DecisionFilter, SessionFilter};
+use crate::mac::MacAddr;
+use crate::model::{parse_date, Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, Role};
+use crate::pki::{self, Ca};
+use crate::registry::{AuditFilter, Change, DeviceRef, NewCertificate};
+
+use super::auth::Caller;
+use super::body::{JsonBody, Params};
+use super::error::ApiError;
+use super::ApiState;
+
+/// Page size when none is asked for.
+const DEFAULT_LIMIT: u32 = 100;
+/// The largest page.
+const MAX_LIMIT: u32 = 1000;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn change(caller: &Caller) -> Change {
+    Change::by(caller.actor())
+}
+
+fn check_limit(limit: Option<u32>, default: u32) -> ApiResult<u32> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    items: Vec<T>,
+    limit: u32,
+    offset: u64,
+    /// How many match the filters, over all pages (when counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    /// The offset of the next page, if there may be one.
+    next_offset: Option<u64>,
+}
+
+fn page<T>(all: Vec<T>, limit: u32, offset: u64) -> Page<T> {
+    let total = all.len() as u64;
+    let items: Vec<T> = all
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(limit as usize)
+        .collect();
+    let next = offset + items.len() as u64;
+    Page {
+        items,
+        limit,
+        offset,
+        total: Some(total),
+        next_offset: (next < total).then_some(next),
+    }
+}
+
+fn device_ref(id: &str) -> ApiResult<DeviceRef> {
+    DeviceRef::parse(id).map_err(|e| ApiError::field("id", e.message))
+}
+
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such route: {method} {}", uri.path()),
+    )
+}
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(super::openapi::document())
+}
+
+// ---- owners
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerQuery {
+    role: Option<Role>,
+    disabled: Option<bool>,
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: u64,
+}
+
+pub async fn list_owners(
+    State(state): State<ApiState>,
+    Params(q): Params<OwnerQuery>,
+) -> ApiResult<Json<Page<crate::model::Owner>>> {
+    let limit = check_limit(q.limit, DEFAULT_LIMIT)?;
+    let owners = state
+        .registry
+        .store()
+        .owners()
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .into_iter()
+        .filter(|o| q.role.is_none_or(|r| o.role == r))
+        .filter(|o| q.disabled.is_none_or(|d| o.disabled == d))
+        .collect();
+    Ok(Json(page(owners, limit, q.offset)))
+}
+
+pub async fn get_owner(
+    State(state): State<ApiState>,
+    Path(username): Path<String>,
+) -> ApiResult<Json<crate::model::Owner>> {
+    let owner = state.registry.owner(&username).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no owner {username} in the registry"),
+        )
+    })?;
+    Ok(Json(owner))
+}
+
+/// `POST /owners`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerBody {
+    username: String,
+    display_name: String,
+    #[serde(default)]
+    email: Option<String>,
+    role: Role,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    valid_from: Option<String>,
+    #[serde(default)]
+    valid_until: Option<String>,
+}
+
+pub async fn add_owner(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<OwnerBody>,
+) -> ApiResult<(StatusCode, Json<crate::model::Owner>)> {
+    let new = NewOwner {
+        username: body.username,
+        display_name: body.display_name,
+        email: body.email,
+        role: body.role,
+        department: body.department,
+        valid_from: body
+            .valid_from
+            .map(|d| parse_date("valid_from", &d))
+            .transpose()?,
+        valid_until: body
+            .valid_until
+            .map(|d| parse_date("valid_until", &d))
+            .transpose()?,
+    };
+    let owner = state
+        .registry
+        .add_owner(new, &change(&caller))
+        .await
+        .map_err(|e| {
+            ApiError::from(e)
+                .rename_field("name", "display_name")
+                .rename_field("until", "valid_until")
+        })?;
+    Ok((StatusCode::CREATED, Json(owner)))
+}
+
+/// Actions without fields take no body (or `{}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+async fn owner_disabled(
+    state: ApiState,
+    caller: Caller,
+    username: String,
+    disabled: bool,
+) -> ApiResult<Json<crate::model::Owner>> {
+    let owner = state
+        .registry
+        .set_owner_disabled(&username, disabled, &change(&caller))
+        .await
+        .map_err(|e| ApiError::from(e).rename_field("owner", "username"))?;
+    Ok(Json(owner))
+}
+
+pub async fn disable_owner(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(username): Path<String>,
+    JsonBody(NoFields {}): JsonBody<NoFields>,
+) -> ApiResult<Json<crate::model::Owner>> {
+    owner_disabled(state, caller, username, true).await
+}
+
+pub async fn enable_owner(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(username): Path<String>,
+    JsonBody(NoFields {}): JsonBody<NoFields>,
+) -> ApiResult<Json<crate::model::Owner>> {
+    owner_disabled(state, caller, username, false).await
+}
+
+// ---- devices
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    owner: Option<String>,
+    status: Option<DeviceStatus>,
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: u64,
+}
+
+pub async fn list_devices(
+    State(state): State<ApiState>,
+    Params(q): Params<DeviceQuery>,
+) -> ApiResult<Json<Page<crate::model::Device>>> {
+    let limit = check_limit(q.limit, DEFAULT_LIMIT)?;
+    if let Some(owner) = &q.owner {
+        if state
+            .registry
+            .owner(owner)
+            .await
+            .map_err(|e| ApiError::from(e).rename_field("username", "owner"))?
+            .is_none()
+        {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no owner {owner} in the registry"),
+            )
+            .with_field("owner"));
+        }
+    }
+    let devices = state
+        .registry
+        .devices(q.owner.as_deref())
+        .await?
+        .into_iter()
+        .filter(|d| q.status.is_none_or(|s| d.status == s))
+        .collect();
+    Ok(Json(page(devices, limit, q.offset)))
+}
+
+pub async fn get_device(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let device = state.registry.find_device(&device_ref(&id)?).await?;
+    let certificates = state
+        .registry
+        .store()
+        .certificates(device.id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let mut value = serde_json::to_value(&device).map_err(|e| ApiError::internal(&e))?;
+    value["certificates"] =
+        serde_json::to_value(&certificates).map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(value))
+}
+
+/// `POST /devices`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceBody {
+    owner: String,
+    macs: Vec<String>,
+    label: String,
+    #[serde(default = "default_kind")]
+    kind: DeviceKind,
+}
+
+fn default_kind() -> DeviceKind {
+    DeviceKind::Laptop
+}
+
+#[derive(Debug, Serialize)]
+pub struct Registered {
+    device: crate::model::Device,
+    warnings: Vec<String>,
+}
+
+pub async fn register_device(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<DeviceBody>,
+) -> ApiResult<(StatusCode, Json<Registered>)> {
+    for (i, mac) in body.macs.iter().enumerate() {
+        MacAddr::parse_any(mac)
+            .map_err(|e| ApiError::field(format!("macs[{i}]"), e.to_string()))?;
+    }
+    let (new, warnings) = NewDevice::from_input(&body.owner, &body.macs, &body.label, body.kind)
+        .map_err(|e| ApiError::from(e).rename_field("mac", "macs"))?;
+    let device = state
+        .registry
+        .register_device(new, &change(&caller))
+        .await
+        .map_err(|e| ApiError::from(e).rename_field("mac", "macs"))?;
+    Ok((StatusCode::CREATED, Json(Registered { device, warnings })))
+}
+
+/// `POST /devices/{id}/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    reason: String,
+}
+
+/// `POST /devices/{id}/lost`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LostBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn device_status(
+    state: ApiState,
+    caller: Caller,
+    id: String,
+    status: DeviceStatus,
+    reason: Option<String>,
+) -> ApiResult<Json<crate::model::Device>> {
+    let device = state
+        .registry
+        .set_device_status(&device_ref(&id)?, status, reason, &change(&caller))
+        .await?;
+    Ok(Json(device))
+}
+
+pub async fn revoke_device(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RevokeBody>,
+) -> ApiResult<Json<crate::model::Device>> {
+    device_status(state, caller, id, DeviceStatus::Revoked, Some(body.reason)).await
+}
+
+pub async fn lost_device(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<LostBody>,
+) -> ApiResult<Json<crate::model::Device>> {
+    device_status(state, caller, id, DeviceStatus::Lost, body.reason).await
+}
+
+pub async fn found_device(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(NoFields {}): JsonBody<NoFields>,
+) -> ApiResult<Json<crate::model::Device>> {
+    device_status(state, caller, id, DeviceStatus::Active, None).await
+}
+
+/// `POST|PUT /devices/{id}/compliance`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceBody {
+    state: Compliance,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+pub async fn set_compliance(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ComplianceBody>,
+) -> ApiResult<Json<crate::model::Device>> {
+    let device = state
+        .registry
+        .set_compliance(&device_ref(&id)?, body.state, body.note, &change(&caller))
+        .await?;
+    Ok(Json(device))
+}
+
+/// What `POST /devices/{id}/certificate` answers: the bundle and its password, once.
+#[derive(Serialize)]
+pub struct IssuedBundle {
+    device: uuid::Uuid,
+    owner: String,
+    serial: String,
+    fingerprint: String,
+    not_before: chrono::DateTime<chrono::Utc>,
+    not_after: chrono::DateTime<chrono::Utc>,
+    capped_by_contract: bool,
+    /// PKCS#12 (certificate, key, CA), base64.
+    pkcs12: String,
+    /// The bundle's one-time password: shown here once, stored nowhere.
+    password: String,
+    /// The CA certificate, PEM.
+    ca_pem: String,
+}
+
+/// Issues a certificate as `device issue-cert` does, but answers with the bundle instead of
+/// writing files: the registry is asked first, the certificate is made (off the runtime: key
+/// generation is slow), then recorded with its audit entry; nothing is returned unless it
+/// is recorded.
+pub async fn issue_certificate(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(NoFields {}): JsonBody<NoFields>,
+) -> ApiResult<Response> {
+    let change = change(&caller);
+    let (device, owner) = state
+        .registry
+        .certificate_subject(&device_ref(&id)?, change.now)
+        .await?;
+    let config = state.config.clone();
+    let now = change.now;
+    let made = tokio::task::spawn_blocking(move || {
+        let ca = Ca::load(&config.pki.ca_cert, &config.pki.ca_key).map_err(|e| {
+            tracing::error!(error = %e, "the onboarding CA cannot be loaded");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the onboarding CA is not available on this server (pki.ca_cert, pki.ca_key)",
+            )
+        })?;
+        let password = pki::one_time_password();
+        let contract_end = owner.access_ends_at(&config.policy.timezone);
+        let (not_before, not_after) =
+            pki::device_cert_validity(now, config.pki.device_cert_lifetime.chrono(), contract_end);
+        let issued = pki::issue_device_certificate(
+            &ca,
+            config.pki.key_type,
+            device.id,
+            &owner.username,
+            &config.pki.organization,
+            not_before,
+            not_after,
+            now,
+        )
+        .map_err(|e| ApiError::internal(&e))?;
+        let bundle = pki::pkcs12(
+            &issued.der,
+            &issued.key_pkcs8,
+            ca.der(),
+            &format!("{} ({})", config.wifi.ssid, device.label),
+            &password,
+        )
+        .map_err(|e| ApiError::internal(&e))?;
+        let capped = contract_end.is_some_and(|end| issued.not_after >= end);
+        Ok::<_, ApiError>((issued, bundle, password, ca.pem(), capped, device, owner))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let (issued, bundle, password, ca_pem, capped, device, owner) = made;
+    state
+        .registry
+        .record_certificate(
+            device.id,
+            NewCertificate {
+                serial: issued.serial.clone(),
+                fingerprint: issued.fingerprint.clone(),
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+            },
+            &change,
+        )
+        .await?;
+    let answer = IssuedBundle {
+        device: device.id,
+        owner: owner.username,
+        serial: issued.serial,
+        fingerprint: issued.fingerprint,
+        not_before: issued.not_before,
+        not_after: issued.not_after,
+        capped_by_contract: capped,
+        pkcs12: base64::engine::general_purpose::STANDARD.encode(&bundle),
+        password: password.expose().to_string(),
+        ca_pem,
+    };
+    let mut response = (StatusCode::CREATED, Json(answer)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+pub async fn post_posture(Path(_id): Path<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "posture reports are not accepted yet: this server has no posture evaluation",
+    )
+}
+
+// ---- activity and audit
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionQuery {
+    #[serde(default)]
+    active: bool,
+    mac: Option<String>,
+    limit: Option<u32>,
+}
+
+fn query_mac(mac: Option<String>) -> ApiResult<Option<MacAddr>> {
+    mac.map(|m| MacAddr::parse_any(&m).map_err(|e| ApiError::field("mac", e.to_string())))
+        .transpose()
+}
+
+pub async fn sessions(
+    State(state): State<ApiState>,
+    Params(q): Params<SessionQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let filter = SessionFilter {
+        active_only: q.active,
+        mac: query_mac(q.mac)?,
+        limit: Some(check_limit(q.limit, 50)?),
+    };
+    let found = state
+        .registry
+        .store()
+        .sessions(&filter)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(serde_json::json!({ "items": found })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionQuery {
+    mac: Option<String>,
+    username: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn decisions(
+    State(state): State<ApiState>,
+    Params(q): Params<DecisionQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let filter = DecisionFilter {
+        mac: query_mac(q.mac)?,
+        username: q.username,
+        limit: Some(check_limit(q.limit, 20)?),
+    };
+    let found = state
+        .registry
+        .store()
+        .decisions(&filter)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(serde_json::json!({ "items": found })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    target: Option<String>,
+    by: Option<String>,
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: u64,
+}
+
+pub async fn audit(
+    State(state): State<ApiState>,
+    Params(q): Params<AuditQuery>,
+) -> ApiResult<Json<Page<crate::model::AuditEntry>>> {
+    let limit = check_limit(q.limit, 50)?;
+    // one more than asked: whether there is a next page
+    let mut found = state
+        .registry
+        .store()
+        .audit_page(
+            &AuditFilter {
+                target_id: q.target,
+                actor: q.by,
+                limit: Some(limit + 1),
+            },
+            q.offset,
+        )
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let next = q.offset + found.len() as u64;
+    Ok(Json(Page {
+        items: found,
+        limit,
+        offset: q.offset,
+        total: None,
+        next_offset: more.then_some(next),
+    }))
+}

@@ -1,0 +1,282 @@
+//! The admin HTTP API: JSON under `/api/v1` on its own listener (`[api] listen`), HTTPS when
+//! `api.tls_cert`/`api.tls_key` are set, bearer tokens with scopes, and an OpenAPI document
+//! it serves at `/api/v1/openapi.json`.
+//!
+//! Every change goes through [`Registry`], so the rules, the transaction and the audit entry
+//! are the CLI's; the actor is `api:<token name>`.
+
+mod auth;
+mod body;
+mod error;
+mod handlers;
+mod openapi;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tracing::Instrument as _;
+
+use crate::config::Config;
+use crate::registry::{Registry, Rules, Store};
+
+pub use auth::{allowed, Caller, POSTURE_ROUTE, PUBLIC_ROUTES};
+pub use body::parse_json;
+pub use error::ApiError;
+pub use openapi::document as openapi_document;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    registry: Registry,
+    config: Arc<Config>,
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiStartError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr} (api.listen): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The certificate or key could not be read.
+    #[error("api.tls_cert / api.tls_key: {0}")]
+    Pki(#[from] crate::pki::PkiError),
+    /// rustls refused the certificate and key.
+    #[error("api.tls_cert / api.tls_key: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The API's routes, over a registry, with the config's limits and CA paths.
+pub fn router(config: Arc<Config>, registry: Registry) -> Router {
+    let max_body = config.api.max_body;
+    let state = ApiState { registry, config };
+    let v1 = Router::new()
+        .route("/health", get(handlers::health))
+        .route("/openapi.json", get(handlers::openapi))
+        .route(
+            "/owners",
+            get(handlers::list_owners).post(handlers::add_owner),
+        )
+        .route("/owners/{username}", get(handlers::get_owner))
+        .route("/owners/{username}/disable", post(handlers::disable_owner))
+        .route("/owners/{username}/enable", post(handlers::enable_owner))
+        .route(
+            "/devices",
+            get(handlers::list_devices).post(handlers::register_device),
+        )
+        .route("/devices/{id}", get(handlers::get_device))
+        .route("/devices/{id}/revoke", post(handlers::revoke_device))
+        .route("/devices/{id}/lost", post(handlers::lost_device))
+        .route("/devices/{id}/found", post(handlers::found_device))
+        .route(
+            "/devices/{id}/compliance",
+            post(handlers::set_compliance).put(handlers::set_compliance),
+        )
+        .route(
+            "/devices/{id}/certificate",
+            post(handlers::issue_certificate),
+        )
+        .route("/devices/{id}/posture", post(handlers::post_posture))
+        .route("/sessions", get(handlers::sessions))
+        .route("/decisions", get(handlers::decisions))
+        .route("/audit", get(handlers::audit))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ));
+    Router::new()
+        .nest("/api/v1", v1)
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// One span per request (method, path, route, token, status), and every error answer as
+/// JSON: axum's own (405 with its `Allow`, ...) come as text.
+async fn observe(req: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "api",
+        method = %req.method(),
+        path = %req.uri().path(),
+        route = tracing::field::Empty,
+        token = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    async move {
+        let method = req.method().clone();
+        let response = next.run(req).await;
+        let response = json_errors(response, &method);
+        let status = response.status();
+        tracing::Span::current().record("status", status.as_u16());
+        if status.is_server_error() {
+            tracing::warn!("request failed");
+        } else {
+            tracing::info!("request");
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+fn json_errors(response: Response, method: &axum::http::Method) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            format!("{method} is not allowed here; allowed: {allow}")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the body is larger than this server accepts (api.max_body)".to_string()
+        }
+        other => other
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = error::error_body(&message, None).to_string();
+    (parts, body).into_response()
+}
+
+/// The running API.
+pub struct Api {
+    addr: SocketAddr,
+    tls: bool,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Api {
+    /// Serves the API on `listener`: HTTPS if the config has a certificate and key.
+    pub fn serve(
+        config: Arc<Config>,
+        registry: Registry,
+        listener: std::net::TcpListener,
+    ) -> Result<Api, ApiStartError> {
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ApiStartError::Bind {
+                addr: config
+                    .api
+                    .listen
+                    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                source,
+            })?;
+        let bind_error = |source| ApiStartError::Bind { addr, source };
+        let tls = match (&config.api.tls_cert, &config.api.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        };
+        let app = router(config, registry).into_make_service();
+        let handle = axum_server::Handle::new();
+        let task = match tls.clone() {
+            Some(tls) => {
+                let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)
+                    .map_err(bind_error)?
+                    .handle(handle.clone());
+                tokio::spawn(async move { server.serve(app).await })
+            }
+            None => {
+                let server = axum_server::from_tcp(listener)
+                    .map_err(bind_error)?
+                    .handle(handle.clone());
+                tokio::spawn(async move { server.serve(app).await })
+            }
+        };
+        tracing::info!(%addr, https = tls.is_some(), "admin API listening");
+        Ok(Api {
+            addr,
+            tls: tls.is_some(),
+            handle,
+            task,
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether it speaks HTTPS.
+    pub fn is_https(&self) -> bool {
+        self.tls
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to 10 s), and waits.
+    pub async fn shutdown(self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        match self.task.await {
+            Ok(Ok(())) => tracing::info!("admin API stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "admin API stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "admin API task failed"),
+        }
+    }
+}
+
+/// Starts the API for `serve` if `api.listen` is set: binds it and serves in the background
+/// over the registry in `store`. Stop it with [`Api::shutdown`].
+pub async fn spawn(config: &Config, store: Arc<dyn Store>) -> Result<Option<Api>, ApiStartError> {
+    let Some(addr) = config.api.listen else {
+        return Ok(None);
+    };
+    let registry = Registry::new(
+        store,
+        Rules {
+            max_devices_per_owner: config.policy.max_devices_per_owner,
+            timezone: config.policy.timezone,
+        },
+    );
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| ApiStartError::Bind { addr, source })?;
+    Api::serve(Arc::new(config.clone()), registry, listener).map(Some)
+}
+
+/// A rustls server config (ring provider, TLS 1.2 and 1.3, HTTP/1.1) from PEM files.
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<axum_server::tls_rustls::RustlsConfig, ApiStartError> {
+    let chain = crate::pki::load_cert_chain(cert)?;
+    let key = crate::pki::load_private_key(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
+}

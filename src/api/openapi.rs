@@ -1,0 +1,256 @@
+//! The OpenAPI 3.1 document of the API, written by hand next to the routes it describes
+//! (`tests/api.rs` checks that every route is in it).
+
+use serde_json::{json, Value};
+
+fn id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true,
+           "description": "Device id, its first 4+ hex digits, or one of its MAC addresses",
+           "schema": {"type": "string"}})
+}
+
+fn username_param() -> Value {
+    json!({"name": "username", "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema,
+           "description": description})
+}
+
+fn paging() -> Vec<Value> {
+    vec![
+        query(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+            "Page size",
+        ),
+        query(
+            "offset",
+            json!({"type": "integer", "minimum": 0, "default": 0}),
+            "Items to skip",
+        ),
+    ]
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn page_of(item: &str) -> Value {
+    json!({"type": "object", "properties": {
+        "items": {"type": "array", "items": reference(item)},
+        "limit": {"type": "integer"}, "offset": {"type": "integer"},
+        "total": {"type": "integer"}, "next_offset": {"type": ["integer", "null"]}}})
+}
+
+fn items_of(item: &str) -> Value {
+    json!({"type": "object", "properties": {"items": {"type": "array", "items": reference(item)}}})
+}
+
+fn body(schema: &str, required: bool) -> Value {
+    json!({"required": required,
+           "content": {"application/json": {"schema": reference(schema)}}})
+}
+
+/// Errors every authenticated operation may answer, plus `extra`.
+fn errors(extra: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    let error = |d: &str| ok(d, reference("Error"));
+    out.insert(
+        "401".into(),
+        error("No token, or an unknown or revoked one"),
+    );
+    out.insert("403".into(), error("The token's scope does not allow this"));
+    for code in extra {
+        let d = match *code {
+            "400" => "A bad body or parameter; `field` names it. Nothing was written.",
+            "404" => "No such owner or device",
+            "409" => "Refused by the registry rules (duplicate, limit, lifecycle)",
+            "413" => "The body is larger than api.max_body",
+            "415" => "The body is not JSON",
+            "501" => "Not available on this server",
+            "503" => "A resource the operation needs is not available",
+            _ => "Error",
+        };
+        out.insert((*code).into(), error(d));
+    }
+    Value::Object(out)
+}
+
+fn op(summary: &str, scope: &str, params: Vec<Value>, responses: Value) -> Value {
+    json!({"summary": summary, "description": format!("Scope: {scope}."),
+           "parameters": params, "responses": responses})
+}
+
+fn write_op(
+    summary: &str,
+    scope: &str,
+    params: Vec<Value>,
+    request: Value,
+    success: (&str, Value),
+    extra: &[&str],
+) -> Value {
+    let mut responses = errors(&[&["400", "413", "415"], extra].concat());
+    responses[success.0] = success.1;
+    let mut o = op(summary, scope, params, responses);
+    o["requestBody"] = request;
+    o
+}
+
+fn merge(a: Value, b: Value) -> Value {
+    let mut a = a;
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// The document.
+pub fn document() -> Value {
+    let read = "helpdesk or admin";
+    let write = "admin";
+    let device = |summary: &str, schema: &str, required: bool| {
+        json!({"post": write_op(summary, write, vec![id_param()], body(schema, required),
+            ("200", ok("The device after the change", reference("Device"))), &["404", "409"])})
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "poortwachter admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Owners, devices, compliance, sessions, decisions and the audit log \
+                of the BYOD Wi-Fi registry. Every change is written to the audit log with the \
+                actor `api:<token name>`. Tokens are made with `poortwachter token create`."
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/health": {"get": {"summary": "Liveness", "security": [],
+                "responses": {"200": ok("Up", json!({"type": "object"}))}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                "responses": {"200": ok("OpenAPI 3.1", json!({"type": "object"}))}}},
+            "/owners": {
+                "get": op("List owners", read, [vec![
+                    query("role", json!({"enum": ["staff", "temp", "intern", "contractor"]}), "Only this role"),
+                    query("disabled", json!({"type": "boolean"}), "Only disabled (true) or enabled (false) owners"),
+                ], paging()].concat(), merge(json!({"200": ok("A page of owners", page_of("Owner"))}), errors(&["400"]))),
+                "post": write_op("Add an owner", write, vec![], body("NewOwner", true),
+                    ("201", ok("The owner", reference("Owner"))), &["409"]),
+            },
+            "/owners/{username}": {"get": op("One owner", read, vec![username_param()],
+                merge(json!({"200": ok("The owner", reference("Owner"))}), errors(&["404"])))},
+            "/owners/{username}/disable": {"post": write_op("Disable an owner (all their devices are refused)", write,
+                vec![username_param()], body("Empty", false), ("200", ok("The owner", reference("Owner"))), &["404"])},
+            "/owners/{username}/enable": {"post": write_op("Enable an owner again", write,
+                vec![username_param()], body("Empty", false), ("200", ok("The owner", reference("Owner"))), &["404"])},
+            "/devices": {
+                "get": op("List devices", read, [vec![
+                    query("owner", json!({"type": "string"}), "Only this owner's"),
+                    query("status", json!({"enum": ["active", "lost", "revoked"]}), "Only this status"),
+                ], paging()].concat(), merge(json!({"200": ok("A page of devices", page_of("Device"))}), errors(&["400", "404"]))),
+                "post": write_op("Register a device", write, vec![], body("NewDevice", true),
+                    ("201", ok("The device, and warnings (randomized MACs)", json!({"type": "object", "properties": {
+                        "device": reference("Device"), "warnings": {"type": "array", "items": {"type": "string"}}}}))),
+                    &["404", "409"]),
+            },
+            "/devices/{id}": {"get": op("One device, with its certificates", read, vec![id_param()],
+                merge(json!({"200": ok("The device", reference("Device"))}), errors(&["400", "404"])))},
+            "/devices/{id}/revoke": device("Revoke a device for good", "Revoke", true),
+            "/devices/{id}/lost": device("Report a device lost", "Lost", false),
+            "/devices/{id}/found": device("A lost device is found", "Empty", false),
+            "/devices/{id}/compliance": {
+                "post": write_op("Record a compliance check", write, vec![id_param()], body("Compliance", true),
+                    ("200", ok("The device", reference("Device"))), &["404"]),
+                "put": write_op("Record a compliance check", write, vec![id_param()], body("Compliance", true),
+                    ("200", ok("The device", reference("Device"))), &["404"]),
+            },
+            "/devices/{id}/certificate": {"post": write_op(
+                "Issue an EAP-TLS certificate (supersedes the previous one)", write, vec![id_param()],
+                body("Empty", false), ("201", ok("The PKCS#12 bundle and its one-time password, shown once",
+                    reference("IssuedCertificate"))), &["404", "409", "503"])},
+            "/devices/{id}/posture": {"post": write_op(
+                "Submit a posture report from an MDM or agent", "posture or admin", vec![id_param()],
+                json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}}),
+                ("200", ok("The evaluation", json!({"type": "object"}))), &["404", "501"])},
+            "/sessions": {"get": op("Accounting sessions, newest first", read, vec![
+                query("active", json!({"type": "boolean"}), "Only sessions that have not stopped"),
+                query("mac", json!({"type": "string"}), "Only this device MAC"),
+                query("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}), "How many"),
+            ], merge(json!({"200": ok("Sessions", items_of("Session"))}), errors(&["400"])))},
+            "/decisions": {"get": op("Access decisions, newest first", read, vec![
+                query("mac", json!({"type": "string"}), "Only this MAC"),
+                query("username", json!({"type": "string"}), "Only devices of this owner"),
+                query("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}), "How many"),
+            ], merge(json!({"200": ok("Decisions", items_of("Decision"))}), errors(&["400"])))},
+            "/audit": {"get": op("The audit log, newest first", read, vec![
+                query("target", json!({"type": "string"}), "Only this username, device id or token name"),
+                query("by", json!({"type": "string"}), "Only this actor (`api:<token>` for the API)"),
+                query("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}), "Page size"),
+                query("offset", json!({"type": "integer", "minimum": 0, "default": 0}), "Entries to skip"),
+            ], merge(json!({"200": ok("A page of entries", page_of("AuditEntry"))}), errors(&["400"])))},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                "description": "A token from `poortwachter token create --scope admin|helpdesk|posture`: helpdesk reads, admin reads and writes, posture only posts posture reports."}},
+            "schemas": schemas(),
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let s = json!({"type": "string"});
+    let opt_s = json!({"type": ["string", "null"]});
+    let date = json!({"type": ["string", "null"], "format": "date"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let opt_time = json!({"type": ["string", "null"], "format": "date-time"});
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {
+            "error": s, "field": {"type": "string", "description": "The request field at fault, when known"}}},
+        "Empty": {"type": "object", "additionalProperties": false},
+        "NewOwner": {"type": "object", "additionalProperties": false,
+            "required": ["username", "display_name", "role"], "properties": {
+            "username": s, "display_name": s, "email": opt_s,
+            "role": {"enum": ["staff", "temp", "intern", "contractor"]},
+            "department": opt_s, "valid_from": date,
+            "valid_until": merge(date.clone(), json!({"description": "Required unless role is staff"}))}},
+        "Owner": {"type": "object", "properties": {
+            "id": {"type": "string", "format": "uuid"}, "username": s, "display_name": s,
+            "email": opt_s, "role": s, "department": opt_s, "valid_from": date, "valid_until": date,
+            "disabled": {"type": "boolean"}, "created_at": time, "updated_at": time}},
+        "NewDevice": {"type": "object", "additionalProperties": false,
+            "required": ["owner", "macs", "label"], "properties": {
+            "owner": s, "macs": {"type": "array", "items": s, "minItems": 1, "maxItems": 8},
+            "label": s, "kind": {"enum": ["laptop", "tablet", "phone", "other"], "default": "laptop"}}},
+        "Device": {"type": "object", "properties": {
+            "id": {"type": "string", "format": "uuid"}, "owner_id": {"type": "string", "format": "uuid"},
+            "owner": s, "label": s, "kind": s, "macs": {"type": "array", "items": s},
+            "status": {"enum": ["active", "lost", "revoked"]}, "status_reason": opt_s,
+            "status_changed_at": opt_time, "compliance": {"enum": ["unknown", "compliant", "noncompliant"]},
+            "compliance_checked_at": opt_time, "compliance_note": opt_s,
+            "cert_fingerprint": opt_s, "cert_serial": opt_s, "created_by": s,
+            "created_at": time, "updated_at": time, "last_seen_at": opt_time,
+            "last_seen_nas": opt_s, "last_seen_ssid": opt_s}},
+        "Revoke": {"type": "object", "additionalProperties": false, "required": ["reason"],
+            "properties": {"reason": s}},
+        "Lost": {"type": "object", "additionalProperties": false, "properties": {"reason": opt_s}},
+        "Compliance": {"type": "object", "additionalProperties": false, "required": ["state"],
+            "properties": {"state": {"enum": ["unknown", "compliant", "noncompliant"]},
+                "note": merge(opt_s.clone(), json!({"maxLength": 500}))}},
+        "IssuedCertificate": {"type": "object", "properties": {
+            "device": {"type": "string", "format": "uuid"}, "owner": s, "serial": s,
+            "fingerprint": s, "not_before": time, "not_after": time,
+            "capped_by_contract": {"type": "boolean"},
+            "pkcs12": {"type": "string", "contentEncoding": "base64"},
+            "password": s, "ca_pem": s}},
+        "Session": {"type": "object"},
+        "Decision": {"type": "object"},
+        "AuditEntry": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "at": time, "actor": s, "action": s,
+            "target_type": s, "target_id": s, "before": {}, "after": {}}},
+    })
+}
