@@ -153,6 +153,8 @@ pub struct Server {
     acct: Arc<UdpSocket>,
     poll_interval: Duration,
     writer: tokio::task::JoinHandle<()>,
+    /// Disconnects sessions whose device lost its access (RFC 5176), unless `coa.enabled` is off.
+    enforcer: Option<crate::coa::enforcer::Enforcer>,
 }
 
 impl Server {
@@ -189,6 +191,7 @@ impl Server {
             })
             .collect();
         let stats = Arc::new(Stats::default());
+        let enforcer = crate::coa::enforcer::Enforcer::new(config, store.clone());
         let (recorder, writer) = Recorder::start(
             store.clone(),
             stats.clone(),
@@ -220,6 +223,7 @@ impl Server {
             acct,
             poll_interval: config.cache.poll_interval.0,
             writer,
+            enforcer,
         })
     }
 
@@ -250,7 +254,7 @@ impl Server {
 
     /// Serves until `shutdown` completes; then stops reading, answers what is in flight (up
     /// to 10 s), flushes the decision log and returns the counters.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Arc<Stats> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Arc<Stats> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -268,11 +272,18 @@ impl Server {
                 Err(e) => tracing::error!(error = %e, "cannot start the {name} listener thread"),
             }
         }
+        // every registry change wakes the enforcer too
+        let changed = Arc::new(Notify::new());
         let watcher = tokio::spawn(watch_registry(
             self.shared.clone(),
             self.poll_interval,
+            changed.clone(),
             stop_rx.clone(),
         ));
+        let enforcer = self
+            .enforcer
+            .take()
+            .map(|e| tokio::spawn(e.run(changed, stop_rx.clone())));
         let reporter = tokio::spawn(report(self.shared.clone(), stop_rx));
         tracing::info!(
             auth = %self.auth.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -288,6 +299,9 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         let _ = watcher.await;
+        if let Some(e) = enforcer {
+            let _ = e.await;
+        }
         let _ = reporter.await;
         let deadline = tokio::time::sleep(Duration::from_secs(10));
         tokio::pin!(deadline);
@@ -953,13 +967,21 @@ fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src:
     );
 }
 
-async fn watch_registry(shared: Arc<Shared>, poll: Duration, mut stop: watch::Receiver<bool>) {
+async fn watch_registry(
+    shared: Arc<Shared>,
+    poll: Duration,
+    changed: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
     match shared.store.watch_changes().await {
         Ok(Some(mut changes)) => loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 c = changes.recv() => match c {
-                    Some(()) => shared.invalidate_caches(),
+                    Some(()) => {
+                        shared.invalidate_caches();
+                        changed.notify_one();
+                    }
                     None => return,
                 },
             }
@@ -981,6 +1003,7 @@ async fn watch_registry(shared: Arc<Shared>, poll: Duration, mut stop: watch::Re
             Ok(m) if Some(m) != last => {
                 last = Some(m);
                 shared.invalidate_caches();
+                changed.notify_one();
             }
             Ok(_) => {}
             Err(e) => {
