@@ -55,6 +55,9 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// One accounting session: disconnect it (RFC 5176).
+    #[command(subcommand)]
+    Session(radius::SessionCommand),
     /// The audit log: every registry change, who made it, before and after.
     Audit {
         /// Only changes to this owner (username) or device (id).
@@ -130,6 +133,10 @@ pub async fn run(args: Args) -> Result<()> {
         }
         Command::Sessions { active, mac, limit } => {
             radius::sessions(&config, ctx.registry.store(), active, mac, limit, ctx.json).await
+        }
+        Command::Session(cmd) => {
+            let actor = ctx.change().actor;
+            radius::session(&config, ctx.registry.store(), &actor, cmd, ctx.json).await
         }
         Command::Owner(cmd) => owner::run(&ctx, cmd).await,
         Command::Device(cmd) => device::run(&ctx, &config, cmd).await,

@@ -1,0 +1,678 @@
+//! Dynamic authorization (RFC 5176) end to end, on both stores: our server in-process,
+//! radclient as the access point for authentication and accounting, and a UDP socket in the
+//! test as the NAS's dynamic-authorization port. A registry change must bring a signed
+//! Disconnect-Request for the right session to that socket within a second.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{Days, SubsecRound, Utc};
+use poortwachter::activity::{Session, SessionFilter};
+use poortwachter::coa::packet::{DISCONNECT_ACK, DISCONNECT_NAK};
+use poortwachter::config::Config;
+use poortwachter::mac::MacAddr;
+use poortwachter::model::{Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, Role};
+use poortwachter::radius::crypto::{
+    check_accounting_authenticator, check_request_ma, sign_response, MaCheck,
+};
+use poortwachter::radius::dict::{self, code};
+use poortwachter::radius::{Builder, Packet};
+use poortwachter::registry::coa::CoaRecord;
+use poortwachter::registry::{AuditFilter, Change, DeviceRef, Registry, Rules};
+use poortwachter::server::Server;
+use support::{Backend, TestDb};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+const SECRET: &str = "coa-test-secret-0123456789";
+const BIN: &str = env!("CARGO_BIN_EXE_poortwachter");
+
+fn config_text(url: &str, coa_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[database]
+url = "{url}"
+
+[radius]
+auth_listen = "127.0.0.1:0"
+acct_listen = "127.0.0.1:0"
+
+[[radius.clients]]
+name = "ap-test"
+network = "127.0.0.1/32"
+secret = "{SECRET}"
+coa_port = {coa_port}
+
+[vlans]
+workspace = 100
+guest = 200
+quarantine = 666
+
+[policy]
+compliance_max_age = "30d"
+session_timeout = "8h"
+
+[cache]
+poll_interval = "100ms"
+
+[coa]
+timeout = "200ms"
+retries = 2
+check_interval = "1s"
+{extra}
+"#
+    )
+}
+
+/// The server on ephemeral ports, a registry, and the test's NAS socket.
+struct Rig {
+    db: TestDb,
+    registry: Registry,
+    auth: SocketAddr,
+    acct: SocketAddr,
+    nas: UdpSocket,
+    config_path: tempfile::NamedTempFile,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Rig {
+    async fn start(backend: Backend) -> Rig {
+        let db = TestDb::new(backend).await;
+        let nas = UdpSocket::bind("127.0.0.1:0").await.expect("bind NAS");
+        let port = nas.local_addr().expect("addr").port();
+        let text = config_text(&db.url, port, "");
+        let cfg = Config::from_toml(&text, Path::new("test.toml"), Vec::new()).expect("config");
+        let config_path = tempfile::NamedTempFile::new().expect("temp");
+        std::fs::write(config_path.path(), &text).expect("write config");
+        let registry = Registry::connect(
+            &cfg.database.url,
+            4,
+            Rules {
+                max_devices_per_owner: 5,
+                timezone: cfg.policy.timezone,
+            },
+        )
+        .await
+        .expect("connect");
+        registry.migrate().await.expect("migrate");
+        let server = Server::bind(&cfg, registry.store_arc())
+            .await
+            .expect("bind");
+        let auth = server.auth_addr().expect("auth");
+        let acct = server.acct_addr().expect("acct");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Rig {
+            db,
+            registry,
+            auth,
+            acct,
+            nas,
+            config_path,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task");
+        }
+    }
+
+    /// The next datagram at the NAS socket, within `limit`.
+    async fn nas_receive(&self, limit: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(limit, self.nas.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) => Some((buf[..n].to_vec(), from)),
+            _ => None,
+        }
+    }
+
+    /// Answers a request at the NAS socket.
+    async fn nas_answer(&self, request: &[u8], to: SocketAddr, code: u8, cause: Option<u32>) {
+        let p = Packet::parse(request).expect("request parses");
+        let mut b = Builder::with_message_authenticator(code, p.identifier());
+        if let Some(c) = cause {
+            b.add_u32(dict::ERROR_CAUSE, c).expect("fits");
+        }
+        let (mut buf, off) = b.into_unsigned();
+        sign_response(&mut buf, off, &p.authenticator(), SECRET.as_bytes());
+        self.nas.send_to(&buf, to).await.expect("answer");
+    }
+
+    async fn coa_records(&self) -> Vec<CoaRecord> {
+        self.registry
+            .store()
+            .coa_requests(None, 50)
+            .await
+            .expect("coa_requests")
+    }
+
+    /// Waits (up to 3 s) for a recorded request with a final result.
+    async fn coa_record(&self, n: usize) -> Vec<CoaRecord> {
+        let start = Instant::now();
+        loop {
+            let rows = self.coa_records().await;
+            if rows.len() >= n || start.elapsed() > Duration::from_secs(3) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// What radclient printed about the reply.
+#[derive(Debug)]
+struct Reply {
+    code: Option<String>,
+    attrs: Vec<(String, String)>,
+}
+
+impl Reply {
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name || k.split_once(':').is_some_and(|(n, _)| n == name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn radclient(to: SocketAddr, kind: &str, attrs: &str) -> Reply {
+    let mut child = tokio::process::Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", "1", &to.to_string(), kind, SECRET])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("radclient not found: install Debian's freeradius-utils");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(attrs.as_bytes()).await.expect("write");
+    }
+    let out = child.wait_with_output().await.expect("radclient ran");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut code = None;
+    let mut attrs = Vec::new();
+    let mut in_reply = false;
+    for line in output.lines() {
+        if let Some(rest) = line.strip_prefix("Received ") {
+            code = rest.split_whitespace().next().map(str::to_string);
+            in_reply = true;
+            continue;
+        }
+        if line.starts_with("Sent ") {
+            in_reply = false;
+        }
+        if in_reply {
+            if let Some((k, v)) = line.trim().split_once(" = ") {
+                attrs.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+            }
+        }
+    }
+    Reply { code, attrs }
+}
+
+fn mab_attrs(mac: &str) -> String {
+    format!(
+        "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{}\"\n\
+         Called-Station-Id = \"00-11-22-33-44-55:Gemeente-Werkplek\"\nNAS-IP-Address = 127.0.0.1\n\
+         NAS-Port-Type = Wireless-802.11\nService-Type = Call-Check\nMessage-Authenticator = 0x00\n",
+        mac.to_uppercase()
+    )
+}
+
+fn ict() -> Change {
+    Change::by("ict.test")
+}
+
+/// An owner with one compliant device; returns the device id.
+async fn seed(reg: &Registry, username: &str, mac: &str) -> uuid::Uuid {
+    let month_ago = Change {
+        actor: "ict.test".into(),
+        now: (Utc::now() - Days::new(40)).trunc_subsecs(6),
+    };
+    reg.add_owner(
+        NewOwner {
+            username: username.into(),
+            display_name: format!("Test {username}"),
+            email: None,
+            role: Role::Staff,
+            department: None,
+            valid_from: None,
+            valid_until: None,
+        },
+        &month_ago,
+    )
+    .await
+    .expect("owner");
+    let id = reg
+        .register_device(
+            NewDevice {
+                owner: username.into(),
+                macs: vec![MacAddr::parse_any(mac).expect("mac")],
+                label: format!("laptop {mac}"),
+                kind: DeviceKind::Laptop,
+            },
+            &month_ago,
+        )
+        .await
+        .expect("device")
+        .id;
+    reg.set_compliance(&DeviceRef::Id(id), Compliance::Compliant, None, &ict())
+        .await
+        .expect("compliance");
+    id
+}
+
+/// MAB with radclient, then an accounting Start echoing the Class: the device is connected
+/// in the workspace VLAN. Returns its open session.
+async fn connect(rig: &Rig, mac: &str, acct_session_id: &str) -> Session {
+    let reply = radclient(rig.auth, "auth", &mab_attrs(mac)).await;
+    assert_eq!(reply.code.as_deref(), Some("Access-Accept"), "{reply:?}");
+    assert_eq!(reply.attr("Tunnel-Private-Group-Id"), Some("100"));
+    let class = reply.attr("Class").expect("a Class").to_string();
+    let start = format!(
+        "Acct-Status-Type = Start\nAcct-Session-Id = \"{acct_session_id}\"\nUser-Name = \"{mac}\"\n\
+         Calling-Station-Id = \"{}\"\nNAS-IP-Address = 127.0.0.1\nClass = {class}\n",
+        mac.to_uppercase()
+    );
+    let reply = radclient(rig.acct, "acct", &start).await;
+    assert_eq!(reply.code.as_deref(), Some("Accounting-Response"));
+    let sessions = rig
+        .registry
+        .store()
+        .sessions(&SessionFilter {
+            active_only: true,
+            mac: None,
+            limit: None,
+        })
+        .await
+        .expect("sessions");
+    let s = sessions
+        .into_iter()
+        .find(|s| s.acct_session_id == acct_session_id)
+        .expect("the session is open");
+    assert!(s.device_id.is_some());
+    s
+}
+
+/// The Disconnect-Request must arrive within `limit`, be signed with the client's secret, and
+/// name the session. Returns it, its sender and how long it took.
+async fn expect_disconnect(
+    rig: &Rig,
+    since: Instant,
+    limit: Duration,
+    acct_session_id: &str,
+    mac: &str,
+) -> (Vec<u8>, SocketAddr, Duration) {
+    let (req, from) = rig
+        .nas_receive(limit)
+        .await
+        .expect("a Disconnect-Request at the NAS");
+    let took = since.elapsed();
+    let p = Packet::parse(&req).expect("parses");
+    assert_eq!(p.code(), code::DISCONNECT_REQUEST);
+    // RFC 5176 §2.3 Request Authenticator, §3.3 Message-Authenticator
+    assert!(check_accounting_authenticator(&p, SECRET.as_bytes()));
+    assert_eq!(check_request_ma(&p, SECRET.as_bytes()), MaCheck::Valid);
+    assert_eq!(p.text(dict::ACCT_SESSION_ID), Some(acct_session_id));
+    assert_eq!(
+        p.text(dict::CALLING_STATION_ID),
+        Some(mac.to_uppercase().as_str())
+    );
+    assert_eq!(p.ipv4(dict::NAS_IP_ADDRESS), Some([127, 0, 0, 1].into()));
+    assert!(p.u32(dict::EVENT_TIMESTAMP).is_some());
+    (req, from, took)
+}
+
+async fn expect_audit(rig: &Rig, device: uuid::Uuid, action: &str) {
+    let start = Instant::now();
+    loop {
+        let entries = rig
+            .registry
+            .store()
+            .audit(&AuditFilter {
+                target_id: Some(device.to_string()),
+                actor: None,
+                limit: Some(20),
+            })
+            .await
+            .expect("audit");
+        if let Some(e) = entries.iter().find(|e| e.action == action) {
+            let after = e.after.as_ref().expect("after");
+            assert!(after.get("result").is_some(), "{after}");
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no {action} audit entry for {device}: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+both_stores!(noncompliant_device_is_disconnected, |backend| async move {
+    let mut rig = Rig::start(backend).await;
+    let mac = "02-00-00-00-c0-01";
+    let device = seed(&rig.registry, "a.staff", mac).await;
+    let session = connect(&rig, mac, "sess-nc-1").await;
+
+    let t0 = Instant::now();
+    rig.registry
+        .set_compliance(
+            &DeviceRef::Id(device),
+            Compliance::Noncompliant,
+            Some("antivirus off".into()),
+            &ict(),
+        )
+        .await
+        .expect("noncompliant");
+    let (req, from, took) =
+        expect_disconnect(&rig, t0, Duration::from_secs(1), "sess-nc-1", mac).await;
+    eprintln!("{backend:?}: registry change to Disconnect-Request: {took:?}");
+    rig.nas_answer(&req, from, DISCONNECT_ACK, None).await;
+
+    let rows = rig.coa_record(1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].result, "ack");
+    assert_eq!(rows[0].kind, "disconnect");
+    assert_eq!(rows[0].session_id, Some(session.id));
+    assert_eq!(rows[0].device_id, Some(device));
+    assert!(
+        rows[0].reason.starts_with("device.compliance by ict.test"),
+        "{}",
+        rows[0].reason
+    );
+    assert!(rows[0].answered_at.is_some());
+    expect_audit(&rig, device, "session.disconnect").await;
+
+    // the device comes back, and lands in quarantine
+    let reply = radclient(rig.auth, "auth", &mab_attrs(mac)).await;
+    assert_eq!(reply.code.as_deref(), Some("Access-Accept"));
+    assert_eq!(reply.attr("Tunnel-Private-Group-Id"), Some("666"));
+
+    // one trigger, one request: nothing more arrives (the periodic check agrees)
+    assert!(rig.nas_receive(Duration::from_millis(1500)).await.is_none());
+    rig.stop().await;
+});
+
+both_stores!(revoked_device_is_disconnected, |backend| async move {
+    let mut rig = Rig::start(backend).await;
+    let mac = "02-00-00-00-c0-02";
+    let device = seed(&rig.registry, "b.staff", mac).await;
+    connect(&rig, mac, "sess-rv-1").await;
+
+    let t0 = Instant::now();
+    rig.registry
+        .set_device_status(
+            &DeviceRef::Id(device),
+            DeviceStatus::Revoked,
+            Some("left the municipality".into()),
+            &ict(),
+        )
+        .await
+        .expect("revoke");
+    let (req, from, took) =
+        expect_disconnect(&rig, t0, Duration::from_secs(1), "sess-rv-1", mac).await;
+    eprintln!("{backend:?}: revoke to Disconnect-Request: {took:?}");
+    rig.nas_answer(&req, from, DISCONNECT_ACK, None).await;
+    let rows = rig.coa_record(1).await;
+    assert_eq!(rows[0].result, "ack");
+    assert!(rows[0].reason.starts_with("device.revoke by ict.test"));
+    expect_audit(&rig, device, "session.disconnect").await;
+
+    let reply = radclient(rig.auth, "auth", &mab_attrs(mac)).await;
+    assert_eq!(reply.code.as_deref(), Some("Access-Reject"));
+    rig.stop().await;
+});
+
+both_stores!(
+    ended_contract_is_disconnected_by_the_check,
+    |backend| async move {
+        let mut rig = Rig::start(backend).await;
+        let mac = "02-00-00-00-c0-03";
+        let device = seed(&rig.registry, "c.temp", mac).await;
+        connect(&rig, mac, "sess-ct-1").await;
+
+        // let the enforcer see the seeding changes first, so that only the check is left
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // the contract ended (midnight passed): no registry change, only the clock
+        rig.db
+            .execute("UPDATE owners SET valid_until = '2020-01-31' WHERE username = 'c.temp'")
+            .await
+            .expect("update");
+        let t0 = Instant::now();
+        // check_interval is 1 s
+        let (req, from, took) =
+            expect_disconnect(&rig, t0, Duration::from_millis(1500), "sess-ct-1", mac).await;
+        eprintln!("{backend:?}: contract end found by the check after {took:?}");
+        rig.nas_answer(&req, from, DISCONNECT_ACK, None).await;
+        let rows = rig.coa_record(1).await;
+        assert_eq!(rows[0].result, "ack");
+        assert!(
+            rows[0].reason.starts_with("periodic check"),
+            "{}",
+            rows[0].reason
+        );
+        expect_audit(&rig, device, "session.disconnect").await;
+
+        // the disconnect's audit entry moved the change marker: the cache is dropped
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reply = radclient(rig.auth, "auth", &mab_attrs(mac)).await;
+        assert_eq!(reply.code.as_deref(), Some("Access-Reject"));
+        rig.stop().await;
+    }
+);
+
+both_stores!(
+    nak_503_is_recorded_and_closes_the_session,
+    |backend| async move {
+        let mut rig = Rig::start(backend).await;
+        let mac = "02-00-00-00-c0-04";
+        let device = seed(&rig.registry, "d.staff", mac).await;
+        let session = connect(&rig, mac, "sess-nak-1").await;
+        let t0 = Instant::now();
+        rig.registry
+            .set_device_status(&DeviceRef::Id(device), DeviceStatus::Lost, None, &ict())
+            .await
+            .expect("lost");
+        let (req, from, _) =
+            expect_disconnect(&rig, t0, Duration::from_secs(1), "sess-nak-1", mac).await;
+        rig.nas_answer(&req, from, DISCONNECT_NAK, Some(503)).await;
+        let rows = rig.coa_record(1).await;
+        assert_eq!(rows[0].result, "nak");
+        assert_eq!(rows[0].error_cause, Some(503));
+        // the NAS has no such session: the row is closed
+        let start = Instant::now();
+        loop {
+            let s = rig
+                .registry
+                .store()
+                .session_by_id(session.id)
+                .await
+                .expect("session")
+                .expect("exists");
+            if s.stopped_at.is_some() {
+                assert_eq!(s.terminate_cause.as_deref(), Some("NAS-Session-Not-Found"));
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "session not closed"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        expect_audit(&rig, device, "session.disconnect").await;
+        rig.stop().await;
+    }
+);
+
+both_stores!(
+    silent_nas_gets_retransmissions_then_timeout,
+    |backend| async move {
+        let mut rig = Rig::start(backend).await;
+        let mac = "02-00-00-00-c0-05";
+        let device = seed(&rig.registry, "e.staff", mac).await;
+        connect(&rig, mac, "sess-to-1").await;
+        let t0 = Instant::now();
+        rig.registry
+            .set_compliance(
+                &DeviceRef::Id(device),
+                Compliance::Noncompliant,
+                None,
+                &ict(),
+            )
+            .await
+            .expect("noncompliant");
+        let (first, _, _) =
+            expect_disconnect(&rig, t0, Duration::from_secs(1), "sess-to-1", mac).await;
+        // timeout 200 ms, doubled: retransmissions after 200 and 600 ms, identical datagrams
+        for _ in 0..2 {
+            let (again, _) = rig
+                .nas_receive(Duration::from_secs(1))
+                .await
+                .expect("a retransmission");
+            assert_eq!(again, first, "same identifier and authenticator");
+        }
+        let rows = rig.coa_record(1).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].result, "timeout");
+        assert_eq!(rows[0].attempts, 3);
+        assert!(rows[0].answered_at.is_none());
+        rig.stop().await;
+    }
+);
+
+fn cli(rig: &Rig, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(rig.config_path.path())
+        .args(["--actor", "helpdesk.test"])
+        .args(args)
+        .output()
+        .expect("run poortwachter")
+}
+
+both_stores!(session_kick_from_the_cli, |backend| async move {
+    let mut rig = Rig::start(backend).await;
+    let mac = "02-00-00-00-c0-06";
+    let device = seed(&rig.registry, "f.staff", mac).await;
+    let session = connect(&rig, mac, "sess-kick-1").await;
+    let id = session.id.to_string();
+    let config = rig.config_path.path().to_path_buf();
+    let cmd = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--actor", "helpdesk.test", "session", "kick", &id])
+            .args(["--reason", "user asked"])
+            .output()
+            .expect("run poortwachter")
+    });
+    let (req, from, _) = expect_disconnect(
+        &rig,
+        Instant::now(),
+        Duration::from_secs(5),
+        "sess-kick-1",
+        mac,
+    )
+    .await;
+    rig.nas_answer(&req, from, DISCONNECT_ACK, None).await;
+    let out = cmd.await.expect("cli");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Disconnect-ACK"), "{stdout}");
+    let rows = rig.coa_record(1).await;
+    assert_eq!(rows[0].actor, "helpdesk.test");
+    assert_eq!(rows[0].result, "ack");
+    assert_eq!(rows[0].reason, "session kick by helpdesk.test: user asked");
+    expect_audit(&rig, device, "session.disconnect").await;
+
+    // by Acct-Session-Id, and the NAS answers NAK 503: recorded, non-zero exit
+    let config = rig.config_path.path().to_path_buf();
+    let cmd = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["session", "kick", "sess-kick-1"])
+            .output()
+            .expect("run poortwachter")
+    });
+    let (req, from) = rig
+        .nas_receive(Duration::from_secs(5))
+        .await
+        .expect("second kick");
+    rig.nas_answer(&req, from, DISCONNECT_NAK, Some(503)).await;
+    let out = cmd.await.expect("cli");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Session Context Not Found"), "{stdout}");
+    // the session is closed now: a third kick is refused without sending
+    let out = cli(&rig, &["session", "kick", &session.id.to_string()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already ended"));
+    rig.stop().await;
+});
+
+/// A change made by the CLI in another process: the SQLite poll finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_from_another_process_disconnects_sqlite() {
+    let mut rig = Rig::start(Backend::Sqlite).await;
+    let mac = "02-00-00-00-c0-07";
+    let device = seed(&rig.registry, "g.staff", mac).await;
+    connect(&rig, mac, "sess-cli-1").await;
+    let t0 = Instant::now();
+    let out = cli(
+        &rig,
+        &[
+            "device",
+            "revoke",
+            &device.to_string(),
+            "--reason",
+            "stolen",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_done = t0.elapsed();
+    let (req, from, took) = expect_disconnect(
+        &rig,
+        t0,
+        cli_done + Duration::from_secs(1),
+        "sess-cli-1",
+        mac,
+    )
+    .await;
+    eprintln!("sqlite, CLI in another process: {took:?} (the CLI itself took {cli_done:?})");
+    rig.nas_answer(&req, from, DISCONNECT_ACK, None).await;
+    let rows = rig.coa_record(1).await;
+    assert!(rows[0].reason.starts_with("device.revoke by helpdesk.test"));
+    rig.stop().await;
+}
