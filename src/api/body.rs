@@ -51,6 +51,13 @@ where
         } else {
             &bytes
         };
+        // serde reads a struct from an array too; every body of this API is an object
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed JSON: the body must be a JSON object",
+            ));
+        }
         parse_json(bytes).map(JsonBody)
     }
 }
@@ -70,13 +77,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = without_position(&inner.to_string());
-        if inner.is_syntax() || inner.is_eof() {
+        // serde_json reports a value of the wrong JSON kind for an enum as a syntax error:
+        // with a path it is about that field
+        let at_root = path == "." || path.is_empty();
+        if inner.is_eof() || (inner.is_syntax() && at_root) {
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("malformed JSON: {message}"),
             );
         }
         let field = field_of(&path, &message);
+        let message = if inner.is_syntax() {
+            "not a valid value for this field".to_string()
+        } else {
+            message
+        };
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message,

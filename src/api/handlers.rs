@@ -304,7 +304,9 @@ pub async fn register_device(
     JsonBody(body): JsonBody<DeviceBody>,
 ) -> ApiResult<(StatusCode, Json<Registered>)> {
     for (i, mac) in body.macs.iter().enumerate() {
+        // the registry checks them all again; here each is named by its place
         MacAddr::parse_any(mac)
+            .and_then(MacAddr::check_device)
             .map_err(|e| ApiError::field(format!("macs[{i}]"), e.to_string()))?;
     }
     let (new, warnings) = NewDevice::from_input(&body.owner, &body.macs, &body.label, body.kind)

@@ -1,0 +1,1106 @@
+//! The admin HTTP API over real HTTP, on both stores: each scope refused where it must be,
+//! bad bodies refused with the field named and nothing written, the audit trail complete,
+//! HTTPS with a certificate from our own CA, and the `token` commands of the CLI.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use poortwachter::api::Api;
+use poortwachter::config::Config;
+use poortwachter::registry::tokens::TokenScope;
+use poortwachter::registry::{Change, Registry, Rules};
+use serde_json::{json, Value};
+use support::{Backend, TestDb};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const BIN: &str = env!("CARGO_BIN_EXE_poortwachter");
+
+fn config_text(url: &str, dir: &Path, extra: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[database]
+url = "{url}"
+
+[radius]
+auth_listen = "127.0.0.1:18120"
+acct_listen = "127.0.0.1:18130"
+
+[[radius.clients]]
+name = "test-ap"
+network = "127.0.0.1/32"
+secret = "test-secret-0123456789"
+
+[vlans]
+workspace = 100
+guest = 200
+quarantine = 666
+
+[policy]
+max_devices_per_owner = 2
+
+[pki]
+ca_cert = "{d}/ca.pem"
+ca_key = "{d}/ca.key"
+
+[eap]
+server_cert = "{d}/server.pem"
+server_key = "{d}/server.key"
+server_name = "radius.test"
+
+[api]
+listen = "127.0.0.1:0"
+max_body = 1024
+{extra}
+"#
+    )
+}
+
+/// A running API over a fresh database, with one token of each scope.
+struct Env {
+    db: TestDb,
+    registry: Registry,
+    api: Option<Api>,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    admin: String,
+    helpdesk: String,
+    posture: String,
+}
+
+impl Env {
+    async fn new(backend: Backend) -> Env {
+        Env::with(backend, false).await
+    }
+
+    async fn with(backend: Backend, https: bool) -> Env {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let extra = if https {
+            format!(
+                "tls_cert = \"{0}/server.pem\"\ntls_key = \"{0}/server.key\"",
+                dir.path().display()
+            )
+        } else {
+            String::new()
+        };
+        let text = config_text(&db.url, dir.path(), &extra);
+        let config = Config::from_toml(&text, Path::new("test.toml"), Vec::new()).unwrap();
+        poortwachter::pki::init_ca(
+            &poortwachter::pki::CaFiles::from_config(&config),
+            &config.pki,
+            &config.eap.server_name,
+            config.pki.key_type,
+            false,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let registry = Registry::connect(
+            &db.url,
+            4,
+            Rules {
+                max_devices_per_owner: 2,
+                timezone: config.policy.timezone,
+            },
+        )
+        .await
+        .unwrap();
+        registry.migrate().await.unwrap();
+        let setup = Change::by("test-setup");
+        let mut tokens = Vec::new();
+        for (name, scope) in [
+            ("admin-1", TokenScope::Admin),
+            ("helpdesk-1", TokenScope::Helpdesk),
+            ("posture-1", TokenScope::Posture),
+        ] {
+            let (_, secret) = registry.create_token(name, scope, &setup).await.unwrap();
+            tokens.push(secret.expose().to_string());
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let api = Api::serve(Arc::new(config), registry.clone(), listener).unwrap();
+        let addr = api.local_addr();
+        Env {
+            db,
+            registry,
+            api: Some(api),
+            addr,
+            dir,
+            admin: tokens[0].clone(),
+            helpdesk: tokens[1].clone(),
+            posture: tokens[2].clone(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Resp {
+        let ct = body.map(|_| "application/json");
+        http(
+            self.addr,
+            method,
+            path,
+            token,
+            ct,
+            body.unwrap_or("").as_bytes(),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call("POST", path, Some(token), Some(&body.to_string()))
+            .await
+    }
+
+    /// Rows in the tables a change writes.
+    async fn counts(&self) -> [i64; 5] {
+        [
+            self.db.count("owners").await,
+            self.db.count("devices").await,
+            self.db.count("device_macs").await,
+            self.db.count("audit_log").await,
+            self.db.count("certificates").await,
+        ]
+    }
+
+    async fn stop(mut self) {
+        if let Some(api) = self.api.take() {
+            api.shutdown().await;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}), status {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the status and that the answer is a JSON error; returns its `field`.
+    fn error(&self, status: u16) -> Option<String> {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let v = self.json();
+        assert!(v["error"].is_string(), "no error message: {v}");
+        v["field"].as_str().map(str::to_string)
+    }
+}
+
+/// A tiny HTTP/1.1 client: one request per connection (`Connection: close`).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Resp {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    // the server may answer (413) and close before reading all of it
+    let _ = stream.write_all(&request).await;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // a reset after the answer (unread request body) still leaves the answer
+            Err(_) if !raw.is_empty() => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
+                .unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[end + 2..end + 2 + size]);
+            rest = &rest[end + 2 + size + 2..];
+        }
+        body = out;
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn owner_body(username: &str) -> Value {
+    json!({"username": username, "display_name": "Jan de Vries", "role": "staff",
+           "email": "jan@example.org"})
+}
+
+both_stores!(each_scope_is_refused_where_it_must_be, |b| async move {
+    let env = Env::new(b).await;
+    // public: health and the OpenAPI document
+    let r = env.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(r.status, 200);
+    let doc = env
+        .call("GET", "/api/v1/openapi.json", None, None)
+        .await
+        .json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/owners",
+        "/owners/{username}",
+        "/owners/{username}/disable",
+        "/owners/{username}/enable",
+        "/devices",
+        "/devices/{id}",
+        "/devices/{id}/revoke",
+        "/devices/{id}/lost",
+        "/devices/{id}/found",
+        "/devices/{id}/compliance",
+        "/devices/{id}/certificate",
+        "/devices/{id}/posture",
+        "/sessions",
+        "/decisions",
+        "/audit",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    // no token, a wrong one, another scheme: 401 with a Bearer challenge
+    for auth in [None, Some("pw_not-a-token"), Some("garbage")] {
+        let r = env.call("GET", "/api/v1/owners", auth, None).await;
+        r.error(401);
+        assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    }
+    let r = http(env.addr, "GET", "/api/v1/owners", None, None, b"").await;
+    r.error(401);
+
+    // helpdesk reads, does not write
+    assert_eq!(env.get("/api/v1/owners", &env.helpdesk).await.status, 200);
+    assert_eq!(env.get("/api/v1/audit", &env.helpdesk).await.status, 200);
+    assert_eq!(
+        env.get("/api/v1/sessions?active=true", &env.helpdesk)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        env.get("/api/v1/decisions?limit=5", &env.helpdesk)
+            .await
+            .status,
+        200
+    );
+    let before = env.counts().await;
+    env.post("/api/v1/owners", &env.helpdesk, owner_body("j.devries"))
+        .await
+        .error(403);
+    // admin writes
+    let r = env
+        .post("/api/v1/owners", &env.admin, owner_body("j.devries"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let r = env
+        .post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"owner": "j.devries", "macs": ["00:1b:21:0a:bc:01"], "label": "ThinkPad"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let id = r.json()["device"]["id"].as_str().unwrap().to_string();
+    for path in [
+        format!("/api/v1/devices/{id}/revoke"),
+        format!("/api/v1/devices/{id}/lost"),
+        format!("/api/v1/devices/{id}/compliance"),
+        format!("/api/v1/devices/{id}/certificate"),
+        format!("/api/v1/devices/{id}/posture"),
+        "/api/v1/owners/j.devries/disable".to_string(),
+    ] {
+        let r = env.post(&path, &env.helpdesk, json!({"reason": "x"})).await;
+        r.error(403);
+    }
+    let r = env
+        .call(
+            "PUT",
+            &format!("/api/v1/devices/{id}/compliance"),
+            Some(&env.helpdesk),
+            Some(r#"{"state": "compliant"}"#),
+        )
+        .await;
+    r.error(403);
+    // posture: only posture reports
+    for path in ["/api/v1/owners", "/api/v1/devices", "/api/v1/audit"] {
+        env.get(path, &env.posture).await.error(403);
+    }
+    env.get(&format!("/api/v1/devices/{id}"), &env.posture)
+        .await
+        .error(403);
+    env.post(
+        &format!("/api/v1/devices/{id}/lost"),
+        &env.posture,
+        json!({}),
+    )
+    .await
+    .error(403);
+    env.post("/api/v1/owners", &env.posture, owner_body("x.y"))
+        .await
+        .error(403);
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{id}/posture"),
+            &env.posture,
+            json!({}),
+        )
+        .await;
+    assert_ne!(r.status, 403, "posture may post posture reports");
+    assert_ne!(r.status, 401);
+    let after = env.counts().await;
+    // the admin's owner and device, each with its audit entry: nothing from refused calls
+    assert_eq!(after[0], before[0] + 1);
+    assert_eq!(after[1], before[1] + 1);
+    assert_eq!(after[3], before[3] + 2);
+
+    // a revoked token is refused from then on
+    env.registry
+        .revoke_token("helpdesk-1", &Change::by("test"))
+        .await
+        .unwrap();
+    let r = env.get("/api/v1/owners", &env.helpdesk).await;
+    r.error(401);
+    assert!(r.header("www-authenticate").is_some());
+    // the token's use was recorded
+    let tokens = env.registry.tokens().await.unwrap();
+    let admin = tokens.iter().find(|t| t.name == "admin-1").unwrap();
+    assert!(admin.last_used_at.is_some());
+    env.stop().await;
+});
+
+both_stores!(bad_requests_are_refused_and_write_nothing, |b| async move {
+    let env = Env::new(b).await;
+    let r = env
+        .post("/api/v1/owners", &env.admin, owner_body("a.bakker"))
+        .await;
+    assert_eq!(r.status, 201);
+    let start = env.counts().await;
+    let admin = Some(env.admin.as_str());
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        // (path, body, field)
+        (
+            "/api/v1/owners",
+            r#"{"username": "x", "display_name": "#,
+            None,
+        ),
+        (
+            "/api/v1/owners",
+            r#"{"username": "x", "role": "staff"}"#,
+            Some("display_name"),
+        ),
+        (
+            "/api/v1/owners",
+            r#"{"username": "x", "display_name": "X", "role": 7}"#,
+            Some("role"),
+        ),
+        (
+            "/api/v1/owners",
+            r#"{"username": "x", "display_name": "X", "role": "boss"}"#,
+            Some("role"),
+        ),
+        (
+            "/api/v1/owners",
+            r#"{"username": "x", "display_name": "X", "role": "staff", "shoe_size": 44}"#,
+            Some("shoe_size"),
+        ),
+        (
+            "/api/v1/owners",
+            r#"{"username": "x y", "display_name": "X", "role": "staff"}"#,
+            Some("username"),
+        ),
+        (
+            "/api/v1/owners",
+            r#"{"username": "t.emp", "display_name": "X", "role": "temp"}"#,
+            Some("valid_until"),
+        ),
+        (
+            "/api/v1/owners",
+            r#"{"username": "t.emp", "display_name": "X", "role": "temp", "valid_until": "31-12-2030"}"#,
+            Some("valid_until"),
+        ),
+        ("/api/v1/owners", r#"[1, 2]"#, None),
+        (
+            "/api/v1/owners",
+            r#"{"username": "x", "display_name": "X", "role": "staff"} trailing"#,
+            None,
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "label": "L"}"#,
+            Some("macs"),
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "macs": "00:1b:21:0a:bc:01", "label": "L"}"#,
+            Some("macs"),
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "macs": ["00:1b:21:0a:bc:01", 5], "label": "L"}"#,
+            Some("macs[1]"),
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "macs": ["not-a-mac"], "label": "L"}"#,
+            Some("macs[0]"),
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "macs": ["ff:ff:ff:ff:ff:ff"], "label": "L"}"#,
+            Some("macs[0]"),
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "macs": [], "label": "L"}"#,
+            Some("macs"),
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "macs": ["00:1b:21:0a:bc:01"], "label": " "}"#,
+            Some("label"),
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "macs": ["00:1b:21:0a:bc:01"], "label": "L", "kind": "fridge"}"#,
+            Some("kind"),
+        ),
+        (
+            "/api/v1/devices",
+            r#"{"owner": "a.bakker", "macs": ["00:1b:21:0a:bc:01"], "label": "L", "vlan": 5}"#,
+            Some("vlan"),
+        ),
+    ];
+    for (path, body, field) in cases {
+        let r = env.call("POST", path, admin, Some(body)).await;
+        assert_eq!(
+            r.error(400).as_deref(),
+            *field,
+            "{path} {body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // a device to act on
+    let r = env
+        .post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"owner": "a.bakker", "macs": ["00:1b:21:0a:bc:02"], "label": "Phone", "kind": "phone"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let id = r.json()["device"]["id"].as_str().unwrap().to_string();
+    let start = [start[0], start[1] + 1, start[2] + 1, start[3] + 1, start[4]];
+    let revoke = format!("/api/v1/devices/{id}/revoke");
+    let compliance = format!("/api/v1/devices/{id}/compliance");
+    for (path, body, field) in [
+        (revoke.as_str(), "{}", Some("reason")),
+        (revoke.as_str(), r#"{"reason": "  "}"#, Some("reason")),
+        (revoke.as_str(), r#"{"reason": 3}"#, Some("reason")),
+        (compliance.as_str(), r#"{"state": "green"}"#, Some("state")),
+        (compliance.as_str(), r#"{"note": "x"}"#, Some("state")),
+        (
+            compliance.as_str(),
+            &format!(r#"{{"state": "compliant", "note": "{}"}}"#, "n".repeat(501)),
+            Some("note"),
+        ),
+    ] {
+        let r = env.call("POST", path, admin, Some(body)).await;
+        assert_eq!(r.error(400).as_deref(), field, "{path} {body}");
+    }
+    // bad query parameters
+    env.get("/api/v1/owners?limit=0", &env.admin)
+        .await
+        .error(400);
+    assert_eq!(
+        env.get("/api/v1/owners?limit=5000", &env.admin)
+            .await
+            .error(400)
+            .as_deref(),
+        Some("limit")
+    );
+    assert_eq!(
+        env.get("/api/v1/owners?limit=x", &env.admin)
+            .await
+            .error(400)
+            .as_deref(),
+        Some("limit")
+    );
+    assert_eq!(
+        env.get("/api/v1/owners?colour=red", &env.admin)
+            .await
+            .error(400)
+            .as_deref(),
+        Some("colour")
+    );
+    assert_eq!(
+        env.get("/api/v1/devices?status=gone", &env.admin)
+            .await
+            .error(400)
+            .as_deref(),
+        Some("status")
+    );
+    assert_eq!(
+        env.get("/api/v1/sessions?mac=nope", &env.admin)
+            .await
+            .error(400)
+            .as_deref(),
+        Some("mac")
+    );
+    // not JSON: 415
+    let r = http(
+        env.addr,
+        "POST",
+        "/api/v1/owners",
+        admin,
+        Some("text/plain"),
+        b"username=x",
+    )
+    .await;
+    r.error(415);
+    let r = http(
+        env.addr,
+        "POST",
+        "/api/v1/owners",
+        admin,
+        None,
+        br#"{"username": "x"}"#,
+    )
+    .await;
+    r.error(415);
+    // too large: 413
+    let big = format!(
+        r#"{{"username": "x", "display_name": "{}", "role": "staff"}}"#,
+        "x".repeat(2000)
+    );
+    let r = env.call("POST", "/api/v1/owners", admin, Some(&big)).await;
+    r.error(413);
+    // unknown route: 404; wrong method: 405 with Allow
+    env.get("/api/v1/nothing", &env.admin).await.error(404);
+    env.get("/nothing", &env.admin).await.error(404);
+    let r = env.call("DELETE", "/api/v1/owners", admin, None).await;
+    r.error(405);
+    let allow = r.header("allow").unwrap().to_string();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    env.call("GET", &revoke, admin, None).await.error(405);
+    // not found, conflicts: 404, 409
+    env.get("/api/v1/owners/nobody", &env.admin)
+        .await
+        .error(404);
+    env.get(
+        "/api/v1/devices/00000000-0000-0000-0000-000000000000",
+        &env.admin,
+    )
+    .await
+    .error(404);
+    env.get("/api/v1/devices/zz", &env.admin).await.error(400);
+    assert_eq!(
+        env.post("/api/v1/owners", &env.admin, owner_body("A.Bakker"))
+            .await
+            .error(409)
+            .as_deref(),
+        Some("username")
+    );
+    assert_eq!(
+        env.post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"owner": "a.bakker", "macs": ["00-1B-21-0A-BC-02"], "label": "Again"})
+        )
+        .await
+        .error(409)
+        .as_deref(),
+        Some("macs")
+    );
+    assert_eq!(
+        env.post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"owner": "nobody", "macs": ["00:1b:21:0a:bc:09"], "label": "X"})
+        )
+        .await
+        .error(404)
+        .as_deref(),
+        Some("owner")
+    );
+    env.post(
+        &format!("/api/v1/devices/{id}/found"),
+        &env.admin,
+        json!({}),
+    )
+    .await
+    .error(409);
+    assert_eq!(
+        env.counts().await,
+        start,
+        "a refused request wrote something"
+    );
+    env.stop().await;
+});
+
+both_stores!(every_change_is_audited_under_the_token, |b| async move {
+    let env = Env::new(b).await;
+    let actor = "api:admin-1";
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for (i, (name, role)) in [
+        ("b.one", "staff"),
+        ("a.two", "contractor"),
+        ("c.three", "staff"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut body = owner_body(name);
+        body["role"] = json!(role);
+        if *role != "staff" {
+            body["valid_until"] = json!("2999-12-31");
+        }
+        let r = env.post("/api/v1/owners", &env.admin, body).await;
+        assert_eq!(r.status, 201, "{i}: {}", r.json());
+        expected.push(("owner.add".into(), name.to_string()));
+    }
+    let r = env
+        .post("/api/v1/devices", &env.admin,
+              json!({"owner": "b.one", "macs": ["00:1b:21:0a:bc:11", "001b.210a.bc12"], "label": "Laptop"}))
+        .await;
+    assert_eq!(r.status, 201);
+    let d1 = r.json()["device"]["id"].as_str().unwrap().to_string();
+    expected.push(("device.register".into(), d1.clone()));
+    let r = env
+        .post("/api/v1/devices", &env.admin,
+              json!({"owner": "b.one", "macs": ["00:1b:21:0a:bc:13"], "label": "Tablet", "kind": "tablet"}))
+        .await;
+    let d2 = r.json()["device"]["id"].as_str().unwrap().to_string();
+    expected.push(("device.register".into(), d2.clone()));
+    // the device limit (2)
+    env.post(
+        "/api/v1/devices",
+        &env.admin,
+        json!({"owner": "b.one", "macs": ["00:1b:21:0a:bc:14"], "label": "Third"}),
+    )
+    .await
+    .error(409);
+
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{d1}/lost"),
+            &env.admin,
+            json!({"reason": "left on the train"}),
+        )
+        .await;
+    assert_eq!(r.json()["status"], "lost");
+    expected.push(("device.lost".into(), d1.clone()));
+    // by MAC, no body at all
+    let r = env
+        .call(
+            "POST",
+            "/api/v1/devices/00-1B-21-0A-BC-11/found",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["status"], "active");
+    expected.push(("device.found".into(), d1.clone()));
+    let r = env
+        .call(
+            "PUT",
+            &format!("/api/v1/devices/{d1}/compliance"),
+            Some(&env.admin),
+            Some(r#"{"state": "compliant", "note": "checked by hand"}"#),
+        )
+        .await;
+    assert_eq!(r.json()["compliance"], "compliant");
+    expected.push(("device.compliance".into(), d1.clone()));
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{d2}/revoke"),
+            &env.admin,
+            json!({"reason": "sold"}),
+        )
+        .await;
+    assert_eq!(r.json()["status"], "revoked");
+    expected.push(("device.revoke".into(), d2.clone()));
+    let r = env
+        .post("/api/v1/owners/a.two/disable", &env.admin, json!({}))
+        .await;
+    assert_eq!(r.json()["disabled"], true);
+    expected.push(("owner.disable".into(), "a.two".into()));
+    let r = env
+        .call(
+            "POST",
+            "/api/v1/owners/a.two/enable",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["disabled"], false);
+    expected.push(("owner.enable".into(), "a.two".into()));
+    // a certificate: the bundle and its password, once; the registry records it
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{d1}/certificate"),
+            &env.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let issued = r.json();
+    assert!(issued["pkcs12"].as_str().unwrap().len() > 100);
+    assert!(issued["password"].as_str().unwrap().len() >= 16);
+    expected.push(("device.issue_cert".into(), d1.clone()));
+    let device = env
+        .get(&format!("/api/v1/devices/{d1}"), &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(device["cert_fingerprint"], issued["fingerprint"]);
+    assert_eq!(device["certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(env.db.count("certificates").await, 1);
+    // a revoked device gets none
+    env.post(
+        &format!("/api/v1/devices/{d2}/certificate"),
+        &env.admin,
+        json!({}),
+    )
+    .await
+    .error(409);
+
+    // the audit log: one entry per change, newest first, all by the token
+    let log = env
+        .get(
+            &format!("/api/v1/audit?by={actor}&limit=1000"),
+            &env.helpdesk,
+        )
+        .await
+        .json();
+    let got: Vec<(String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["target_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert!(log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] == actor));
+    // the certificate's entry holds no key material
+    assert!(!log
+        .to_string()
+        .contains(issued["password"].as_str().unwrap()));
+    assert_eq!(
+        env.db.count("audit_log").await as usize,
+        expected.len() + 3,
+        "3 token.create"
+    );
+    // audit pages
+    let p1 = env
+        .get(&format!("/api/v1/audit?by={actor}&limit=4"), &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(p1["items"].as_array().unwrap().len(), 4);
+    assert_eq!(p1["next_offset"], 4);
+    let p2 = env
+        .get(
+            &format!("/api/v1/audit?by={actor}&limit=4&offset=4"),
+            &env.helpdesk,
+        )
+        .await
+        .json();
+    assert_ne!(p1["items"][0]["id"], p2["items"][0]["id"]);
+    let target = env
+        .get(&format!("/api/v1/audit?target={d1}"), &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(target["items"].as_array().unwrap().len(), 5);
+
+    // owners: pages, filters
+    let p = env
+        .get("/api/v1/owners?limit=2", &env.helpdesk)
+        .await
+        .json();
+    let names: Vec<&str> = p["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.two", "b.one"]);
+    assert_eq!(p["total"], 3);
+    assert_eq!(p["next_offset"], 2);
+    let p = env
+        .get("/api/v1/owners?limit=2&offset=2", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(p["items"][0]["username"], "c.three");
+    assert_eq!(p["next_offset"], Value::Null);
+    let p = env
+        .get("/api/v1/owners?role=contractor", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(p["total"], 1);
+    let p = env
+        .get("/api/v1/owners?disabled=false&role=staff", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(p["total"], 2);
+    assert_eq!(
+        env.get("/api/v1/owners/B.ONE", &env.helpdesk).await.json()["username"],
+        "b.one"
+    );
+    // devices: filters
+    let p = env
+        .get("/api/v1/devices?owner=b.one&status=revoked", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(p["total"], 1);
+    assert_eq!(p["items"][0]["id"], d2.as_str());
+    let p = env
+        .get("/api/v1/devices?limit=1", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(p["total"], 2);
+    assert_eq!(p["items"].as_array().unwrap().len(), 1);
+    env.get("/api/v1/devices?owner=nobody", &env.helpdesk)
+        .await
+        .error(404);
+    env.stop().await;
+});
+
+/// HTTPS with the server certificate `ca init` makes, checked by curl against our CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_our_ca() {
+    let env = Env::with(Backend::Sqlite, true).await;
+    let port = env.addr.port();
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(env.dir.path().join("ca.pem"))
+        .args(["--resolve", &format!("radius.test:{port}:127.0.0.1")])
+        .args(["-H", &format!("Authorization: Bearer {}", env.admin)])
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://radius.test:{port}/api/v1/owners"))
+        .output()
+        .await
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "200", "{body}");
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap()["total"], 0);
+    // plain HTTP on the HTTPS port gets no answer
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(env.addr),
+    )
+    .await;
+    assert!(r.is_ok());
+    env.stop().await;
+}
+
+both_stores!(token_commands_store_only_a_hash, |b| async move {
+    let db = TestDb::new(b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poortwachter.toml");
+    std::fs::write(&config, config_text(&db.url, dir.path(), "")).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--actor", "ict.anna"])
+            .args(args)
+            .env_remove("POORTWACHTER_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run poortwachter")
+    };
+    let out = run(&[
+        "--json",
+        "token",
+        "create",
+        "--name",
+        "servicedesk",
+        "--scope",
+        "helpdesk",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("pw_"));
+    assert_eq!(created["scope"], "helpdesk");
+    // refused: same name (any case), bad scope, bad name
+    for args in [
+        [
+            "token",
+            "create",
+            "--name",
+            "ServiceDesk",
+            "--scope",
+            "admin",
+        ],
+        ["token", "create", "--name", "other", "--scope", "root"],
+        ["token", "create", "--name", "has space", "--scope", "admin"],
+    ] {
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?}");
+    }
+    // the table holds the SHA-256, never the token
+    let hash = poortwachter::registry::tokens::token_hash(&token);
+    // (an UPDATE that changes nothing counts the rows it matches)
+    let matching = format!(
+        "UPDATE api_tokens SET scope = scope WHERE token_hash = '{hash}' AND name = 'servicedesk'"
+    );
+    assert_eq!(db.execute(&matching).await.unwrap(), 1);
+    if b == Backend::Sqlite {
+        let file = db.url.strip_prefix("sqlite:").unwrap();
+        let mut bytes = std::fs::read(file).unwrap();
+        for ext in ["-wal", "-shm"] {
+            bytes.extend(std::fs::read(format!("{file}{ext}")).unwrap_or_default());
+        }
+        let secret = &token.as_bytes()[3..];
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "the token is in the database file"
+        );
+        assert!(bytes.windows(hash.len()).any(|w| w == hash.as_bytes()));
+    }
+    let secret_part = &token[3..];
+    assert_eq!(
+        db.execute(&format!(
+            "UPDATE api_tokens SET scope = scope WHERE token_hash LIKE '%{secret_part}%' OR name LIKE '%{secret_part}%'"
+        ))
+        .await
+        .unwrap(),
+        0
+    );
+    // list, revoke, list
+    let out = run(&["token", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("servicedesk") && text.contains("helpdesk"),
+        "{text}"
+    );
+    assert!(!text.contains(secret_part));
+    let out = run(&["token", "revoke", "SERVICEDESK"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["--json", "token", "list"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list[0]["revoked_at"].is_string());
+    assert!(!run(&["token", "revoke", "nobody"]).status.success());
+    // both changes audited by the CLI's actor, without the token
+    let out = run(&["--json", "audit", "--by", "ict.anna"]);
+    let log: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["token.revoke", "token.create"]);
+    assert!(!log.to_string().contains(secret_part));
+    assert!(!log.to_string().contains(&hash));
+});
