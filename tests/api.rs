@@ -428,16 +428,37 @@ both_stores!(each_scope_is_refused_where_it_must_be, |b| async move {
         .post(
             &format!("/api/v1/devices/{id}/posture"),
             &env.posture,
-            json!({}),
+            json!({"os_name": "windows", "os_version": "10.0.19045", "shoe_size": 3}),
         )
         .await;
-    assert_ne!(r.status, 403, "posture may post posture reports");
-    assert_ne!(r.status, 401);
+    assert_eq!(r.error(400).as_deref(), Some("shoe_size"));
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{id}/posture"),
+            &env.posture,
+            json!({"os_name": "windows", "os_version": "10.0.19045", "pending_updates": 0,
+                   "antivirus_enabled": true,
+                   "antivirus_signatures_updated": chrono::Utc::now().to_rfc3339(),
+                   "firewall_enabled": true, "disk_encrypted": false, "screen_lock": true,
+                   "source": "intune"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let outcome = r.json();
+    assert_eq!(outcome["compliance"], "noncompliant");
+    assert_eq!(outcome["failed"][0]["check"], "disk_encryption");
     let after = env.counts().await;
-    // the admin's owner and device, each with its audit entry: nothing from refused calls
+    // the admin's owner and device and the posture report, each with its audit entry:
+    // nothing from refused calls
     assert_eq!(after[0], before[0] + 1);
     assert_eq!(after[1], before[1] + 1);
-    assert_eq!(after[3], before[3] + 2);
+    assert_eq!(after[3], before[3] + 3);
+    let log = env
+        .get("/api/v1/audit?by=api:posture-1", &env.admin)
+        .await
+        .json();
+    assert_eq!(log["items"][0]["action"], "device.posture");
+    assert_eq!(log["items"].as_array().unwrap().len(), 1);
 
     // a revoked token is refused from then on
     env.registry

@@ -501,11 +501,25 @@ pub async fn issue_certificate(
     Ok(response)
 }
 
-pub async fn post_posture(Path(_id): Path<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "posture reports are not accepted yet: this server has no posture evaluation",
-    )
+/// `POST /devices/{id}/posture`: a report from an MDM or agent, evaluated against
+/// `[compliance]` and recorded with the device's new compliance, as `device posture` does.
+pub async fn post_posture(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(report): JsonBody<crate::posture::PostureReport>,
+) -> ApiResult<Json<crate::posture::PostureOutcome>> {
+    let outcome = state
+        .registry
+        .submit_posture_within(
+            &device_ref(&id)?,
+            report,
+            &state.config.compliance,
+            Some(state.config.policy.compliance_max_age.chrono()),
+            &change(&caller),
+        )
+        .await?;
+    Ok(Json(outcome))
 }
 
 // ---- activity and audit

@@ -175,8 +175,9 @@ pub fn document() -> Value {
                     reference("IssuedCertificate"))), &["404", "409", "503"])},
             "/devices/{id}/posture": {"post": write_op(
                 "Submit a posture report from an MDM or agent", "posture or admin", vec![id_param()],
-                json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}}),
-                ("200", ok("The evaluation", json!({"type": "object"}))), &["404", "501"])},
+                body("PostureReport", true),
+                ("200", ok("The evaluation: the device's compliance now and the checks that failed",
+                    reference("PostureOutcome"))), &["404", "409"])},
             "/sessions": {"get": op("Accounting sessions, newest first", read, vec![
                 query("active", json!({"type": "boolean"}), "Only sessions that have not stopped"),
                 query("mac", json!({"type": "string"}), "Only this device MAC"),
@@ -247,6 +248,22 @@ fn schemas() -> Value {
             "capped_by_contract": {"type": "boolean"},
             "pkcs12": {"type": "string", "contentEncoding": "base64"},
             "password": s, "ca_pem": s}},
+        "PostureReport": {"type": "object", "additionalProperties": false,
+            "required": ["os_name", "os_version"], "properties": {
+            "os_name": s, "os_version": s,
+            "pending_updates": {"type": ["integer", "null"], "minimum": 0},
+            "antivirus_enabled": {"type": ["boolean", "null"]},
+            "antivirus_signatures_updated": opt_time,
+            "firewall_enabled": {"type": ["boolean", "null"]},
+            "disk_encrypted": {"type": ["boolean", "null"]},
+            "screen_lock": {"type": ["boolean", "null"]},
+            "collected_at": opt_time, "source": opt_s}},
+        "PostureOutcome": {"type": "object", "properties": {
+            "device_id": {"type": "string", "format": "uuid"},
+            "compliance": {"enum": ["compliant", "noncompliant"]},
+            "failed": {"type": "array", "items": {"type": "object", "properties": {
+                "check": s, "message": s}}},
+            "report_id": {"type": "integer"}}},
         "Session": {"type": "object"},
         "Decision": {"type": "object"},
         "AuditEntry": {"type": "object", "properties": {
