@@ -454,8 +454,8 @@ both_stores!(
         connect(&rig, mac, "sess-ct-1").await;
 
         // let the enforcer see the seeding changes first, so that only the check is left
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // the contract ended (midnight passed): no registry change, only the clock
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // the contract ended (midnight passed): no registry change, only the clock
         rig.db
             .execute("UPDATE owners SET valid_until = '2020-01-31' WHERE username = 'c.temp'")
             .await
