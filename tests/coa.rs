@@ -676,3 +676,153 @@ async fn change_from_another_process_disconnects_sqlite() {
     assert!(rows[0].reason.starts_with("device.revoke by helpdesk.test"));
     rig.stop().await;
 }
+
+/// `curl` as the MDM or ICT's tool: a JSON POST with a bearer token; the status and body.
+async fn api_post(api: SocketAddr, token: &str, path: &str, body: &str) -> (u16, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-X", "POST"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("http://{api}/api/v1{path}"))
+        .output()
+        .await
+        .expect("curl (Debian curl; scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').expect("a status line");
+    (status.trim().parse().expect("a status"), body.to_string())
+}
+
+both_stores!(
+    api_posture_and_revoke_move_a_connected_device_out_within_a_second,
+    |backend| async move {
+        // the issue's "done when": an MDM posting a failing report, or ICT revoking a device
+        // through the API, moves a connected device out of the workspace VLAN within a
+        // second, and every step is in the audit log
+        let mut rig = Rig::start(backend).await;
+        let text = std::fs::read_to_string(rig.config_path.path()).expect("config");
+        let cfg = Config::from_toml(&text, Path::new("test.toml"), Vec::new()).expect("config");
+        let setup = Change::by("ict.setup");
+        let (_, mdm) = rig
+            .registry
+            .create_token(
+                "intune",
+                poortwachter::registry::tokens::TokenScope::Posture,
+                &setup,
+            )
+            .await
+            .expect("token");
+        let (_, ict_token) = rig
+            .registry
+            .create_token(
+                "ict-portal",
+                poortwachter::registry::tokens::TokenScope::Admin,
+                &setup,
+            )
+            .await
+            .expect("token");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind API");
+        let api =
+            poortwachter::api::Api::serve(std::sync::Arc::new(cfg), rig.registry.clone(), listener)
+                .expect("API");
+        let addr = api.local_addr();
+
+        // 1. the MDM reports antivirus off on a connected laptop
+        let mac = "02-00-00-00-c0-a1";
+        let device = seed(&rig.registry, "m.staff", mac).await;
+        connect(&rig, mac, "sess-api-1").await;
+        let now = Utc::now().trunc_subsecs(0).to_rfc3339();
+        let report = format!(
+            r#"{{"os_name":"windows","os_version":"10.0.22631","pending_updates":0,
+                "antivirus_enabled":false,"antivirus_signatures_updated":"{now}",
+                "firewall_enabled":true,"disk_encrypted":true,"screen_lock":true,
+                "collected_at":"{now}","source":"intune"}}"#
+        );
+        let t0 = Instant::now();
+        let (status, body) = api_post(
+            addr,
+            mdm.expose(),
+            &format!("/devices/{device}/posture"),
+            &report,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("noncompliant") && body.contains("antivirus"),
+            "{body}"
+        );
+        let (req, from, took) =
+            expect_disconnect(&rig, t0, Duration::from_secs(1), "sess-api-1", mac).await;
+        eprintln!("{backend:?}: posture POST to Disconnect-Request: {took:?}");
+        rig.nas_answer(&req, from, DISCONNECT_ACK, None).await;
+        expect_audit(&rig, device, "session.disconnect").await;
+        let reply = radclient(rig.auth, "auth", &mab_attrs(mac)).await;
+        assert_eq!(
+            reply.attr("Tunnel-Private-Group-Id"),
+            Some("666"),
+            "{reply:?}"
+        );
+
+        // 2. ICT revokes another connected laptop through the API
+        let mac2 = "02-00-00-00-c0-a2";
+        let device2 = seed(&rig.registry, "n.staff", mac2).await;
+        connect(&rig, mac2, "sess-api-2").await;
+        let t0 = Instant::now();
+        let (status, body) = api_post(
+            addr,
+            ict_token.expose(),
+            &format!("/devices/{device2}/revoke"),
+            r#"{"reason":"stolen"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (req, from, took) =
+            expect_disconnect(&rig, t0, Duration::from_secs(1), "sess-api-2", mac2).await;
+        eprintln!("{backend:?}: revoke POST to Disconnect-Request: {took:?}");
+        rig.nas_answer(&req, from, DISCONNECT_ACK, None).await;
+        expect_audit(&rig, device2, "session.disconnect").await;
+        let reply = radclient(rig.auth, "auth", &mab_attrs(mac2)).await;
+        assert_eq!(reply.code.as_deref(), Some("Access-Reject"), "{reply:?}");
+
+        // every step in the audit log, under who did it
+        for (target, steps) in [
+            (
+                device,
+                vec![("device.posture", "api:intune"), ("session.disconnect", "")],
+            ),
+            (
+                device2,
+                vec![
+                    ("device.revoke", "api:ict-portal"),
+                    ("session.disconnect", ""),
+                ],
+            ),
+        ] {
+            let entries = rig
+                .registry
+                .store()
+                .audit(&AuditFilter {
+                    target_id: Some(target.to_string()),
+                    actor: None,
+                    limit: Some(50),
+                })
+                .await
+                .expect("audit");
+            for (action, actor) in steps {
+                assert!(
+                    entries
+                        .iter()
+                        .any(|e| e.action == action && (actor.is_empty() || e.actor == actor)),
+                    "no {action} by {actor:?} for {target}: {entries:?}"
+                );
+            }
+        }
+        api.shutdown().await;
+        rig.stop().await;
+    }
+);
