@@ -127,6 +127,9 @@ pub struct PostureOutcome {
     pub report_id: i64,
     /// Its compliance before.
     pub previous: Compliance,
+    /// Whether the report set the device's compliance: false when it was collected before the
+    /// device's last compliance check, so it was stored but changed nothing.
+    pub applied: bool,
 }
 
 /// A stored posture report with its evaluation (`posture_reports`).

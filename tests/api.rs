@@ -459,6 +459,25 @@ both_stores!(each_scope_is_refused_where_it_must_be, |b| async move {
         .json();
     assert_eq!(log["items"][0]["action"], "device.posture");
     assert_eq!(log["items"].as_array().unwrap().len(), 1);
+    assert_eq!(outcome["applied"], true);
+    // a report collected before that one: still 200, stored, the device left alone
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{id}/posture"),
+            &env.posture,
+            json!({"os_name": "windows", "os_version": "10.0.19045", "pending_updates": 0,
+                   "antivirus_enabled": true,
+                   "antivirus_signatures_updated":
+                       (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339(),
+                   "firewall_enabled": true, "disk_encrypted": true, "screen_lock": true,
+                   "collected_at": (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let older = r.json();
+    assert_eq!(older["applied"], false);
+    assert_eq!(older["compliance"], "noncompliant");
+    assert!(older["failed"].as_array().unwrap().is_empty());
 
     // a revoked token is refused from then on
     env.registry

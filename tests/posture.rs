@@ -184,6 +184,76 @@ both_stores!(a_failing_then_a_passing_report, |b| async move {
     assert_eq!(counts(&db).await, [2, 4]);
 });
 
+both_stores!(
+    an_older_report_is_kept_but_does_not_change_the_device,
+    |b| async move {
+        let (db, reg) = registry(b).await;
+        let dev = laptop(&reg).await;
+        let newer = reg
+            .submit_posture(&dev, passing(), &rules(), &change("mdm-intune"))
+            .await
+            .unwrap();
+        assert!(newer.applied);
+        let device_before = reg.find_device(&dev).await.unwrap();
+        assert_eq!(device_before.compliance, Compliance::Compliant);
+        // measured two hours before the report that set the device: kept, not applied
+        let older = PostureReport {
+            collected_at: Some(now() - Duration::hours(3)),
+            ..failing()
+        };
+        let out = reg
+            .submit_posture(&dev, older, &rules(), &change("agent"))
+            .await
+            .unwrap();
+        assert!(!out.applied);
+        assert_eq!(out.compliance, Compliance::Compliant);
+        assert_eq!(out.previous, Compliance::Compliant);
+        assert_eq!(out.failed.len(), 2);
+        assert!(out.report_id > newer.report_id);
+        assert_eq!(reg.find_device(&dev).await.unwrap(), device_before);
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["applied"], false);
+        let stored = reg
+            .store()
+            .posture_reports(device_before.id, 10)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].id, out.report_id);
+        assert_eq!(stored[0].compliance, Compliance::Noncompliant);
+        let audit = reg
+            .store()
+            .audit(&AuditFilter {
+                target_id: Some(device_before.id.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(audit[0].action, "device.posture");
+        let after = audit[0].after.as_ref().unwrap();
+        assert_eq!(after["applied"], false);
+        assert_eq!(after["compliance"], "compliant");
+        assert_eq!(after["report_id"], out.report_id);
+        assert_eq!(counts(&db).await[0], 2);
+
+        // one collected at the same moment as the last check, or later, is applied
+        let same = PostureReport {
+            collected_at: device_before.compliance_checked_at,
+            ..failing()
+        };
+        let out = reg
+            .submit_posture(&dev, same, &rules(), &change("agent"))
+            .await
+            .unwrap();
+        assert!(out.applied);
+        assert_eq!(out.compliance, Compliance::Noncompliant);
+        assert_eq!(
+            reg.find_device(&dev).await.unwrap().compliance,
+            Compliance::Noncompliant
+        );
+    }
+);
+
 both_stores!(a_refused_report_writes_nothing, |b| async move {
     let (db, reg) = registry(b).await;
     let dev = laptop(&reg).await;
@@ -452,5 +522,21 @@ min_os_versions = {{ windows = "10.0.22631" }}
     .unwrap();
     assert_eq!(out["compliance"], "compliant");
     assert_eq!(out["previous"], "noncompliant");
+    assert_eq!(out["applied"], true);
     assert_eq!(db.count("posture_reports").await, 2);
+
+    // the first report again, collected before the last check: stored, the device unchanged
+    let out = ok(
+        d,
+        &["device", "posture", "00:1b:21:00:00:01", "--file", "r.json"],
+    );
+    assert!(
+        out.contains("older than the device's last compliance check"),
+        "{out}"
+    );
+    assert!(out.contains("did not change the device"), "{out}");
+    assert!(out.contains("stays compliant"), "{out}");
+    assert_eq!(db.count("posture_reports").await, 3);
+    let why = ok(d, &["why", "00:1b:21:00:00:01"]);
+    assert!(why.contains("compliance: compliant"), "{why}");
 });

@@ -263,7 +263,9 @@ fn schemas() -> Value {
             "compliance": {"enum": ["compliant", "noncompliant"]},
             "failed": {"type": "array", "items": {"type": "object", "properties": {
                 "check": s, "message": s}}},
-            "report_id": {"type": "integer"}}},
+            "report_id": {"type": "integer"},
+            "previous": {"enum": ["compliant", "noncompliant", "unknown"]},
+            "applied": {"type": "boolean"}}},
         "Session": {"type": "object"},
         "Decision": {"type": "object"},
         "AuditEntry": {"type": "object", "properties": {

@@ -271,10 +271,18 @@ async fn posture(ctx: &Context, config: &Config, device: &str, file: &Path) -> R
     if ctx.json {
         return table::print_json(&outcome);
     }
-    println!(
-        "device {} is now {} (was {}); report {}",
-        outcome.device_id, outcome.compliance, outcome.previous, outcome.report_id
-    );
+    if outcome.applied {
+        println!(
+            "device {} is now {} (was {}); report {}",
+            outcome.device_id, outcome.compliance, outcome.previous, outcome.report_id
+        );
+    } else {
+        println!(
+            "report {} stored, but it is older than the device's last compliance check and \
+             did not change the device: device {} stays {}",
+            outcome.report_id, outcome.device_id, outcome.compliance
+        );
+    }
     for f in &outcome.failed {
         println!("  failed {}: {}", f.check, f.message);
     }

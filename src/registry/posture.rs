@@ -161,6 +161,9 @@ struct PostureAudit<'a> {
     report_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<&'a str>,
+    /// False when the report was older than the device's last check and left it alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<bool>,
 }
 
 impl<'a> PostureAudit<'a> {
@@ -172,6 +175,7 @@ impl<'a> PostureAudit<'a> {
             failed: None,
             report_id: None,
             source: None,
+            applied: None,
         }
     }
 }
@@ -182,7 +186,9 @@ impl Registry {
     /// [`Registry::submit_posture_within`]), evaluates it against `rules`, and in one
     /// transaction stores it in `posture_reports`, sets the device's compliance (dated from
     /// when the report was collected, with a note summing up the failed checks) and appends a
-    /// `device.posture` audit entry. Only an active device's report is accepted.
+    /// `device.posture` audit entry. Only an active device's report is accepted. A report
+    /// collected before the device's `compliance_checked_at` is stored but leaves the device
+    /// alone (`applied: false`): an older measurement does not overwrite a newer result.
     pub async fn submit_posture(
         &self,
         device: &DeviceRef,
@@ -246,18 +252,28 @@ impl Registry {
                 failed: failed_json,
             })
             .await?;
-        let after = Device {
-            compliance,
-            compliance_checked_at: Some(collected_at),
-            compliance_note: Some(note),
-            updated_at: change.now,
-            ..before.clone()
+        // a report measured before the device's last check is kept, but does not undo it
+        let applied = before
+            .compliance_checked_at
+            .is_none_or(|checked| collected_at >= checked);
+        let after = if applied {
+            let after = Device {
+                compliance,
+                compliance_checked_at: Some(collected_at),
+                compliance_note: Some(note),
+                updated_at: change.now,
+                ..before.clone()
+            };
+            tx.update_device(&after).await?;
+            after
+        } else {
+            before.clone()
         };
-        tx.update_device(&after).await?;
         let after_audit = PostureAudit {
             failed: Some(evaluation.failed.iter().map(|f| f.check).collect()),
             report_id: Some(report_id),
             source: report.source.as_deref(),
+            applied: Some(applied),
             ..PostureAudit::of(&after)
         };
         tx.append_audit(&audit(
@@ -272,10 +288,11 @@ impl Registry {
         tx.commit().await?;
         Ok(PostureOutcome {
             device_id: id,
-            compliance,
+            compliance: after.compliance,
             failed: evaluation.failed,
             report_id,
             previous: before.compliance,
+            applied,
         })
     }
 }
