@@ -16,7 +16,8 @@ pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// Stable check codes, as stored and shown.
 pub mod check {
-    /// The OS version is below `min_os_versions` for its OS (or not a version).
+    /// The OS version is below `min_os_versions` for its OS (or not a version), or the OS is
+    /// not listed there while the list is not empty.
     pub const OS_VERSION: &str = "os_version";
     /// More OS updates pending than `max_pending_updates` (or not reported).
     pub const PENDING_UPDATES: &str = "pending_updates";
@@ -240,6 +241,17 @@ pub fn evaluate(
     let measured = report.collected_at.unwrap_or(now);
 
     let os = report.os_name.trim().to_lowercase();
+    // with minimum versions set, only the OSes listed are accepted; with none, any OS is
+    if !rules.min_os_versions.is_empty() && !rules.min_os_versions.contains_key(&os) {
+        let accepted: Vec<&str> = rules.min_os_versions.keys().map(String::as_str).collect();
+        fail(
+            check::OS_VERSION,
+            format!(
+                "{os} is not an accepted OS; min_os_versions lists {}",
+                accepted.join(", ")
+            ),
+        );
+    }
     if let Some(minimum) = rules.min_os_versions.get(&os) {
         let version = report.os_version.trim();
         match compare_versions(version, minimum) {
@@ -562,12 +574,12 @@ mod tests {
                 &["os_version"],
             ),
             (
-                "OS not listed, any version",
+                "OS not listed",
                 |r| {
                     r.os_name = "linux".into();
-                    r.os_version = "not-numeric".into();
+                    r.os_version = "6.8".into();
                 },
-                &[],
+                &["os_version"],
             ),
             (
                 "everything missing",
@@ -624,6 +636,35 @@ mod tests {
             ..r
         };
         assert_eq!(failed_codes(&r, &lax), ["pending_updates"]);
+    }
+
+    #[test]
+    fn only_listed_oses_pass_when_minimums_are_set() {
+        let linux = PostureReport {
+            os_name: "Linux".into(),
+            os_version: "6.8".into(),
+            ..good()
+        };
+        let e = evaluate(&linux, &rules(), now());
+        assert!(!e.compliant);
+        assert_eq!(e.failed.len(), 1);
+        assert_eq!(e.failed[0].check, "os_version");
+        assert_eq!(
+            e.failed[0].message,
+            "linux is not an accepted OS; min_os_versions lists macos, windows"
+        );
+        // no minimums at all: any OS at any version
+        let none = ComplianceConfig::default();
+        assert!(none.min_os_versions.is_empty());
+        assert!(evaluate(&linux, &none, now()).compliant);
+        let odd = PostureReport {
+            os_name: "plan9".into(),
+            os_version: "not-numeric".into(),
+            ..good()
+        };
+        assert!(evaluate(&odd, &none, now()).compliant);
+        // a listed OS is still compared
+        assert!(evaluate(&good(), &rules(), now()).compliant);
     }
 
     #[test]
