@@ -478,6 +478,29 @@ both_stores!(each_scope_is_refused_where_it_must_be, |b| async move {
     assert_eq!(older["applied"], false);
     assert_eq!(older["compliance"], "noncompliant");
     assert!(older["failed"].as_array().unwrap().is_empty());
+    // a lost device's report: 409, as for its certificate; nothing written
+    let r = env
+        .post(&format!("/api/v1/devices/{id}/lost"), &env.admin, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let counts = env.counts().await;
+    let reports = env.db.count("posture_reports").await;
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{id}/posture"),
+            &env.posture,
+            json!({"os_name": "windows", "os_version": "10.0.22631"}),
+        )
+        .await;
+    let body = r.json();
+    assert_eq!(r.error(409).as_deref(), Some("status"));
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("is lost; only an active device has its posture recorded"),
+        "{message}"
+    );
+    assert_eq!(env.counts().await, counts);
+    assert_eq!(env.db.count("posture_reports").await, reports);
 
     // a revoked token is refused from then on
     env.registry

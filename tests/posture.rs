@@ -344,13 +344,16 @@ both_stores!(a_lost_or_revoked_device_is_refused, |b| async move {
         .submit_posture(&dev, passing(), &rules(), &change("agent"))
         .await
         .unwrap_err();
+    // the same refusal as for a certificate: the API answers it with 409
     match &err {
-        RegistryError::Field(e) => assert_eq!(e.field, "device"),
+        RegistryError::DeviceNotActive { status, .. } => {
+            assert_eq!(*status, DeviceStatus::Revoked)
+        }
         other => panic!("{other:?}"),
     }
     assert!(
         err.to_string()
-            .contains("is revoked; only an active device"),
+            .contains("is revoked; only an active device has its posture recorded"),
         "{err}"
     );
     assert_eq!(counts(&db).await, before_revoked);
@@ -539,4 +542,27 @@ min_os_versions = {{ windows = "10.0.22631" }}
     assert_eq!(db.count("posture_reports").await, 3);
     let why = ok(d, &["why", "00:1b:21:00:00:01"]);
     assert!(why.contains("compliance: compliant"), "{why}");
+
+    // a revoked device's report is refused, saying why; nothing written
+    ok(
+        d,
+        &["device", "revoke", "00:1b:21:00:00:01", "--reason", "sold"],
+    );
+    let out = run(
+        d,
+        &[
+            "device",
+            "posture",
+            "00:1b:21:00:00:01",
+            "--file",
+            "good.json",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is revoked; only an active device has its posture recorded"),
+        "{err}"
+    );
+    assert_eq!(db.count("posture_reports").await, 3);
 });

@@ -122,13 +122,15 @@ pub enum RegistryError {
         /// Requested status.
         to: DeviceStatus,
     },
-    /// A certificate for a device that is lost or revoked.
-    #[error("device {device} is {status}; only an active device gets a certificate")]
+    /// A certificate or a posture report for a device that is lost or revoked.
+    #[error("device {device} is {status}; only an active device {what}")]
     DeviceNotActive {
         /// Device id.
         device: Uuid,
         /// Its status.
         status: DeviceStatus,
+        /// What was refused, as the end of the sentence: `gets a certificate`.
+        what: &'static str,
     },
     /// A CSV import with bad rows, none written.
     #[error("{} bad row(s), nothing imported:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
@@ -921,6 +923,7 @@ fn check_certifiable(
         return Err(RegistryError::DeviceNotActive {
             device: device.id,
             status: device.status,
+            what: "gets a certificate",
         });
     }
     if owner.disabled {

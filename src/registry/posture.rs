@@ -231,14 +231,11 @@ impl Registry {
             .await?
             .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
         if before.status != DeviceStatus::Active {
-            return Err(FieldError::new(
-                "device",
-                format!(
-                    "device {id} is {}; only an active device's posture is recorded",
-                    before.status
-                ),
-            )
-            .into());
+            return Err(RegistryError::DeviceNotActive {
+                device: id,
+                status: before.status,
+                what: "has its posture recorded",
+            });
         }
         let report_id = tx
             .insert_posture_report(&NewPostureReport {
