@@ -1161,6 +1161,38 @@ quarantine = 666
     }
 
     #[test]
+    fn plain_http_api_only_on_loopback_unless_allowed() {
+        let with = |api: &str| load(&format!("{BASE}\n[api]\n{api}\n"), &[]);
+        // loopback, v4, v6 and v4-mapped: plain HTTP is fine
+        for listen in ["127.0.0.1:8080", "[::1]:8080", "[::ffff:127.0.0.1]:8080"] {
+            let c = with(&format!("listen = \"{listen}\"")).unwrap();
+            assert!(!c.api.allow_plain_http);
+        }
+        // elsewhere: refused, naming api.listen
+        for listen in ["10.20.0.5:8080", "0.0.0.0:8080", "[::]:8080"] {
+            let err = with(&format!("listen = \"{listen}\"")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("allow_plain_http"), "{msg}");
+            assert_eq!(problem_keys(err), ["api.listen"], "{listen}");
+        }
+        // unless allowed explicitly
+        let c = with("listen = \"10.20.0.5:8080\"\nallow_plain_http = true").unwrap();
+        assert!(c.api.allow_plain_http);
+        // or with HTTPS
+        let c = with(
+            "listen = \"10.20.0.5:8443\"\ntls_cert = \"/etc/p/api.pem\"\n\
+             tls_key = \"/etc/p/api.key\"",
+        )
+        .unwrap();
+        assert!(c.api.tls_cert.is_some());
+        // half of HTTPS is still plain: refused for the pair and for the listener
+        let err = with("listen = \"10.20.0.5:8443\"\ntls_cert = \"/etc/p/api.pem\"").unwrap_err();
+        let keys = problem_keys(err);
+        assert!(keys.contains(&"api.listen".to_string()), "{keys:?}");
+        assert!(keys.contains(&"api.tls_cert".to_string()), "{keys:?}");
+    }
+
+    #[test]
     fn shipped_configs_are_valid() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         for file in ["poortwachter.toml", "production.example.toml"] {

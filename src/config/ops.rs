@@ -28,6 +28,10 @@ pub struct ApiConfig {
     /// The largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body: usize,
+    /// Allow plain HTTP on a non-loopback `listen` (bearer tokens in clear text on the
+    /// network): only behind a TLS-terminating proxy on the same trusted segment.
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 fn default_max_body() -> usize {
@@ -41,6 +45,7 @@ impl Default for ApiConfig {
             tls_cert: None,
             tls_key: None,
             max_body: default_max_body(),
+            allow_plain_http: false,
         }
     }
 }
@@ -152,6 +157,19 @@ pub(super) fn problems(config: &Config, push: &mut impl FnMut(String, String)) {
             "api.tls_cert".into(),
             "HTTPS needs both api.tls_cert and api.tls_key".into(),
         );
+    }
+    if let Some(listen) = api.listen {
+        let plain = api.tls_cert.is_none() || api.tls_key.is_none();
+        if plain && !listen.ip().to_canonical().is_loopback() && !api.allow_plain_http {
+            push(
+                "api.listen".into(),
+                format!(
+                    "{listen} is not a loopback address and the API would send bearer tokens \
+                     in clear text: set api.tls_cert and api.tls_key, listen on 127.0.0.1 or \
+                     ::1, or set api.allow_plain_http = true (behind a TLS proxy)"
+                ),
+            );
+        }
     }
     if !(1024..=16 * 1024 * 1024).contains(&api.max_body) {
         push(
