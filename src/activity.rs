@@ -110,6 +110,25 @@ pub struct AccountingUpdate {
     pub output_packets: i64,
     /// Acct-Terminate-Cause by name, on Stop.
     pub terminate_cause: Option<String>,
+    /// How the NAS named itself and the device, as sent.
+    pub raw: NasIdentity,
+}
+
+/// How a NAS identified itself and the device in accounting, exactly as sent (`None` where it
+/// sent no such attribute), and where its packets came from: what a Disconnect/CoA-Request
+/// must repeat (RFC 5176 §3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NasIdentity {
+    /// Calling-Station-Id as sent.
+    pub calling_station_id: Option<String>,
+    /// NAS-Identifier as sent.
+    pub nas_identifier: Option<String>,
+    /// NAS-IP-Address as sent.
+    pub nas_ip_address: Option<String>,
+    /// NAS-IPv6-Address as sent.
+    pub nas_ipv6_address: Option<String>,
+    /// The source address of the accounting packets (`None` for rows stored before it was).
+    pub source_ip: Option<String>,
 }
 
 /// An accounting session, as stored.
@@ -159,6 +178,9 @@ pub struct Session {
     pub output_packets: i64,
     /// Why it ended.
     pub terminate_cause: Option<String>,
+    /// How the NAS named itself and the device, as sent.
+    #[serde(flatten)]
+    pub raw: NasIdentity,
 }
 
 /// Which sessions to read, newest first.

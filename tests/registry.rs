@@ -894,6 +894,7 @@ fn acct(
         output_packets: 0,
         terminate_cause: (kind == poortwachter::activity::AcctKind::Stop)
             .then(|| "User-Request".into()),
+        raw: Default::default(),
     }
 }
 

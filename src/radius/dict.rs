@@ -40,6 +40,8 @@ pub const USER_PASSWORD: u8 = rfc2865::USER_PASSWORD_TYPE;
 pub const CHAP_PASSWORD: u8 = rfc2865::CHAP_PASSWORD_TYPE;
 /// NAS-IP-Address.
 pub const NAS_IP_ADDRESS: u8 = rfc2865::NAS_IP_ADDRESS_TYPE;
+/// NAS-IPv6-Address (RFC 3162).
+pub const NAS_IPV6_ADDRESS: u8 = 95;
 /// NAS-Port.
 pub const NAS_PORT: u8 = rfc2865::NAS_PORT_TYPE;
 /// Service-Type.

@@ -195,7 +195,12 @@ macro_rules! impl_activity_store {
                          owner = COALESCE($11, owner), framed_ip = COALESCE($12, framed_ip), \
                          class = COALESCE($13, class), session_time = $14, \
                          input_octets = $15, output_octets = $16, input_packets = $17, \
-                         output_packets = $18, terminate_cause = $19, stopped_at = $20 \
+                         output_packets = $18, terminate_cause = $19, stopped_at = $20, \
+                         raw_calling_station_id = COALESCE(raw_calling_station_id, $21), \
+                         raw_nas_identifier = COALESCE(raw_nas_identifier, $22), \
+                         raw_nas_ip_address = COALESCE(raw_nas_ip_address, $23), \
+                         raw_nas_ipv6_address = COALESCE(raw_nas_ipv6_address, $24), \
+                         source_ip = COALESCE(source_ip, $25) \
                          WHERE nas = $1 AND nas_key = $2 AND acct_session_id = $3 \
                          AND stopped_at IS NULL AND updated_at <= $4 AND session_time <= $14",
                     )
@@ -219,6 +224,11 @@ macro_rules! impl_activity_store {
                     .bind(u.output_packets)
                     .bind(&u.terminate_cause)
                     .bind(stopped)
+                    .bind(&u.raw.calling_station_id)
+                    .bind(&u.raw.nas_identifier)
+                    .bind(&u.raw.nas_ip_address)
+                    .bind(&u.raw.nas_ipv6_address)
+                    .bind(&u.raw.source_ip)
                     .execute(&self.pool)
                     .await?;
                     if updated.rows_affected() > 0 {
@@ -247,9 +257,11 @@ macro_rules! impl_activity_store {
                         "INSERT INTO sessions (nas, nas_key, acct_session_id, nas_ip, nas_port, \
                          username, mac, ssid, device_id, owner, framed_ip, class, started_at, \
                          updated_at, stopped_at, session_time, input_octets, output_octets, \
-                         input_packets, output_packets, terminate_cause) VALUES ($1, $2, $3, $4, \
+                         input_packets, output_packets, terminate_cause, \
+                         raw_calling_station_id, raw_nas_identifier, raw_nas_ip_address, \
+                         raw_nas_ipv6_address, source_ip) VALUES ($1, $2, $3, $4, \
                          $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                         $20, $21)",
+                         $20, $21, $22, $23, $24, $25, $26)",
                     )
                     .bind(&u.nas)
                     .bind(&u.nas_key)
@@ -272,6 +284,11 @@ macro_rules! impl_activity_store {
                     .bind(u.input_packets)
                     .bind(u.output_packets)
                     .bind(&u.terminate_cause)
+                    .bind(&u.raw.calling_station_id)
+                    .bind(&u.raw.nas_identifier)
+                    .bind(&u.raw.nas_ip_address)
+                    .bind(&u.raw.nas_ipv6_address)
+                    .bind(&u.raw.source_ip)
                     .execute(&self.pool)
                     .await;
                     match inserted {

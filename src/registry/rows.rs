@@ -213,7 +213,9 @@ where
 pub const SESSION_COLUMNS: &str =
     "id, nas, nas_key, acct_session_id, nas_ip, nas_port, username, mac, \
      ssid, device_id, owner, framed_ip, class, started_at, updated_at, stopped_at, session_time, \
-     input_octets, output_octets, input_packets, output_packets, terminate_cause";
+     input_octets, output_octets, input_packets, output_packets, terminate_cause, \
+     raw_calling_station_id, raw_nas_identifier, raw_nas_ip_address, raw_nas_ipv6_address, \
+     source_ip";
 
 /// Decodes a session from [`SESSION_COLUMNS`].
 pub fn session<'r, R>(row: &'r R) -> Result<crate::activity::Session, StoreError>
@@ -248,5 +250,12 @@ where
         input_packets: row.try_get("input_packets")?,
         output_packets: row.try_get("output_packets")?,
         terminate_cause: row.try_get("terminate_cause")?,
+        raw: crate::activity::NasIdentity {
+            calling_station_id: row.try_get("raw_calling_station_id")?,
+            nas_identifier: row.try_get("raw_nas_identifier")?,
+            nas_ip_address: row.try_get("raw_nas_ip_address")?,
+            nas_ipv6_address: row.try_get("raw_nas_ipv6_address")?,
+            source_ip: row.try_get("source_ip")?,
+        },
     })
 }

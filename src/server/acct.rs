@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::activity::{AccountingUpdate, AcctKind};
+use crate::activity::{AccountingUpdate, AcctKind, NasIdentity};
 use crate::radius::{dict, Packet};
 
 use super::request::{calling_station_mac, ssid};
@@ -104,7 +104,7 @@ pub fn read(p: &Packet<'_>, nas: &str, source_ip: String, now: DateTime<Utc>) ->
         nas_ip: p
             .ipv4(dict::NAS_IP_ADDRESS)
             .map(|ip| ip.to_string())
-            .or(Some(source_ip)),
+            .or(Some(source_ip.clone())),
         nas_port: p.u32(dict::NAS_PORT).map(i64::from),
         username: p.text(dict::USER_NAME).map(str::to_string),
         mac: calling_station_mac(p),
@@ -121,6 +121,16 @@ pub fn read(p: &Packet<'_>, nas: &str, source_ip: String, now: DateTime<Utc>) ->
         terminate_cause: p
             .u32(dict::ACCT_TERMINATE_CAUSE)
             .map(|c| dict::terminate_cause_name(c).to_string()),
+        raw: NasIdentity {
+            calling_station_id: p.text(dict::CALLING_STATION_ID).map(str::to_string),
+            nas_identifier: p.text(dict::NAS_IDENTIFIER).map(str::to_string),
+            nas_ip_address: p.ipv4(dict::NAS_IP_ADDRESS).map(|ip| ip.to_string()),
+            nas_ipv6_address: p
+                .attr(dict::NAS_IPV6_ADDRESS)
+                .and_then(|v| <[u8; 16]>::try_from(v).ok())
+                .map(|o| std::net::Ipv6Addr::from(o).to_string()),
+            source_ip: Some(source_ip),
+        },
     }))
 }
 
