@@ -826,3 +826,73 @@ both_stores!(
         rig.stop().await;
     }
 );
+
+// A NAS that sends Calling-Station-Id in its own spelling, no NAS-IP-Address and no
+// NAS-Identifier, and does not echo Class, for a device registered after the session started
+// (the session row has no device id; RFC 5176 §3):
+// the registry change still reaches it, the request repeats the Calling-Station-Id as sent and
+// names the NAS by the accounting source address; a NAK 503 to that fallback does not close
+// the session row.
+both_stores!(
+    session_without_class_is_found_by_mac_and_named_as_sent,
+    |backend| async move {
+        let mut rig = Rig::start(backend).await;
+        let mac = "02-00-00-00-c0-0c";
+        let csi = "02:00:00:00:c0:0c";
+        let start = format!(
+            "Acct-Status-Type = Start\nAcct-Session-Id = \"sess-nc-raw\"\nUser-Name = \"{mac}\"\n\
+         Calling-Station-Id = \"{csi}\"\n"
+        );
+        let reply = radclient(rig.acct, "acct", &start).await;
+        assert_eq!(reply.code.as_deref(), Some("Accounting-Response"));
+        let open = rig
+            .registry
+            .store()
+            .sessions_by_acct_id("sess-nc-raw")
+            .await
+            .expect("sessions");
+        let session = open.first().expect("stored").clone();
+        assert_eq!(session.device_id, None);
+        assert_eq!(session.raw.calling_station_id.as_deref(), Some(csi));
+        assert_eq!(session.raw.nas_ip_address, None);
+        assert_eq!(session.raw.nas_identifier, None);
+        assert_eq!(session.raw.source_ip.as_deref(), Some("127.0.0.1"));
+        // registered only after the session started: the session row has no device
+        let device = seed(&rig.registry, "c.staff", mac).await;
+
+        rig.registry
+            .set_device_status(
+                &DeviceRef::Id(device),
+                DeviceStatus::Revoked,
+                Some("stolen".into()),
+                &ict(),
+            )
+            .await
+            .expect("revoke");
+        let (req, from) = rig
+            .nas_receive(Duration::from_secs(1))
+            .await
+            .expect("a Disconnect-Request at the NAS");
+        let p = Packet::parse(&req).expect("parses");
+        assert_eq!(p.code(), code::DISCONNECT_REQUEST);
+        assert_eq!(p.text(dict::ACCT_SESSION_ID), Some("sess-nc-raw"));
+        assert_eq!(p.text(dict::CALLING_STATION_ID), Some(csi));
+        assert_eq!(p.attr(dict::NAS_IDENTIFIER), None);
+        assert_eq!(p.ipv4(dict::NAS_IP_ADDRESS), Some([127, 0, 0, 1].into()));
+        rig.nas_answer(&req, from, DISCONNECT_NAK, Some(503)).await;
+        let rows = rig.coa_record(1).await;
+        assert_eq!(rows[0].result, "nak");
+        assert_eq!(rows[0].error_cause, Some(503));
+        assert!(rows[0].reason.starts_with("device.revoke by ict.test"));
+        // only a fallback NAS identification: the NAS may simply not have matched it
+        let again = rig
+            .registry
+            .store()
+            .session_by_id(session.id)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(again.stopped_at, None);
+        rig.stop().await;
+    }
+);

@@ -13,6 +13,10 @@ use crate::radius::MAX_PACKET_LEN;
 
 /// The most retransmissions we make, whatever the config says (bounds every exchange).
 pub const MAX_RETRIES: u32 = 10;
+/// The longest wait for an answer to one datagram (the doubling stops here).
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+/// The longest one exchange lasts, retransmissions included.
+pub const MAX_EXCHANGE: Duration = Duration::from_secs(30);
 
 /// How long and how often to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,17 +98,23 @@ pub async fn exchange<K: SecretKey + ?Sized + Sync>(
     };
     let sock = UdpSocket::bind(local).await.map_err(ClientError::Bind)?;
     let started = Instant::now();
-    let mut wait = retransmit.first_wait;
+    let overall = tokio::time::Instant::now() + MAX_EXCHANGE;
+    let mut wait = retransmit.first_wait.min(MAX_WAIT);
+    let mut sent = 0;
     let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
     let tries = retransmit.retries.min(MAX_RETRIES) + 1;
     for attempt in 1..=tries {
+        if tokio::time::Instant::now() >= overall {
+            break;
+        }
+        sent = attempt;
         if let Err(source) = sock.send_to(request, to).await {
             if attempt == 1 {
                 return Err(ClientError::Send { to, source });
             }
             tracing::debug!(%to, error = %source, "retransmission failed");
         }
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = (tokio::time::Instant::now() + wait).min(overall);
         // bounded: each pass either returns or consumes a datagram before the deadline
         loop {
             let received = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await;
@@ -133,11 +143,11 @@ pub async fn exchange<K: SecretKey + ?Sized + Sync>(
                 Err(e) => tracing::debug!(%from, error = %e, "dropped: not the answer"),
             }
         }
-        wait = wait.saturating_mul(2);
+        wait = wait.saturating_mul(2).min(MAX_WAIT);
     }
     Ok(Exchange {
         outcome: Outcome::Timeout,
-        attempts: tries,
+        attempts: sent,
         elapsed: started.elapsed(),
     })
 }
@@ -160,6 +170,7 @@ mod tests {
             calling_station_id: Some("02-00-00-00-00-09".into()),
             user_name: None,
             nas_ip: Some(Ipv4Addr::LOCALHOST),
+            nas_ipv6: None,
             nas_identifier: None,
         };
         build_request(Kind::Disconnect, id, &s, None, 1, SECRET).expect("builds")

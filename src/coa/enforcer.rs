@@ -10,7 +10,7 @@
 //! determines the VLAN, so a different reason means the device sits in the wrong VLAN.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,12 +41,42 @@ pub const ENFORCER_ACTOR: &str = "poortwachter";
 const AUDIT_PAGE: u32 = 500;
 /// Pages read per wake-up (the periodic check covers anything beyond).
 const AUDIT_PAGES: usize = 20;
+/// How far below the newest id seen each wake-up reads again: PostgreSQL hands out ids at
+/// insert and transactions commit in any order, so an entry with a lower id can appear after
+/// a higher one was read.
+const AUDIT_WINDOW: i64 = 1_000;
+/// Audit ids remembered as processed (so the window does not act on an entry twice).
+const RECENT_IDS: usize = 20_000;
+
+/// The audit entries acted on lately, bounded.
+#[derive(Debug, Default)]
+struct RecentIds {
+    order: std::collections::VecDeque<i64>,
+    set: std::collections::HashSet<i64>,
+}
+
+impl RecentIds {
+    /// True if `id` was not seen before (and remembers it).
+    fn insert(&mut self, id: i64) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        while self.order.len() > RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
 /// Open sessions re-decided per periodic check.
 const MAX_SWEEP: u32 = 100_000;
 /// Exchanges in flight at once; more wait for the next check.
 const MAX_IN_FLIGHT: usize = 256;
-/// A session that did not answer is tried again (at the periodic check) this many times.
-const MAX_TIMEOUT_ROUNDS: u32 = 3;
+/// A session whose NAS did not answer (or to which nothing could be sent) is tried again, at
+/// the periodic check, this many times.
+const MAX_FAILED_ROUNDS: u32 = 3;
 
 /// A `[[radius.clients]]` entry as dynamic authorization needs it.
 #[derive(Debug)]
@@ -60,20 +90,28 @@ pub struct NasClient {
 }
 
 impl NasClient {
-    /// Where the NAS of `session` listens for RFC 5176 requests: its NAS-IP-Address when that
-    /// lies in the client's network, else the client's one address (a /32 or /128 entry),
-    /// else the NAS-IP-Address anyway; port `coa_port`.
+    /// Where the NAS of `session` listens for RFC 5176 requests, port `coa_port`: the first
+    /// of its NAS-IP-Address, NAS-IPv6-Address, the source address of its accounting packets
+    /// (and, for older rows, the stored NAS address) that lies in the client's network, else
+    /// the client's one address (a /32 or /128 entry). Never an address outside the network.
     pub fn destination(&self, session: &Session) -> Option<SocketAddr> {
-        let reported: Option<IpAddr> = session.nas_ip.as_deref().and_then(|s| s.parse().ok());
         let single = match self.network {
             IpNetwork::V4(n) if n.prefix() == 32 => Some(IpAddr::V4(n.ip())),
             IpNetwork::V6(n) if n.prefix() == 128 => Some(IpAddr::V6(n.ip())),
             _ => None,
         };
-        let ip = match reported {
-            Some(ip) if self.network.contains(ip) => Some(ip),
-            other => single.or(other),
-        }?;
+        let raw = &session.raw;
+        let ip = [
+            raw.nas_ip_address.as_deref(),
+            raw.nas_ipv6_address.as_deref(),
+            raw.source_ip.as_deref(),
+            session.nas_ip.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical()))
+        .find(|ip| self.network.contains(*ip))
+        .or(single)?;
         Some(SocketAddr::new(ip, self.coa_port))
     }
 
@@ -122,26 +160,69 @@ impl NasClients {
     }
 }
 
-/// How the NAS knows the session: Acct-Session-Id, the MAC as `AA-BB-CC-DD-EE-FF` (the
-/// form access points send in Calling-Station-Id), User-Name, and the NAS's own identity.
-pub fn session_identity(session: &Session) -> SessionIdentity {
-    let nas_ip = session
-        .nas_ip
-        .as_deref()
-        .and_then(|s| s.parse::<Ipv4Addr>().ok());
-    // nas_key is the NAS-Identifier unless it is an address
-    let nas_identifier = Some(session.nas_key.clone())
-        .filter(|k| !k.is_empty() && k.parse::<IpAddr>().is_err() && k.len() <= 253);
-    SessionIdentity {
-        acct_session_id: session.acct_session_id.chars().take(253).collect(),
-        calling_station_id: session.mac.map(|m| m.to_dashed_upper()),
-        user_name: session
-            .username
-            .clone()
-            .filter(|u| !u.is_empty() && u.len() <= 253),
-        nas_ip,
-        nas_identifier,
+/// How the NAS knows the session (RFC 5176 §3): Acct-Session-Id, Calling-Station-Id,
+/// User-Name, NAS-IP-Address, NAS-IPv6-Address and NAS-Identifier exactly as the NAS sent
+/// them in accounting, leaving out what it did not send. When it sent no NAS attribute at all,
+/// the source address of its accounting packets stands in (as NAS-IP-Address or
+/// NAS-IPv6-Address); the flag is true when the request carries the NAS's own identification
+/// (only then does "no such session" mean the session is gone).
+pub fn session_identity(session: &Session) -> (SessionIdentity, bool) {
+    let fits = |s: &String| !s.is_empty() && s.len() <= 253;
+    let user_name = session.username.clone().filter(fits);
+    let acct_session_id: String = session.acct_session_id.chars().take(253).collect();
+    let raw = &session.raw;
+    if raw.source_ip.is_none() {
+        // stored before the NAS's own attributes were: the best reconstruction
+        let nas_ip = session
+            .nas_ip
+            .as_deref()
+            .and_then(|s| s.parse::<Ipv4Addr>().ok());
+        // nas_key is the NAS-Identifier unless it is an address
+        let nas_identifier =
+            Some(session.nas_key.clone()).filter(|k| fits(k) && k.parse::<IpAddr>().is_err());
+        let own = nas_ip.is_some() || nas_identifier.is_some();
+        return (
+            SessionIdentity {
+                acct_session_id,
+                calling_station_id: session.mac.map(|m| m.to_dashed_upper()),
+                user_name,
+                nas_ip,
+                nas_ipv6: None,
+                nas_identifier,
+            },
+            own,
+        );
     }
+    let mut identity = SessionIdentity {
+        acct_session_id,
+        calling_station_id: raw.calling_station_id.clone().filter(fits),
+        user_name,
+        nas_ip: raw
+            .nas_ip_address
+            .as_deref()
+            .and_then(|s| s.parse::<Ipv4Addr>().ok()),
+        nas_ipv6: raw
+            .nas_ipv6_address
+            .as_deref()
+            .and_then(|s| s.parse::<Ipv6Addr>().ok()),
+        nas_identifier: raw.nas_identifier.clone().filter(fits),
+    };
+    let own = identity.nas_ip.is_some()
+        || identity.nas_ipv6.is_some()
+        || identity.nas_identifier.is_some();
+    if !own {
+        match raw
+            .source_ip
+            .as_deref()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+        {
+            Some(IpAddr::V4(ip)) => identity.nas_ip = Some(ip),
+            Some(IpAddr::V6(ip)) => identity.nas_ipv6 = Some(ip),
+            None => {}
+        }
+    }
+    (identity, own)
 }
 
 /// The reason in a Class we handed out (`pw1;device=…;owner=…;reason=…`).
@@ -216,9 +297,12 @@ pub struct Kick {
 }
 
 /// Sends one request for `session` to its NAS, waits for the answer (retransmitting), and
-/// records it: a `coa_requests` row and an audit entry `session.disconnect`/`session.coa`
-/// on the device. A NAK with Error-Cause 503 (the NAS has no such session) closes the
-/// session row.
+/// records it in one transaction: a `coa_requests` row and an audit entry
+/// `session.disconnect`/`session.coa` on the device. A NAK with Error-Cause 503 (the NAS has
+/// no such session) closes the session row, when the request carried the NAS's own
+/// identification. When nothing can be sent (the client is no longer configured, no address
+/// in its network, the request does not fit) an `error` row and audit entry are recorded and
+/// the reason returned as the error.
 pub async fn kick(
     store: &dyn Store,
     clients: &NasClients,
@@ -226,25 +310,41 @@ pub async fn kick(
     what: &Kick,
     retransmit: Retransmit,
 ) -> Result<CoaRecord, KickError> {
-    let client = clients
-        .by_name(&session.nas)
-        .ok_or_else(|| KickError::UnknownClient(session.nas.clone()))?;
-    let to = client
-        .destination(session)
-        .ok_or_else(|| KickError::NoAddress(session.acct_session_id.clone()))?;
     let sent_at = Utc::now().trunc_subsecs(6);
     let event_time = u32::try_from(sent_at.timestamp()).unwrap_or(u32::MAX);
-    let packet = build_request(
-        what.kind,
-        rand::random(),
-        &session_identity(session),
-        what.change.as_ref(),
-        event_time,
-        &client.key,
-    )?;
-    let exchanged = client::exchange(to, &packet, &client.key, retransmit).await;
+    let (identity, own_identification) = session_identity(session);
+    let prepared = match clients.by_name(&session.nas) {
+        None => Err(KickError::UnknownClient(session.nas.clone())),
+        Some(client) => match client.destination(session) {
+            None => Err(KickError::NoAddress(session.acct_session_id.clone())),
+            Some(to) => build_request(
+                what.kind,
+                rand::random(),
+                &identity,
+                what.change.as_ref(),
+                event_time,
+                &client.key,
+            )
+            .map(|packet| (client, to, packet))
+            .map_err(KickError::from),
+        },
+    };
+    let (exchanged, to, failure) = match prepared {
+        Ok((client, to, packet)) => {
+            let ex = client::exchange(to, &packet, &client.key, retransmit).await;
+            if let Err(e) = &ex {
+                tracing::warn!(error = %e, %to, "Disconnect/CoA-Request not sent");
+            }
+            let failure = ex.as_ref().err().map(|e| e.to_string());
+            (ex.ok(), Some(to), failure.map(|f| (f, None)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, session = %session.acct_session_id, nas = %session.nas, "cannot send a Disconnect/CoA-Request");
+            (None, None, Some((e.to_string(), Some(e))))
+        }
+    };
     let (result, error_cause, attempts, answered_at) = match &exchanged {
-        Ok(ex) => (
+        Some(ex) => (
             ex.outcome.as_str(),
             ex.outcome.error_cause(),
             ex.attempts,
@@ -255,17 +355,14 @@ pub async fn kick(
                 Outcome::Timeout => None,
             },
         ),
-        Err(_) => ("error", None, 0, None),
+        None => ("error", None, 0, None),
     };
-    if let Err(e) = &exchanged {
-        tracing::warn!(error = %e, %to, "Disconnect/CoA-Request not sent");
-    }
     let mut record = CoaRecord {
         id: 0,
         session_id: Some(session.id),
         acct_session_id: session.acct_session_id.clone(),
         nas: session.nas.clone(),
-        nas_addr: to.to_string(),
+        nas_addr: to.map(|t| t.to_string()).unwrap_or_default(),
         device_id: session.device_id,
         kind: what.kind.as_str().to_string(),
         reason: what.reason.chars().take(1000).collect(),
@@ -276,29 +373,16 @@ pub async fn kick(
         error_cause,
         attempts,
     };
-    record.id = store.insert_coa_request(&record).await?;
-    let closed = matches!(
+    let gone = matches!(
         exchanged,
-        Ok(client::Exchange {
+        Some(client::Exchange {
             outcome: Outcome::Answered(Answer::Nak {
                 error_cause: Some(SESSION_CONTEXT_NOT_FOUND)
             }),
             ..
         })
-    );
-    if closed {
-        store
-            .end_session(
-                session.id,
-                Utc::now().trunc_subsecs(6),
-                "NAS-Session-Not-Found",
-            )
-            .await?;
-    }
-    let mut after = serde_json::to_value(&record).unwrap_or_default();
-    if let (Some(cause), Some(obj)) = (error_cause, after.as_object_mut()) {
-        obj.insert("error_cause_name".into(), error_cause_name(cause).into());
-    }
+    ) && own_identification;
+    let close = gone.then(|| (Utc::now().trunc_subsecs(6), "NAS-Session-Not-Found"));
     let before = serde_json::json!({
         "session_id": session.id,
         "acct_session_id": session.acct_session_id,
@@ -307,33 +391,57 @@ pub async fn kick(
         "mac": session.mac.map(|m| m.to_string()),
         "class": session.class,
     });
-    let entry = NewAuditEntry {
-        at: Utc::now().trunc_subsecs(6),
-        actor: what.actor.clone(),
-        action: format!("session.{}", what.kind.as_str()),
-        target_type: "device".into(),
-        target_id: session
-            .device_id
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| format!("session {}", session.id)),
-        before: Some(before),
-        after: Some(after),
+    let failure_text = failure.as_ref().map(|(f, _)| f.clone());
+    let audit = |id: i64| {
+        let mut r = record.clone();
+        r.id = id;
+        let mut after = serde_json::to_value(&r).unwrap_or_default();
+        if let Some(obj) = after.as_object_mut() {
+            if let Some(cause) = error_cause {
+                obj.insert("error_cause_name".into(), error_cause_name(cause).into());
+            }
+            if let Some(f) = &failure_text {
+                obj.insert("error".into(), f.clone().into());
+            }
+            if !own_identification {
+                obj.insert("nas_identified_by".into(), "source address".into());
+            }
+        }
+        NewAuditEntry {
+            at: Utc::now().trunc_subsecs(6),
+            actor: what.actor.clone(),
+            action: format!("session.{}", what.kind.as_str()),
+            target_type: "device".into(),
+            target_id: session
+                .device_id
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| format!("session {}", session.id)),
+            before: Some(before.clone()),
+            after: Some(after),
+        }
     };
-    let mut tx = store.begin().await?;
-    tx.append_audit(&entry).await?;
-    tx.commit().await?;
+    record.id = store
+        .record_kick(
+            &record,
+            close.map(|(at, cause)| (session.id, at, cause)),
+            &audit,
+        )
+        .await?;
     tracing::info!(
         kind = what.kind.as_str(),
         session = %session.acct_session_id,
         nas = %session.nas,
-        %to,
+        to = %record.nas_addr,
         result,
         error_cause = error_cause.map(|c| format!("{c} {}", error_cause_name(c))),
         attempts,
         reason = %what.reason,
         "dynamic authorization"
     );
-    Ok(record)
+    match failure {
+        Some((_, Some(e))) => Err(e),
+        _ => Ok(record),
+    }
 }
 
 /// What was sent for a session, so that the same trigger does not kick it twice.
@@ -343,8 +451,8 @@ struct Kicked {
     reason: &'static str,
     /// `None` while in flight.
     result: Option<&'static str>,
-    /// Rounds that ended in a timeout.
-    timeouts: u32,
+    /// Rounds that ended in a timeout or an error.
+    failures: u32,
 }
 
 /// The background task.
@@ -356,6 +464,9 @@ pub struct Enforcer {
     check_interval: Duration,
     kicked: Arc<Mutex<HashMap<i64, Kicked>>>,
     slots: Arc<Semaphore>,
+    /// Audit entries up to this id predate the enforcer: never acted on.
+    floor: i64,
+    recent: RecentIds,
 }
 
 type Subject = Option<Arc<(Device, Owner)>>;
@@ -384,13 +495,18 @@ impl Enforcer {
             check_interval: config.coa.check_interval.0,
             kicked: Arc::new(Mutex::new(HashMap::new())),
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            floor: i64::MAX,
+            recent: RecentIds::default(),
         })
     }
 
     /// Runs until `stop` turns true: wakes on `changed` (a registry change) and every
     /// `coa.check_interval`. Exchanges still in flight at the stop get 2 s to finish.
-    pub async fn run(self, changed: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, changed: Arc<Notify>, mut stop: watch::Receiver<bool>) {
         let mut last = self.store.change_marker().await.ok();
+        if let Some(m) = last {
+            self.floor = m;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         let mut tick = tokio::time::interval(self.check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -400,7 +516,12 @@ impl Enforcer {
                 _ = changed.notified() => {
                     match last {
                         Some(after) => last = Some(self.follow(after, &mut tasks).await),
-                        None => last = self.store.change_marker().await.ok(),
+                        None => {
+                            last = self.store.change_marker().await.ok();
+                            if let Some(m) = last {
+                                self.floor = m;
+                            }
+                        }
                     }
                 }
                 _ = tick.tick() => self.sweep(&mut tasks).await,
@@ -416,14 +537,16 @@ impl Enforcer {
         }
     }
 
-    /// Reads the audit entries after `after`, re-decides the open sessions of the devices
-    /// (and owners' devices) they touched; returns the newest id seen.
-    async fn follow(&self, after: i64, tasks: &mut tokio::task::JoinSet<()>) -> i64 {
+    /// Reads the audit entries after `after` (and again the [`AUDIT_WINDOW`] below it, for
+    /// entries that committed late), re-decides the open sessions of the devices (and owners'
+    /// devices) that entries not processed before touched; returns the newest id seen.
+    async fn follow(&mut self, after: i64, tasks: &mut tokio::task::JoinSet<()>) -> i64 {
         let mut last = after;
+        let mut cursor = after.saturating_sub(AUDIT_WINDOW).max(self.floor);
         let mut devices: HashMap<Uuid, String> = HashMap::new();
         let mut owners: HashMap<String, String> = HashMap::new();
         for _ in 0..AUDIT_PAGES {
-            let page = match self.store.audit_after(last, AUDIT_PAGE).await {
+            let page = match self.store.audit_after(cursor, AUDIT_PAGE).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the audit log; the periodic check will catch up");
@@ -432,6 +555,10 @@ impl Enforcer {
             };
             for e in &page {
                 last = last.max(e.id);
+                cursor = cursor.max(e.id);
+                if e.id <= self.floor || !self.recent.insert(e.id) {
+                    continue;
+                }
                 // our own records are not changes to act on
                 if e.action.starts_with("session.") {
                     continue;
@@ -533,8 +660,18 @@ impl Enforcer {
         subjects: &mut HashMap<Uuid, Subject>,
         tasks: &mut tokio::task::JoinSet<()>,
     ) {
-        let Some(device) = session.device_id else {
-            return;
+        // a NAS that does not echo Class leaves device_id empty: the MAC names the device
+        let device = match (session.device_id, session.mac) {
+            (Some(d), _) => d,
+            (None, Some(mac)) => match self.store.device_by_mac(mac).await {
+                Ok(Some(d)) => d.id,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, %mac, "cannot look up a session's device");
+                    return;
+                }
+            },
+            (None, None) => return,
         };
         let subject = match self.subject(device, subjects).await {
             Ok(s) => s,
@@ -555,7 +692,8 @@ impl Enforcer {
         {
             let mut kicked = lock(&self.kicked);
             if let Some(k) = kicked.get(&session.id) {
-                let retry = k.result == Some("timeout") && k.timeouts < MAX_TIMEOUT_ROUNDS;
+                let retry =
+                    matches!(k.result, Some("timeout" | "error")) && k.failures < MAX_FAILED_ROUNDS;
                 if k.reason == reason && !retry {
                     return;
                 }
@@ -566,23 +704,24 @@ impl Enforcer {
                 );
                 return;
             };
-            let timeouts = kicked
+            let failures = kicked
                 .get(&session.id)
                 .filter(|k| k.reason == reason)
-                .map_or(0, |k| k.timeouts);
+                .map_or(0, |k| k.failures);
             kicked.insert(
                 session.id,
                 Kicked {
                     reason,
                     result: None,
-                    timeouts,
+                    failures,
                 },
             );
-            let Some(client) = self.clients.by_name(&session.nas) else {
-                tracing::warn!(nas = %session.nas, "session of a client no longer configured: cannot disconnect it");
-                return;
+            // a client no longer configured still gets a Disconnect "sent": kick records the
+            // error (coa_requests and the audit log)
+            let (kind, change) = match self.clients.by_name(&session.nas) {
+                Some(client) => client.request_for(&decision),
+                None => (Kind::Disconnect, None),
             };
-            let (kind, change) = client.request_for(&decision);
             let what = Kick {
                 kind,
                 change,
@@ -595,7 +734,24 @@ impl Enforcer {
             let retransmit = self.retransmit;
             tasks.spawn(async move {
                 let _permit = permit;
-                let result = match kick(&*store, &clients, &session, &what, retransmit).await {
+                let mut outcome = kick(&*store, &clients, &session, &what, retransmit).await;
+                // a CoA-NAK for any other reason than "no such session": the NAS cannot move
+                // the session, so end it
+                if let Ok(r) = &outcome {
+                    if what.kind == Kind::Coa
+                        && r.result == "nak"
+                        && r.error_cause != Some(SESSION_CONTEXT_NOT_FOUND)
+                    {
+                        let fallback = Kick {
+                            kind: Kind::Disconnect,
+                            change: None,
+                            reason: format!("{} (CoA-NAK, so Disconnect)", what.reason),
+                            actor: what.actor.clone(),
+                        };
+                        outcome = kick(&*store, &clients, &session, &fallback, retransmit).await;
+                    }
+                }
+                let result = match outcome {
                     Ok(r) => match r.result.as_str() {
                         "ack" => "ack",
                         "nak" => "nak",
@@ -609,8 +765,8 @@ impl Enforcer {
                 };
                 if let Some(k) = lock(&table).get_mut(&session.id) {
                     k.result = Some(result);
-                    if result == "timeout" {
-                        k.timeouts += 1;
+                    if matches!(result, "timeout" | "error") {
+                        k.failures += 1;
                     }
                 }
             });
@@ -621,6 +777,125 @@ impl Enforcer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::NasIdentity;
+    use crate::mac::MacAddr;
+
+    fn session(raw: NasIdentity) -> Session {
+        let now = Utc::now();
+        Session {
+            id: 1,
+            nas: "ap".into(),
+            nas_key: "ap-hal-1".into(),
+            acct_session_id: "S1".into(),
+            nas_ip: Some("10.1.2.3".into()),
+            nas_port: None,
+            username: Some("host/laptop".into()),
+            mac: MacAddr::parse_any("02:00:00:00:00:01").ok(),
+            ssid: None,
+            device_id: None,
+            owner: None,
+            framed_ip: None,
+            class: None,
+            started_at: now,
+            updated_at: now,
+            stopped_at: None,
+            session_time: 0,
+            input_octets: 0,
+            output_octets: 0,
+            input_packets: 0,
+            output_packets: 0,
+            terminate_cause: None,
+            raw,
+        }
+    }
+
+    fn client(network: &str) -> NasClient {
+        NasClient {
+            name: "ap".into(),
+            network: network.parse().expect("network"),
+            key: Key::new(b"secret"),
+            coa_port: 3799,
+            action: CoaAction::Disconnect,
+        }
+    }
+
+    #[test]
+    fn identity_is_repeated_as_the_nas_sent_it() {
+        let s = session(NasIdentity {
+            calling_station_id: Some("02:00:00:00:00:01 ".into()),
+            nas_identifier: Some(" ap-hal-1".into()),
+            nas_ip_address: None,
+            nas_ipv6_address: None,
+            source_ip: Some("10.1.2.3".into()),
+        });
+        let (id, own) = session_identity(&s);
+        assert!(own);
+        assert_eq!(id.calling_station_id.as_deref(), Some("02:00:00:00:00:01 "));
+        assert_eq!(id.nas_identifier.as_deref(), Some(" ap-hal-1"));
+        // not sent by the NAS: not invented from the source address
+        assert_eq!(id.nas_ip, None);
+        assert_eq!(id.nas_ipv6, None);
+    }
+
+    #[test]
+    fn no_nas_attribute_falls_back_to_the_source_address() {
+        let mut s = session(NasIdentity {
+            source_ip: Some("10.1.2.3".into()),
+            ..NasIdentity::default()
+        });
+        let (id, own) = session_identity(&s);
+        assert!(!own, "a fallback is not the NAS's own identification");
+        assert_eq!(id.nas_ip, Some(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(id.calling_station_id, None);
+        s.raw.source_ip = Some("2001:db8::7".into());
+        let (id, own) = session_identity(&s);
+        assert!(!own);
+        assert_eq!(id.nas_ip, None);
+        assert_eq!(id.nas_ipv6, "2001:db8::7".parse().ok());
+        s.raw.nas_ipv6_address = Some("2001:db8::8".into());
+        let (id, own) = session_identity(&s);
+        assert!(own);
+        assert_eq!(id.nas_ipv6, "2001:db8::8".parse().ok());
+    }
+
+    #[test]
+    fn destination_stays_in_the_clients_network() {
+        let mut s = session(NasIdentity {
+            nas_ip_address: Some("192.0.2.1".into()),
+            source_ip: Some("10.1.2.9".into()),
+            ..NasIdentity::default()
+        });
+        s.nas_ip = Some("192.0.2.1".into());
+        // the reported address is outside: the accounting source address is used
+        assert_eq!(
+            client("10.1.2.0/24").destination(&s),
+            "10.1.2.9:3799".parse().ok()
+        );
+        // nothing inside and no single address: nowhere
+        s.raw.source_ip = Some("198.51.100.1".into());
+        assert_eq!(client("10.1.2.0/24").destination(&s), None);
+        assert_eq!(
+            client("10.1.2.5/32").destination(&s),
+            "10.1.2.5:3799".parse().ok()
+        );
+        s.raw.nas_ip_address = Some("10.1.2.7".into());
+        assert_eq!(
+            client("10.1.2.0/24").destination(&s),
+            "10.1.2.7:3799".parse().ok()
+        );
+    }
+
+    #[test]
+    fn recent_ids_are_bounded() {
+        let mut r = RecentIds::default();
+        assert!(r.insert(5));
+        assert!(!r.insert(5));
+        for i in 0..(RECENT_IDS as i64 + 10) {
+            r.insert(1000 + i);
+        }
+        assert!(r.order.len() <= RECENT_IDS && r.set.len() <= RECENT_IDS);
+        assert!(r.insert(5), "forgotten once out of the window");
+    }
 
     #[test]
     fn class_reason_is_read() {

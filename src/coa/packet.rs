@@ -67,6 +67,8 @@ pub struct SessionIdentity {
     pub user_name: Option<String>,
     /// NAS-IP-Address of the NAS.
     pub nas_ip: Option<Ipv4Addr>,
+    /// NAS-IPv6-Address of the NAS (RFC 3162).
+    pub nas_ipv6: Option<std::net::Ipv6Addr>,
     /// NAS-Identifier of the NAS.
     pub nas_identifier: Option<String>,
 }
@@ -95,6 +97,9 @@ pub fn build_request<K: SecretKey + ?Sized>(
     let mut b = Builder::with_message_authenticator(kind.code(), identifier);
     if let Some(ip) = session.nas_ip {
         b.add(dict::NAS_IP_ADDRESS, &ip.octets())?;
+    }
+    if let Some(ip) = session.nas_ipv6 {
+        b.add(dict::NAS_IPV6_ADDRESS, &ip.octets())?;
     }
     if let Some(id) = &session.nas_identifier {
         b.add_text(dict::NAS_IDENTIFIER, id)?;
@@ -236,6 +241,7 @@ mod tests {
             calling_station_id: Some("02-00-00-00-00-01".into()),
             user_name: Some("02-00-00-00-00-01".into()),
             nas_ip: Some(Ipv4Addr::new(10, 1, 2, 3)),
+            nas_ipv6: None,
             nas_identifier: Some("ap-hal-1".into()),
         }
     }

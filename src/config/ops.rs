@@ -200,8 +200,8 @@ pub(super) fn problems(config: &Config, push: &mut impl FnMut(String, String)) {
         }
     }
     let coa = &config.coa;
-    if coa.timeout.0 < Duration::from_millis(50) || coa.timeout.0 > Duration::from_secs(30) {
-        push("coa.timeout".into(), "must be between 50ms and 30s".into());
+    if coa.timeout.0 < Duration::from_millis(50) || coa.timeout.0 > Duration::from_secs(10) {
+        push("coa.timeout".into(), "must be between 50ms and 10s".into());
     }
     if coa.retries > 10 {
         push("coa.retries".into(), "must be at most 10".into());

@@ -8,11 +8,12 @@ use uuid::Uuid;
 
 use crate::activity::Session;
 use crate::model::AuditEntry;
+use crate::registry::NewAuditEntry;
 
 use super::postgres::PgStore;
 use super::rows;
 use super::sqlite::SqliteStore;
-use super::StoreError;
+use super::{sql, StoreError};
 
 /// One Disconnect-Request or CoA-Request sent, and its answer: a row of `coa_requests`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +68,17 @@ pub trait CoaStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Records a request sent; returns its id.
     async fn insert_coa_request(&self, r: &CoaRecord) -> Result<i64, StoreError>;
+    /// In one transaction: records a request sent, closes the session (`close`: row id, time,
+    /// terminate cause) if it is still open, and appends `audit(request id)` to the audit log.
+    /// Returns the request's id.
+    async fn record_kick(
+        &self,
+        r: &CoaRecord,
+        close: Option<(i64, DateTime<Utc>, &str)>,
+        audit: &(dyn Fn(i64) -> NewAuditEntry + Sync),
+    ) -> Result<i64, StoreError>;
+    /// Deletes requests sent before `before`; returns how many.
+    async fn purge_coa_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Requests sent, newest first: of one session, or all.
     async fn coa_requests(
         &self,
@@ -108,10 +120,40 @@ where
     })
 }
 
+/// Inserts one request row through executor `$ex`; evaluates to its id.
+macro_rules! insert_coa {
+    ($ex:expr, $r:expr) => {{
+        let r: &CoaRecord = $r;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO coa_requests (session_id, acct_session_id, nas, nas_addr, \
+             device_id, kind, reason, actor, sent_at, answered_at, result, error_cause, \
+             attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             RETURNING id",
+        )
+        .bind(r.session_id)
+        .bind(&r.acct_session_id)
+        .bind(&r.nas)
+        .bind(&r.nas_addr)
+        .bind(r.device_id)
+        .bind(&r.kind)
+        .bind(&r.reason)
+        .bind(&r.actor)
+        .bind(r.sent_at)
+        .bind(r.answered_at)
+        .bind(&r.result)
+        .bind(r.error_cause.and_then(|c| i32::try_from(c).ok()))
+        .bind(i32::try_from(r.attempts).unwrap_or(i32::MAX))
+        .fetch_one($ex)
+        .await?;
+        id
+    }};
+}
+
 /// The same statements for both stores; `$nulli64` is how a possibly-NULL integer parameter
-/// is spelled in a comparison.
+/// is spelled in a comparison, `$mac_text` how `device_macs.mac` reads as the text form
+/// `sessions.mac` holds.
 macro_rules! impl_coa_store {
-    ($store:ty, $nulli64:literal) => {
+    ($store:ty, $nulli64:literal, $mac_text:literal) => {
         #[async_trait]
         impl CoaStore for $store {
             async fn audit_after(
@@ -132,9 +174,10 @@ macro_rules! impl_coa_store {
 
             async fn open_sessions_of(&self, device_id: Uuid) -> Result<Vec<Session>, StoreError> {
                 let sql = format!(
-                    "SELECT {} FROM sessions WHERE device_id = $1 AND stopped_at IS NULL \
-                     ORDER BY id",
-                    rows::SESSION_COLUMNS
+                    "SELECT {} FROM sessions WHERE stopped_at IS NULL AND (device_id = $1 \
+                     OR mac IN (SELECT {} FROM device_macs WHERE device_id = $1)) ORDER BY id",
+                    rows::SESSION_COLUMNS,
+                    $mac_text
                 );
                 let found = sqlx::query(&sql)
                     .bind(device_id)
@@ -144,7 +187,10 @@ macro_rules! impl_coa_store {
             }
 
             async fn session_by_id(&self, id: i64) -> Result<Option<Session>, StoreError> {
-                let sql = format!("SELECT {} FROM sessions WHERE id = $1", rows::SESSION_COLUMNS);
+                let sql = format!(
+                    "SELECT {} FROM sessions WHERE id = $1",
+                    rows::SESSION_COLUMNS
+                );
                 let found = sqlx::query(&sql)
                     .bind(id)
                     .fetch_optional(&self.pool)
@@ -187,28 +233,42 @@ macro_rules! impl_coa_store {
             }
 
             async fn insert_coa_request(&self, r: &CoaRecord) -> Result<i64, StoreError> {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO coa_requests (session_id, acct_session_id, nas, nas_addr, \
-                     device_id, kind, reason, actor, sent_at, answered_at, result, error_cause, \
-                     attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     RETURNING id",
-                )
-                .bind(r.session_id)
-                .bind(&r.acct_session_id)
-                .bind(&r.nas)
-                .bind(&r.nas_addr)
-                .bind(r.device_id)
-                .bind(&r.kind)
-                .bind(&r.reason)
-                .bind(&r.actor)
-                .bind(r.sent_at)
-                .bind(r.answered_at)
-                .bind(&r.result)
-                .bind(r.error_cause.and_then(|c| i32::try_from(c).ok()))
-                .bind(i32::try_from(r.attempts).unwrap_or(i32::MAX))
-                .fetch_one(&self.pool)
-                .await?;
+                Ok(insert_coa!(&self.pool, r))
+            }
+
+            async fn record_kick(
+                &self,
+                r: &CoaRecord,
+                close: Option<(i64, DateTime<Utc>, &str)>,
+                audit: &(dyn Fn(i64) -> NewAuditEntry + Sync),
+            ) -> Result<i64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let id = insert_coa!(&mut *tx, r);
+                if let Some((session, at, cause)) = close {
+                    sqlx::query(
+                        "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
+                         terminate_cause = $3 WHERE id = $1 AND stopped_at IS NULL",
+                    )
+                    .bind(session)
+                    .bind(at)
+                    .bind(cause)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let entry = audit(id);
+                sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), &entry)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
                 Ok(id)
+            }
+
+            async fn purge_coa_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM coa_requests WHERE sent_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn coa_requests(
@@ -232,5 +292,5 @@ macro_rules! impl_coa_store {
     };
 }
 
-impl_coa_store!(SqliteStore, "$1");
-impl_coa_store!(PgStore, "$1::bigint");
+impl_coa_store!(SqliteStore, "$1", "mac");
+impl_coa_store!(PgStore, "$1::bigint", "mac::text");

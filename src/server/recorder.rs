@@ -82,6 +82,20 @@ async fn write_loop(
                     Ok(n) => tracing::info!(deleted = n, %before, "purged old decisions"),
                     Err(e) => tracing::warn!(error = %e, "purging old decisions failed"),
                 }
+                // posture reports too, each device's latest kept
+                match crate::registry::posture::PostureStore::purge_posture_reports(&*store, before)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, %before, "purged old posture reports"),
+                    Err(e) => tracing::warn!(error = %e, "purging old posture reports failed"),
+                }
+                // Disconnect/CoA requests sent are kept as long as decisions
+                match store.purge_coa_requests(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, %before, "purged old Disconnect/CoA requests"),
+                    Err(e) => tracing::warn!(error = %e, "purging old Disconnect/CoA requests failed"),
+                }
                 continue;
             }
         }
