@@ -254,6 +254,93 @@ both_stores!(
     }
 );
 
+both_stores!(
+    old_reports_are_purged_but_each_devices_latest_is_kept,
+    |b| async move {
+        let (db, reg) = registry(b).await;
+        let dev = laptop(&reg).await;
+        let (new, _) = NewDevice::from_input(
+            "j.devries",
+            &["00:1b:21:00:00:02".into()],
+            "Telefoon",
+            DeviceKind::Phone,
+        )
+        .unwrap();
+        let other = reg
+            .register_device(new, &change("ict.beheer"))
+            .await
+            .unwrap();
+        let other = DeviceRef::Id(other.id);
+        // received 40, 20 and 1 day(s) ago for the laptop; one 40 days ago for the phone
+        let at = |days: i64| Change {
+            actor: "agent".into(),
+            now: now() - Duration::days(days),
+        };
+        let report = |days: i64| PostureReport {
+            collected_at: Some(now() - Duration::days(days) - Duration::minutes(5)),
+            antivirus_signatures_updated: Some(now() - Duration::days(days) - Duration::hours(1)),
+            ..passing()
+        };
+        let mut laptop_ids = Vec::new();
+        for days in [40, 20, 1] {
+            let out = reg
+                .submit_posture(&dev, report(days), &rules(), &at(days))
+                .await
+                .unwrap();
+            laptop_ids.push(out.report_id);
+        }
+        let phone = reg
+            .submit_posture(&other, report(40), &rules(), &at(40))
+            .await
+            .unwrap();
+        let laptop_id = reg.find_device(&dev).await.unwrap().id;
+        let phone_id = reg.find_device(&other).await.unwrap().id;
+        let audit_before = db.count("audit_log").await;
+
+        // retention 30 days: the laptop's report of 40 days ago goes; the phone's only report,
+        // as old, stays: it is that device's latest
+        let store = reg.store();
+        assert_eq!(
+            store
+                .purge_posture_reports(now() - Duration::days(30))
+                .await
+                .unwrap(),
+            1
+        );
+        let kept: Vec<i64> = store
+            .posture_reports(laptop_id, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(kept, [laptop_ids[2], laptop_ids[1]]);
+        let phone_kept = store.posture_reports(phone_id, 10).await.unwrap();
+        assert_eq!(phone_kept.len(), 1);
+        assert_eq!(phone_kept[0].id, phone.report_id);
+        // nothing left to purge at that point; a later cut-off keeps only the latest of each
+        assert_eq!(
+            store
+                .purge_posture_reports(now() - Duration::days(30))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.purge_posture_reports(now()).await.unwrap(), 1);
+        assert_eq!(
+            store.latest_posture(laptop_id).await.unwrap().unwrap().id,
+            laptop_ids[2]
+        );
+        assert_eq!(db.count("posture_reports").await, 2);
+        // the devices and the audit log are untouched
+        assert_eq!(db.count("audit_log").await, audit_before);
+        assert_eq!(
+            reg.find_device(&dev).await.unwrap().compliance,
+            Compliance::Compliant
+        );
+    }
+);
+
 both_stores!(a_refused_report_writes_nothing, |b| async move {
     let (db, reg) = registry(b).await;
     let dev = laptop(&reg).await;

@@ -51,6 +51,11 @@ const DEVICE_POSTURE_REPORTS: &str = "SELECT id, device_id, received_at, collect
      submitted_by, compliance, report, failed FROM posture_reports \
      WHERE device_id = $1 ORDER BY id DESC LIMIT $2";
 
+/// Deletes the reports received before `$1`, except each device's latest (highest id), which
+/// `why` and the API show.
+const PURGE_POSTURE_REPORTS: &str = "DELETE FROM posture_reports WHERE received_at < $1 \
+     AND id NOT IN (SELECT MAX(id) FROM posture_reports GROUP BY device_id)";
+
 /// Binds a posture report as `$1..$8`.
 pub(crate) fn bind_posture_report<'q, DB>(q: Q<'q, DB>, r: &'q NewPostureReport) -> Q<'q, DB>
 where
@@ -115,10 +120,22 @@ pub trait PostureStore: Send + Sync + 'static {
     async fn latest_posture(&self, device_id: Uuid) -> Result<Option<StoredReport>, StoreError> {
         Ok(self.posture_reports(device_id, 1).await?.pop())
     }
+
+    /// Deletes the posture reports received before `before` (`log.decision_retention` ago),
+    /// keeping each device's latest report however old; returns how many were deleted.
+    async fn purge_posture_reports(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
 impl PostureStore for SqliteStore {
+    async fn purge_posture_reports(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(PURGE_POSTURE_REPORTS)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn posture_reports(
         &self,
         device_id: Uuid,
@@ -135,6 +152,14 @@ impl PostureStore for SqliteStore {
 
 #[async_trait]
 impl PostureStore for PgStore {
+    async fn purge_posture_reports(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(PURGE_POSTURE_REPORTS)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn posture_reports(
         &self,
         device_id: Uuid,
