@@ -577,7 +577,7 @@ both_stores!(session_kick_from_the_cli, |backend| async move {
     let mac = "02-00-00-00-c0-06";
     let device = seed(&rig.registry, "f.staff", mac).await;
     let session = connect(&rig, mac, "sess-kick-1").await;
-    let id = session.id.to_string();
+    let id = format!("#{}", session.id);
     let config = rig.config_path.path().to_path_buf();
     let cmd = tokio::task::spawn_blocking(move || {
         std::process::Command::new(BIN)
@@ -631,9 +631,39 @@ both_stores!(session_kick_from_the_cli, |backend| async move {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Session Context Not Found"), "{stdout}");
     // the session is closed now: a third kick is refused without sending
-    let out = cli(&rig, &["session", "kick", &session.id.to_string()]);
+    let out = cli(&rig, &["session", "kick", "--row", &session.id.to_string()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already ended"));
+    // a bare number is an Acct-Session-Id, never a row id: refused with a hint
+    let out = cli(&rig, &["session", "kick", &session.id.to_string()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("give `#{}`", session.id)),
+        "{stderr}"
+    );
+    // an all-digit Acct-Session-Id is kicked as such
+    let mac2 = "02-00-00-00-c0-16";
+    seed(&rig.registry, "f2.staff", mac2).await;
+    connect(&rig, mac2, "4711").await;
+    let config = rig.config_path.path().to_path_buf();
+    let cmd = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["session", "kick", "4711"])
+            .output()
+            .expect("run poortwachter")
+    });
+    let (req, from, _) =
+        expect_disconnect(&rig, Instant::now(), Duration::from_secs(5), "4711", mac2).await;
+    rig.nas_answer(&req, from, DISCONNECT_ACK, None).await;
+    let out = cmd.await.expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     rig.stop().await;
 });
 

@@ -211,15 +211,20 @@ pub async fn sessions(
 pub enum SessionCommand {
     /// Send the session's NAS a Disconnect-Request (RFC 5176) and show its answer.
     Kick {
-        /// The session's row id (first column of `sessions --json`), or its Acct-Session-Id.
-        id: String,
+        /// The session's Acct-Session-Id, or `#N` for row id N (first column of
+        /// `sessions --json`).
+        #[arg(required_unless_present = "row", conflicts_with = "row")]
+        id: Option<String>,
+        /// The session's row id.
+        #[arg(long, value_name = "N")]
+        row: Option<i64>,
         /// Why, for the record.
         #[arg(long)]
         reason: Option<String>,
     },
 }
 
-/// `session kick ID [--reason TEXT]`: Disconnect-Request from this process, with the client's
+/// `session kick ACCT-SESSION-ID|#ROW|--row ROW [--reason TEXT]`: Disconnect-Request from this process, with the client's
 /// secret and `coa_port` from the config; recorded in `coa_requests` and the audit log. Fails
 /// (non-zero) unless the NAS acknowledged.
 pub async fn session(
@@ -231,25 +236,47 @@ pub async fn session(
 ) -> Result<()> {
     use poortwachter::coa::enforcer::{kick, Kick, NasClients};
     use poortwachter::coa::{client::Retransmit, packet};
-    let SessionCommand::Kick { id, reason } = cmd;
-    let id = id.trim();
-    let by_row = match id.parse::<i64>() {
-        Ok(n) => store.session_by_id(n).await?,
-        Err(_) => None,
+    let SessionCommand::Kick { id, row, reason } = cmd;
+    let id = id.as_deref().map(str::trim).unwrap_or_default();
+    // `#N` or `--row N` is a row id; anything else an Acct-Session-Id, digits too
+    let row = match (row, id.strip_prefix('#')) {
+        (Some(n), _) => Some(n),
+        (None, Some(n)) => Some(
+            n.trim()
+                .parse::<i64>()
+                .map_err(|_| anyhow::anyhow!("`{id}`: a row id is `#` and digits, e.g. `#12`"))?,
+        ),
+        (None, None) => None,
     };
-    let session = match by_row {
-        Some(s) => s,
+    let session = match row {
+        Some(n) => match store.session_by_id(n).await? {
+            Some(s) => s,
+            None => anyhow::bail!("no session with row id {n}"),
+        },
         None => {
+            anyhow::ensure!(!id.is_empty(), "give an Acct-Session-Id, `#N` or `--row N`");
             let found = store.sessions_by_acct_id(id).await?;
             let open: Vec<_> = found.iter().filter(|s| s.stopped_at.is_none()).collect();
             match open.as_slice() {
                 [one] => (*one).clone(),
                 [] => match found.first() {
                     Some(s) => s.clone(),
-                    None => anyhow::bail!("no session with row id or Acct-Session-Id `{id}`"),
+                    None => {
+                        let digits = id.bytes().all(|b| b.is_ascii_digit());
+                        match id.parse::<i64>() {
+                            Ok(n) if digits && store.session_by_id(n).await?.is_some() => {
+                                anyhow::bail!(
+                                    "no session has Acct-Session-Id `{id}`; for the session \
+                                     in row {n} give `#{n}` or `--row {n}`"
+                                )
+                            }
+                            _ => anyhow::bail!("no session with Acct-Session-Id `{id}`"),
+                        }
+                    }
                 },
                 many => anyhow::bail!(
-                    "{} open sessions have Acct-Session-Id `{id}` (on {}): give the row id",
+                    "{} open sessions have Acct-Session-Id `{id}` (on {}): give the row, \
+                     `#N` or `--row N`",
                     many.len(),
                     many.iter()
                         .map(|s| format!("{}/{} row {}", s.nas, s.nas_key, s.id))
