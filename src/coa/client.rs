@@ -85,12 +85,29 @@ pub enum ClientError {
 
 /// Sends `request` (built by [`super::packet::build_request`]) to `to`, retransmitting per
 /// `retransmit`, and returns the first answer that verifies against it. Datagrams from
-/// elsewhere, with another identifier or a bad authenticator are ignored (and logged).
+/// elsewhere, with another identifier or a bad authenticator are ignored (and logged). No wait
+/// exceeds [`MAX_WAIT`], and the exchange ends after [`MAX_EXCHANGE`] whatever the retries.
 pub async fn exchange<K: SecretKey + ?Sized + Sync>(
     to: SocketAddr,
     request: &[u8],
     secret: &K,
     retransmit: Retransmit,
+) -> Result<Exchange, ClientError> {
+    exchange_within(to, request, secret, retransmit, MAX_EXCHANGE).await
+}
+
+/// The wait after `wait`: doubled, at most [`MAX_WAIT`].
+fn next_wait(wait: Duration) -> Duration {
+    wait.saturating_mul(2).min(MAX_WAIT)
+}
+
+/// [`exchange`] with its overall deadline `max_exchange` after the first send.
+async fn exchange_within<K: SecretKey + ?Sized + Sync>(
+    to: SocketAddr,
+    request: &[u8],
+    secret: &K,
+    retransmit: Retransmit,
+    max_exchange: Duration,
 ) -> Result<Exchange, ClientError> {
     let local: SocketAddr = match to {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -98,7 +115,7 @@ pub async fn exchange<K: SecretKey + ?Sized + Sync>(
     };
     let sock = UdpSocket::bind(local).await.map_err(ClientError::Bind)?;
     let started = Instant::now();
-    let overall = tokio::time::Instant::now() + MAX_EXCHANGE;
+    let overall = tokio::time::Instant::now() + max_exchange;
     let mut wait = retransmit.first_wait.min(MAX_WAIT);
     let mut sent = 0;
     let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
@@ -143,7 +160,7 @@ pub async fn exchange<K: SecretKey + ?Sized + Sync>(
                 Err(e) => tracing::debug!(%from, error = %e, "dropped: not the answer"),
             }
         }
-        wait = wait.saturating_mul(2).min(MAX_WAIT);
+        wait = next_wait(wait);
     }
     Ok(Exchange {
         outcome: Outcome::Timeout,
@@ -243,5 +260,30 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 3);
+    }
+
+    /// Each wait is capped at 10 s; the exchange ends at its deadline, retries or not.
+    #[tokio::test]
+    async fn waits_are_capped_and_the_exchange_has_a_deadline() {
+        assert_eq!(next_wait(Duration::from_secs(4)), Duration::from_secs(8));
+        assert_eq!(next_wait(Duration::from_secs(8)), MAX_WAIT);
+        assert_eq!(next_wait(MAX_WAIT), MAX_WAIT);
+        let nas = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let to = nas.local_addr().expect("addr");
+        let many = Retransmit {
+            first_wait: Duration::from_millis(100),
+            retries: 10,
+        };
+        // sends at 0 and 100 ms; the next would be at 300 ms, after the 250 ms deadline
+        let ex = exchange_within(to, &request(3), SECRET, many, Duration::from_millis(250))
+            .await
+            .expect("exchange");
+        assert_eq!(ex.outcome, Outcome::Timeout);
+        assert_eq!(ex.attempts, 2);
+        assert!(
+            ex.elapsed >= Duration::from_millis(250) && ex.elapsed < Duration::from_millis(600),
+            "{:?}",
+            ex.elapsed
+        );
     }
 }
