@@ -921,6 +921,9 @@ both_stores!(
         assert_eq!(rows[0].error_cause, Some(503));
         // the registry change or, on a busy machine, the periodic check that ran first
         assert!(rows[0].reason.contains("revoked"), "{}", rows[0].reason);
+        // recorded under the device the MAC named
+        assert_eq!(rows[0].device_id, Some(device));
+        expect_audit(&rig, device, "session.disconnect").await;
         // only a fallback NAS identification: the NAS may simply not have matched it
         let again = rig
             .registry

@@ -680,6 +680,9 @@ impl Enforcer {
                 return;
             }
         };
+        // recorded (coa_requests, audit target) under the device it was matched to
+        let mut session = session;
+        session.device_id = Some(device);
         let Some(decision) = must_leave(
             &session,
             subject.as_deref().map(|(d, o)| (d, o)),
