@@ -73,8 +73,8 @@ pub struct ComplianceConfig {
     #[serde(default)]
     pub max_pending_updates: u32,
     /// Lowest OS version per OS name (lowercase: `windows`, `macos`, `ios`, `android`,
-    /// `linux`...), compared numerically part by part (`10.0.19045`). An OS not listed is
-    /// accepted at any version.
+    /// `linux`...), compared numerically part by part (`10.0.19045`). When any are listed, an
+    /// OS that is not listed fails the check; when none are, every OS passes.
     #[serde(default)]
     pub min_os_versions: BTreeMap<String, String>,
 }
