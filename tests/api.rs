@@ -69,6 +69,8 @@ struct Env {
     admin: String,
     helpdesk: String,
     posture: String,
+    /// The RADIUS counters the API's /metrics shows.
+    stats: Arc<poortwachter::server::stats::Stats>,
 }
 
 impl Env {
@@ -120,7 +122,13 @@ impl Env {
             tokens.push(secret.expose().to_string());
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let api = Api::serve(Arc::new(config), registry.clone(), listener).unwrap();
+        let stats = Arc::new(poortwachter::server::stats::Stats::default());
+        let metrics = poortwachter::api::Metrics {
+            stats: stats.clone(),
+            eap: None,
+        };
+        let api =
+            Api::serve_with(Arc::new(config), registry.clone(), listener, Some(metrics)).unwrap();
         let addr = api.local_addr();
         Env {
             db,
@@ -131,6 +139,7 @@ impl Env {
             admin: tokens[0].clone(),
             helpdesk: tokens[1].clone(),
             posture: tokens[2].clone(),
+            stats,
         }
     }
 
@@ -1167,3 +1176,45 @@ both_stores!(token_commands_store_only_a_hash, |b| async move {
     assert!(!log.to_string().contains(secret_part));
     assert!(!log.to_string().contains(&hash));
 });
+
+both_stores!(
+    metrics_for_readers_in_the_prometheus_format,
+    |backend| async move {
+        let env = Env::new(backend).await;
+        poortwachter::server::stats::Stats::inc(&env.stats.accepts);
+        poortwachter::server::stats::Stats::inc(&env.stats.dropped_bad_authenticator);
+        let r = http(
+            env.addr,
+            "GET",
+            "/api/v1/metrics",
+            Some(&env.helpdesk),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        assert!(
+            body.contains("\npoortwachter_radius_accepts_total 1\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("\npoortwachter_radius_dropped_bad_authenticator_total 1\n"),
+            "{body}"
+        );
+        assert!(body.contains("# TYPE poortwachter_radius_rejects_total counter"));
+        // readers only: no token, and the posture scope, are refused
+        let r = http(env.addr, "GET", "/api/v1/metrics", None, None, b"").await;
+        assert_eq!(r.status, 401);
+        let r = http(
+            env.addr,
+            "GET",
+            "/api/v1/metrics",
+            Some(&env.posture),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 403);
+    }
+);

@@ -89,6 +89,22 @@ pub async fn openapi() -> Json<serde_json::Value> {
     Json(super::openapi::document())
 }
 
+/// The RADIUS counters in the Prometheus text format (served by `serve` only).
+pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let Some(m) = &state.metrics else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no RADIUS server in this process: metrics are served by `poortwachter serve`",
+        ));
+    };
+    let mut response = super::metrics::render(m).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
 // ---- owners
 
 #[derive(Debug, Deserialize)]

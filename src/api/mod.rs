@@ -9,6 +9,7 @@ mod auth;
 mod body;
 mod error;
 mod handlers;
+mod metrics;
 mod openapi;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use crate::registry::{Registry, Rules, Store};
 pub use auth::{allowed, Caller, POSTURE_ROUTE, PUBLIC_ROUTES};
 pub use body::parse_json;
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use openapi::document as openapi_document;
 
 /// What every handler shares.
@@ -36,6 +38,7 @@ pub use openapi::document as openapi_document;
 pub struct ApiState {
     registry: Registry,
     config: Arc<Config>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Why the API could not start.
@@ -60,8 +63,17 @@ pub enum ApiStartError {
 
 /// The API's routes, over a registry, with the config's limits and CA paths.
 pub fn router(config: Arc<Config>, registry: Registry) -> Router {
+    router_with(config, registry, None)
+}
+
+/// The routes, with the RADIUS server's counters at `/api/v1/metrics` when given.
+pub fn router_with(config: Arc<Config>, registry: Registry, metrics: Option<Metrics>) -> Router {
     let max_body = config.api.max_body;
-    let state = ApiState { registry, config };
+    let state = ApiState {
+        registry,
+        config,
+        metrics: metrics.map(Arc::new),
+    };
     let v1 = Router::new()
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(handlers::openapi))
@@ -92,6 +104,7 @@ pub fn router(config: Arc<Config>, registry: Registry) -> Router {
         .route("/sessions", get(handlers::sessions))
         .route("/decisions", get(handlers::decisions))
         .route("/audit", get(handlers::audit))
+        .route("/metrics", get(handlers::metrics))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,
@@ -184,6 +197,16 @@ impl Api {
         registry: Registry,
         listener: std::net::TcpListener,
     ) -> Result<Api, ApiStartError> {
+        Api::serve_with(config, registry, listener, None)
+    }
+
+    /// [`Api::serve`], with the RADIUS server's counters at `/api/v1/metrics`.
+    pub fn serve_with(
+        config: Arc<Config>,
+        registry: Registry,
+        listener: std::net::TcpListener,
+        metrics: Option<Metrics>,
+    ) -> Result<Api, ApiStartError> {
         let addr = listener
             .local_addr()
             .map_err(|source| ApiStartError::Bind {
@@ -198,7 +221,7 @@ impl Api {
             (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
             _ => None,
         };
-        let app = router(config, registry).into_make_service();
+        let app = router_with(config, registry, metrics).into_make_service();
         let handle = axum_server::Handle::new();
         let task = match tls.clone() {
             Some(tls) => {
@@ -246,7 +269,11 @@ impl Api {
 
 /// Starts the API for `serve` if `api.listen` is set: binds it and serves in the background
 /// over the registry in `store`. Stop it with [`Api::shutdown`].
-pub async fn spawn(config: &Config, store: Arc<dyn Store>) -> Result<Option<Api>, ApiStartError> {
+pub async fn spawn(
+    config: &Config,
+    store: Arc<dyn Store>,
+    metrics: Option<Metrics>,
+) -> Result<Option<Api>, ApiStartError> {
     let Some(addr) = config.api.listen else {
         return Ok(None);
     };
@@ -259,7 +286,7 @@ pub async fn spawn(config: &Config, store: Arc<dyn Store>) -> Result<Option<Api>
     );
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| ApiStartError::Bind { addr, source })?;
-    Api::serve(Arc::new(config.clone()), registry, listener).map(Some)
+    Api::serve_with(Arc::new(config.clone()), registry, listener, metrics).map(Some)
 }
 
 /// A rustls server config (ring provider, TLS 1.2 and 1.3, HTTP/1.1) from PEM files.

@@ -188,6 +188,10 @@ pub fn document() -> Value {
                 query("username", json!({"type": "string"}), "Only devices of this owner"),
                 query("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}), "How many"),
             ], merge(json!({"200": ok("Decisions", items_of("Decision"))}), errors(&["400"])))},
+            "/metrics": {"get": {"summary": "RADIUS counters (accepts, rejects, challenges, drops by reason) and the EAP conversation table, in the Prometheus text format; served by `poortwachter serve`",
+                "security": [{"bearer": []}],
+                "responses": {"200": {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              "401": {"description": "No or a bad token"}, "404": {"description": "No RADIUS server in this process"}}}},
             "/audit": {"get": op("The audit log, newest first", read, vec![
                 query("target", json!({"type": "string"}), "Only this username, device id or token name"),
                 query("by", json!({"type": "string"}), "Only this actor (`api:<token>` for the API)"),

@@ -16,8 +16,12 @@ use super::table;
 
 /// Runs the RADIUS listeners until SIGTERM or SIGINT.
 pub async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
-    let api = poortwachter::api::spawn(config, store.clone()).await?;
-    let server = Server::bind(config, store).await?;
+    let server = Server::bind(config, store.clone()).await?;
+    let metrics = poortwachter::api::Metrics {
+        stats: server.stats(),
+        eap: server.eap_engine(),
+    };
+    let api = poortwachter::api::spawn(config, store, Some(metrics)).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
     let shutdown = async move {

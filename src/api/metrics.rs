@@ -1,0 +1,83 @@
+//! `GET /api/v1/metrics`: the RADIUS server's counters and the EAP conversation table in the
+//! Prometheus text format, for the monitoring the ICT team already runs.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::eap::EapServer;
+use crate::server::stats::Stats;
+
+/// What `serve` exposes: the live counters of its RADIUS server.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Packet counters.
+    pub stats: Arc<Stats>,
+    /// The EAP engine, when EAP-TLS is on.
+    pub eap: Option<Arc<EapServer>>,
+}
+
+/// The exposition text (format 0.0.4): one counter per packet counter, named
+/// `poortwachter_radius_<counter>_total`, and the EAP table's size and drops.
+pub fn render(m: &Metrics) -> String {
+    let mut out = String::with_capacity(4096);
+    for (name, value) in m.stats.snapshot() {
+        let metric = format!("poortwachter_radius_{name}_total");
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        let _ = writeln!(out, "{metric} {value}");
+    }
+    if let Some(eap) = &m.eap {
+        let (open, evicted, expired) = eap.conversations();
+        let _ = writeln!(
+            out,
+            "# HELP poortwachter_eap_conversations Unfinished EAP conversations held."
+        );
+        let _ = writeln!(out, "# TYPE poortwachter_eap_conversations gauge");
+        let _ = writeln!(out, "poortwachter_eap_conversations {open}");
+        let _ = writeln!(out, "# HELP poortwachter_eap_conversations_evicted_total Conversations dropped to make room.");
+        let _ = writeln!(
+            out,
+            "# TYPE poortwachter_eap_conversations_evicted_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "poortwachter_eap_conversations_evicted_total {evicted}"
+        );
+        let _ = writeln!(out, "# HELP poortwachter_eap_conversations_expired_total Conversations dropped after eap.conversation_timeout.");
+        let _ = writeln!(
+            out,
+            "# TYPE poortwachter_eap_conversations_expired_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "poortwachter_eap_conversations_expired_total {expired}"
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_in_the_text_format() {
+        let stats = Arc::new(Stats::default());
+        Stats::inc(&stats.accepts);
+        Stats::inc(&stats.accepts);
+        Stats::inc(&stats.dropped_unknown_client);
+        let text = render(&Metrics { stats, eap: None });
+        assert!(text.contains("# TYPE poortwachter_radius_accepts_total counter\n"));
+        assert!(text.contains("\npoortwachter_radius_accepts_total 2\n"));
+        assert!(text.contains("\npoortwachter_radius_dropped_unknown_client_total 1\n"));
+        assert!(text.contains("\npoortwachter_radius_rejects_total 0\n"));
+        // every sample line is `name value`
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.split_once(' ').unwrap();
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+        }
+    }
+}
