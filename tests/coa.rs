@@ -1104,3 +1104,61 @@ both_stores!(
         rig.stop().await;
     }
 );
+
+// `coa_action = "coa"`: a device that turns noncompliant is moved to quarantine in place by a
+// CoA-Request carrying the quarantine VLAN (RFC 3580 tunnel attributes), signed like a
+// Disconnect; the ACK is recorded.
+both_stores!(
+    coa_request_moves_a_session_to_quarantine,
+    |backend| async move {
+        let mut rig = Rig::start_with(backend, "coa_action = \"coa\"").await;
+        let mac = "02-00-00-00-c0-0e";
+        let device = seed(&rig.registry, "d3.staff", mac).await;
+        connect(&rig, mac, "sess-coa-ack").await;
+        let t0 = Instant::now();
+        rig.registry
+            .set_compliance(
+                &DeviceRef::Id(device),
+                Compliance::Noncompliant,
+                Some("disk not encrypted".into()),
+                &ict(),
+            )
+            .await
+            .expect("noncompliant");
+        let (req, from) = rig
+            .nas_receive(Duration::from_secs(1))
+            .await
+            .expect("a CoA-Request within a second");
+        eprintln!(
+            "{backend:?}: registry change to CoA-Request: {:?}",
+            t0.elapsed()
+        );
+        let p = Packet::parse(&req).expect("parses");
+        assert_eq!(p.code(), code::COA_REQUEST);
+        assert!(check_accounting_authenticator(&p, SECRET.as_bytes()));
+        assert_eq!(check_request_ma(&p, SECRET.as_bytes()), MaCheck::Valid);
+        assert_eq!(p.text(dict::ACCT_SESSION_ID), Some("sess-coa-ack"));
+        assert_eq!(
+            p.text(dict::CALLING_STATION_ID),
+            Some(mac.to_uppercase().as_str())
+        );
+        // the quarantine VLAN: Tunnel-Private-Group-Id (tag 0 omitted) and the VLAN tunnel type
+        assert_eq!(p.text(dict::TUNNEL_PRIVATE_GROUP_ID), Some("666"));
+        assert_eq!(
+            p.attr(dict::TUNNEL_TYPE).map(|v| v[1..].to_vec()),
+            Some(vec![0, 0, 13])
+        );
+        rig.nas_answer(&req, from, poortwachter::coa::packet::COA_ACK, None)
+            .await;
+        let rows = rig.coa_record(1).await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            (rows[0].kind.as_str(), rows[0].result.as_str()),
+            ("coa", "ack")
+        );
+        expect_audit(&rig, device, "session.coa").await;
+        // moved, not disconnected: nothing else follows
+        assert!(rig.nas_receive(Duration::from_millis(1500)).await.is_none());
+        rig.stop().await;
+    }
+);
