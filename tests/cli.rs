@@ -934,6 +934,12 @@ both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
     let why = cli.ok(&["why", "3c-22-fb-00-00-01"]);
     // the device's compliance heads the output; the decisions follow, one line each
     assert!(why.starts_with("device "), "{why}");
+    assert!(
+        why.lines()
+            .next()
+            .is_some_and(|l| l.contains(", revoked: compliance: compliant")),
+        "{why}"
+    );
     let lines: Vec<&str> = why
         .lines()
         .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))

@@ -117,8 +117,13 @@ async fn print_posture(config: &Config, store: &dyn Store, device: &Device) -> R
         ),
         None => "never checked".to_string(),
     };
+    // the status first: a lost or revoked device is refused whatever its compliance
+    let status = match device.status {
+        poortwachter::model::DeviceStatus::Active => String::new(),
+        other => format!(", {other}"),
+    };
     println!(
-        "device {} ({}) of {}: compliance: {} ({age})",
+        "device {} ({}) of {}{status}: compliance: {} ({age})",
         device.id, device.label, device.owner, device.compliance
     );
     match store.latest_posture(device.id).await? {
