@@ -23,7 +23,7 @@ use poortwachter::radius::{Builder, Packet};
 use poortwachter::registry::coa::CoaRecord;
 use poortwachter::registry::{AuditFilter, Change, DeviceRef, Registry, Rules};
 use poortwachter::server::Server;
-use support::{Backend, TestDb};
+use support::{Backend, Reply, TestDb};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
@@ -181,60 +181,9 @@ impl Rig {
     }
 }
 
-/// What radclient printed about the reply.
-#[derive(Debug)]
-struct Reply {
-    code: Option<String>,
-    attrs: Vec<(String, String)>,
-}
-
-impl Reply {
-    fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name || k.split_once(':').is_some_and(|(n, _)| n == name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
+/// radclient (the AP) with the client's secret.
 async fn radclient(to: SocketAddr, kind: &str, attrs: &str) -> Reply {
-    let mut child = tokio::process::Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "1", &to.to_string(), kind, SECRET])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("radclient not found: install Debian's freeradius-utils");
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(attrs.as_bytes()).await.expect("write");
-    }
-    let out = child.wait_with_output().await.expect("radclient ran");
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut code = None;
-    let mut attrs = Vec::new();
-    let mut in_reply = false;
-    for line in output.lines() {
-        if let Some(rest) = line.strip_prefix("Received ") {
-            code = rest.split_whitespace().next().map(str::to_string);
-            in_reply = true;
-            continue;
-        }
-        if line.starts_with("Sent ") {
-            in_reply = false;
-        }
-        if in_reply {
-            if let Some((k, v)) = line.trim().split_once(" = ") {
-                attrs.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
-            }
-        }
-    }
-    Reply { code, attrs }
+    support::radclient(to, kind, SECRET, attrs).await
 }
 
 fn mab_attrs(mac: &str) -> String {

@@ -22,7 +22,7 @@ use poortwachter::radius::{Builder, Packet};
 use poortwachter::registry::{Change, DeviceRef, Registry, Rules};
 use poortwachter::server::stats::Stats;
 use poortwachter::server::Server;
-use support::{Backend, TestDb};
+use support::{radclient, Backend, Reply, TestDb};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
@@ -146,69 +146,6 @@ async fn decisions_for(rig: &Rig, mac: &str) -> Vec<poortwachter::activity::Deci
         })
         .await
         .expect("decisions")
-}
-
-/// What radclient printed about the reply.
-#[derive(Debug)]
-struct Reply {
-    code: Option<String>,
-    attrs: Vec<(String, String)>,
-    output: String,
-}
-
-impl Reply {
-    fn attr(&self, name: &str) -> Option<&str> {
-        // radclient prints tagged attributes as `Name:tag`
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name || k.split_once(':').is_some_and(|(n, _)| n == name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Runs `radclient -x` once (no retries) with `attrs` on stdin.
-async fn radclient(to: SocketAddr, kind: &str, secret: &str, attrs: &str) -> Reply {
-    let mut child = tokio::process::Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "1", &to.to_string(), kind, secret])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("radclient not found: install Debian's freeradius-utils (scripts/test does)");
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(attrs.as_bytes()).await.expect("write");
-    }
-    let out = child.wait_with_output().await.expect("radclient ran");
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut code = None;
-    let mut attrs = Vec::new();
-    let mut in_reply = false;
-    for line in output.lines() {
-        if let Some(rest) = line.strip_prefix("Received ") {
-            code = rest.split_whitespace().next().map(str::to_string);
-            in_reply = true;
-            continue;
-        }
-        if line.starts_with("Sent ") {
-            in_reply = false;
-        }
-        if in_reply {
-            if let Some((k, v)) = line.trim().split_once(" = ") {
-                attrs.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
-            }
-        }
-    }
-    Reply {
-        code,
-        attrs,
-        output,
-    }
 }
 
 /// Asks again every 50 ms until `done` or the deadline; returns the last answer.

@@ -273,6 +273,73 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// What radclient printed about the reply.
+#[derive(Debug)]
+pub struct Reply {
+    /// `Access-Accept`, `Accounting-Response`...; `None` without an answer.
+    pub code: Option<String>,
+    /// The reply's attributes as radclient printed them.
+    pub attrs: Vec<(String, String)>,
+    /// Everything radclient printed.
+    pub output: String,
+}
+
+impl Reply {
+    /// The value of the attribute `name` (tagged ones too).
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        // radclient prints tagged attributes as `Name:tag`
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name || k.split_once(':').is_some_and(|(n, _)| n == name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs `radclient -x` once (no retries) with `attrs` on stdin.
+pub async fn radclient(to: std::net::SocketAddr, kind: &str, secret: &str, attrs: &str) -> Reply {
+    let mut child = tokio::process::Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", "1", &to.to_string(), kind, secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("radclient not found: install Debian's freeradius-utils (scripts/test does)");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(attrs.as_bytes()).await.expect("write");
+    }
+    let out = child.wait_with_output().await.expect("radclient ran");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut code = None;
+    let mut attrs = Vec::new();
+    let mut in_reply = false;
+    for line in output.lines() {
+        if let Some(rest) = line.strip_prefix("Received ") {
+            code = rest.split_whitespace().next().map(str::to_string);
+            in_reply = true;
+            continue;
+        }
+        if line.starts_with("Sent ") {
+            in_reply = false;
+        }
+        if in_reply {
+            if let Some((k, v)) = line.trim().split_once(" = ") {
+                attrs.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+            }
+        }
+    }
+    Reply {
+        code,
+        attrs,
+        output,
+    }
+}
+
 /// Declares one test per backend from one async body taking a [`Backend`]:
 /// `both_stores!(name, |backend| async move { ... });`
 #[macro_export]
