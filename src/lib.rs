@@ -2,6 +2,7 @@
 //! RADIUS whether a personal device may join, and in which VLAN; ICT keeps the device registry.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(clippy::significant_drop_in_scrutinee)]
 
 pub mod activity;
 pub mod api;
@@ -17,3 +18,4 @@ pub mod radius;
 pub mod registry;
 pub mod secret;
 pub mod server;
+pub mod sync;

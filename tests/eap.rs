@@ -912,3 +912,49 @@ both_stores!(
         rig.stop().await;
     }
 );
+
+both_stores!(
+    an_unknown_state_with_an_identity_starts_over_and_the_server_keeps_answering,
+    |backend| async move {
+        // the packet of issue 10: an EAP-Response/Identity with a State this server never
+        // sent (an AP re-sending a forgotten State does the same); it once deadlocked the
+        // conversation table and silenced every listener
+        let mut rig = Rig::start(backend, "").await;
+        seed(&rig.registry).await;
+        let dev = device(
+            &rig.registry,
+            "s.staff",
+            "02-00-00-00-0a-01",
+            Compliance::Compliant,
+        )
+        .await;
+        let cert = rig.issue(dev);
+        let packet = "User-Name = \"host/x\"\nEAP-Message = 0x0201000b01686f73742f78\n\
+                      State = 0x00112233445566778899aabbccddeeff\nMessage-Authenticator = 0x00\n";
+        for round in 0..3 {
+            let r = support::radclient(rig.auth, "auth", SECRET, packet).await;
+            assert_eq!(
+                r.code.as_deref(),
+                Some("Access-Challenge"),
+                "round {round}: a new conversation begins\n{}",
+                r.output
+            );
+            assert!(r.attr("State").is_some(), "{}", r.output);
+        }
+        // MAB and EAP still answered
+        let r = support::radclient(
+            rig.auth,
+            "auth",
+            SECRET,
+            "User-Name = \"020000000a99\"\nUser-Password = \"020000000a99\"\n\
+             Calling-Station-Id = \"02-00-00-00-0A-99\"\nMessage-Authenticator = 0x00\n",
+        )
+        .await;
+        assert_eq!(r.code.as_deref(), Some("Access-Reject"), "{}", r.output);
+        let r = eapol_test(rig.auth, &cert, false, "02:00:00:00:0a:01").await;
+        assert!(r.success, "{}", r.output);
+        // and the server stops when told
+        let stopped = tokio::time::timeout(Duration::from_secs(15), rig.stop()).await;
+        assert!(stopped.is_ok(), "the server did not stop");
+    }
+);

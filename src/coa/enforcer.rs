@@ -471,12 +471,7 @@ pub struct Enforcer {
 
 type Subject = Option<Arc<(Device, Owner)>>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
+use crate::sync::lock;
 
 impl Enforcer {
     /// From the configuration; `None` when `coa.enabled` is off.
@@ -766,7 +761,8 @@ impl Enforcer {
                         "error"
                     }
                 };
-                if let Some(k) = lock(&table).get_mut(&session.id) {
+                let mut kicked = lock(&table);
+                if let Some(k) = kicked.get_mut(&session.id) {
                     k.result = Some(result);
                     if matches!(result, "timeout" | "error") {
                         k.failures += 1;

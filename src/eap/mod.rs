@@ -170,11 +170,11 @@ impl EapServer {
         }
     }
 
+    /// The table, locked. Use it in one statement (`self.table().put(..)`), never in a
+    /// `match`/`if let` scrutinee: the guard would outlive the look-up and deadlock the next
+    /// `table()` in the same arm.
     fn table(&self) -> std::sync::MutexGuard<'_, Table<Conversation>> {
-        match self.table.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::sync::lock(&self.table)
     }
 
     /// Unfinished conversations, and those dropped for room and for idling so far.
@@ -223,7 +223,10 @@ impl EapServer {
             }
             return self.begin(peer, printable(p.data), next_id, now, false);
         };
-        let conv = match self.table().take(&key, peer, now) {
+        // the guard must end with this statement: the arms below lock the table again
+        // (`begin`, `remove`), and a guard in a `match` scrutinee would live through them
+        let taken = self.table().take(&key, peer, now);
+        let conv = match taken {
             Ok(c) => c,
             // another request of this conversation is being answered (the NAS's
             // retransmissions are answered from the duplicate cache)
@@ -626,6 +629,31 @@ mod tests {
             h(&e, 0, None, &response(1, typ::TLS, &[0]), now),
             Answer::Failed { .. }
         ));
+    }
+
+    /// Issue 10: an Identity with a State this server does not know begins a new
+    /// conversation; it once re-locked the table from inside the `match` on its guard.
+    #[test]
+    fn identity_with_an_unknown_state_begins_without_deadlock() {
+        let (e, _) = engine(10);
+        let e = std::sync::Arc::new(e);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = e.clone();
+        std::thread::spawn(move || {
+            let now = Instant::now();
+            let first = h(&worker, 0, Some(&[0x11; 16]), &identity(2, "host/x"), now);
+            let second = h(&worker, 0, None, &identity(3, "host/y"), now);
+            let _ = tx.send((first, second));
+        });
+        let (first, second) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the engine answers (no deadlock)");
+        let Answer::Challenge { state, .. } = first else {
+            panic!("{first:?}")
+        };
+        assert_ne!(state, [0x11; 16], "a fresh State, not the forgotten one");
+        assert!(matches!(second, Answer::Challenge { .. }));
+        assert_eq!(e.conversations().0, 2);
     }
 
     #[test]

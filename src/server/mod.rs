@@ -331,12 +331,7 @@ impl Server {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
+use crate::sync::lock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Port {
@@ -414,7 +409,9 @@ impl Shared {
     }
 
     fn record(&self, record: Record) {
-        if let Some(r) = lock(&self.recorder).as_ref() {
+        // try_send only: the guard is held across no lock, await or I/O
+        let recorder = lock(&self.recorder);
+        if let Some(r) = recorder.as_ref() {
             r.record(record, &self.stats);
         }
     }
@@ -753,10 +750,13 @@ fn finish(
         vlan: decision.vlan.map(|v| v.get()),
     });
     let repeats = match fold_key {
-        Some(key) => match lock(&shared.coalescer).fold(key, Instant::now(), now) {
-            Fold::Folded => return,
-            Fold::Store { repeats } => repeats,
-        },
+        Some(key) => {
+            let folded = lock(&shared.coalescer).fold(key, Instant::now(), now);
+            match folded {
+                Fold::Folded => return,
+                Fold::Store { repeats } => repeats,
+            }
+        }
         None => 0,
     };
     // a request without a Message-Authenticator may be forged by anyone who can use the
