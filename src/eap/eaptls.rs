@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use super::tls::{EapKeys, FailureKind, TlsFailure, TlsSession};
+use super::tls::{EapKeys, FailureKind, Refusal, TlsFailure, TlsSession};
 use crate::config::tls::TlsVersion;
 
 /// Length included: a four-byte TLS Message Length follows the flags.
@@ -31,6 +31,9 @@ pub enum Step {
     /// Give up after telling the peer why: send this EAP-Request/TLS (a TLS alert), then an
     /// EAP-Failure whatever the peer answers (RFC 5216 §2.1.3).
     Alert(Vec<u8>, TlsFailure),
+    /// A TLS 1.2 client flight with this leaf certificate (DER) is held: judge the device,
+    /// then call [`EapTls::resume`] before the handshake may finish.
+    Judge(Vec<u8>),
 }
 
 /// A finished handshake: what the server needs for its decision and its Access-Accept.
@@ -54,6 +57,10 @@ pub struct EapTls {
     /// Our message being sent in fragments, and how much the peer has acknowledged.
     outbound: Vec<u8>,
     sent: usize,
+    /// The client flight held while its certificate is judged.
+    held: Vec<u8>,
+    /// The judgement, once given: `Some(None)` lets the handshake go on.
+    verdict: Option<Option<Refusal>>,
 }
 
 impl std::fmt::Debug for EapTls {
@@ -83,6 +90,8 @@ impl EapTls {
             announced: None,
             outbound: Vec::new(),
             sent: 0,
+            held: Vec::new(),
+            verdict: None,
         }
     }
 
@@ -147,7 +156,32 @@ impl EapTls {
             }
             return Step::Fail(protocol("empty EAP-TLS response during the handshake"));
         }
-        match self.tls.exchange(&message, now) {
+        // TLS 1.2: the client's certificate is in the clear in the flight whose answer is the
+        // server's Finished; judge the device first (TLS 1.3 encrypts it, and its Finished
+        // went out already: the decision follows the handshake, as the peer expects)
+        if self.verdict.is_none() && self.tls.version() == Some(TlsVersion::Tls12) {
+            if let Some(certificate) = super::record::client_certificate(&message) {
+                self.held = message;
+                return Step::Judge(certificate);
+            }
+        }
+        self.feed(&message, now)
+    }
+
+    /// Goes on with the flight held by [`Step::Judge`]: `refusal` ends the handshake with its
+    /// alert (once the client proved it holds the key), `None` lets it finish.
+    pub fn resume(&mut self, refusal: Option<Refusal>, now: SystemTime) -> Step {
+        self.verdict = Some(refusal);
+        let message = std::mem::take(&mut self.held);
+        if message.is_empty() {
+            return Step::Fail(protocol("no TLS flight held for a judgement"));
+        }
+        self.feed(&message, now)
+    }
+
+    /// One whole client flight through TLS.
+    fn feed(&mut self, message: &[u8], now: SystemTime) -> Step {
+        match self.tls.exchange(message, now, self.verdict.flatten()) {
             Err(e) => {
                 let alert = self.tls.take_alert();
                 if alert.is_empty() || alert.len() > self.fragment {
@@ -315,7 +349,15 @@ mod tests {
         for round in 1..500 {
             let resp = peer.answer(&req);
             assert!(resp.len() <= frag_peer + 5);
-            match eap.on_response(&resp, SystemTime::now()) {
+            let mut step = eap.on_response(&resp, SystemTime::now());
+            if let Step::Judge(certificate) = step {
+                // TLS 1.2: the whole client flight was reassembled, its certificate read
+                assert_eq!(version, TlsVersion::Tls12);
+                assert_eq!(certificate, p.client_chain[0].as_ref());
+                step = eap.resume(None, SystemTime::now());
+            }
+            match step {
+                Step::Judge(_) => panic!("judged twice"),
                 Step::Send(next) => {
                     assert!(next.len() <= frag_server + 5, "fragment of {}", next.len());
                     req = next;

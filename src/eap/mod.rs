@@ -5,6 +5,7 @@
 
 pub mod eaptls;
 pub mod packet;
+pub mod record;
 pub mod table;
 pub mod tls;
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use self::eaptls::{EapTls, Established, Step};
 use self::packet::{code, typ, EapPacket};
 use self::table::{Peer, StateKey, Table, TakeError};
-use self::tls::{FailureKind, TlsFailure, TlsServer};
+use self::tls::{FailureKind, Refusal, TlsFailure, TlsServer};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -39,6 +40,12 @@ pub enum EapFailure {
     Tls(TlsFailure),
     /// The peer broke the EAP rules (a response of the wrong type, too many rounds).
     Protocol(String),
+    /// The certificate verified, but the caller's judgement refused the device it names;
+    /// the supplicant heard it as a TLS alert inside the handshake.
+    Refused {
+        /// The client's leaf certificate (DER), to record the decision under its device.
+        certificate: Vec<u8>,
+    },
 }
 
 impl std::fmt::Display for EapFailure {
@@ -52,6 +59,9 @@ impl std::fmt::Display for EapFailure {
             }
             EapFailure::Tls(e) => write!(f, "EAP-TLS failed: {e}"),
             EapFailure::Protocol(m) => write!(f, "EAP protocol error: {m}"),
+            EapFailure::Refused { .. } => {
+                f.write_str("the device was refused inside the TLS handshake")
+            }
         }
     }
 }
@@ -101,6 +111,41 @@ pub enum Answer {
     /// Send nothing (a stale or foreign State, a response to an old request); counted by
     /// the caller.
     Discard(&'static str),
+    /// A TLS 1.2 handshake waits for the caller's judgement of the client certificate
+    /// ([`Suspended::certificate`]): look the device up, decide, and hand it back to
+    /// [`EapServer::resume`]. Its State stays taken (retransmissions are discarded) until then.
+    Judge(Box<Suspended>),
+}
+
+/// A conversation waiting for the judgement of its client certificate.
+pub struct Suspended {
+    peer: Peer,
+    key: StateKey,
+    eap_id: u8,
+    certificate: Vec<u8>,
+    conv: Conversation,
+}
+
+impl Suspended {
+    /// The client's leaf certificate (DER), verified against the trusted CAs only once the
+    /// handshake resumes: the judgement concerns the device it would name.
+    pub fn certificate(&self) -> &[u8] {
+        &self.certificate
+    }
+
+    /// The identity the peer gave.
+    pub fn identity(&self) -> &str {
+        &self.conv.identity
+    }
+}
+
+impl std::fmt::Debug for Suspended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Suspended")
+            .field("eap_id", &self.eap_id)
+            .field("identity", &self.conv.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The most rounds one conversation may take (ECDSA needs 4-5 at 1 KiB fragments; RSA chains
@@ -121,6 +166,8 @@ struct Conversation {
     method: Option<EapTls>,
     /// The TLS alert went out; whatever the peer answers, the conversation fails with this.
     failing: Option<EapFailure>,
+    /// The certificate judged during the handshake (for [`EapFailure::Refused`]).
+    judged: Option<Vec<u8>>,
 }
 
 /// One Access-Request's EAP part.
@@ -277,6 +324,7 @@ impl EapServer {
             awaiting_identity: ask_identity,
             method: None,
             failing: None,
+            judged: None,
         };
         self.table().put(key, peer, conv, now);
         Answer::Challenge { eap, state: key }
@@ -364,22 +412,86 @@ impl EapServer {
         let Some(method) = conv.method.as_mut() else {
             return fail(conv, EapFailure::Protocol("no EAP-TLS session".into()));
         };
-        match method.on_response(data, wall) {
+        let step = method.on_response(data, wall);
+        self.after(peer, key, conv, step, p.id, now)
+    }
+
+    /// Goes on with a conversation after the caller judged its client certificate:
+    /// `refusal` ends the handshake with that TLS alert (then an EAP-Failure, whatever the
+    /// peer answers), `None` lets it finish.
+    pub fn resume(
+        &self,
+        suspended: Box<Suspended>,
+        refusal: Option<Refusal>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Answer {
+        let Suspended {
+            peer,
+            key,
+            eap_id,
+            certificate,
+            mut conv,
+        } = *suspended;
+        conv.judged = Some(certificate);
+        let step = match conv.method.as_mut() {
+            Some(method) => method.resume(refusal, wall),
+            None => Step::Fail(TlsFailure {
+                kind: FailureKind::Protocol,
+                message: "no EAP-TLS session to resume".into(),
+            }),
+        };
+        self.after(peer, key, conv, step, eap_id, now)
+    }
+
+    /// What one EAP-TLS step means for the conversation; `eap_id` is the identifier of the
+    /// response it answers.
+    fn after(
+        &self,
+        peer: Peer,
+        key: StateKey,
+        mut conv: Conversation,
+        step: Step,
+        eap_id: u8,
+        now: Instant,
+    ) -> Answer {
+        let fail = |conv: Conversation, why: EapFailure| {
+            self.table().remove(&key);
+            Answer::Failed {
+                identity: conv.identity,
+                eap_id,
+                why,
+            }
+        };
+        match step {
             Step::Send(next) => self.next(peer, key, conv, next, now),
             // RFC 3748 §4.2: a Success carries the identifier of the response it answers
             Step::Done(tls) => {
                 self.table().remove(&key);
                 Answer::Authenticated {
                     identity: conv.identity,
-                    eap_id: p.id,
+                    eap_id,
                     tls,
                 }
             }
             Step::Fail(e) => fail(conv, EapFailure::Tls(e)),
             Step::Alert(alert, e) => {
-                conv.failing = Some(EapFailure::Tls(e));
+                conv.failing = Some(match (e.kind, conv.judged.take()) {
+                    (FailureKind::Refused, Some(certificate)) => {
+                        EapFailure::Refused { certificate }
+                    }
+                    _ => EapFailure::Tls(e),
+                });
                 self.next(peer, key, conv, alert, now)
             }
+            // the slot stays taken (busy) while the caller judges
+            Step::Judge(certificate) => Answer::Judge(Box::new(Suspended {
+                peer,
+                key,
+                eap_id,
+                certificate,
+                conv,
+            })),
         }
     }
 
@@ -519,6 +631,112 @@ mod tests {
             }
         }
         panic!("did not finish");
+    }
+
+    /// Runs a whole conversation with a rustls supplicant of `version`, answering a judgement
+    /// with `refusal`; returns the final answer, the supplicant, and whether it was asked.
+    fn converse(
+        version: TlsVersion,
+        refusal: Option<Refusal>,
+    ) -> (
+        Answer,
+        rustls::ClientConnection,
+        bool,
+        super::tls::tests::Pki,
+    ) {
+        let (e, p) = engine(10);
+        let now = Instant::now();
+        let Answer::Challenge { eap, state } = h(&e, 1, None, &identity(7, "host/judged"), now)
+        else {
+            panic!("expected a challenge")
+        };
+        let mut c = client(
+            &p.ca,
+            Some((p.client_chain.clone(), p.client_key.clone())),
+            version,
+        );
+        let mut req_id = EapPacket::parse(&eap).unwrap().id;
+        let mut judged = false;
+        let mut inbound = Vec::new();
+        for _ in 0..40 {
+            let mut out = Vec::new();
+            while inbound.is_empty() && c.wants_write() {
+                c.write_tls(&mut out).unwrap();
+            }
+            let mut data = vec![0u8];
+            data.extend_from_slice(&out);
+            let mut ans = h(&e, 1, Some(&state), &response(req_id, typ::TLS, &data), now);
+            if let Answer::Judge(s) = ans {
+                assert_eq!(s.certificate(), p.client_chain[0].as_ref());
+                assert_eq!(s.identity(), "host/judged");
+                // the State stays taken while the caller judges
+                assert!(matches!(
+                    h(&e, 1, Some(&state), &response(req_id, typ::TLS, &data), now),
+                    Answer::Discard(_)
+                ));
+                judged = true;
+                ans = e.resume(s, refusal, now, SystemTime::now());
+            }
+            match ans {
+                Answer::Challenge { eap, .. } => {
+                    let r = EapPacket::parse(&eap).unwrap();
+                    req_id = r.id;
+                    let flags = r.data[0];
+                    let skip = if flags & FLAG_L != 0 { 5 } else { 1 };
+                    inbound.extend_from_slice(&r.data[skip..]);
+                    if flags & FLAG_M == 0 {
+                        c.read_tls(&mut &inbound[..]).unwrap();
+                        let _ = c.process_new_packets();
+                        inbound.clear();
+                    }
+                    // else: the next response is empty, acknowledging the fragment
+                }
+                done => return (done, c, judged, p),
+            }
+        }
+        panic!("did not finish");
+    }
+
+    /// Issue 10: under TLS 1.2 the device is judged before the server's Finished leaves, and
+    /// a refusal reaches the supplicant as a TLS alert, not after a finished handshake.
+    #[test]
+    fn tls12_refusal_is_an_alert_inside_the_handshake() {
+        for (refusal, alert) in [
+            (
+                Refusal::Revoked,
+                rustls::AlertDescription::CertificateRevoked,
+            ),
+            (Refusal::Denied, rustls::AlertDescription::AccessDenied),
+        ] {
+            let (ans, mut c, judged, p) = converse(TlsVersion::Tls12, Some(refusal));
+            assert!(judged);
+            match ans {
+                Answer::Failed {
+                    why: EapFailure::Refused { certificate },
+                    identity,
+                    ..
+                } => {
+                    assert_eq!(certificate, p.client_chain[0].as_ref());
+                    assert_eq!(identity, "host/judged");
+                }
+                other => panic!("{other:?}"),
+            }
+            // the supplicant never saw our Finished, and heard why
+            assert!(c.is_handshaking());
+            assert_eq!(
+                c.process_new_packets().err(),
+                Some(rustls::Error::AlertReceived(alert))
+            );
+        }
+        // allowed: the handshake finishes as before
+        let (ans, c, judged, _) = converse(TlsVersion::Tls12, None);
+        assert!(judged);
+        assert!(matches!(ans, Answer::Authenticated { .. }), "{ans:?}");
+        assert!(!c.is_handshaking());
+        // TLS 1.3 encrypts the certificate and sent its Finished first: decided after
+        let (ans, _, judged, _) = converse(TlsVersion::Tls13, Some(Refusal::Revoked));
+        assert!(!judged);
+        assert!(matches!(ans, Answer::Authenticated { .. }), "{ans:?}");
     }
 
     #[test]

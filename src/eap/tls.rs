@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::time_provider::TimeProvider;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use zeroize::Zeroizing;
 
@@ -59,6 +62,9 @@ pub enum FailureKind {
     BadCertificate,
     /// The peer refused us (an alert), e.g. it does not trust our server certificate.
     PeerAlert,
+    /// The certificate verified, but the registry and policy refused the device it names;
+    /// the handshake was ended with the [`Refusal`]'s alert before the server's Finished.
+    Refused,
     /// Anything else: malformed records, no common version or cipher suite.
     Protocol,
 }
@@ -69,6 +75,7 @@ impl std::fmt::Display for FailureKind {
             FailureKind::NoCertificate => "no client certificate",
             FailureKind::BadCertificate => "client certificate refused",
             FailureKind::PeerAlert => "the supplicant ended the handshake",
+            FailureKind::Refused => "the device may not join",
             FailureKind::Protocol => "TLS protocol error",
         })
     }
@@ -146,6 +153,102 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError
 thread_local! {
     /// The time the current session step runs at (see [`TlsSession::exchange`]).
     static NOW: Cell<Option<SystemTime>> = const { Cell::new(None) };
+    /// The refusal the current session step must deliver in the handshake, if any.
+    static REFUSE: Cell<Option<Refusal>> = const { Cell::new(None) };
+    /// Set when [`RegistryAwareVerifier`] delivered that refusal.
+    static REFUSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The registry's and the policy's "no" for a client certificate, delivered inside the
+/// handshake as a TLS alert so that the supplicant reports failure at once: under TLS 1.2 a
+/// supplicant that has seen the server's Finished takes the method as succeeded and discards
+/// a later EAP-Failure (RFC 5216 §2.1.3 leaves that to the peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The device was revoked or reported lost: alert `certificate_revoked` (44).
+    Revoked,
+    /// Any other refusal (unknown certificate, owner disabled or gone, noncompliant with
+    /// `not_compliant = "reject"`): alert `access_denied` (49).
+    Denied,
+}
+
+impl Refusal {
+    fn error(self) -> rustls::Error {
+        rustls::Error::InvalidCertificate(match self {
+            Refusal::Revoked => CertificateError::Revoked,
+            Refusal::Denied => CertificateError::ApplicationVerificationFailure,
+        })
+    }
+}
+
+/// The WebPKI client verifier, plus the refusal passed to the current step: applied once the
+/// client proved it holds the key (its CertificateVerify checked), so that nobody learns a
+/// device's status from a copied certificate, and before the server's Finished is written.
+#[derive(Debug)]
+struct RegistryAwareVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl RegistryAwareVerifier {
+    fn refuse_now(&self) -> Result<(), rustls::Error> {
+        match REFUSE.with(Cell::get) {
+            Some(r) => {
+                REFUSED.with(|c| c.set(true));
+                Err(r.error())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl ClientCertVerifier for RegistryAwareVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let valid = self.inner.verify_tls12_signature(message, cert, dss)?;
+        self.refuse_now()?;
+        Ok(valid)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let valid = self.inner.verify_tls13_signature(message, cert, dss)?;
+        self.refuse_now()?;
+        Ok(valid)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// rustls asks this clock while it verifies a certificate; it answers with the `now` passed
@@ -199,7 +302,7 @@ impl TlsServer {
         let mut config = ServerConfig::builder_with_details(provider, Arc::new(PassedInTime))
             .with_protocol_versions(&versions)
             .map_err(|e| TlsSetupError::Rustls(e.to_string()))?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(Arc::new(RegistryAwareVerifier { inner: verifier }))
             .with_single_cert(settings.server_chain, settings.server_key)
             .map_err(|e| TlsSetupError::Rustls(format!("server certificate and key: {e}")))?;
         config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -247,15 +350,26 @@ impl TlsSession {
     /// Feeds one whole TLS flight from the peer (reassembled from its EAP-TLS fragments),
     /// at `now`, and returns the flight to send back (possibly empty). Once the handshake is
     /// complete under TLS 1.3 the protected success indication (one application-data byte
-    /// 0x00, RFC 9190 §2.5) is part of the answer.
+    /// 0x00, RFC 9190 §2.5) is part of the answer. With `refuse`, a client certificate in
+    /// this flight is refused with that alert once its signature checks out
+    /// ([`FailureKind::Refused`]).
     pub fn exchange(
         &mut self,
         mut incoming: &[u8],
         now: SystemTime,
+        refuse: Option<Refusal>,
     ) -> Result<Vec<u8>, TlsFailure> {
         NOW.with(|c| c.set(Some(now)));
-        let result = self.exchange_inner(&mut incoming);
+        REFUSE.with(|c| c.set(refuse));
+        REFUSED.with(|c| c.set(false));
+        let mut result = self.exchange_inner(&mut incoming);
         NOW.with(|c| c.set(None));
+        REFUSE.with(|c| c.set(None));
+        if REFUSED.with(|c| c.replace(false)) {
+            if let Err(e) = &mut result {
+                e.kind = FailureKind::Refused;
+            }
+        }
         result
     }
 
@@ -482,7 +596,7 @@ pub(crate) mod tests {
             while client.wants_write() {
                 client.write_tls(&mut to_server).unwrap();
             }
-            let back = match s.exchange(&to_server, now) {
+            let back = match s.exchange(&to_server, now, None) {
                 Ok(b) => b,
                 Err(e) => return (Err(e), client),
             };

@@ -12,9 +12,9 @@ use zeroize::Zeroizing;
 use super::{finish, lock, send, AuthRequest, InFlightGuard, Shared};
 use crate::config::Config;
 use crate::eap::eaptls::Established;
-use crate::eap::tls::{TlsServer, TlsSettings, TlsSetupError};
+use crate::eap::tls::{Refusal, TlsServer, TlsSettings, TlsSetupError};
 use crate::eap::{Answer, EapFailure, EapServer, EapSettings, Incoming};
-use crate::policy::{Decision, Reason};
+use crate::policy::{Decision, Outcome, Reason};
 use crate::radius::crypto::{sign_response, Key as SecretKey};
 use crate::radius::dict::{self, code};
 use crate::radius::Builder;
@@ -146,8 +146,9 @@ fn step(engine: &EapServer, req: &AuthRequest, input: &EapRequest) -> Answer {
     engine.handle(incoming, Instant::now(), SystemTime::now())
 }
 
-/// Sends what the EAP engine decided; a finished handshake whose certificate is not in the
-/// cache goes to the runtime for the registry lookup.
+/// Sends what the EAP engine decided. A certificate to judge (TLS 1.2, before the server's
+/// Finished) or a finished handshake whose certificate is not in the cache goes to the
+/// runtime for the registry lookup; the listener never waits for it.
 fn respond(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
@@ -176,6 +177,28 @@ fn respond(
             lock(&shared.dedup).forget(&req.key);
             tracing::debug!("dropped: {why}");
         }
+        Answer::Judge(suspended) => {
+            if !suspended.identity().is_empty() {
+                req.username = suspended.identity().to_string();
+            }
+            let fingerprint = crate::pki::fingerprint(suspended.certificate());
+            let then = Then::Judge(suspended);
+            match shared.cert_cache.get(fingerprint.as_str(), Instant::now()) {
+                Lookup::Hit(subject) => {
+                    then.run(shared, sock, req, subject, &fingerprint, guard, span)
+                }
+                Lookup::Miss(generation) => lookup_then(
+                    shared,
+                    sock,
+                    req,
+                    fingerprint,
+                    generation,
+                    then,
+                    guard,
+                    span,
+                ),
+            }
+        }
         Answer::Failed {
             identity,
             eap_id,
@@ -185,10 +208,32 @@ fn respond(
             if !identity.is_empty() {
                 req.username = identity;
             }
-            let reason = match &why {
+            let reason = match why {
                 EapFailure::MethodRefused { .. } => Reason::EapMethodRefused,
                 EapFailure::Tls(_) => Reason::TlsFailed,
                 EapFailure::Protocol(_) => Reason::EapProtocol,
+                EapFailure::Refused { certificate } => {
+                    // the supplicant heard the refusal as a TLS alert; the decision row
+                    // says why, as for any other refusal
+                    let fingerprint = crate::pki::fingerprint(&certificate);
+                    let then = Then::Refused;
+                    match shared.cert_cache.get(fingerprint.as_str(), Instant::now()) {
+                        Lookup::Hit(subject) => {
+                            then.run(shared, sock, req, subject, &fingerprint, guard, span)
+                        }
+                        Lookup::Miss(generation) => lookup_then(
+                            shared,
+                            sock,
+                            req,
+                            fingerprint,
+                            generation,
+                            then,
+                            guard,
+                            span,
+                        ),
+                    }
+                    return;
+                }
             };
             finish(
                 shared,
@@ -222,83 +267,208 @@ fn respond(
                 id: eap_id,
                 msk: keys.msk,
             });
+            let then = Then::Decide;
             match shared.cert_cache.get(fingerprint.as_str(), Instant::now()) {
-                Lookup::Hit(subject) => decide(shared, sock, &req, subject, &fingerprint),
-                Lookup::Miss(generation) => {
-                    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
-                        Stats::inc(&shared.stats.dropped_overload);
-                        lock(&shared.dedup).forget(&req.key);
-                        return;
-                    };
-                    let shared = shared.clone();
-                    let sock = sock.clone();
-                    let runtime = shared.runtime.clone();
-                    runtime.spawn(
-                        async move {
-                            let _guard = guard;
-                            let _permit = permit;
-                            lookup_and_decide(&shared, &sock, req, fingerprint, generation).await;
-                        }
-                        .instrument(span.clone()),
-                    );
+                Lookup::Hit(subject) => {
+                    then.run(shared, sock, req, subject, &fingerprint, guard, span)
                 }
+                Lookup::Miss(generation) => lookup_then(
+                    shared,
+                    sock,
+                    req,
+                    fingerprint,
+                    generation,
+                    then,
+                    guard,
+                    span,
+                ),
             }
         }
     }
 }
 
-/// The registry lookup of a certificate the cache did not know. The conversation is over, so
-/// a lookup that fails is tried once more before the supplicant has to start again.
-async fn lookup_and_decide(
+/// What to do once the device behind a client certificate is known.
+enum Then {
+    /// TLS 1.2, the handshake held before the server's Finished: judge the device and go on
+    /// with the handshake (a refusal becomes a TLS alert the supplicant reports).
+    Judge(Box<crate::eap::Suspended>),
+    /// The handshake finished: decide and answer Access-Accept or Access-Reject.
+    Decide,
+    /// The device was refused inside the handshake: record and answer that refusal.
+    Refused,
+}
+
+impl Then {
+    /// Carries on with `subject` (`None`: no device holds the certificate).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        self,
+        shared: &Arc<Shared>,
+        sock: &Arc<UdpSocket>,
+        req: AuthRequest,
+        subject: Option<Subject>,
+        fingerprint: &str,
+        guard: InFlightGuard,
+        span: &tracing::Span,
+    ) {
+        match self {
+            Then::Judge(suspended) => {
+                let refusal = judgement(shared, &req, subject.as_ref());
+                if let Some(r) = refusal {
+                    tracing::debug!(alert = ?r, "refusing the device inside the TLS handshake");
+                }
+                let Some(engine) = shared.eap.clone() else {
+                    return;
+                };
+                let answer = engine.resume(suspended, refusal, Instant::now(), SystemTime::now());
+                respond(shared, sock, req, answer, guard, span);
+            }
+            Then::Decide => decide(shared, sock, &req, subject, fingerprint, false),
+            Then::Refused => decide(shared, sock, &req, subject, fingerprint, true),
+        }
+    }
+
+    /// Whether carrying on runs a TLS step (CPU: off the async workers).
+    fn is_tls(&self) -> bool {
+        matches!(self, Then::Judge(_))
+    }
+}
+
+/// The registry lookup of a certificate the cache did not know, on the runtime; a failed
+/// lookup is tried once more. A judgement that cannot be read lets the handshake finish: the
+/// decision after it reads the registry again (and drops the request if it still cannot).
+#[allow(clippy::too_many_arguments)]
+fn lookup_then(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
     req: AuthRequest,
     fingerprint: String,
     generation: u64,
+    then: Then,
+    guard: InFlightGuard,
+    span: &tracing::Span,
 ) {
-    let mut found = load_by_certificate(&*shared.store, &fingerprint).await;
-    if found.is_err() {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        found = load_by_certificate(&*shared.store, &fingerprint).await;
-    }
-    match found {
-        Ok(subject) => {
-            shared.cert_cache.store(
-                fingerprint.clone(),
-                subject.clone(),
-                generation,
-                Instant::now(),
-            );
-            decide(shared, sock, &req, subject, &fingerprint);
+    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
+        Stats::inc(&shared.stats.dropped_overload);
+        lock(&shared.dedup).forget(&req.key);
+        return;
+    };
+    let shared = shared.clone();
+    let sock = sock.clone();
+    let runtime = shared.runtime.clone();
+    let task_span = span.clone();
+    let span = span.clone();
+    runtime.spawn(
+        async move {
+            let _permit = permit;
+            let mut found = load_by_certificate(&*shared.store, &fingerprint).await;
+            if found.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                found = load_by_certificate(&*shared.store, &fingerprint).await;
+            }
+            let subject = match found {
+                Ok(subject) => {
+                    shared.cert_cache.store(
+                        fingerprint.clone(),
+                        subject.clone(),
+                        generation,
+                        Instant::now(),
+                    );
+                    Some(subject)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "registry lookup failed");
+                    None
+                }
+            };
+            match (subject, then) {
+                (Some(subject), then) if then.is_tls() => {
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _enter = span.enter();
+                        then.run(&shared, &sock, req, subject, &fingerprint, guard, &span);
+                    })
+                    .await;
+                }
+                (Some(subject), then) => {
+                    then.run(&shared, &sock, req, subject, &fingerprint, guard, &span)
+                }
+                (None, Then::Judge(suspended)) => {
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _enter = span.enter();
+                        let Some(engine) = shared.eap.clone() else {
+                            return;
+                        };
+                        let answer =
+                            engine.resume(suspended, None, Instant::now(), SystemTime::now());
+                        respond(&shared, &sock, req, answer, guard, &span);
+                    })
+                    .await;
+                }
+                (None, Then::Refused) => finish(
+                    &shared,
+                    &sock,
+                    &req,
+                    None,
+                    Decision::reject(
+                        Reason::TlsFailed,
+                        "rejected: refused inside the TLS handshake; the registry could not be read again to record why".to_string(),
+                    ),
+                ),
+                (None, Then::Decide) => {
+                    Stats::inc(&shared.stats.dropped_backend);
+                    lock(&shared.dedup).forget(&req.key);
+                    tracing::error!("registry lookup failed; request dropped");
+                }
+            }
         }
-        Err(e) => {
-            Stats::inc(&shared.stats.dropped_backend);
-            lock(&shared.dedup).forget(&req.key);
-            tracing::error!(error = %e, "registry lookup failed; request dropped");
-        }
+        .instrument(task_span),
+    );
+}
+
+/// The TLS alert, if any, that refuses the device behind a client certificate: the same
+/// policy as after the handshake, asked before it may finish.
+fn judgement(shared: &Shared, req: &AuthRequest, subject: Option<&Subject>) -> Option<Refusal> {
+    let Some(subject) = subject else {
+        return Some(Refusal::Denied);
+    };
+    let decision = super::policy_decision(shared, req, Some(subject));
+    match (decision.outcome, decision.reason) {
+        (Outcome::Accept, _) => None,
+        (_, Reason::DeviceRevoked | Reason::DeviceLost) => Some(Refusal::Revoked),
+        _ => Some(Refusal::Denied),
     }
 }
 
-/// The policy for the device the certificate names (a certificate no device holds is refused).
+/// The policy for the device the certificate names (a certificate no device holds is
+/// refused). After a refusal inside the handshake there are no keys: should the registry
+/// allow the device by now, it is still refused, and its next attempt decides anew.
 fn decide(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
     req: &AuthRequest,
     subject: Option<Subject>,
     fingerprint: &str,
+    refused_in_handshake: bool,
 ) {
-    let Some(subject) = subject else {
-        let decision = Decision::reject(
+    let decision = match &subject {
+        None => Decision::reject(
             Reason::CertificateUnknown,
             format!(
                 "rejected: the certificate (SHA-256 {}…) is valid but belongs to no registered device; it was replaced or never issued here",
                 &fingerprint[..16.min(fingerprint.len())]
             ),
-        );
-        finish(shared, sock, req, None, decision);
-        return;
+        ),
+        Some(_) => super::policy_decision(shared, req, subject.as_ref()),
     };
-    super::decide_and_answer(shared, sock, req, Some(subject));
+    let decision = if refused_in_handshake && decision.outcome == Outcome::Accept {
+        Decision::reject(
+            Reason::TlsFailed,
+            "rejected: refused inside the TLS handshake, but the registry allows the device by now; its next attempt is decided anew".to_string(),
+        )
+    } else {
+        decision
+    };
+    finish(shared, sock, req, subject.as_ref(), decision);
 }
 
 async fn load_by_certificate(

@@ -681,15 +681,10 @@ async fn load_subject(store: &dyn Store, mac: MacAddr) -> Result<Option<Subject>
     Ok(Some(Arc::new((device, owner))))
 }
 
-/// The policy for the device the request names (by MAC, or by certificate for EAP-TLS).
-fn decide_and_answer(
-    shared: &Arc<Shared>,
-    sock: &Arc<UdpSocket>,
-    req: &AuthRequest,
-    subject: Option<Subject>,
-) {
+/// The policy's decision for the device the request names (by MAC, or by certificate for
+/// EAP-TLS), now.
+fn policy_decision(shared: &Shared, req: &AuthRequest, subject: Option<&Subject>) -> Decision {
     let client = &shared.clients[req.client];
-    let now = Utc::now();
     let preq = policy::Request {
         method: req.method,
         identity: &req.username,
@@ -697,12 +692,22 @@ fn decide_and_answer(
         nas: &client.name,
         ssid: req.ssid.as_deref(),
     };
-    let decision = policy::decide(
+    policy::decide(
         &preq,
-        subject.as_deref().map(|(d, o)| (d, o)),
-        now,
+        subject.map(|s| (&s.0, &s.1)),
+        Utc::now(),
         &shared.rules,
-    );
+    )
+}
+
+/// The policy for the device the request names, answered.
+fn decide_and_answer(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    req: &AuthRequest,
+    subject: Option<Subject>,
+) {
+    let decision = policy_decision(shared, req, subject.as_ref());
     finish(shared, sock, req, subject.as_ref(), decision);
 }
 
