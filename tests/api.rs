@@ -7,11 +7,13 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use poortwachter::api::Api;
 use poortwachter::config::Config;
 use poortwachter::registry::tokens::TokenScope;
 use poortwachter::registry::{Change, Registry, Rules};
+use poortwachter::server::liveness::Liveness;
 use serde_json::{json, Value};
 use support::{Backend, TestDb};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -71,6 +73,9 @@ struct Env {
     posture: String,
     /// The RADIUS counters the API's /metrics shows.
     stats: Arc<poortwachter::server::stats::Stats>,
+    /// The listeners' heartbeats /health reads; its origin a minute ago, so a listener that
+    /// does not beat in a test counts as stalled.
+    liveness: Arc<Liveness>,
 }
 
 impl Env {
@@ -123,9 +128,14 @@ impl Env {
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let stats = Arc::new(poortwachter::server::stats::Stats::default());
+        let origin = Instant::now()
+            .checked_sub(Duration::from_secs(60))
+            .expect("up for a minute");
+        let liveness = Arc::new(Liveness::new(origin));
         let metrics = poortwachter::api::Metrics {
             stats: stats.clone(),
             eap: None,
+            liveness: Some(liveness.clone()),
         };
         let api =
             Api::serve_with(Arc::new(config), registry.clone(), listener, Some(metrics)).unwrap();
@@ -140,6 +150,7 @@ impl Env {
             helpdesk: tokens[1].clone(),
             posture: tokens[2].clone(),
             stats,
+            liveness,
         }
     }
 
@@ -319,7 +330,18 @@ fn owner_body(username: &str) -> Value {
 
 both_stores!(each_scope_is_refused_where_it_must_be, |b| async move {
     let env = Env::new(b).await;
-    // public: health and the OpenAPI document
+    // public: health and the OpenAPI document. A listener without a heartbeat for a
+    // minute: 503, naming it
+    env.liveness.beat(0, Instant::now());
+    let r = env.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(r.status, 503);
+    let body = r.json();
+    assert_eq!(body["status"], "stalled");
+    assert_eq!(body["stalled"][0]["listener"], "radius-acct");
+    assert!(body["stalled"][0]["silent_seconds"].as_f64().unwrap() >= 60.0);
+    assert_eq!(body["stalled"].as_array().unwrap().len(), 1);
+    // both beating: healthy
+    env.liveness.beat(1, Instant::now());
     let r = env.call("GET", "/api/v1/health", None, None).await;
     assert_eq!(r.status, 200);
     let doc = env

@@ -848,11 +848,19 @@ both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
     ]);
     cli.ok(&["device", "compliance", "3c:22:fb:00:00:01", "compliant"]);
 
+    // systemd's side of Type=notify with WatchdogSec=200ms: a datagram socket we read
+    let notify_path = cli.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     let mut server = Command::new(BIN)
         .arg("--config")
         .arg(&cli.config)
         .arg("serve")
         .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000")
         .current_dir(cli.dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -875,6 +883,15 @@ both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
     let out = radclient(auth, "auth", &mab("3C-22-FB-00-00-01"));
     assert!(out.contains("Received Access-Accept"), "{out}");
     assert!(out.contains("Tunnel-Private-Group-Id:0 = \"100\""), "{out}");
+
+    // READY=1 once listening, then WATCHDOG=1 every 100 ms while the listeners beat
+    let mut buf = [0u8; 256];
+    let mut said = Vec::new();
+    while said.iter().filter(|m: &&String| *m == "WATCHDOG=1").count() < 3 {
+        let n = notify.recv(&mut buf).expect("a notification within 5 s");
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(said[0].starts_with("READY=1"), "{said:?}");
 
     let out = radclient(
         acct,
@@ -911,6 +928,14 @@ both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
     assert!(out.contains("Received Access-Reject"), "{out}");
 
     sigterm(&server);
+    let stopping = loop {
+        let n = notify.recv(&mut buf).expect("STOPPING=1 within 5 s");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m != "WATCHDOG=1" {
+            break m;
+        }
+    };
+    assert_eq!(stopping, "STOPPING=1");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let status = loop {
         if let Some(s) = server.try_wait().expect("wait") {

@@ -81,8 +81,38 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-pub async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// 200 while every RADIUS listener of this process makes progress; 503 naming the stalled
+/// ones (no heartbeat for `server::liveness::STALL_AFTER`), for the load balancer and monitoring.
+pub async fn health(State(state): State<ApiState>) -> Response {
+    use crate::server::liveness::STALL_AFTER;
+    let stalled = state
+        .metrics
+        .as_ref()
+        .and_then(|m| m.liveness.as_ref())
+        .map(|l| l.stalled(std::time::Instant::now(), STALL_AFTER))
+        .unwrap_or_default();
+    if stalled.is_empty() {
+        return Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+            .into_response();
+    }
+    let listeners: Vec<_> = stalled
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "listener": s.listener,
+                "silent_seconds": s.silent_for.as_secs_f64(),
+            })
+        })
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({
+            "status": "stalled",
+            "version": env!("CARGO_PKG_VERSION"),
+            "stalled": listeners,
+        })),
+    )
+        .into_response()
 }
 
 pub async fn openapi() -> Json<serde_json::Value> {

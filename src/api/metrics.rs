@@ -14,6 +14,8 @@ pub struct Metrics {
     pub stats: Arc<Stats>,
     /// The EAP engine, when EAP-TLS is on.
     pub eap: Option<Arc<EapServer>>,
+    /// The listeners' heartbeats: `/api/v1/health` answers 503 when one has stalled.
+    pub liveness: Option<Arc<crate::server::liveness::Liveness>>,
 }
 
 /// The exposition text (format 0.0.4): one counter per packet counter, named
@@ -65,7 +67,11 @@ mod tests {
         Stats::inc(&stats.accepts);
         Stats::inc(&stats.accepts);
         Stats::inc(&stats.dropped_unknown_client);
-        let text = render(&Metrics { stats, eap: None });
+        let text = render(&Metrics {
+            stats,
+            eap: None,
+            liveness: None,
+        });
         assert!(text.contains("# TYPE poortwachter_radius_accepts_total counter\n"));
         assert!(text.contains("\npoortwachter_radius_accepts_total 2\n"));
         assert!(text.contains("\npoortwachter_radius_dropped_unknown_client_total 1\n"));

@@ -10,33 +10,96 @@ use poortwachter::mac::MacAddr;
 use poortwachter::model::Device;
 use poortwachter::posture;
 use poortwachter::registry::Store;
-use poortwachter::server::Server;
+use poortwachter::server::{Server, STOP_WITHIN};
 
 use super::table;
 
-/// Runs the RADIUS listeners until SIGTERM or SIGINT.
+/// Runs the RADIUS listeners until SIGTERM or SIGINT. The stop is bounded: what does not
+/// finish within `server::STOP_WITHIN` is abandoned, named, and the exit status is non-zero.
 pub async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
     let server = Server::bind(config, store.clone()).await?;
     let metrics = poortwachter::api::Metrics {
         stats: server.stats(),
         eap: server.eap_engine(),
+        liveness: Some(server.liveness()),
     };
     let api = poortwachter::api::spawn(config, store, Some(metrics)).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        }
-    };
-    let stats = server.run(shutdown).await;
+    let asked = Arc::new(tokio::sync::Notify::new());
+    stop_guard(asked.clone()).await?;
+    let stopped = server
+        .run_until(async move { asked.notified().await })
+        .await;
     if let Some(api) = api {
-        api.shutdown().await;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), api.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the HTTP API did not stop within 2 s; abandoned");
+        }
     }
     // one line for people and scripts that watch the service end
-    eprintln!("poortwachter stopped: {stats}");
+    eprintln!("poortwachter stopped: {}", stopped.stats);
+    anyhow::ensure!(
+        stopped.abandoned.is_empty(),
+        "stopped within {} s, abandoning: {}",
+        STOP_WITHIN.as_secs(),
+        stopped.abandoned.join("; ")
+    );
     Ok(())
+}
+
+/// A thread of its own hears SIGTERM and SIGINT, so that a stop is heard even when every
+/// runtime worker is stuck; it asks the server to stop, and ends the process itself should
+/// the stop take longer than `STOP_WITHIN` (plus a second for the API and the last line).
+async fn stop_guard(asked: Arc<tokio::sync::Notify>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (installed_tx, installed) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+    std::thread::Builder::new()
+        .name("stop-guard".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = installed_tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async {
+                let handlers = signal(SignalKind::terminate())
+                    .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+                let (mut term, mut int) = match handlers {
+                    Ok(h) => {
+                        let _ = installed_tx.send(Ok(()));
+                        h
+                    }
+                    Err(e) => {
+                        let _ = installed_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let which = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                tracing::info!("{which} received");
+                asked.notify_one();
+                tokio::time::sleep(STOP_WITHIN + std::time::Duration::from_secs(3)).await;
+                eprintln!(
+                    "poortwachter: the stop did not finish within {} s; exiting without it",
+                    STOP_WITHIN.as_secs() + 3
+                );
+                std::process::exit(2);
+            });
+        })
+        .context("cannot start the signal thread")?;
+    // installed before serving: a SIGTERM from now on is never lost
+    installed
+        .await
+        .context("the signal thread ended")?
+        .context("cannot install the SIGTERM/SIGINT handlers")
 }
 
 /// `why MAC-or-username`: the latest decisions, newest first.

@@ -8,9 +8,11 @@ pub mod cache;
 pub mod coalesce;
 pub mod dedup;
 pub mod eap;
+pub mod liveness;
 pub mod recorder;
 pub mod request;
 pub mod stats;
+pub mod systemd;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -36,11 +38,13 @@ use crate::radius::dict::{self, code};
 use crate::radius::{Builder, Packet, MAX_PACKET_LEN};
 use crate::registry::{Store, StoreError};
 use crate::secret::Secret;
+use crate::sync::lock;
 
 use self::acct::AcctAction;
 use self::cache::{Lookup, Subject, SubjectCache};
 use self::coalesce::{Coalescer, Fold};
 use self::dedup::{DedupCache, Key, Seen};
+use self::liveness::{Liveness, STALL_AFTER};
 use self::recorder::{Record, Recorder};
 use self::request::MabProblem;
 use self::stats::Stats;
@@ -119,6 +123,8 @@ struct Shared {
     eap: Option<Arc<crate::eap::EapServer>>,
     /// Bounds the EAP requests waiting for a TLS step.
     eap_slots: Arc<tokio::sync::Semaphore>,
+    /// The listeners' heartbeats.
+    liveness: Arc<Liveness>,
 }
 
 /// What the listeners need from one Access-Request, owned so that a registry lookup can
@@ -216,6 +222,7 @@ impl Server {
             backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
             eap,
             eap_slots: Arc::new(tokio::sync::Semaphore::new(EAP_BACKLOG)),
+            liveness: Arc::new(Liveness::new(Instant::now())),
         });
         Ok(Server {
             shared,
@@ -247,20 +254,33 @@ impl Server {
         self.shared.eap.clone()
     }
 
+    /// The listeners' heartbeats (for the health endpoint).
+    pub fn liveness(&self) -> Arc<Liveness> {
+        self.shared.liveness.clone()
+    }
+
     /// Forgets cached registry entries (after a change made in this process).
     pub fn invalidate_cache(&self) {
         self.shared.invalidate_caches();
     }
 
+    /// Serves until `shutdown` completes, then stops within [`STOP_WITHIN`]; returns the
+    /// counters (see [`Server::run_until`]).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Arc<Stats> {
+        self.run_until(shutdown).await.stats
+    }
+
     /// Serves until `shutdown` completes; then stops reading, answers what is in flight (up
-    /// to 10 s), flushes the decision log and returns the counters.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Arc<Stats> {
+    /// to 10 s), flushes the decision log (up to 5 s) and returns the counters and what it
+    /// had to abandon. Every wait is bounded: a stuck listener, enforcer or database costs
+    /// its share of [`STOP_WITHIN`], never the stop itself.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Stopped {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (sock, port, name) in [
-            (self.auth.clone(), Port::Auth, "radius-auth"),
-            (self.acct.clone(), Port::Acct, "radius-acct"),
+            (self.auth.clone(), Port::Auth, liveness::LISTENERS[0]),
+            (self.acct.clone(), Port::Acct, liveness::LISTENERS[1]),
         ] {
             let shared = self.shared.clone();
             let stopping = stopping.clone();
@@ -268,7 +288,7 @@ impl Server {
                 .name(name.into())
                 .spawn(move || listen(shared, sock, stopping, port));
             match spawned {
-                Ok(t) => threads.push(t),
+                Ok(t) => threads.push((name, t)),
                 Err(e) => tracing::error!(error = %e, "cannot start the {name} listener thread"),
             }
         }
@@ -284,36 +304,63 @@ impl Server {
             .enforcer
             .take()
             .map(|e| tokio::spawn(e.run(changed, stop_rx.clone())));
-        let reporter = tokio::spawn(report(self.shared.clone(), stop_rx));
+        let reporter = tokio::spawn(report(self.shared.clone(), stop_rx.clone()));
+        let watchdog = tokio::spawn(feed_watchdog(self.shared.liveness.clone(), stop_rx));
         tracing::info!(
             auth = %self.auth.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             acct = %self.acct.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             clients = self.shared.clients.len(),
             "RADIUS server listening"
         );
+        if let Err(e) = systemd::notify("READY=1\nSTATUS=answering RADIUS") {
+            tracing::warn!(error = %e, "cannot tell systemd the service is ready");
+        }
         shutdown.await;
         tracing::info!("shutting down: no new requests; answering those in flight");
+        let _ = systemd::notify("STOPPING=1");
+        let mut abandoned = Vec::new();
         let _ = stop_tx.send(true);
         stopping.store(true, Ordering::Release);
-        for t in threads {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        // listeners see `stopping` within one receive timeout (100 ms)
+        for (name, t) in threads {
+            let joined = tokio::task::spawn_blocking(move || t.join());
+            if tokio::time::timeout(Duration::from_secs(2), joined)
+                .await
+                .is_err()
+            {
+                abandoned.push(format!("the {name} listener thread (stuck for over 2 s)"));
+            }
         }
-        let _ = watcher.await;
+        let mut tasks = vec![
+            ("the registry watcher", watcher),
+            ("the health reporter", reporter),
+            ("the systemd watchdog", watchdog),
+        ];
         if let Some(e) = enforcer {
-            let _ = e.await;
+            tasks.push(("the disconnect enforcer", e));
         }
-        let _ = reporter.await;
+        for (name, task) in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+                abandoned.push(format!("{name} (stuck for over 2 s)"));
+            }
+        }
         let deadline = tokio::time::sleep(Duration::from_secs(10));
         tokio::pin!(deadline);
         loop {
             let idle = self.shared.inflight.idle.notified();
-            if self.shared.inflight.count.load(Ordering::Acquire) == 0 {
+            let left = self.shared.inflight.count.load(Ordering::Acquire);
+            if left == 0 {
                 break;
             }
             tokio::select! {
                 _ = idle => {}
                 _ = &mut deadline => {
-                    tracing::warn!("requests still in flight after 10 s; stopping anyway");
+                    abandoned.push(format!("{left} request(s) in flight after 10 s"));
                     break;
                 }
             }
@@ -325,13 +372,66 @@ impl Server {
             self.shared.record(Record::Decision(r));
         }
         drop(lock(&self.shared.recorder).take());
-        let _ = self.writer.await;
-        tracing::info!(counters = %self.shared.stats, "stopped");
-        self.shared.stats.clone()
+        let abort = self.writer.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.writer)
+            .await
+            .is_err()
+        {
+            abort.abort();
+            abandoned.push("the decision log flush (the database did not answer in 5 s)".into());
+        }
+        if abandoned.is_empty() {
+            tracing::info!(counters = %self.shared.stats, "stopped");
+        } else {
+            tracing::error!(counters = %self.shared.stats, abandoned = %abandoned.join("; "), "stopped, abandoning work");
+        }
+        Stopped {
+            stats: self.shared.stats.clone(),
+            abandoned,
+        }
     }
 }
 
-use crate::sync::lock;
+/// The longest a stop takes once asked: 2 s per listener thread and per background task, 10 s
+/// for requests in flight, 5 s for the decision log (`serve` ends the process at this bound
+/// whatever is still running).
+pub const STOP_WITHIN: Duration = Duration::from_secs(30);
+
+/// How a server stopped.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The counters.
+    pub stats: Arc<Stats>,
+    /// What did not finish within its bound (empty: a clean stop).
+    pub abandoned: Vec<String>,
+}
+
+/// Feeds the systemd watchdog (`WatchdogSec`) while every listener makes progress; a stalled
+/// listener stops the feeding, so systemd restarts the service.
+async fn feed_watchdog(liveness: Arc<Liveness>, mut stop: watch::Receiver<bool>) {
+    let Some(every) = systemd::watchdog_interval() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    let mut was_stalled = false;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let stalled = liveness.stalled(Instant::now(), STALL_AFTER);
+        if stalled.is_empty() {
+            was_stalled = false;
+            if let Err(e) = systemd::notify("WATCHDOG=1") {
+                tracing::warn!(error = %e, "cannot feed the systemd watchdog");
+            }
+        } else if !was_stalled {
+            was_stalled = true;
+            let names: Vec<&str> = stalled.iter().map(|s| s.listener).collect();
+            tracing::error!(stalled = ?names, "a RADIUS listener makes no progress: not feeding the systemd watchdog");
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Port {
@@ -344,7 +444,12 @@ enum Port {
 fn listen(shared: Arc<Shared>, sock: Arc<UdpSocket>, stopping: Arc<AtomicBool>, port: Port) {
     // one byte more than the largest packet, to tell an oversized datagram
     let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
+    let index = match port {
+        Port::Auth => 0,
+        Port::Acct => 1,
+    };
     while !stopping.load(Ordering::Acquire) {
+        shared.liveness.beat(index, Instant::now());
         let (n, src) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e)
