@@ -2,12 +2,16 @@
 //! point on one end of a veth pair in the root namespace, wpa_supplicant (`driver=wired`,
 //! EAP-TLS with the PKCS#12 bundle our CLI issued) in a network namespace of its own on the
 //! other end; our server in-process on 127.0.0.1. What counts is what the peers conclude:
-//! wpa_supplicant's own EAP result, the VLAN hostapd assigned to the station (`hostapd_cli sta`,
-//! `vlan_id=`), hostapd's accounting in `sessions`, and hostapd's own log of our
-//! Disconnect-Request (RFC 5176) when a connected device is revoked.
+//! wpa_supplicant's own EAP result (`CTRL-EVENT-EAP-SUCCESS` / `-FAILURE`, `wpa_cli status`),
+//! the VLAN hostapd put the station in (`hostapd_cli sta`: `vlan_id=`), hostapd's accounting
+//! in `sessions`, and hostapd's own log of our Disconnect-Request and CoA-Request (RFC 5176)
+//! with its answers in `coa_requests`.
+//!
+//! A wired supplicant is not told when the authenticator takes it off the port, so a
+//! disconnect is seen on hostapd's side (`AP-STA-DISCONNECTED`, its accounting Stop).
 //!
 //! Needs root (network namespaces, veths) and Debian's hostapd, wpasupplicant and iproute2;
-//! without them the tests fail, never skip. Traffic stays on loopback and inside the veth pair.
+//! without them the tests fail, never skip. Traffic stays on loopback and the veth pairs.
 
 mod support;
 
@@ -213,9 +217,22 @@ impl Daemon {
         since: Instant,
         limit: Duration,
     ) -> Option<(String, Duration)> {
+        self.wait_for_after(0, patterns, since, limit).await
+    }
+
+    /// As [`Daemon::wait_for`], in what the log holds beyond its first `mark` bytes.
+    async fn wait_for_after(
+        &self,
+        mark: usize,
+        patterns: &[&str],
+        since: Instant,
+        limit: Duration,
+    ) -> Option<(String, Duration)> {
         loop {
             let text = self.output();
             if let Some(line) = text
+                .get(mark..)
+                .unwrap_or_default()
                 .lines()
                 .find(|l| patterns.iter().any(|p| l.contains(p)))
             {
@@ -257,6 +274,7 @@ impl Drop for Daemon {
 fn gist(log: &str) -> String {
     let keep: Vec<&str> = log
         .lines()
+        .filter(|l| !l.contains("round trip time"))
         .filter(|l| {
             [
                 "CTRL-EVENT",
@@ -265,8 +283,12 @@ fn gist(log: &str) -> String {
                 "RADIUS DAS",
                 "DAS:",
                 "RADIUS message: code",
-                "VLAN",
+                "VLAN ID",
+                "Invalid VLAN",
+                "vlan=",
                 "EAP: Received",
+                "decision=",
+                "state DISCARD",
                 "EAP-TLS",
                 "SSL: Using",
                 "TLS: ",
@@ -446,11 +468,22 @@ impl Station {
     /// The supplicant's own verdict: `CTRL-EVENT-EAP-SUCCESS` or `-FAILURE`, and how long
     /// after the start it came; `None` if neither came within `limit`.
     async fn outcome(&self, limit: Duration) -> Option<(Outcome, Duration)> {
+        self.outcome_after(0, self.started, limit).await
+    }
+
+    /// The verdict logged beyond the log's first `mark` bytes.
+    async fn outcome_after(
+        &self,
+        mark: usize,
+        since: Instant,
+        limit: Duration,
+    ) -> Option<(Outcome, Duration)> {
         let (line, took) = self
             .daemon
-            .wait_for(
+            .wait_for_after(
+                mark,
                 &["CTRL-EVENT-EAP-SUCCESS", "CTRL-EVENT-EAP-FAILURE"],
-                self.started,
+                since,
                 limit,
             )
             .await?;
@@ -476,6 +509,22 @@ impl Station {
 
     fn log(&self) -> String {
         self.daemon.output()
+    }
+
+    /// The station authenticates again (`wpa_cli reauthenticate`: EAPOL-Start), as a device
+    /// does when its port goes down and up; its verdict.
+    async fn reauthenticate(&self) -> Option<(Outcome, Duration)> {
+        let mark = self.log().len();
+        let out = tokio::process::Command::new(wpa_cli())
+            .arg("-p")
+            .arg(&self.ctrl)
+            .args(["-i", &self.interface, "reauthenticate"])
+            .output()
+            .await
+            .expect("run wpa_cli");
+        assert!(out.status.success(), "{out:?}");
+        self.outcome_after(mark, Instant::now(), Duration::from_secs(15))
+            .await
     }
 
     /// The station logs off (`wpa_cli logoff`: EAPOL-Logoff) and hostapd takes it off the
@@ -1050,6 +1099,86 @@ both_stores!(
         // the supplicant's own verdict, within 5 s of its start, whatever the TLS version
         rig.refuse(&cert, true, "02:00:00:00:a2:01").await;
         rig.refuse(&cert, false, "02:00:00:00:a2:02").await;
+        rig.stop().await;
+    }
+);
+
+// `coa_action = "coa"`: hostapd 2.10 refuses a CoA-Request that moves the station to
+// another VLAN (CoA-NAK), so the enforcer falls back to a Disconnect-Request, which it
+// acknowledges; the device comes back into quarantine.
+both_stores!(
+    hostapd_refuses_a_coa_and_the_disconnect_follows,
+    |backend| async move {
+        let mut rig = Rig::start(backend, "coa_action = \"coa\"").await;
+        add_owner(&rig.registry, "c.staff", Role::Staff).await;
+        let id = device(
+            &rig.registry,
+            "c.staff",
+            "02:00:00:00:a3:01",
+            "coa-laptop",
+            Compliance::Compliant,
+        )
+        .await;
+        let cert = rig.issue(id).await;
+        let mac = "02:00:00:00:a3:01";
+        let station = rig.admit(&cert, true, mac, 100).await;
+        let session = rig.open_session(mac).await;
+
+        cli(
+            &rig.config,
+            &["device", "compliance", &id.to_string(), "noncompliant"],
+        )
+        .await;
+        let rows = rig.coa_records(2).await;
+        let log = rig.ap.log();
+        assert_eq!(rows.len(), 2, "{rows:?}\n--- hostapd:\n{}", gist(&log));
+        // newest first: the CoA-Request refused with 401 Unsupported Attribute (Tunnel-Type,
+        // RFC 5176 §3.5), then the Disconnect-Request acknowledged
+        assert_eq!(
+            (rows[1].kind.as_str(), rows[1].result.as_str()),
+            ("coa", "nak"),
+            "{rows:?}"
+        );
+        assert_eq!(rows[1].error_cause, Some(401), "{rows:?}");
+        assert_eq!(
+            (rows[0].kind.as_str(), rows[0].result.as_str()),
+            ("disconnect", "ack"),
+            "{rows:?}"
+        );
+        assert!(
+            rows.iter().all(|r| r.session_id == Some(session.id)),
+            "{rows:?}"
+        );
+        for expected in [
+            "RADIUS message: code=43 (CoA-Request)".to_string(),
+            "DAS: Unsupported attribute 64 in CoA-Request".to_string(),
+            "RADIUS message: code=45 (CoA-NAK)".to_string(),
+            format!("RADIUS DAS: Found a matching session {mac} - disconnecting"),
+            format!("AP-STA-DISCONNECTED {mac}"),
+            "RADIUS message: code=41 (Disconnect-ACK)".to_string(),
+        ] {
+            assert!(
+                log.contains(&expected),
+                "hostapd did not log `{expected}`:\n{}",
+                gist(&log)
+            );
+        }
+        rig.stopped_session(session.id).await;
+
+        // the station authenticates again: quarantine
+        let again = station.reauthenticate().await;
+        assert!(
+            matches!(again, Some((Outcome::Success, _))),
+            "{again:?}\n{}",
+            gist(&station.log())
+        );
+        assert_eq!(
+            rig.ap.vlan_of(mac).await,
+            Some(666),
+            "{}",
+            gist(&rig.ap.log())
+        );
+        station.stop();
         rig.stop().await;
     }
 );
