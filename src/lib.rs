@@ -19,3 +19,4 @@ pub mod registry;
 pub mod secret;
 pub mod server;
 pub mod sync;
+pub mod text;

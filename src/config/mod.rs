@@ -144,6 +144,11 @@ pub struct RadiusConfig {
     /// Answer MAC authentication (MAB) requests; per client overridable.
     #[serde(default = "yes")]
     pub mab: bool,
+    /// MAB only with a Calling-Station-Id that is a MAC address (RFC 3580 §3.21): the
+    /// access point's own word for the device, not just the User-Name it relays; per client
+    /// overridable (some switches send none).
+    #[serde(default = "yes")]
+    pub mab_require_calling_station_id: bool,
     /// How long a reply is kept to answer a retransmission of its request (RFC 5080 §2.2.2).
     #[serde(default = "default_duplicate_window")]
     pub duplicate_window: HumanDuration,
@@ -159,6 +164,7 @@ impl Default for RadiusConfig {
             acct_listen: default_acct_listen(),
             require_message_authenticator: true,
             mab: true,
+            mab_require_calling_station_id: true,
             duplicate_window: default_duplicate_window(),
             clients: Vec::new(),
         }
@@ -268,6 +274,9 @@ pub struct ClientConfig {
     /// Overrides `radius.mab` for this client.
     #[serde(default)]
     pub mab: Option<bool>,
+    /// Overrides `radius.mab_require_calling_station_id` for this client.
+    #[serde(default)]
+    pub mab_require_calling_station_id: Option<bool>,
 }
 
 fn default_coa_port() -> u16 {

@@ -1,8 +1,9 @@
-//! The RADIUS server: UDP listeners for authentication (RFC 2865) and accounting
-//! (RFC 2866), NAS client matching, the drop rules, duplicate detection, and the glue from
-//! codec to policy to registry. The protocol lives in `crate::radius`, the decision in
-//! `crate::policy`; this module owns the sockets and the tasks.
+//! The RADIUS server: the UDP listeners for authentication (RFC 2865) and accounting
+//! (RFC 2866), the threads and tasks, the semaphores that bound the work waiting, the registry
+//! reads behind the caches, and shutdown. The request path itself, from a datagram to reply
+//! bytes, is the sans-IO core in [`access`]; this module only carries out what it asks for.
 
+pub mod access;
 pub mod acct;
 pub mod cache;
 pub mod coalesce;
@@ -15,38 +16,32 @@ pub mod stats;
 pub mod systemd;
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::net::UdpSocket;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, Utc};
-use ipnetwork::IpNetwork;
-use std::net::UdpSocket;
-use std::sync::atomic::AtomicBool;
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
-use crate::activity::{DecisionRecord, Sighting};
 use crate::config::Config;
 use crate::mac::MacAddr;
-use crate::policy::{self, AuthMethod, Decision, Outcome, Reason};
-use crate::radius::crypto::{
-    check_accounting_authenticator, check_request_ma, sign_response, Key as SecretKey, MaCheck,
-};
-use crate::radius::dict::{self, code};
-use crate::radius::{Builder, Packet, MAX_PACKET_LEN};
+use crate::policy;
+use crate::radius::crypto::Key as SecretKey;
+use crate::radius::MAX_PACKET_LEN;
 use crate::registry::{Store, StoreError};
-use crate::secret::Secret;
 use crate::sync::lock;
 
+use self::access::{Access, AcctWork, Client, EapTurn, Now, Pending, Port, Step, Want};
 use self::acct::AcctAction;
 use self::cache::{Lookup, Subject, SubjectCache};
-use self::coalesce::{Coalescer, Fold};
-use self::dedup::{DedupCache, Key, Seen};
+use self::coalesce::Coalescer;
+use self::dedup::DedupCache;
 use self::liveness::{Liveness, STALL_AFTER};
 use self::recorder::{Record, Recorder};
-use self::request::MabProblem;
 use self::stats::Stats;
 
 /// Requests that may wait for the registry at once; more are dropped (and counted) rather than
@@ -76,17 +71,6 @@ pub enum ServerError {
     Eap(#[from] crate::eap::tls::TlsSetupError),
 }
 
-/// A configured NAS client, as the listeners use it.
-#[derive(Debug)]
-struct Client {
-    name: String,
-    network: IpNetwork,
-    secret: Secret,
-    key: SecretKey,
-    require_ma: bool,
-    mab: bool,
-}
-
 /// Requests being answered, so that shutdown can wait for them.
 #[derive(Debug, Default)]
 struct InFlight {
@@ -105,51 +89,22 @@ impl Drop for InFlightGuard {
 }
 
 struct Shared {
-    clients: Vec<Client>,
+    /// The request path.
+    access: Access,
     store: Arc<dyn Store>,
-    rules: policy::Rules,
     stats: Arc<Stats>,
-    dedup: Mutex<DedupCache>,
     cache: SubjectCache,
     /// The same for EAP-TLS: certificate fingerprint → subject.
     cert_cache: SubjectCache<String>,
     recorder: Mutex<Option<Recorder>>,
-    coalescer: Mutex<Coalescer>,
     inflight: InFlight,
     runtime: tokio::runtime::Handle,
     /// Bounds the requests waiting for the registry (cache misses, accounting).
     backlog: Arc<tokio::sync::Semaphore>,
-    /// The EAP engine, when EAP-TLS is set up.
-    eap: Option<Arc<crate::eap::EapServer>>,
     /// Bounds the EAP requests waiting for a TLS step.
     eap_slots: Arc<tokio::sync::Semaphore>,
     /// The listeners' heartbeats.
     liveness: Arc<Liveness>,
-}
-
-/// What the listeners need from one Access-Request, owned so that a registry lookup can
-/// finish it on another task.
-#[derive(Debug, Clone)]
-struct AuthRequest {
-    src: SocketAddr,
-    client: usize,
-    key: Key,
-    identifier: u8,
-    authenticator: [u8; 16],
-    username: String,
-    mac: Option<MacAddr>,
-    ssid: Option<String>,
-    nas_ip: IpAddr,
-    /// Proxy-State attributes, echoed in the reply.
-    proxy_state: Vec<Vec<u8>>,
-    /// Whether a valid Message-Authenticator proved the request came from the client.
-    authenticated: bool,
-    /// The EAP identifier, for an EAP-Failure in a reject.
-    eap_id: Option<u8>,
-    /// How the device authenticated.
-    method: AuthMethod,
-    /// A finished EAP-TLS conversation: the Access-Accept carries its EAP-Success and keys.
-    eap_success: Option<eap::EapSuccess>,
 }
 
 /// The running listeners.
@@ -194,6 +149,9 @@ impl Server {
                     .require_message_authenticator
                     .unwrap_or(config.radius.require_message_authenticator),
                 mab: c.mab.unwrap_or(config.radius.mab),
+                mab_require_calling_station: c
+                    .mab_require_calling_station_id
+                    .unwrap_or(config.radius.mab_require_calling_station_id),
             })
             .collect();
         let stats = Arc::new(Stats::default());
@@ -203,12 +161,18 @@ impl Server {
             stats.clone(),
             config.log.decision_retention.chrono(),
         );
-        let shared = Arc::new(Shared {
+        let access = Access::new(
             clients,
+            policy::Rules::from_config(config),
+            stats.clone(),
+            DedupCache::new(config.radius.duplicate_window.0, 262_144),
+            Coalescer::new(config.log.decision_coalesce.0, 200_000),
+            eap,
+        );
+        let shared = Arc::new(Shared {
+            access,
             store,
-            rules: policy::Rules::from_config(config),
             stats,
-            dedup: Mutex::new(DedupCache::new(config.radius.duplicate_window.0, 262_144)),
             cache: SubjectCache::new(config.cache.enabled, Duration::from_secs(300), 1_000_000),
             cert_cache: SubjectCache::new(
                 config.cache.enabled,
@@ -216,11 +180,9 @@ impl Server {
                 1_000_000,
             ),
             recorder: Mutex::new(Some(recorder)),
-            coalescer: Mutex::new(Coalescer::new(config.log.decision_coalesce.0, 200_000)),
             inflight: InFlight::default(),
             runtime: tokio::runtime::Handle::current(),
             backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
-            eap,
             eap_slots: Arc::new(tokio::sync::Semaphore::new(EAP_BACKLOG)),
             liveness: Arc::new(Liveness::new(Instant::now())),
         });
@@ -251,7 +213,7 @@ impl Server {
 
     /// The EAP engine, when EAP-TLS is set up (for its conversation counts).
     pub fn eap_engine(&self) -> Option<Arc<crate::eap::EapServer>> {
-        self.shared.eap.clone()
+        self.shared.access.eap().cloned()
     }
 
     /// The listeners' heartbeats (for the health endpoint).
@@ -309,7 +271,7 @@ impl Server {
         tracing::info!(
             auth = %self.auth.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             acct = %self.acct.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            clients = self.shared.clients.len(),
+            clients = self.shared.access.clients().len(),
             "RADIUS server listening"
         );
         if let Err(e) = systemd::notify("READY=1\nSTATUS=answering RADIUS") {
@@ -367,9 +329,8 @@ impl Server {
         }
         // decisions still folded are written, then the writer ends after a last flush once
         // its sender is gone
-        let pending = lock(&self.shared.coalescer).drain();
-        for r in pending {
-            self.shared.record(Record::Decision(r));
+        for r in self.shared.access.drain() {
+            self.shared.record(r);
         }
         drop(lock(&self.shared.recorder).take());
         let abort = self.writer.abort_handle();
@@ -433,12 +394,6 @@ async fn feed_watchdog(liveness: Arc<Liveness>, mut stop: watch::Receiver<bool>)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Port {
-    Auth,
-    Acct,
-}
-
 /// One listener thread: blocking receives on its own socket, so the hot path (a cache hit)
 /// costs two system calls and no task switch; registry work goes to the runtime.
 fn listen(shared: Arc<Shared>, sock: Arc<UdpSocket>, stopping: Arc<AtomicBool>, port: Port) {
@@ -470,10 +425,18 @@ fn listen(shared: Arc<Shared>, sock: Arc<UdpSocket>, stopping: Arc<AtomicBool>, 
         };
         Stats::inc(&shared.stats.received);
         let data = &buf[..n];
+        let span = tracing::debug_span!(
+            "radius",
+            %src,
+            port = ?port,
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty
+        );
         // a bug must cost one packet, not the listener
-        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match port {
-            Port::Auth => on_auth_packet(&shared, &sock, data, src),
-            Port::Acct => on_acct_packet(&shared, &sock, data, src),
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _enter = span.enter();
+            let step = shared.access.datagram(data, src, port, Now::system());
+            drive(&shared, &sock, src, step, On::Listener, &span);
         }));
         if handled.is_err() {
             Stats::inc(&shared.stats.dropped_malformed);
@@ -488,20 +451,228 @@ fn send(sock: &UdpSocket, reply: &[u8], to: SocketAddr) {
     }
 }
 
-impl Shared {
-    fn client_for(&self, ip: IpAddr) -> Option<usize> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        self.clients
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.network.contains(ip))
-            .max_by_key(|(_, c)| c.network.prefix())
-            .map(|(i, _)| i)
-    }
+/// Which thread carries out a step: a TLS step never runs on an async worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    /// The listener thread: a TLS step runs here only when no other one is waiting.
+    Listener,
+    /// A runtime worker (after a registry read).
+    Async,
+    /// A blocking-pool thread already given to EAP.
+    Blocking,
+}
 
+/// Carries out what the core asks for until a reply is sent, nothing is, or the work moves
+/// to another thread (a registry read, a TLS step, an accounting write).
+fn drive(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    src: SocketAddr,
+    mut step: Step,
+    on: On,
+    span: &tracing::Span,
+) {
+    loop {
+        step = match step {
+            Step::Send(reply) => {
+                send(sock, &reply.bytes, src);
+                for r in reply.records {
+                    shared.record(r);
+                }
+                return;
+            }
+            Step::Silent => return,
+            Step::Need(pending) => {
+                let now = Instant::now();
+                let cached = match pending.want() {
+                    Want::Mac(mac) => shared.cache.get(mac, now),
+                    Want::Certificate(fp) => shared.cert_cache.get(fp.as_str(), now),
+                };
+                match cached {
+                    Lookup::Hit(subject) => shared.access.resolve(pending, subject, Now::system()),
+                    Lookup::Miss(generation) => {
+                        return spawn_lookup(shared, sock, src, pending, generation, span);
+                    }
+                }
+            }
+            Step::Eap(turn) => match on {
+                On::Blocking => shared.access.eap_turn(turn, Now::system()),
+                On::Async => return spawn_eap(shared, sock, src, turn, span),
+                On::Listener => {
+                    let Ok(permit) = shared.eap_slots.clone().try_acquire_owned() else {
+                        Stats::inc(&shared.stats.dropped_overload);
+                        return;
+                    };
+                    // alone: no thread hand-off, the cheapest path for a lone supplicant
+                    if shared.eap_slots.available_permits() + 1 != EAP_BACKLOG {
+                        drop(permit);
+                        return spawn_eap(shared, sock, src, turn, span);
+                    }
+                    let next = shared.access.eap_turn(turn, Now::system());
+                    drop(permit);
+                    next
+                }
+            },
+            Step::Account(work) => return spawn_account(shared, sock, work, span),
+        };
+    }
+}
+
+/// A TLS step on the blocking pool, at most `EAP_BACKLOG` waiting (more are dropped and
+/// counted; the NAS retransmits).
+fn spawn_eap(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    src: SocketAddr,
+    turn: Box<EapTurn>,
+    span: &tracing::Span,
+) {
+    let Ok(permit) = shared.eap_slots.clone().try_acquire_owned() else {
+        Stats::inc(&shared.stats.dropped_overload);
+        return;
+    };
+    let guard = shared.begin();
+    let shared = shared.clone();
+    let sock = sock.clone();
+    let span = span.clone();
+    let runtime = shared.runtime.clone();
+    runtime.spawn_blocking(move || {
+        let _guard = guard;
+        let _permit = permit;
+        let _enter = span.enter();
+        let step = shared.access.eap_turn(turn, Now::system());
+        drive(&shared, &sock, src, step, On::Blocking, &span);
+    });
+}
+
+/// The registry read of a cache miss on the runtime, at most `MAX_BACKLOG` waiting; a
+/// certificate's read is tried once more (a conversation cannot simply be retransmitted).
+fn spawn_lookup(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    src: SocketAddr,
+    pending: Box<Pending>,
+    generation: u64,
+    span: &tracing::Span,
+) {
+    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
+        Stats::inc(&shared.stats.dropped_overload);
+        return;
+    };
+    let guard = shared.begin();
+    let shared = shared.clone();
+    let sock = sock.clone();
+    let task_span = span.clone();
+    let span = span.clone();
+    let runtime = shared.runtime.clone();
+    runtime.spawn(
+        async move {
+            let _guard = guard;
+            let _permit = permit;
+            let step = match pending.want().clone() {
+                Want::Mac(mac) => match load_subject(&*shared.store, mac).await {
+                    Ok(subject) => {
+                        shared
+                            .cache
+                            .store(mac, subject.clone(), generation, Instant::now());
+                        shared.access.resolve(pending, subject, Now::system())
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "registry lookup failed");
+                        shared.access.unresolved(pending, Now::system())
+                    }
+                },
+                Want::Certificate(fp) => {
+                    let mut found = load_by_certificate(&*shared.store, &fp).await;
+                    if found.is_err() {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        found = load_by_certificate(&*shared.store, &fp).await;
+                    }
+                    match found {
+                        Ok(subject) => {
+                            shared.cert_cache.store(
+                                fp,
+                                subject.clone(),
+                                generation,
+                                Instant::now(),
+                            );
+                            shared.access.resolve(pending, subject, Now::system())
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "registry lookup failed");
+                            shared.access.unresolved(pending, Now::system())
+                        }
+                    }
+                }
+            };
+            drive(&shared, &sock, src, step, On::Async, &span);
+        }
+        .instrument(task_span),
+    );
+}
+
+/// An accounting update stored on the runtime; answered once stored.
+fn spawn_account(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    mut work: Box<AcctWork>,
+    span: &tracing::Span,
+) {
+    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
+        Stats::inc(&shared.stats.dropped_overload);
+        return;
+    };
+    let guard = shared.begin();
+    let shared = shared.clone();
+    let sock = sock.clone();
+    let task_span = span.clone();
+    let span = span.clone();
+    let runtime = shared.runtime.clone();
+    runtime.spawn(
+        async move {
+            let _guard = guard;
+            let _permit = permit;
+            let nas = work.nas.clone();
+            let stored = match &mut work.action {
+                AcctAction::Session(u) => {
+                    if u.device_id.is_none() {
+                        if let Some(mac) = u.mac {
+                            if let Ok(Some(s)) = load_subject(&*shared.store, mac).await {
+                                u.device_id = Some(s.0.id);
+                                u.owner = Some(s.1.username.clone());
+                            }
+                        }
+                    }
+                    tracing::debug!(kind = ?u.kind, session = %crate::text::Escaped(&u.acct_session_id), "accounting");
+                    shared.store.record_accounting(u).await
+                }
+                AcctAction::NasRestart { nas_key, cause } => {
+                    let closed = shared
+                        .store
+                        .close_sessions(&nas, nas_key, Utc::now().trunc_subsecs(6), cause)
+                        .await;
+                    if let Ok(n) = closed {
+                        tracing::info!(nas = %nas, ap = %crate::text::Escaped(nas_key), closed = n, cause, "NAS restarted: its open sessions closed");
+                    }
+                    closed.map(|_| ())
+                }
+                AcctAction::Ignore(why) => {
+                    tracing::debug!(why, "accounting request not stored");
+                    Ok(())
+                }
+            };
+            if let Err(e) = &stored {
+                tracing::error!(error = %e, "storing accounting failed; not answered");
+            }
+            let src = work.src;
+            let step = shared.access.accounted(work, stored.is_ok());
+            drive(&shared, &sock, src, step, On::Async, &span);
+        }
+        .instrument(task_span),
+    );
+}
+
+impl Shared {
     /// Forgets every cached registry entry: the registry changed.
     fn invalidate_caches(&self) {
         self.cache.invalidate();
@@ -520,260 +691,6 @@ impl Shared {
             r.record(record, &self.stats);
         }
     }
-
-    /// Common checks: known client, framing. Returns the client index and parsed packet.
-    fn admit<'a>(&self, data: &'a [u8], src: SocketAddr) -> Option<(usize, Packet<'a>)> {
-        let Some(ci) = self.client_for(src.ip()) else {
-            Stats::inc(&self.stats.dropped_unknown_client);
-            tracing::debug!(%src, "dropped: unknown client");
-            return None;
-        };
-        if data.len() > MAX_PACKET_LEN {
-            Stats::inc(&self.stats.dropped_malformed);
-            tracing::debug!(%src, client = %self.clients[ci].name, "dropped: datagram over 4096 bytes");
-            return None;
-        }
-        match Packet::parse(data) {
-            Ok(p) => Some((ci, p)),
-            Err(e) => {
-                Stats::inc(&self.stats.dropped_malformed);
-                tracing::debug!(%src, client = %self.clients[ci].name, error = %e, "dropped: malformed");
-                None
-            }
-        }
-    }
-
-    /// Duplicate check; true when the request is new and must be processed.
-    fn first_time(&self, sock: &Arc<UdpSocket>, key: Key) -> bool {
-        let seen = lock(&self.dedup).check(key, Instant::now());
-        match seen {
-            Seen::New => true,
-            Seen::InProgress => {
-                Stats::inc(&self.stats.duplicates);
-                false
-            }
-            Seen::Answered(reply) => {
-                Stats::inc(&self.stats.duplicates);
-                tracing::debug!(src = %key.src, id = key.id, "retransmission: repeating the reply");
-                send(sock, &reply, key.src);
-                false
-            }
-        }
-    }
-}
-
-fn status_reply(code: u8, p: &Packet<'_>, secret: &SecretKey) -> Vec<u8> {
-    let (mut buf, off) = Builder::with_message_authenticator(code, p.identifier()).into_unsigned();
-    sign_response(&mut buf, off, &p.authenticator(), secret);
-    buf
-}
-
-fn on_auth_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src: SocketAddr) {
-    let Some((ci, p)) = shared.admit(data, src) else {
-        return;
-    };
-    let client = &shared.clients[ci];
-    let secret = client.secret.expose().as_bytes();
-    let is_status = match p.code() {
-        code::ACCESS_REQUEST => false,
-        code::STATUS_SERVER => true,
-        other => {
-            Stats::inc(&shared.stats.dropped_unexpected_code);
-            tracing::debug!(%src, client = %client.name, code = dict::code::name(other), "dropped: not served on the authentication port");
-            return;
-        }
-    };
-    let ma = check_request_ma(&p, &client.key);
-    match ma {
-        MaCheck::Valid => {}
-        MaCheck::Invalid => {
-            Stats::inc(&shared.stats.dropped_bad_authenticator);
-            tracing::debug!(%src, client = %client.name, "dropped: Message-Authenticator does not verify (wrong secret?)");
-            return;
-        }
-        MaCheck::Absent => {
-            // RFC 5997 and RFC 3579 require it on Status-Server and on EAP; config on the rest.
-            // Where it is not required, Proxy-State without it is still refused: echoing an
-            // attacker's Proxy-State is what BlastRADIUS exploits ("limit_proxy_state")
-            if is_status
-                || client.require_ma
-                || p.attr(dict::EAP_MESSAGE).is_some()
-                || p.attr(dict::PROXY_STATE).is_some()
-            {
-                Stats::inc(&shared.stats.dropped_missing_message_authenticator);
-                tracing::debug!(%src, client = %client.name, "dropped: no Message-Authenticator (BlastRADIUS protection)");
-                return;
-            }
-        }
-    }
-    if is_status {
-        Stats::inc(&shared.stats.status);
-        send(
-            sock,
-            &status_reply(code::ACCESS_ACCEPT, &p, &client.key),
-            src,
-        );
-        return;
-    }
-    let key = Key::of(src, &p);
-    if !shared.first_time(sock, key) {
-        return;
-    }
-    let guard = shared.begin();
-    let username = p
-        .text(dict::USER_NAME)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            p.attr(dict::USER_NAME)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        });
-    let mut req = AuthRequest {
-        src,
-        client: ci,
-        key,
-        identifier: p.identifier(),
-        authenticator: p.authenticator(),
-        username,
-        mac: request::calling_station_mac(&p),
-        ssid: request::ssid(&p),
-        nas_ip: p
-            .ipv4(dict::NAS_IP_ADDRESS)
-            .map(IpAddr::V4)
-            .unwrap_or_else(|| src.ip()),
-        proxy_state: proxy_states(&p),
-        authenticated: ma == MaCheck::Valid,
-        eap_id: p.attr(dict::EAP_MESSAGE).and_then(|m| m.get(1).copied()),
-        method: AuthMethod::Mab,
-        eap_success: None,
-    };
-    let span = tracing::debug_span!(
-        "access_request",
-        nas = %client.name,
-        %src,
-        id = req.identifier,
-        user = %req.username,
-    );
-    let _enter = span.enter();
-
-    let early = if let Some(eap) = p.concat(dict::EAP_MESSAGE) {
-        req.method = AuthMethod::EapTls;
-        match shared.eap {
-            Some(_) => {
-                let input = eap::EapRequest {
-                    eap,
-                    state: p.attr(dict::STATE).map(<[u8]>::to_vec),
-                    framed_mtu: p.u32(dict::FRAMED_MTU),
-                };
-                drop(_enter);
-                eap::on_eap(shared, sock, req, input, guard, span.clone());
-                return;
-            }
-            None => Some(Decision::reject(
-                Reason::UnsupportedMethod,
-                "rejected: 802.1X EAP is not enabled on this server (eap.enabled, or no server certificate: `poortwachter ca init`)".to_string(),
-            )),
-        }
-    } else {
-        match request::mab(&p, secret) {
-            Ok(mac) if !client.mab => {
-                req.mac = Some(mac);
-                Some(Decision::reject(
-                    Reason::MabDisabled,
-                    format!(
-                        "rejected: MAC authentication is disabled for {}",
-                        client.name
-                    ),
-                ))
-            }
-            Ok(mac) => {
-                req.mac = Some(mac);
-                None
-            }
-            Err(problem) => Some(mab_problem(problem, &req.username)),
-        }
-    };
-    if let Some(decision) = early {
-        finish(shared, sock, &req, None, decision);
-        drop(guard);
-        return;
-    }
-    let Some(mac) = req.mac else {
-        // `mab` returned a MAC; unreachable, but never panic on a peer's packet
-        return;
-    };
-    match shared.cache.get(&mac, Instant::now()) {
-        Lookup::Hit(subject) => {
-            decide_and_answer(shared, sock, &req, subject);
-            drop(guard);
-        }
-        Lookup::Miss(generation) => {
-            let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
-                Stats::inc(&shared.stats.dropped_overload);
-                lock(&shared.dedup).forget(&req.key);
-                return;
-            };
-            let shared = shared.clone();
-            let sock = sock.clone();
-            drop(_enter);
-            let runtime = shared.runtime.clone();
-            runtime.spawn(
-                async move {
-                    let _guard = guard;
-                    let _permit = permit;
-                    match load_subject(&*shared.store, mac).await {
-                        Ok(subject) => {
-                            shared
-                                .cache
-                                .store(mac, subject.clone(), generation, Instant::now());
-                            decide_and_answer(&shared, &sock, &req, subject);
-                        }
-                        Err(e) => {
-                            Stats::inc(&shared.stats.dropped_backend);
-                            lock(&shared.dedup).forget(&req.key);
-                            tracing::error!(error = %e, "registry lookup failed; request dropped");
-                        }
-                    }
-                }
-                .instrument(span.clone()),
-            );
-        }
-    }
-}
-
-fn proxy_states(p: &Packet<'_>) -> Vec<Vec<u8>> {
-    p.attributes()
-        .filter(|(t, _)| *t == dict::PROXY_STATE)
-        .map(|(_, v)| v.to_vec())
-        .collect()
-}
-
-fn mab_problem(problem: MabProblem, username: &str) -> Decision {
-    match problem {
-        MabProblem::NotMab => Decision::reject(
-            Reason::UnsupportedMethod,
-            format!("rejected: User-Name `{}` is not a MAC address and only MAC authentication is enabled", printable(username)),
-        ),
-        MabProblem::NoPassword | MabProblem::PasswordMismatch => Decision::reject(
-            Reason::MabBadPassword,
-            "rejected: the MAB password is not the device's MAC address".to_string(),
-        ),
-        MabProblem::MacMismatch {
-            user_name,
-            calling_station,
-        } => Decision::reject(
-            Reason::MacMismatch,
-            format!("rejected: User-Name says {user_name} but Calling-Station-Id says {calling_station}"),
-        ),
-    }
-}
-
-/// A peer's text for a message: control characters replaced, at most 64 characters.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 async fn load_subject(store: &dyn Store, mac: MacAddr) -> Result<Option<Subject>, StoreError> {
@@ -786,295 +703,17 @@ async fn load_subject(store: &dyn Store, mac: MacAddr) -> Result<Option<Subject>
     Ok(Some(Arc::new((device, owner))))
 }
 
-/// The policy's decision for the device the request names (by MAC, or by certificate for
-/// EAP-TLS), now.
-fn policy_decision(shared: &Shared, req: &AuthRequest, subject: Option<&Subject>) -> Decision {
-    let client = &shared.clients[req.client];
-    let preq = policy::Request {
-        method: req.method,
-        identity: &req.username,
-        mac: req.mac,
-        nas: &client.name,
-        ssid: req.ssid.as_deref(),
+async fn load_by_certificate(
+    store: &dyn Store,
+    fingerprint: &str,
+) -> Result<Option<Subject>, StoreError> {
+    let Some(device) = store.device_by_cert_fingerprint(fingerprint).await? else {
+        return Ok(None);
     };
-    policy::decide(
-        &preq,
-        subject.map(|s| (&s.0, &s.1)),
-        Utc::now(),
-        &shared.rules,
-    )
-}
-
-/// The policy for the device the request names, answered.
-fn decide_and_answer(
-    shared: &Arc<Shared>,
-    sock: &Arc<UdpSocket>,
-    req: &AuthRequest,
-    subject: Option<Subject>,
-) {
-    let decision = policy_decision(shared, req, subject.as_ref());
-    finish(shared, sock, req, subject.as_ref(), decision);
-}
-
-fn finish(
-    shared: &Arc<Shared>,
-    sock: &Arc<UdpSocket>,
-    req: &AuthRequest,
-    subject: Option<&Subject>,
-    decision: Decision,
-) {
-    let client = &shared.clients[req.client];
-    let reply = match reply_packet(req, &decision, client) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "could not encode the reply; request dropped");
-            lock(&shared.dedup).forget(&req.key);
-            return;
-        }
+    let Some(owner) = store.owner(&device.owner).await? else {
+        return Ok(None);
     };
-    // cached before it is sent: a retransmission that overtakes a slow answer must find it
-    lock(&shared.dedup).answered(&req.key, reply.clone());
-    send(sock, &reply, req.src);
-    let accepted = decision.outcome == Outcome::Accept;
-    Stats::inc(if accepted {
-        &shared.stats.accepts
-    } else {
-        &shared.stats.rejects
-    });
-    tracing::debug!(
-        outcome = decision.outcome.as_str(),
-        reason = decision.reason.as_str(),
-        vlan = decision.vlan.map(|v| v.get()),
-        mac = req.mac.map(|m| m.to_string()),
-        "{}",
-        decision.message
-    );
-    let now = Utc::now().trunc_subsecs(6);
-    let device = subject.map(|s| &s.0);
-    let owner = subject.map(|s| &s.1);
-    let fold_key = req.mac.map(|mac| coalesce::Key {
-        client: req.client,
-        mac,
-        accept: accepted,
-        reason: decision.reason.as_str(),
-        vlan: decision.vlan.map(|v| v.get()),
-    });
-    let repeats = match fold_key {
-        Some(key) => {
-            let folded = lock(&shared.coalescer).fold(key, Instant::now(), now);
-            match folded {
-                Fold::Folded => return,
-                Fold::Store { repeats } => repeats,
-            }
-        }
-        None => 0,
-    };
-    // a request without a Message-Authenticator may be forged by anyone who can use the
-    // client's source address: it does not move the device's last-seen
-    if let (true, true, Some(d)) = (accepted, req.authenticated, device) {
-        shared.record(Record::Seen(Sighting {
-            device_id: d.id,
-            at: now,
-            nas: client.name.clone(),
-            ssid: req.ssid.clone(),
-            mac: req.mac,
-        }));
-    }
-    let record = DecisionRecord {
-        id: 0,
-        at: now,
-        nas: client.name.clone(),
-        nas_ip: Some(req.nas_ip.to_string()),
-        username: req.username.chars().take(253).collect(),
-        mac: req.mac,
-        ssid: req.ssid.clone(),
-        method: req.method.as_str().to_string(),
-        device_id: device.map(|d| d.id),
-        owner: owner.map(|o| o.username.clone()),
-        outcome: decision.outcome.as_str().to_string(),
-        vlan: decision.vlan.map(|v| v.get()),
-        reason: decision.reason.as_str().to_string(),
-        message: decision.message,
-        repeats,
-    };
-    if let Some(key) = fold_key {
-        let given_up =
-            lock(&shared.coalescer).stored(key, Arc::new(record.clone()), Instant::now());
-        for r in given_up {
-            shared.record(Record::Decision(r));
-        }
-    }
-    shared.record(Record::Decision(record));
-}
-
-fn reply_packet(
-    req: &AuthRequest,
-    decision: &Decision,
-    client: &Client,
-) -> Result<Vec<u8>, crate::radius::EncodeError> {
-    let accepted = decision.outcome == Outcome::Accept;
-    let code = if accepted {
-        code::ACCESS_ACCEPT
-    } else {
-        code::ACCESS_REJECT
-    };
-    let mut b = Builder::with_message_authenticator(code, req.identifier);
-    for ps in &req.proxy_state {
-        b.add(dict::PROXY_STATE, ps)?;
-    }
-    if let (false, Some(id)) = (accepted, req.eap_id) {
-        // RFC 3579 §2.6.3: a reject to an EAP request carries an EAP-Failure
-        b.add(dict::EAP_MESSAGE, &[4, id, 0, 4])?;
-    }
-    if accepted {
-        if let Some(vlan) = decision.vlan {
-            // RFC 3580 §3.31: the three tunnel attributes, untagged (tag 0)
-            b.add_tagged_u32(dict::TUNNEL_TYPE, 0, dict::TUNNEL_TYPE_VLAN)?;
-            b.add_tagged_u32(dict::TUNNEL_MEDIUM_TYPE, 0, dict::TUNNEL_MEDIUM_IEEE_802)?;
-            b.add_text(dict::TUNNEL_PRIVATE_GROUP_ID, &vlan.get().to_string())?;
-        }
-        if let Some(t) = decision.session_timeout {
-            b.add_u32(dict::SESSION_TIMEOUT, t)?;
-            // re-authenticate at the timeout rather than just cut off: the next decision
-            // applies the contract end and compliance then
-            b.add_u32(dict::TERMINATION_ACTION, 1)?;
-        }
-        if let Some(class) = &decision.class {
-            b.add_text(dict::CLASS, class)?;
-        }
-        if let Some(success) = &req.eap_success {
-            eap::add_success(
-                &mut b,
-                success,
-                client.secret.expose().as_bytes(),
-                &req.authenticator,
-            )?;
-        }
-    }
-    let (mut buf, off) = b.into_unsigned();
-    sign_response(&mut buf, off, &req.authenticator, &client.key);
-    Ok(buf)
-}
-
-fn on_acct_packet(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, data: &[u8], src: SocketAddr) {
-    let Some((ci, p)) = shared.admit(data, src) else {
-        return;
-    };
-    let client = &shared.clients[ci];
-    match p.code() {
-        code::ACCOUNTING_REQUEST => {}
-        code::STATUS_SERVER => {
-            if check_request_ma(&p, &client.key) != MaCheck::Valid {
-                Stats::inc(&shared.stats.dropped_bad_authenticator);
-                return;
-            }
-            Stats::inc(&shared.stats.status);
-            send(
-                sock,
-                &status_reply(code::ACCOUNTING_RESPONSE, &p, &client.key),
-                src,
-            );
-            return;
-        }
-        other => {
-            Stats::inc(&shared.stats.dropped_unexpected_code);
-            tracing::debug!(%src, client = %client.name, code = dict::code::name(other), "dropped: not served on the accounting port");
-            return;
-        }
-    }
-    if !check_accounting_authenticator(&p, &client.key)
-        || check_request_ma(&p, &client.key) == MaCheck::Invalid
-    {
-        Stats::inc(&shared.stats.dropped_bad_authenticator);
-        tracing::debug!(%src, client = %client.name, "dropped: accounting authenticator does not verify (wrong secret?)");
-        return;
-    }
-    let key = Key::of(src, &p);
-    if !shared.first_time(sock, key) {
-        return;
-    }
-    let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
-        Stats::inc(&shared.stats.dropped_overload);
-        lock(&shared.dedup).forget(&key);
-        return;
-    };
-    let guard = shared.begin();
-    let action = acct::read(
-        &p,
-        &client.name,
-        src.ip().to_string(),
-        Utc::now().trunc_subsecs(6),
-    );
-    let identifier = p.identifier();
-    let authenticator = p.authenticator();
-    let proxy_state = proxy_states(&p);
-    let shared = shared.clone();
-    let sock = sock.clone();
-    let span =
-        tracing::debug_span!("accounting_request", nas = %client.name, %src, id = identifier);
-    let runtime = shared.runtime.clone();
-    runtime.spawn(
-        async move {
-            let _guard = guard;
-            let _permit = permit;
-            let client = &shared.clients[ci];
-            let stored = match action {
-                AcctAction::Session(mut u) => {
-                    if u.device_id.is_none() {
-                        if let Some(mac) = u.mac {
-                            if let Ok(Some(s)) = load_subject(&*shared.store, mac).await {
-                                u.device_id = Some(s.0.id);
-                                u.owner = Some(s.1.username.clone());
-                            }
-                        }
-                    }
-                    tracing::debug!(kind = ?u.kind, session = %u.acct_session_id, "accounting");
-                    shared.store.record_accounting(&u).await
-                }
-                AcctAction::NasRestart { nas_key, cause } => {
-                    match shared
-                        .store
-                        .close_sessions(&client.name, &nas_key, Utc::now().trunc_subsecs(6), cause)
-                        .await
-                    {
-                        Ok(n) => {
-                            tracing::info!(nas = %client.name, ap = %nas_key, closed = n, cause, "NAS restarted: its open sessions closed");
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                AcctAction::Ignore(why) => {
-                    tracing::debug!(why, "accounting request not stored");
-                    Ok(())
-                }
-            };
-            match stored {
-                Ok(()) => {
-                    // no Message-Authenticator: RFC 2866 does not define one here, and
-                    // implementations disagree on its input (FreeRADIUS zeroes the vector);
-                    // the Response Authenticator already covers the reply
-                    let mut b = Builder::new(code::ACCOUNTING_RESPONSE, identifier);
-                    for ps in &proxy_state {
-                        // each came in a packet of at most 4096 bytes: it fits
-                        let _ = b.add(dict::PROXY_STATE, ps);
-                    }
-                    let (mut buf, off) = b.into_unsigned();
-                    sign_response(&mut buf, off, &authenticator, &client.key);
-                    lock(&shared.dedup).answered(&key, buf.clone());
-                    send(&sock, &buf, src);
-                    Stats::inc(&shared.stats.accounting);
-                }
-                Err(e) => {
-                    // no answer: the NAS retransmits, and the retransmission is processed anew
-                    Stats::inc(&shared.stats.dropped_backend);
-                    lock(&shared.dedup).forget(&key);
-                    tracing::error!(error = %e, "storing accounting failed; not answered");
-                }
-            }
-        }
-        .instrument(span),
-    );
+    Ok(Some(Arc::new((device, owner))))
 }
 
 async fn watch_registry(
@@ -1136,18 +775,17 @@ async fn report(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
         }
         // folded decisions whose window has passed go to the log
-        let swept = lock(&shared.coalescer).sweep(Instant::now());
-        for r in swept {
-            shared.record(Record::Decision(r));
+        for r in shared.access.sweep(Instant::now()) {
+            shared.record(r);
         }
-        if let Some(eap) = &shared.eap {
+        if let Some(eap) = shared.access.eap() {
             eap.sweep(Instant::now());
         }
         seconds += 1;
         if seconds % 60 != 0 {
             continue;
         }
-        if let Some(eap) = &shared.eap {
+        if let Some(eap) = shared.access.eap() {
             let (open, evicted, expired) = eap.conversations();
             tracing::info!(open, evicted, expired, "EAP conversations");
         }

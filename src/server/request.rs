@@ -35,6 +35,8 @@ pub enum MabProblem {
     NotMab,
     /// Neither User-Password nor CHAP-Password.
     NoPassword,
+    /// A CHAP-Challenge of fewer than 5 octets (its attribute Length under 7, RFC 2865 §5.40).
+    ShortChapChallenge(usize),
     /// The password is not the MAC in the User-Name.
     PasswordMismatch,
     /// Calling-Station-Id names another MAC than the User-Name.
@@ -61,6 +63,9 @@ pub fn mab(p: &Packet<'_>, secret: &[u8]) -> Result<MacAddr, MabProblem> {
     } else if let Some(chap) = p.attr(dict::CHAP_PASSWORD) {
         let auth = p.authenticator();
         let challenge = p.attr(dict::CHAP_CHALLENGE).unwrap_or(&auth);
+        if challenge.len() < 5 {
+            return Err(MabProblem::ShortChapChallenge(challenge.len()));
+        }
         if !check_chap(chap, challenge, user.as_bytes()) {
             return Err(MabProblem::PasswordMismatch);
         }
