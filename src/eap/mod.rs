@@ -7,6 +7,8 @@ pub mod eaptls;
 pub mod packet;
 pub mod record;
 pub mod table;
+#[cfg(any(test, feature = "sim"))]
+pub mod testpki;
 pub mod tls;
 
 use std::sync::Mutex;

@@ -88,6 +88,28 @@ pub struct Client {
     pub mab_require_calling_station: bool,
 }
 
+impl Client {
+    /// A `[[radius.clients]]` entry, with the `[radius]` defaults it does not override.
+    pub fn from_config(
+        c: &crate::config::ClientConfig,
+        radius: &crate::config::RadiusConfig,
+    ) -> Client {
+        Client {
+            name: c.name.clone(),
+            network: c.network,
+            secret: c.secret.clone(),
+            key: SecretKey::new(c.secret.expose().as_bytes()),
+            require_ma: c
+                .require_message_authenticator
+                .unwrap_or(radius.require_message_authenticator),
+            mab: c.mab.unwrap_or(radius.mab),
+            mab_require_calling_station: c
+                .mab_require_calling_station_id
+                .unwrap_or(radius.mab_require_calling_station_id),
+        }
+    }
+}
+
 /// What the core says to do.
 #[derive(Debug)]
 pub enum Step {

@@ -12,6 +12,8 @@ pub mod eap;
 pub mod liveness;
 pub mod recorder;
 pub mod request;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod stats;
 pub mod systemd;
 
@@ -30,7 +32,6 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::mac::MacAddr;
 use crate::policy;
-use crate::radius::crypto::Key as SecretKey;
 use crate::radius::MAX_PACKET_LEN;
 use crate::registry::{Store, StoreError};
 use crate::sync::lock;
@@ -140,19 +141,7 @@ impl Server {
             .radius
             .clients
             .iter()
-            .map(|c| Client {
-                name: c.name.clone(),
-                network: c.network,
-                secret: c.secret.clone(),
-                key: SecretKey::new(c.secret.expose().as_bytes()),
-                require_ma: c
-                    .require_message_authenticator
-                    .unwrap_or(config.radius.require_message_authenticator),
-                mab: c.mab.unwrap_or(config.radius.mab),
-                mab_require_calling_station: c
-                    .mab_require_calling_station_id
-                    .unwrap_or(config.radius.mab_require_calling_station_id),
-            })
+            .map(|c| Client::from_config(c, &config.radius))
             .collect();
         let stats = Arc::new(Stats::default());
         let enforcer = crate::coa::enforcer::Enforcer::new(config, store.clone());
