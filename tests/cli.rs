@@ -1385,3 +1385,56 @@ async fn issue_cert_without_a_ca_says_how_to_make_one() {
         "-noout",
     ]);
 }
+
+both_stores!(
+    control_characters_never_reach_the_terminal_raw,
+    |b| async move {
+        // a label from the API, a reason typed with a stray escape: shown escaped by `device
+        // show`, `audit` and the other outputs (issue 10)
+        let cli = Cli::new(b).await;
+        cli.ok(&[
+            "owner",
+            "add",
+            "j.devries",
+            "--name",
+            "Jan\u{1b}[31m de Vries",
+            "--role",
+            "staff",
+        ]);
+        let out = cli.ok(&[
+            "device",
+            "register",
+            "--owner",
+            "j.devries",
+            "--mac",
+            "3C-22-FB-00-00-07",
+            "--label",
+            "ThinkPad\u{1b}[2J",
+        ]);
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        cli.ok(&[
+            "device",
+            "revoke",
+            "3c:22:fb:00:00:07",
+            "--reason",
+            "lost\nforged line\u{7}",
+        ]);
+        for args in [
+            &["device", "show", "3c:22:fb:00:00:07"][..],
+            &["audit", "--target", "j.devries"][..],
+            &["audit"][..],
+            &["device", "list"][..],
+            &["owner", "list"][..],
+        ] {
+            let out = cli.ok(args);
+            assert!(
+                !out.chars().any(|c| c.is_control() && c != '\n'),
+                "{args:?}: {out:?}"
+            );
+            assert!(!out.contains("lost\nforged"), "{args:?}: {out}");
+        }
+        let show = cli.ok(&["device", "show", "3c:22:fb:00:00:07"]);
+        assert!(show.contains("ThinkPad\\u{1b}[2J"), "{show}");
+        assert!(show.contains("lost\\nforged line\\u{7}"), "{show}");
+    }
+);

@@ -10,6 +10,7 @@ use poortwachter::model::{Compliance, Device, DeviceKind, DeviceStatus, NewDevic
 use poortwachter::pki::{self, Ca, OneTimePassword, ProfileSettings, Staging};
 use poortwachter::posture::PostureReport;
 use poortwachter::registry::{AuditFilter, DeviceRef, NewCertificate};
+use poortwachter::text::escape;
 
 use super::table::{self, or_dash};
 use super::Context;
@@ -119,7 +120,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             println!(
                 "registered device {} ({}) for {}: {}",
                 device.id,
-                device.label,
+                escape(&device.label),
                 device.owner,
                 macs_text(&device)
             );
@@ -245,7 +246,9 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             }
             println!(
                 "device {} ({}) is now {}",
-                device.id, device.label, device.compliance
+                device.id,
+                escape(&device.label),
+                device.compliance
             );
             Ok(())
         }
@@ -402,7 +405,10 @@ async fn issue_cert(
     }
     println!(
         "issued certificate {} for device {} ({}) of {}",
-        issued.serial, device.id, device.label, owner.username
+        issued.serial,
+        device.id,
+        escape(&device.label),
+        owner.username
     );
     let mut fields = vec![
         (
@@ -466,7 +472,10 @@ async fn set_status(
     }
     println!(
         "device {} ({}) of {} is now {}",
-        device.id, device.label, device.owner, device.status
+        device.id,
+        escape(&device.label),
+        device.owner,
+        device.status
     );
     Ok(())
 }

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use poortwachter::model::{parse_date, NewOwner, Owner, Role};
 use poortwachter::registry::{ImportColumns, ImportRow, RegistryError};
+use poortwachter::text::escape;
 
 use super::table::{self, or_dash};
 use super::Context;
@@ -90,7 +91,9 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
             }
             println!(
                 "added {} ({}, {})",
-                owner.username, owner.display_name, owner.role
+                owner.username,
+                escape(&owner.display_name),
+                owner.role
             );
             Ok(())
         }

@@ -11,6 +11,7 @@ use poortwachter::model::Device;
 use poortwachter::posture;
 use poortwachter::registry::Store;
 use poortwachter::server::{Server, STOP_WITHIN};
+use poortwachter::text::escape;
 
 use super::table;
 
@@ -145,17 +146,18 @@ pub async fn why(
         } else {
             String::new()
         };
+        // the User-Name, SSID and message come from the network: escaped, never raw
         println!(
             "{at}  {}  via {}{}  {}{repeats}",
             d.mac
                 .map(|m| m.to_string())
-                .unwrap_or_else(|| d.username.clone()),
-            d.nas,
+                .unwrap_or_else(|| escape(&d.username).into_owned()),
+            escape(&d.nas),
             d.ssid
                 .as_deref()
-                .map(|s| format!(" ({s})"))
+                .map(|s| format!(" ({})", escape(s)))
                 .unwrap_or_default(),
-            d.message
+            escape(&d.message)
         );
     }
     Ok(())

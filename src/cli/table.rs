@@ -1,14 +1,20 @@
 //! Output for people (aligned tables, key-value blocks) and for scripts (`--json`).
 
 use anyhow::Result;
+use poortwachter::text::escape;
 use serde::Serialize;
 
-/// Prints rows under headers, columns padded to their widest cell.
+/// Prints rows under headers, columns padded to their widest cell. Control characters in a
+/// cell (a User-Name or a reason from outside) are shown escaped, never sent to the terminal.
 pub fn print(headers: &[&str], rows: Vec<Vec<String>>) {
     if rows.is_empty() {
         println!("(none)");
         return;
     }
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(|c| escape(&c).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -36,7 +42,7 @@ pub fn print(headers: &[&str], rows: Vec<Vec<String>>) {
 pub fn print_fields(fields: &[(&str, String)]) {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in fields {
-        println!("{k:width$}  {v}");
+        println!("{k:width$}  {}", escape(v));
     }
 }
 

@@ -7,7 +7,13 @@
 //! answers (code, identifier, Response Authenticator and Message-Authenticator), a
 //! retransmission's reply against the first, and no datagram may take more than a few steps.
 //! Built only for tests and with the `sim` feature.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::vec_box)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::vec_box
+)]
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
