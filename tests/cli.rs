@@ -1438,3 +1438,153 @@ both_stores!(
         assert!(show.contains("lost\\nforged line\\u{7}"), "{show}");
     }
 );
+
+/// A TCP front for the test PostgreSQL server's unix socket that can be frozen: while frozen
+/// it passes nothing either way, as a database that hangs (not one that refuses) would.
+struct FreezableDb {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableDb {
+    fn start(url: &str) -> FreezableDb {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = url
+            .split("host=")
+            .nth(1)
+            .expect("the test server's socket directory")
+            .split('&')
+            .next()
+            .unwrap()
+            .to_string();
+        let socket = std::path::Path::new(&dir).join(".s.PGSQL.5432");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = std::sync::Arc::new(AtomicBool::new(false));
+        let f = frozen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(tcp) = conn else { return };
+                let Ok(unix) = std::os::unix::net::UnixStream::connect(&socket) else {
+                    return;
+                };
+                let pipe = |mut from: Box<dyn std::io::Read + Send>,
+                            mut to: Box<dyn std::io::Write + Send>,
+                            frozen: std::sync::Arc<AtomicBool>| {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let Ok(n) = from.read(&mut buf) else { return };
+                            if n == 0 {
+                                return;
+                            }
+                            while frozen.load(Ordering::Relaxed) {
+                                std::thread::sleep(std::time::Duration::from_millis(50));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                };
+                pipe(
+                    Box::new(tcp.try_clone().unwrap()),
+                    Box::new(unix.try_clone().unwrap()),
+                    f.clone(),
+                );
+                pipe(Box::new(unix), Box::new(tcp), f.clone());
+            }
+        });
+        FreezableDb { port, frozen }
+    }
+
+    /// The database URL through this front.
+    fn url(&self, url: &str) -> String {
+        let db = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn freeze(&self) {
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_within_its_bound_while_the_database_hangs() {
+    // issue 10: SIGTERM ends the process within the stated bound even when work is stuck
+    // (here: registry reads, accounting writes and the decision log waiting on a database
+    // that stopped answering); what was abandoned is named and the exit status is non-zero
+    let cli = Cli::new(Backend::Postgres).await;
+    cli.ok(&[
+        "owner",
+        "add",
+        "j.devries",
+        "--name",
+        "Jan",
+        "--role",
+        "staff",
+    ]);
+    let front = FreezableDb::start(&cli.db.url);
+    let auth = free_udp_port();
+    let acct = free_udp_port();
+    let text = config_text(&front.url(&cli.db.url), 2)
+        .replace("127.0.0.1:18120", &format!("127.0.0.1:{auth}"))
+        .replace("127.0.0.1:18130", &format!("127.0.0.1:{acct}"));
+    std::fs::write(&cli.config, text).unwrap();
+    let mut server = Command::new(BIN)
+        .arg("--config")
+        .arg(&cli.config)
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .current_dir(cli.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = radclient(auth, "status", "Message-Authenticator = 0x00\n");
+        if out.contains("Received Access-Accept") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never answered: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    front.freeze();
+    // a cache miss and an accounting write now wait on the database; the listener answers on
+    let _ = radclient(auth, "auth", &mab("3C-22-FB-00-00-31"));
+    let _ = radclient(
+        acct,
+        "acct",
+        "Acct-Status-Type = Start\nAcct-Session-Id = \"h1\"\nCalling-Station-Id = \"3C-22-FB-00-00-31\"\n",
+    );
+    let out = radclient(auth, "status", "Message-Authenticator = 0x00\n");
+    assert!(out.contains("Received Access-Accept"), "{out}");
+
+    let asked = std::time::Instant::now();
+    sigterm(&server);
+    let status = loop {
+        if let Some(s) = server.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(36),
+            "serve did not end within its 33 s bound"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let took = asked.elapsed();
+    let out = server.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !status.success(),
+        "a stop that abandoned work exits non-zero: {stderr}"
+    );
+    assert!(stderr.contains("abandoning"), "{stderr}");
+    assert!(stderr.contains("in flight"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(34), "took {took:?}");
+}
