@@ -528,7 +528,7 @@ impl Access {
                     .map(|v| String::from_utf8_lossy(v).into_owned())
                     .unwrap_or_default()
             });
-        let mut req = AuthRequest {
+        let req = AuthRequest {
             src,
             client: ci,
             identifier: p.identifier(),
@@ -544,31 +544,55 @@ impl Access {
             authenticated: ma == MaCheck::Valid,
             method: AuthMethod::Mab,
         };
-        if let Some(eap) = p.concat(dict::EAP_MESSAGE) {
-            req.method = AuthMethod::EapTls;
-            if self.eap.is_none() {
-                let id = eap.get(1).copied().unwrap_or(0);
-                let decision = Decision::reject(
-                    Reason::UnsupportedMethod,
-                    "rejected: 802.1X EAP is not enabled on this server (eap.enabled, or no server certificate: `poortwachter ca init`)".to_string(),
-                );
-                return self.answer(&req, answering, decision, None, EapEnd::Failure(id), now);
-            }
-            return Step::Eap(Box::new(EapTurn {
-                req,
-                answering,
-                turn: Turn::Handle(EapInput {
-                    eap,
-                    state: p.attr(dict::STATE).map(<[u8]>::to_vec),
-                    framed_mtu: p.u32(dict::FRAMED_MTU),
-                }),
-            }));
+        match p.concat(dict::EAP_MESSAGE) {
+            Some(eap) => self.eap_request(req, answering, eap, &p, now),
+            None => self.mab_request(req, answering, &p, now),
         }
+    }
+
+    /// The EAP split: an EAP step to run, or a refusal when EAP is off.
+    fn eap_request(
+        &self,
+        mut req: AuthRequest,
+        answering: Answering,
+        eap: Vec<u8>,
+        p: &Packet<'_>,
+        now: Now,
+    ) -> Step {
+        req.method = AuthMethod::EapTls;
+        if self.eap.is_none() {
+            let id = eap.get(1).copied().unwrap_or(0);
+            let decision = Decision::reject(
+                Reason::UnsupportedMethod,
+                "rejected: 802.1X EAP is not enabled on this server (eap.enabled, or no server certificate: `poortwachter ca init`)".to_string(),
+            );
+            return self.answer(&req, answering, decision, None, EapEnd::Failure(id), now);
+        }
+        Step::Eap(Box::new(EapTurn {
+            req,
+            answering,
+            turn: Turn::Handle(EapInput {
+                eap,
+                state: p.attr(dict::STATE).map(<[u8]>::to_vec),
+                framed_mtu: p.u32(dict::FRAMED_MTU),
+            }),
+        }))
+    }
+
+    /// MAC authentication: the MAB rules, then the device by its MAC from the registry.
+    fn mab_request(
+        &self,
+        mut req: AuthRequest,
+        answering: Answering,
+        p: &Packet<'_>,
+        now: Now,
+    ) -> Step {
+        let client = &self.clients[req.client];
         let secret = client.secret.expose().as_bytes();
         let refuse = |req: &AuthRequest, answering, decision| {
             self.answer(req, answering, decision, None, EapEnd::None, now)
         };
-        let mac = match request::mab(&p, secret) {
+        let mac = match request::mab(p, secret) {
             Ok(mac) => mac,
             Err(problem) => {
                 let decision = mab_problem(problem, &req.username);
@@ -586,7 +610,7 @@ impl Access {
             );
             return refuse(&req, answering, decision);
         }
-        if client.mab_require_calling_station && request::calling_station_mac(&p).is_none() {
+        if client.mab_require_calling_station && request::calling_station_mac(p).is_none() {
             let decision = Decision::reject(
                 Reason::NoMac,
                 match p.text(dict::CALLING_STATION_ID) {
