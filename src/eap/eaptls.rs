@@ -61,6 +61,8 @@ pub struct EapTls {
     held: Vec<u8>,
     /// The judgement, once given: `Some(None)` lets the handshake go on.
     verdict: Option<Option<Refusal>>,
+    /// The intermediates the held flight carried after its leaf.
+    intermediates: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for EapTls {
@@ -92,6 +94,7 @@ impl EapTls {
             sent: 0,
             held: Vec::new(),
             verdict: None,
+            intermediates: Vec::new(),
         }
     }
 
@@ -160,12 +163,19 @@ impl EapTls {
         // server's Finished; judge the device first (TLS 1.3 encrypts it, and its Finished
         // went out already: the decision follows the handshake, as the peer expects)
         if self.verdict.is_none() && self.tls.version() == Some(TlsVersion::Tls12) {
-            if let Some(certificate) = super::record::client_certificate(&message) {
+            if let Some(mut chain) = super::record::client_chain(&message) {
+                let leaf = chain.remove(0);
+                self.intermediates = chain;
                 self.held = message;
-                return Step::Judge(certificate);
+                return Step::Judge(leaf);
             }
         }
         self.feed(&message, now)
+    }
+
+    /// The intermediate certificates of the flight held by [`Step::Judge`].
+    pub fn intermediates(&self) -> &[Vec<u8>] {
+        &self.intermediates
     }
 
     /// Goes on with the flight held by [`Step::Judge`]: `refusal` ends the handshake with its

@@ -415,7 +415,7 @@ impl EapServer {
             return fail(conv, EapFailure::Protocol("no EAP-TLS session".into()));
         };
         let step = method.on_response(data, wall);
-        self.after(peer, key, conv, step, p.id, now)
+        self.after(peer, key, conv, step, p.id, now, wall)
     }
 
     /// Goes on with a conversation after the caller judged its client certificate:
@@ -443,11 +443,12 @@ impl EapServer {
                 message: "no EAP-TLS session to resume".into(),
             }),
         };
-        self.after(peer, key, conv, step, eap_id, now)
+        self.after(peer, key, conv, step, eap_id, now, wall)
     }
 
     /// What one EAP-TLS step means for the conversation; `eap_id` is the identifier of the
     /// response it answers.
+    #[allow(clippy::too_many_arguments)]
     fn after(
         &self,
         peer: Peer,
@@ -456,6 +457,7 @@ impl EapServer {
         step: Step,
         eap_id: u8,
         now: Instant,
+        wall: SystemTime,
     ) -> Answer {
         let fail = |conv: Conversation, why: EapFailure| {
             self.table().remove(&key);
@@ -485,6 +487,23 @@ impl EapServer {
                     _ => EapFailure::Tls(e),
                 });
                 self.next(peer, key, conv, alert, now)
+            }
+            // a chain that does not verify is not worth a registry read: rustls refuses it
+            // (bad_certificate) when the handshake goes on
+            Step::Judge(certificate)
+                if !conv.method.as_ref().is_some_and(|m| {
+                    self.tls
+                        .chain_verifies(&certificate, m.intermediates(), wall)
+                }) =>
+            {
+                let step = match conv.method.as_mut() {
+                    Some(method) => method.resume(None, wall),
+                    None => Step::Fail(TlsFailure {
+                        kind: FailureKind::Protocol,
+                        message: "no EAP-TLS session to resume".into(),
+                    }),
+                };
+                self.after(peer, key, conv, step, eap_id, now, wall)
             }
             // the slot stays taken (busy) while the caller judges
             Step::Judge(certificate) => Answer::Judge(Box::new(Suspended {
@@ -646,17 +665,28 @@ mod tests {
         bool,
         super::tls::tests::Pki,
     ) {
+        converse_as(version, refusal, None)
+    }
+
+    /// [`converse`], the supplicant presenting `presented` instead of the test PKI's device.
+    fn converse_as(
+        version: TlsVersion,
+        refusal: Option<Refusal>,
+        presented: Option<(Vec<rustls::pki_types::CertificateDer<'static>>, Vec<u8>)>,
+    ) -> (
+        Answer,
+        rustls::ClientConnection,
+        bool,
+        super::tls::tests::Pki,
+    ) {
         let (e, p) = engine(10);
         let now = Instant::now();
         let Answer::Challenge { eap, state } = h(&e, 1, None, &identity(7, "host/judged"), now)
         else {
             panic!("expected a challenge")
         };
-        let mut c = client(
-            &p.ca,
-            Some((p.client_chain.clone(), p.client_key.clone())),
-            version,
-        );
+        let presented = presented.unwrap_or_else(|| (p.client_chain.clone(), p.client_key.clone()));
+        let mut c = client(&p.ca, Some(presented), version);
         let mut req_id = EapPacket::parse(&eap).unwrap().id;
         let mut judged = false;
         let mut inbound = Vec::new();
@@ -669,7 +699,6 @@ mod tests {
             data.extend_from_slice(&out);
             let mut ans = h(&e, 1, Some(&state), &response(req_id, typ::TLS, &data), now);
             if let Answer::Judge(s) = ans {
-                assert_eq!(s.certificate(), p.client_chain[0].as_ref());
                 assert_eq!(s.identity(), "host/judged");
                 // the State stays taken while the caller judges
                 assert!(matches!(
@@ -739,6 +768,23 @@ mod tests {
         let (ans, _, judged, _) = converse(TlsVersion::Tls13, Some(Refusal::Revoked));
         assert!(!judged);
         assert!(matches!(ans, Answer::Authenticated { .. }), "{ans:?}");
+    }
+
+    /// A certificate that does not chain to a trusted CA is never worth a registry read: the
+    /// handshake goes on and rustls refuses it, as before.
+    #[test]
+    fn a_foreign_chain_is_not_judged() {
+        let (_, other) = super::testpki::make_ca("other CA");
+        let (cert, key) = super::testpki::leaf(&other, "intruder", false);
+        let (ans, _, judged, _) = converse_as(TlsVersion::Tls12, None, Some((vec![cert], key)));
+        assert!(!judged);
+        match ans {
+            Answer::Failed {
+                why: EapFailure::Tls(f),
+                ..
+            } => assert_eq!(f.kind, FailureKind::BadCertificate),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -20,6 +20,11 @@ fn u24(b: &[u8]) -> Option<usize> {
 /// from the plaintext handshake records before any ChangeCipherSpec. `None` when there is no
 /// such message, it is empty, or the records are cut short (rustls then says why).
 pub fn client_certificate(flight: &[u8]) -> Option<Vec<u8>> {
+    client_chain(flight)?.into_iter().next()
+}
+
+/// The whole chain of that Certificate message, leaf first (at most 16 certificates).
+pub fn client_chain(flight: &[u8]) -> Option<Vec<Vec<u8>>> {
     // the handshake layer may span records: gather the plaintext handshake bytes first
     let mut handshake = Vec::new();
     let mut rest = flight;
@@ -43,10 +48,18 @@ pub fn client_certificate(flight: &[u8]) -> Option<Vec<u8>> {
         if typ == CERTIFICATE {
             // certificate_list<0..2^24-1>, each ASN.1Cert<1..2^24-1>
             let list_len = u24(body)?;
-            let list = body.get(3..3 + list_len)?;
-            let cert_len = u24(list)?;
-            let cert = list.get(3..3 + cert_len)?;
-            return (!cert.is_empty()).then(|| cert.to_vec());
+            let mut list = body.get(3..3 + list_len)?;
+            let mut chain = Vec::new();
+            while !list.is_empty() && chain.len() < 16 {
+                let cert_len = u24(list)?;
+                let cert = list.get(3..3 + cert_len)?;
+                if cert.is_empty() {
+                    return None;
+                }
+                chain.push(cert.to_vec());
+                list = &list[3 + cert_len..];
+            }
+            return (!chain.is_empty()).then_some(chain);
         }
         msgs = &msgs[4 + len..];
     }

@@ -268,6 +268,8 @@ impl TimeProvider for PassedInTime {
 #[derive(Clone)]
 pub struct TlsServer {
     config: Arc<ServerConfig>,
+    /// The client certificate verifier alone, to check a chain before the registry is asked.
+    chains: Arc<dyn ClientCertVerifier>,
 }
 
 impl std::fmt::Debug for TlsServer {
@@ -302,14 +304,34 @@ impl TlsServer {
         let mut config = ServerConfig::builder_with_details(provider, Arc::new(PassedInTime))
             .with_protocol_versions(&versions)
             .map_err(|e| TlsSetupError::Rustls(e.to_string()))?
-            .with_client_cert_verifier(Arc::new(RegistryAwareVerifier { inner: verifier }))
+            .with_client_cert_verifier(Arc::new(RegistryAwareVerifier {
+                inner: verifier.clone(),
+            }))
             .with_single_cert(settings.server_chain, settings.server_key)
             .map_err(|e| TlsSetupError::Rustls(format!("server certificate and key: {e}")))?;
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
         Ok(TlsServer {
             config: Arc::new(config),
+            chains: verifier,
         })
+    }
+
+    /// Whether `leaf` with `intermediates` chains to a trusted CA at `now` (what rustls will
+    /// check too): only such a certificate is worth a registry read.
+    pub fn chain_verifies(&self, leaf: &[u8], intermediates: &[Vec<u8>], now: SystemTime) -> bool {
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let intermediates: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        self.chains
+            .verify_client_cert(
+                &CertificateDer::from(leaf),
+                &intermediates,
+                UnixTime::since_unix_epoch(since),
+            )
+            .is_ok()
     }
 
     /// A new session for one supplicant.
