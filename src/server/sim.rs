@@ -260,12 +260,52 @@ impl Sim {
 
     /// Delivers one datagram and carries out every step; returns what was sent back.
     pub fn deliver(&mut self, port: Port, src: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
+        let step = self.access.datagram(data, src, port, self.now());
+        self.carry(step, Some((port, src, data)))
+    }
+
+    /// Like [`Sim::deliver`], but a registry read is held back until [`Sim::release`].
+    fn deliver_held(&mut self, port: Port, src: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
+        match self.access.datagram(data, src, port, self.now()) {
+            Step::Need(p) => {
+                self.held.push(p);
+                None
+            }
+            other => self.carry(other, Some((port, src, data))),
+        }
+    }
+
+    /// Answers the held registry reads (or fails them when the registry is down).
+    fn release(&mut self) {
         let now = self.now();
-        let mut step = self.access.datagram(data, src, port, now);
+        for p in std::mem::take(&mut self.held) {
+            let step = if self.db_down {
+                self.access.unresolved(p, now)
+            } else {
+                let subject = self.lookup(p.want());
+                self.access.resolve(p, subject, now)
+            };
+            // the request's bytes are no longer here: its reply is checked for framing only
+            self.carry(step, None);
+        }
+    }
+
+    /// Carries out steps until a reply or nothing; a reply is checked against `request`.
+    fn carry(
+        &mut self,
+        mut step: Step,
+        request: Option<(Port, SocketAddr, &[u8])>,
+    ) -> Option<Vec<u8>> {
+        let now = self.now();
         for _ in 0..8 {
             step = match step {
                 Step::Send(reply) => {
-                    self.check(port, src, data, &reply.bytes);
+                    match request {
+                        Some((port, src, data)) => self.check(port, src, data, &reply.bytes),
+                        None => {
+                            Packet::parse(&reply.bytes).expect("our reply parses");
+                        }
+                    }
                     return Some(reply.bytes);
                 }
                 Step::Silent => return None,
@@ -279,66 +319,6 @@ impl Sim {
             };
         }
         panic!("a datagram took more than 8 steps");
-    }
-
-    /// Like [`Sim::deliver`], but a registry read is held back until [`Sim::release`].
-    fn deliver_held(&mut self, port: Port, src: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
-        let now = self.now();
-        match self.access.datagram(data, src, port, now) {
-            Step::Need(p) => {
-                self.held.push(p);
-                None
-            }
-            other => {
-                // carry out as usual
-                let mut step = other;
-                for _ in 0..8 {
-                    step = match step {
-                        Step::Send(reply) => {
-                            self.check(port, src, data, &reply.bytes);
-                            return Some(reply.bytes);
-                        }
-                        Step::Silent => return None,
-                        Step::Need(p) => {
-                            let subject = self.lookup(p.want());
-                            self.access.resolve(p, subject, now)
-                        }
-                        Step::Eap(turn) => self.access.eap_turn(turn, now),
-                        Step::Account(work) => self.access.accounted(work, !self.db_down),
-                    };
-                }
-                panic!("a datagram took more than 8 steps");
-            }
-        }
-    }
-
-    /// Answers the held registry reads (or drops them when the registry is down).
-    fn release(&mut self) {
-        let now = self.now();
-        for p in std::mem::take(&mut self.held) {
-            let mut step = if self.db_down {
-                self.access.unresolved(p, now)
-            } else {
-                let subject = self.lookup(p.want());
-                self.access.resolve(p, subject, now)
-            };
-            for _ in 0..8 {
-                step = match step {
-                    // the request bytes are gone from here: the reply is checked for framing
-                    Step::Send(reply) => {
-                        Packet::parse(&reply.bytes).expect("our reply parses");
-                        break;
-                    }
-                    Step::Silent => break,
-                    Step::Need(p) => {
-                        let subject = self.lookup(p.want());
-                        self.access.resolve(p, subject, now)
-                    }
-                    Step::Eap(turn) => self.access.eap_turn(turn, now),
-                    Step::Account(work) => self.access.accounted(work, !self.db_down),
-                };
-            }
-        }
     }
 
     /// A reply must answer its request: the right code, identifier and authenticators; a
