@@ -41,6 +41,8 @@ pub struct DecisionRecord {
     /// Identical decisions (same MAC, client, outcome, reason, VLAN) folded into this row:
     /// they happened within `log.decision_coalesce` before it.
     pub repeats: u32,
+    /// Taken while the registry database was unreachable, on last-known-good data.
+    pub degraded: bool,
 }
 
 /// Which decisions to read, newest first.

@@ -1008,6 +1008,7 @@ both_stores!(sessions_and_decision_retention, |b| async move {
         reason: reason.into(),
         message: "rejected: «quoted» \"text\" with ünïcode".into(),
         repeats: 2,
+        degraded: reason == "device_lost",
     };
     let old = rec(t0 - Duration::days(100), "owner_expired");
     let new = rec(t0, "device_lost");
@@ -1029,6 +1030,7 @@ both_stores!(sessions_and_decision_retention, |b| async move {
     assert_eq!(found[0].device_id, new.device_id);
     assert_eq!(found[0].message, new.message);
     assert_eq!(found[0].repeats, 2);
+    assert!(found[0].degraded && !found[1].degraded);
     assert_eq!(
         store
             .purge_decisions(t0 - Duration::days(90))

@@ -64,6 +64,47 @@ pub struct Config {
     /// Disconnecting devices whose state changed (RFC 5176).
     #[serde(default)]
     pub coa: ops::CoaConfig,
+    /// This node's own files: the last-known-good snapshot and the accounting spool.
+    #[serde(default)]
+    pub node: NodeConfig,
+}
+
+/// `[node]`: what one poortwachter node keeps on its own disk, so that it answers while the
+/// shared database is away.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The state directory (created 0700): `snapshot.json` (the last-known-good registry)
+    /// and `accounting.spool` (accounting waiting for the database).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// How often the snapshot is written (also at shutdown).
+    #[serde(default = "default_snapshot_interval")]
+    pub snapshot_interval: HumanDuration,
+    /// The accounting spool's size bound in MiB: past it, accounting is no longer
+    /// acknowledged (the access points keep it and retransmit) until the database returns.
+    #[serde(default = "default_spool_max_mib")]
+    pub spool_max_mib: u64,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("var/state")
+}
+fn default_snapshot_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_spool_max_mib() -> u64 {
+    256
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            state_dir: default_state_dir(),
+            snapshot_interval: default_snapshot_interval(),
+            spool_max_mib: default_spool_max_mib(),
+        }
+    }
 }
 
 /// `[database]`
@@ -466,6 +507,31 @@ pub struct CacheConfig {
     /// database cannot notify (SQLite). PostgreSQL notifies at commit.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: HumanDuration,
+    /// While the database is unreachable, a device is decided on the last data read for it
+    /// (or the node's snapshot) if that is at most this old; the decision is marked degraded.
+    /// `0s` turns degraded answers off.
+    #[serde(default = "default_stale_grace")]
+    pub stale_grace: HumanDuration,
+    /// While the database is unreachable, a device this node has no data for: `unknown`
+    /// answers as for an unregistered device (`policy.unknown_device`), `no_answer` stays
+    /// silent so that the access point asks its other RADIUS server.
+    #[serde(default)]
+    pub unseen_while_degraded: UnseenWhileDegraded,
+}
+
+/// `cache.unseen_while_degraded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnseenWhileDegraded {
+    /// As an unregistered device (`policy.unknown_device`): refused or the registration VLAN.
+    #[default]
+    Unknown,
+    /// No answer: the access point retransmits and then asks its other server.
+    NoAnswer,
+}
+
+fn default_stale_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(4 * 3600))
 }
 
 fn default_poll_interval() -> HumanDuration {
@@ -477,6 +543,8 @@ impl Default for CacheConfig {
         CacheConfig {
             enabled: true,
             poll_interval: default_poll_interval(),
+            stale_grace: default_stale_grace(),
+            unseen_while_degraded: UnseenWhileDegraded::default(),
         }
     }
 }
@@ -752,6 +820,18 @@ impl Config {
         }
         if self.cache.poll_interval.0 < Duration::from_millis(10) {
             push("cache.poll_interval".into(), "must be at least 10ms".into());
+        }
+        if self.cache.stale_grace.0 > Duration::from_secs(7 * 86_400) {
+            push("cache.stale_grace".into(), "must be at most 7d".into());
+        }
+        if self.node.snapshot_interval.0 < Duration::from_secs(10) {
+            push(
+                "node.snapshot_interval".into(),
+                "must be at least 10s".into(),
+            );
+        }
+        if self.node.spool_max_mib == 0 {
+            push("node.spool_max_mib".into(), "must be at least 1".into());
         }
         if self.radius.duplicate_window.0 > Duration::from_secs(60) {
             push(

@@ -25,6 +25,7 @@ struct DecisionJson<'a> {
     reason: &'a str,
     message: &'a str,
     repeats: u32,
+    degraded: bool,
 }
 
 /// Decisions as one JSON array for `$insert_json`.
@@ -46,6 +47,7 @@ pub fn decisions_json(rows: &[DecisionRecord]) -> Result<String, StoreError> {
             reason: &r.reason,
             message: &r.message,
             repeats: r.repeats,
+            degraded: r.degraded,
         })
         .collect();
     serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))

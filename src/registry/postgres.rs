@@ -244,11 +244,12 @@ super::activity_sql::impl_activity_store!(
     txt = "::text",
     user_eq = "lower({col}) = lower($2)",
     insert_json = "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
-         device_id, owner, outcome, vlan, reason, message, repeats) \
+         device_id, owner, outcome, vlan, reason, message, repeats, degraded) \
          SELECT at, nas, nas_ip, username, mac, ssid, method, device_id, owner, outcome, vlan, \
-         reason, message, repeats FROM jsonb_to_recordset($1::text::jsonb) AS x(at timestamptz, \
+         reason, message, repeats, degraded FROM jsonb_to_recordset($1::text::jsonb) AS x(at timestamptz, \
          nas text, nas_ip text, username text, mac text, ssid text, method text, device_id uuid, \
-         owner text, outcome text, vlan integer, reason text, message text, repeats integer)",
+         owner text, outcome text, vlan integer, reason text, message text, repeats integer, \
+         degraded boolean)",
     update_seen_json = "UPDATE devices d SET last_seen_at = x.at, last_seen_nas = x.nas, \
          last_seen_ssid = x.ssid, last_seen_mac = coalesce(x.mac, d.last_seen_mac) \
          FROM jsonb_to_recordset($1::text::jsonb) \

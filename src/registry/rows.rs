@@ -175,7 +175,7 @@ fn opt_mac(column: &str, s: Option<String>) -> Result<Option<MacAddr>, StoreErro
 
 /// Columns of `decisions`.
 pub const DECISION_COLUMNS: &str = "id, at, nas, nas_ip, username, mac, ssid, method, \
-     device_id, owner, outcome, vlan, reason, message, repeats";
+     device_id, owner, outcome, vlan, reason, message, repeats, degraded";
 
 /// Decodes a decision from [`DECISION_COLUMNS`].
 pub fn decision<'r, R>(row: &'r R) -> Result<crate::activity::DecisionRecord, StoreError>
@@ -184,6 +184,7 @@ where
     &'r str: ColumnIndex<R>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     i32: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
     Uuid: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
@@ -206,6 +207,7 @@ where
         reason: row.try_get("reason")?,
         message: row.try_get("message")?,
         repeats: u32::try_from(repeats).unwrap_or(0),
+        degraded: row.try_get("degraded")?,
     })
 }
 

@@ -259,12 +259,12 @@ super::activity_sql::impl_activity_store!(
     txt = "",
     user_eq = "{col} = $2",
     insert_json = "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
-         device_id, owner, outcome, vlan, reason, message, repeats) \
+         device_id, owner, outcome, vlan, reason, message, repeats, degraded) \
          SELECT j.value ->> 'at', j.value ->> 'nas', j.value ->> 'nas_ip', \
          j.value ->> 'username', j.value ->> 'mac', j.value ->> 'ssid', j.value ->> 'method', \
          unhex(replace(j.value ->> 'device_id', '-', '')), j.value ->> 'owner', \
          j.value ->> 'outcome', j.value ->> 'vlan', j.value ->> 'reason', j.value ->> 'message', \
-         j.value ->> 'repeats' \
+         j.value ->> 'repeats', coalesce(j.value ->> 'degraded', 0) \
          FROM json_each($1) AS j",
     update_seen_json = "UPDATE devices SET last_seen_at = x.at, last_seen_nas = x.nas, \
          last_seen_ssid = x.ssid, last_seen_mac = coalesce(x.mac, devices.last_seen_mac) \

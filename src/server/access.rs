@@ -972,6 +972,7 @@ impl Access {
             reason: decision.reason.as_str().to_string(),
             message: decision.message,
             repeats,
+            degraded: false,
         };
         if let Some(key) = fold_key {
             let given_up = lock(&self.coalescer).stored(key, Arc::new(record.clone()), now.mono);

@@ -180,6 +180,7 @@ mod tests {
             reason: "compliant".into(),
             message: "m".into(),
             repeats: 0,
+            degraded: false,
         })
     }
 
