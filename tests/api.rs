@@ -136,6 +136,7 @@ impl Env {
             stats: stats.clone(),
             eap: None,
             liveness: Some(liveness.clone()),
+            registry: None,
         };
         let api =
             Api::serve_with(Arc::new(config), registry.clone(), listener, Some(metrics)).unwrap();

@@ -31,7 +31,7 @@ impl Caller {
 }
 
 /// Routes served without a token.
-pub const PUBLIC_ROUTES: &[&str] = &["/api/v1/health", "/api/v1/openapi.json"];
+pub const PUBLIC_ROUTES: &[&str] = &["/api/v1/health", "/api/v1/ready", "/api/v1/openapi.json"];
 
 /// The one route a posture token may use (with POST).
 pub const POSTURE_ROUTE: &str = "/api/v1/devices/{id}/posture";

@@ -115,6 +115,29 @@ pub async fn health(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// Readiness: 200 while the registry database answers, 503 `degraded` (with since when and
+/// why) while RADIUS decides on last-known-good data. Liveness is `/health`.
+pub async fn ready(State(state): State<ApiState>) -> Response {
+    let outage = state
+        .metrics
+        .as_ref()
+        .and_then(|m| m.registry.as_ref())
+        .and_then(|h| h.outage());
+    match outage {
+        None => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Some(o) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "degraded",
+                "since": o.since,
+                "why": format!("the registry database cannot be read: {}", o.why),
+                "radius": "answering from last-known-good data (cache.stale_grace)",
+            })),
+        )
+            .into_response(),
+    }
+}
+
 pub async fn openapi() -> Json<serde_json::Value> {
     Json(super::openapi::document())
 }

@@ -16,6 +16,9 @@ pub struct Metrics {
     pub eap: Option<Arc<EapServer>>,
     /// The listeners' heartbeats: `/api/v1/health` answers 503 when one has stalled.
     pub liveness: Option<Arc<crate::server::liveness::Liveness>>,
+    /// Whether the registry database can be read: `/api/v1/ready` answers 503 "degraded"
+    /// while it cannot.
+    pub registry: Option<Arc<crate::server::degraded::StoreHealth>>,
 }
 
 /// The exposition text (format 0.0.4): one counter per packet counter, named
@@ -26,6 +29,18 @@ pub fn render(m: &Metrics) -> String {
         let metric = format!("poortwachter_radius_{name}_total");
         let _ = writeln!(out, "# TYPE {metric} counter");
         let _ = writeln!(out, "{metric} {value}");
+    }
+    if let Some(health) = &m.registry {
+        let _ = writeln!(
+            out,
+            "# HELP poortwachter_registry_degraded 1 while the registry database cannot be read and decisions use last-known-good data."
+        );
+        let _ = writeln!(out, "# TYPE poortwachter_registry_degraded gauge");
+        let _ = writeln!(
+            out,
+            "poortwachter_registry_degraded {}",
+            u8::from(health.is_degraded())
+        );
     }
     if let Some(eap) = &m.eap {
         let (open, evicted, expired) = eap.conversations();
@@ -71,11 +86,13 @@ mod tests {
             stats,
             eap: None,
             liveness: None,
+            registry: Some(Arc::new(Default::default())),
         });
         assert!(text.contains("# TYPE poortwachter_radius_accepts_total counter\n"));
         assert!(text.contains("\npoortwachter_radius_accepts_total 2\n"));
         assert!(text.contains("\npoortwachter_radius_dropped_unknown_client_total 1\n"));
         assert!(text.contains("\npoortwachter_radius_rejects_total 0\n"));
+        assert!(text.contains("\npoortwachter_registry_degraded 0\n"));
         // every sample line is `name value`
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.split_once(' ').unwrap();

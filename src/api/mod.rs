@@ -76,6 +76,7 @@ pub fn router_with(config: Arc<Config>, registry: Registry, metrics: Option<Metr
     };
     let v1 = Router::new()
         .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
         .route("/openapi.json", get(handlers::openapi))
         .route(
             "/owners",

@@ -132,6 +132,8 @@ pub fn document() -> Value {
         "paths": {
             "/health": {"get": {"summary": "Liveness", "security": [],
                 "responses": {"200": ok("Up", json!({"type": "object"}))}}},
+            "/ready": {"get": {"summary": "Readiness: 503 `degraded` while the registry database cannot be read (RADIUS then answers from last-known-good data)", "security": [],
+                "responses": {"200": ok("Ready", json!({"type": "object"})), "503": ok("Degraded, with since and why", json!({"type": "object"}))}}},
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                 "responses": {"200": ok("OpenAPI 3.1", json!({"type": "object"}))}}},
             "/owners": {

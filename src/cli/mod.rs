@@ -97,13 +97,14 @@ pub async fn run(args: Args) -> Result<()> {
     if let Command::Ca(ca::CaCommand::Init { key_type, force }) = &args.command {
         return ca::init(&config, key_type.as_deref(), *force, args.json);
     }
+    // serve starts from its snapshot when the database does not answer
+    if let Command::Serve = args.command {
+        return radius::serve_command(&config, rules(&config)).await;
+    }
     let registry = Registry::connect(
         &config.database.url,
         config.database.max_connections,
-        Rules {
-            max_devices_per_owner: config.policy.max_devices_per_owner,
-            timezone: config.policy.timezone,
-        },
+        rules(&config),
     )
     .await
     .with_context(|| {
@@ -127,7 +128,7 @@ pub async fn run(args: Args) -> Result<()> {
             );
             Ok(())
         }
-        Command::Serve => radius::serve(&config, ctx.registry.store_arc()).await,
+        Command::Serve => unreachable!("handled above"),
         Command::Why { who, limit } => {
             radius::why(&config, ctx.registry.store(), &who, limit, ctx.json).await
         }
@@ -158,6 +159,13 @@ pub async fn run(args: Args) -> Result<()> {
             table::print_audit(&entries, true);
             Ok(())
         }
+    }
+}
+
+fn rules(config: &Config) -> Rules {
+    Rules {
+        max_devices_per_owner: config.policy.max_devices_per_owner,
+        timezone: config.policy.timezone,
     }
 }
 

@@ -9,20 +9,81 @@ use poortwachter::config::Config;
 use poortwachter::mac::MacAddr;
 use poortwachter::model::Device;
 use poortwachter::posture;
-use poortwachter::registry::Store;
+use poortwachter::registry::{Registry, RegistryError, Rules, Store, StoreError};
 use poortwachter::server::{Server, STOP_WITHIN};
 use poortwachter::text::escape;
 
 use super::table;
+use poortwachter::config::redact_url;
 
-/// Runs the RADIUS listeners until SIGTERM or SIGINT. The stop is bounded: what does not
-/// finish within `server::STOP_WITHIN` is abandoned, named, and the exit status is non-zero.
-pub async fn serve(config: &Config, store: Arc<dyn Store>) -> Result<()> {
+/// How long `serve` waits for the database at start before it starts from its snapshot.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `serve`: opens and migrates the registry; when the database does not answer, starts
+/// degraded from the node's last-known-good snapshot (if it is at most `cache.stale_grace`
+/// old) and connects when the database returns.
+pub async fn serve_command(config: &Config, rules: Rules) -> Result<()> {
+    let url = &config.database.url;
+    let max = config.database.max_connections;
+    let opened = tokio::time::timeout(START_WAIT, async {
+        let registry = Registry::connect(url, max, rules.clone())
+            .await
+            .map_err(|e| (e.to_string(), true))?;
+        match registry.migrate().await {
+            Ok(()) => Ok(registry),
+            // reachable, but its schema cannot be used: not a case for the snapshot
+            Err(RegistryError::Store(StoreError::Migrate(e))) => Err((e.to_string(), false)),
+            Err(e) => Err((e.to_string(), true)),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err((format!("no answer within {} s", START_WAIT.as_secs()), true)));
+    let (why, unreachable) = match opened {
+        Ok(registry) => return serve(config, registry.store_arc(), None).await,
+        Err(e) => e,
+    };
+    let shown = redact_url(url);
+    if !unreachable {
+        anyhow::bail!("cannot open the registry ({shown}): {why}");
+    }
+    let snap = poortwachter::server::snapshot::read(
+        &config.node.state_dir,
+        chrono::Utc::now(),
+        config.cache.stale_grace.0,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the registry ({shown}): {why}; and cannot start without it: {e}"
+        )
+    })?;
+    eprintln!(
+        "poortwachter: the registry database is UNREACHABLE ({shown}: {why}); starting DEGRADED from the snapshot written at {} ({} devices)",
+        snap.written_at,
+        snap.subjects.len()
+    );
+    let registry = Registry::connect_lazy(url, max, rules)
+        .await
+        .with_context(|| format!("cannot open the registry ({shown})"))?;
+    serve(config, registry.store_arc(), Some((snap, why))).await
+}
+
+/// Runs the RADIUS listeners and the API until SIGTERM or SIGINT. The stop is bounded: what
+/// does not finish within `server::STOP_WITHIN` is abandoned, named, and the exit status is
+/// non-zero.
+pub async fn serve(
+    config: &Config,
+    store: Arc<dyn Store>,
+    from_snapshot: Option<(poortwachter::server::snapshot::Snapshot, String)>,
+) -> Result<()> {
     let server = Server::bind(config, store.clone()).await?;
+    if let Some((snap, why)) = from_snapshot {
+        server.start_from_snapshot(snap, &why);
+    }
     let metrics = poortwachter::api::Metrics {
         stats: server.stats(),
         eap: server.eap_engine(),
         liveness: Some(server.liveness()),
+        registry: Some(server.store_health()),
     };
     let api = poortwachter::api::spawn(config, store, Some(metrics)).await?;
     let asked = Arc::new(tokio::sync::Notify::new());

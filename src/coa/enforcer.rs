@@ -70,6 +70,10 @@ impl RecentIds {
         true
     }
 }
+/// How often a standing-by node tries to become the enforcer, and the enforcer checks it
+/// still is: the longest a dead enforcer's duty waits (once PostgreSQL has seen its
+/// connection close).
+pub const LEAD_RETRY: Duration = Duration::from_secs(2);
 /// Open sessions re-decided per periodic check.
 const MAX_SWEEP: u32 = 100_000;
 /// Exchanges in flight at once; more wait for the next check.
@@ -495,33 +499,78 @@ impl Enforcer {
         })
     }
 
-    /// Runs until `stop` turns true: wakes on `changed` (a registry change) and every
-    /// `coa.check_interval`. Exchanges still in flight at the stop get 2 s to finish.
-    pub async fn run(mut self, changed: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-        let mut last = self.store.change_marker().await.ok();
-        if let Some(m) = last {
-            self.floor = m;
-        }
+    /// Runs until `stop` turns true. Among the nodes sharing the registry one enforces at a
+    /// time (so each session gets one request): this node waits until it holds the
+    /// leadership ([`Store::try_lead`], tried every [`LEAD_RETRY`]), then wakes on `changed`
+    /// (a registry change), on `recheck` (the registry answers again after an outage) and
+    /// every `coa.check_interval`, and re-decides every open session at once when it takes
+    /// over. Exchanges still in flight at the stop get 2 s to finish.
+    pub async fn run(
+        mut self,
+        changed: Arc<Notify>,
+        recheck: Arc<Notify>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut tasks = tokio::task::JoinSet::new();
-        let mut tick = tokio::time::interval(self.check_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = changed.notified() => {
-                    match last {
-                        Some(after) => last = Some(self.follow(after, &mut tasks).await),
-                        None => {
-                            last = self.store.change_marker().await.ok();
-                            if let Some(m) = last {
-                                self.floor = m;
+        let mut waiting_said = false;
+        'lead: loop {
+            let mut lead = tokio::select! {
+                _ = stop.changed() => break 'lead,
+                got = self.store.try_lead() => match got {
+                    Ok(Some(l)) => l,
+                    other => {
+                        if !waiting_said {
+                            waiting_said = true;
+                            match other {
+                                Err(e) => tracing::warn!(error = %e, "cannot ask the registry which node enforces; retrying"),
+                                _ => tracing::info!("another node enforces Disconnect/CoA; standing by"),
+                            }
+                        }
+                        tokio::select! {
+                            _ = stop.changed() => break 'lead,
+                            _ = tokio::time::sleep(LEAD_RETRY) => continue 'lead,
+                        }
+                    }
+                },
+            };
+            waiting_said = false;
+            tracing::info!("this node enforces Disconnect/CoA for the registry");
+            let mut last = self.store.change_marker().await.ok();
+            if let Some(m) = last {
+                self.floor = m;
+            }
+            // what happened while no node enforced (or before this one started)
+            self.sweep(&mut tasks).await;
+            let mut tick = tokio::time::interval(self.check_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.reset();
+            let mut still = tokio::time::interval(LEAD_RETRY);
+            still.reset();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break 'lead,
+                    _ = changed.notified() => {
+                        match last {
+                            Some(after) => last = Some(self.follow(after, &mut tasks).await),
+                            None => {
+                                last = self.store.change_marker().await.ok();
+                                if let Some(m) = last {
+                                    self.floor = m;
+                                }
                             }
                         }
                     }
+                    _ = recheck.notified() => self.sweep(&mut tasks).await,
+                    _ = tick.tick() => self.sweep(&mut tasks).await,
+                    _ = still.tick() => {
+                        if !lead.holds().await {
+                            tracing::warn!("this node lost the enforcer role (its database connection ended); trying to take it again");
+                            continue 'lead;
+                        }
+                    }
                 }
-                _ = tick.tick() => self.sweep(&mut tasks).await,
+                while tasks.try_join_next().is_some() {}
             }
-            while tasks.try_join_next().is_some() {}
         }
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(2), drain)

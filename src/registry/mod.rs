@@ -27,8 +27,8 @@ use crate::model::{
 };
 
 pub use store::{
-    ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, NewAuditEntry, Store, StoreError,
-    StoreTx, WithdrawnCertificate,
+    ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, Leadership, NewAuditEntry,
+    RegistryChange, Store, StoreError, StoreTx, WithdrawnCertificate,
 };
 
 /// Registry rules that come from the config.
@@ -311,6 +311,20 @@ impl Registry {
             ));
         };
         Ok(Registry::new(store, rules))
+    }
+
+    /// Opens the store a URL names without waiting for the database: connections are made
+    /// when first needed (a node starting while PostgreSQL is away).
+    pub async fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        rules: Rules,
+    ) -> Result<Self, StoreError> {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let store = postgres::PgStore::connect_lazy(url, max_connections)?;
+            return Ok(Registry::new(Arc::new(store), rules));
+        }
+        Self::connect(url, max_connections, rules).await
     }
 
     /// Applies pending schema migrations.

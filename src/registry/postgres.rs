@@ -15,7 +15,8 @@ use crate::model::{AuditEntry, Device, Owner};
 use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
 use super::sql;
 use super::store::{
-    AuditFilter, DeviceCertificate, NewAuditEntry, Store, StoreError, StoreTx, WithdrawnCertificate,
+    AuditFilter, DeviceCertificate, Leadership, NewAuditEntry, RegistryChange, Store, StoreError,
+    StoreTx, WithdrawnCertificate,
 };
 
 /// A MAC row (text in, macaddr in the table).
@@ -36,6 +37,15 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
+        Ok(PgStore { pool })
+    }
+
+    /// A pool that connects when first used.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy(url)?;
         Ok(PgStore { pool })
     }
 }
@@ -201,6 +211,50 @@ impl Store for PgStore {
         .await?;
         found.iter().map(rows::audit_entry).collect()
     }
+
+    /// A session-level advisory lock on a connection of its own: PostgreSQL releases it when
+    /// that connection ends (the node stopped or died), and another node's next try gets it.
+    async fn try_lead(&self) -> Result<Option<Box<dyn Leadership>>, StoreError> {
+        use sqlx::Connection;
+        let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(ENFORCER_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if !got {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(PgLeadership { conn: Some(conn) })))
+    }
+}
+
+/// The advisory lock key of the enforcing node ("poortwa" in ASCII); advisory locks are per
+/// database, so registries sharing a server do not meet.
+const ENFORCER_LOCK: i64 = 0x0070_6f6f_7274_7761;
+
+struct PgLeadership {
+    conn: Option<PgConnection>,
+}
+
+#[async_trait]
+impl Leadership for PgLeadership {
+    async fn holds(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let alive = tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut *conn),
+        )
+        .await;
+        if matches!(alive, Ok(Ok(1))) {
+            return true;
+        }
+        // the lock went with the connection, or will when PostgreSQL notices
+        self.conn = None;
+        false
+    }
 }
 
 sql::impl_store_tx!(PgTx);
@@ -209,28 +263,41 @@ sql::impl_store_tx!(PgTx);
 const CHANGE_CHANNEL: &str = "poortwachter_registry";
 
 impl PgStore {
-    /// LISTENs for registry changes on a dedicated connection; a lost connection also counts
-    /// as a change (notifications may have been missed while it was down).
+    /// LISTENs for registry changes on a dedicated connection: each notification names the
+    /// audit entry's target. A lost connection is reported as [`RegistryChange::Missed`]
+    /// (notifications may have been missed while it was down); the listener reconnects by
+    /// itself, once a second while the database is away.
     async fn watch(&self) -> Result<Option<super::ChangeWatch>, StoreError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANGE_CHANNEL).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(async move {
+            let mut lost = false;
             loop {
-                match listener.try_recv().await {
-                    Ok(Some(_)) | Ok(None) => {
-                        // a full channel already holds a pending "changed"
-                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
-                            tx.try_send(())
-                        {
+                let change = match listener.try_recv().await {
+                    Ok(Some(n)) => {
+                        if lost {
+                            lost = false;
+                            tracing::info!("registry change listener connected again");
+                        }
+                        RegistryChange::from_payload(n.payload())
+                    }
+                    Ok(None) => RegistryChange::Missed,
+                    Err(e) => {
+                        if !lost {
+                            tracing::warn!(error = %e, "registry change listener lost its connection; retrying every second");
+                        }
+                        lost = true;
+                        if tx.send(RegistryChange::Missed).await.is_err() {
                             return;
                         }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "registry change listener failed; retrying");
-                        let _ = tx.try_send(());
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
                     }
+                };
+                // waits when the watcher is behind: PostgreSQL queues the notifications
+                if tx.send(change).await.is_err() {
+                    return;
                 }
             }
         });

@@ -112,9 +112,37 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
-/// Notifications that the registry changed in another process (PostgreSQL LISTEN/NOTIFY):
-/// each message means "drop what you cached".
-pub type ChangeWatch = tokio::sync::mpsc::Receiver<()>;
+/// Notifications that the registry changed in another process (PostgreSQL LISTEN/NOTIFY).
+pub type ChangeWatch = tokio::sync::mpsc::Receiver<RegistryChange>;
+
+/// One change notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryChange {
+    /// An audit entry was appended about this target (`device` + id, `owner` + username, ...).
+    Changed {
+        /// The audit entry's target type.
+        target_type: String,
+        /// Its target id.
+        target_id: String,
+    },
+    /// Notifications may have been missed (the connection was lost): anything may have
+    /// changed.
+    Missed,
+}
+
+impl RegistryChange {
+    /// Reads a notification payload, `target_type:target_id` (an empty or other payload,
+    /// from an older schema, means "something changed").
+    pub fn from_payload(payload: &str) -> RegistryChange {
+        match payload.split_once(':') {
+            Some((t, id)) if !t.is_empty() => RegistryChange::Changed {
+                target_type: t.to_string(),
+                target_id: id.to_string(),
+            },
+            _ => RegistryChange::Missed,
+        }
+    }
+}
 
 /// What the RADIUS server records. Single statements (or one short transaction each), not
 /// part of the audited registry changes.
@@ -192,6 +220,30 @@ pub trait Store:
     async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
     /// Audit entries, newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Tries to become the one node that enforces (sends Disconnect/CoA requests) among the
+    /// nodes sharing this registry: `None` while another node is. A store only one process
+    /// serves (SQLite) always grants it.
+    async fn try_lead(&self) -> Result<Option<Box<dyn Leadership>>, StoreError> {
+        Ok(Some(Box::new(SoleNode)))
+    }
+}
+
+/// Being the one enforcing node; given up when dropped.
+#[async_trait]
+pub trait Leadership: Send {
+    /// Whether this node still holds it (false once the database connection that holds it
+    /// is gone: another node may take over).
+    async fn holds(&mut self) -> bool;
+}
+
+/// The only node there is.
+struct SoleNode;
+
+#[async_trait]
+impl Leadership for SoleNode {
+    async fn holds(&mut self) -> bool {
+        true
+    }
 }
 
 /// One write transaction. Rows read `for_update` stay locked until commit or drop.

@@ -196,6 +196,8 @@ pub struct AuthRequest {
     /// Whether a valid Message-Authenticator proved the request came from the client.
     authenticated: bool,
     method: AuthMethod,
+    /// Decided on last-known-good data while the registry could not be read.
+    degraded: bool,
 }
 
 /// How an authentication ends on the EAP side: nothing (MAB), an EAP-Failure in a reject, or
@@ -543,6 +545,7 @@ impl Access {
             proxy_state: proxy_states(&p),
             authenticated: ma == MaCheck::Valid,
             method: AuthMethod::Mab,
+            degraded: false,
         };
         match p.concat(dict::EAP_MESSAGE) {
             Some(eap) => self.eap_request(req, answering, eap, &p, now),
@@ -677,6 +680,31 @@ impl Access {
                 self.answer(&req, answering, decision, subject, EapEnd::Failure(id), now)
             }
         }
+    }
+
+    /// Carries on with last-known-good data for a [`Step::Need`] while the registry cannot
+    /// be read (`None`: the device is not known to this node, answered as not registered):
+    /// the same policy decides, and the decision is marked degraded.
+    pub fn resolve_degraded(
+        &self,
+        mut pending: Box<Pending>,
+        subject: Option<Subject>,
+        now: Now,
+    ) -> Step {
+        pending.req.degraded = true;
+        Stats::inc(&self.stats.degraded);
+        tracing::Span::current().record("degraded", true);
+        self.resolve(pending, subject, now)
+    }
+
+    /// Drops a request whose device this node holds no data for while the registry cannot
+    /// be read (`cache.unseen_while_degraded = no_answer`): the NAS retransmits, then asks
+    /// its other RADIUS server.
+    pub fn unseen_while_degraded(&self, pending: Box<Pending>) -> Step {
+        Stats::inc(&self.stats.dropped_degraded);
+        tracing::debug!("registry unreachable and no data for this device; not answered");
+        drop(pending);
+        Step::Silent
     }
 
     /// Carries on when the registry could not be read for a [`Step::Need`]: a handshake
@@ -927,7 +955,8 @@ impl Access {
         let accepted = decision.outcome == Outcome::Accept;
         let device = subject.map(|s| &s.0);
         let owner = subject.map(|s| &s.1);
-        let fold_key = req.mac.map(|mac| coalesce::Key {
+        // a degraded decision keeps its own row: folded, it would hide that it was degraded
+        let fold_key = req.mac.filter(|_| !req.degraded).map(|mac| coalesce::Key {
             client: req.client,
             mac,
             accept: accepted,
@@ -972,7 +1001,7 @@ impl Access {
             reason: decision.reason.as_str().to_string(),
             message: decision.message,
             repeats,
-            degraded: false,
+            degraded: req.degraded,
         };
         if let Some(key) = fold_key {
             let given_up = lock(&self.coalescer).stored(key, Arc::new(record.clone()), now.mono);

@@ -8,12 +8,14 @@ pub mod acct;
 pub mod cache;
 pub mod coalesce;
 pub mod dedup;
+pub mod degraded;
 pub mod eap;
 pub mod liveness;
 pub mod recorder;
 pub mod request;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod snapshot;
 pub mod stats;
 pub mod systemd;
 
@@ -29,18 +31,19 @@ use chrono::{SubsecRound, Utc};
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{Config, UnseenWhileDegraded};
 use crate::mac::MacAddr;
 use crate::policy;
 use crate::radius::MAX_PACKET_LEN;
-use crate::registry::{Store, StoreError};
+use crate::registry::{RegistryChange, Store, StoreError};
 use crate::sync::lock;
 
 use self::access::{Access, AcctWork, Client, EapTurn, Now, Pending, Port, Step, Want};
 use self::acct::AcctAction;
-use self::cache::{Lookup, Subject, SubjectCache};
+use self::cache::{Lookup, Stale, Subject, SubjectCache, Touched};
 use self::coalesce::Coalescer;
 use self::dedup::DedupCache;
+use self::degraded::StoreHealth;
 use self::liveness::{Liveness, STALL_AFTER};
 use self::recorder::{Record, Recorder};
 use self::stats::Stats;
@@ -48,6 +51,19 @@ use self::stats::Stats;
 /// Requests that may wait for the registry at once; more are dropped (and counted) rather than
 /// queued without bound while the database is slow.
 const MAX_BACKLOG: usize = 4_096;
+
+/// How long a cached entry is trusted without reading the registry again (a change seen
+/// drops it sooner).
+const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Registered keys (MACs, certificate fingerprints) cached at most: bounded by the registry
+/// itself, this is only a backstop.
+const MAX_KNOWN: usize = 1_000_000;
+/// "Not registered" answers cached, per generation (two generations): what a flood of
+/// made-up MACs can fill, about 3 MiB.
+const MAX_UNKNOWN: usize = 32_768;
+/// The longest a registry read for a request may take before the request is decided on
+/// last-known-good data (a NAS retransmits after 2-5 s).
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(1_500);
 
 /// EAP requests that may wait for a TLS step at once (a few seconds of handshakes on two
 /// cores); more are dropped and counted, and the NAS retransmits.
@@ -106,6 +122,14 @@ struct Shared {
     eap_slots: Arc<tokio::sync::Semaphore>,
     /// The listeners' heartbeats.
     liveness: Arc<Liveness>,
+    /// Whether the registry can be read.
+    health: Arc<StoreHealth>,
+    /// What a device this node has no data for gets while degraded.
+    unseen: UnseenWhileDegraded,
+    /// Degraded answers are off (`cache.stale_grace = 0s`).
+    no_grace: bool,
+    /// Migrations still to run once the database answers (started from the snapshot).
+    migrate_pending: AtomicBool,
 }
 
 /// The running listeners.
@@ -114,6 +138,9 @@ pub struct Server {
     auth: Arc<UdpSocket>,
     acct: Arc<UdpSocket>,
     poll_interval: Duration,
+    /// Where the snapshot is written, and how often.
+    state_dir: std::path::PathBuf,
+    snapshot_interval: Duration,
     writer: tokio::task::JoinHandle<()>,
     /// Disconnects sessions whose device lost its access (RFC 5176), unless `coa.enabled` is off.
     enforcer: Option<crate::coa::enforcer::Enforcer>,
@@ -162,11 +189,19 @@ impl Server {
             access,
             store,
             stats,
-            cache: SubjectCache::new(config.cache.enabled, Duration::from_secs(300), 1_000_000),
+            cache: SubjectCache::new(
+                config.cache.enabled,
+                CACHE_TTL,
+                config.cache.stale_grace.0,
+                MAX_KNOWN,
+                MAX_UNKNOWN,
+            ),
             cert_cache: SubjectCache::new(
                 config.cache.enabled,
-                Duration::from_secs(300),
-                1_000_000,
+                CACHE_TTL,
+                config.cache.stale_grace.0,
+                MAX_KNOWN,
+                MAX_UNKNOWN,
             ),
             recorder: Mutex::new(Some(recorder)),
             inflight: InFlight::default(),
@@ -174,12 +209,18 @@ impl Server {
             backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
             eap_slots: Arc::new(tokio::sync::Semaphore::new(EAP_BACKLOG)),
             liveness: Arc::new(Liveness::new(Instant::now())),
+            health: Arc::new(StoreHealth::default()),
+            unseen: config.cache.unseen_while_degraded,
+            no_grace: config.cache.stale_grace.0.is_zero(),
+            migrate_pending: AtomicBool::new(false),
         });
         Ok(Server {
             shared,
             auth,
             acct,
             poll_interval: config.cache.poll_interval.0,
+            state_dir: config.node.state_dir.clone(),
+            snapshot_interval: config.node.snapshot_interval.0,
             writer,
             enforcer,
         })
@@ -208,6 +249,43 @@ impl Server {
     /// The listeners' heartbeats (for the health endpoint).
     pub fn liveness(&self) -> Arc<Liveness> {
         self.shared.liveness.clone()
+    }
+
+    /// Whether the registry can be read (for readiness and metrics).
+    pub fn store_health(&self) -> Arc<StoreHealth> {
+        self.shared.health.clone()
+    }
+
+    /// Starts degraded from a snapshot because the database does not answer: its devices
+    /// are last-known-good data (as old as the snapshot), and once the database answers the
+    /// pending migrations run before anything else.
+    pub fn start_from_snapshot(&self, snap: snapshot::Snapshot, why: &str) {
+        let age = (Utc::now() - snap.written_at).to_std().unwrap_or_default();
+        let now = Instant::now();
+        let loaded = now.checked_sub(age).unwrap_or(now);
+        let mut macs = Vec::new();
+        let mut certs = Vec::new();
+        for (device, owner) in snap.subjects {
+            let subject: Subject = Arc::new((device, owner));
+            for mac in &subject.0.macs {
+                macs.push((*mac, subject.clone()));
+            }
+            if let Some(fp) = &subject.0.cert_fingerprint {
+                certs.push((fp.to_ascii_lowercase(), subject.clone()));
+            }
+        }
+        tracing::warn!(
+            written_at = %snap.written_at,
+            macs = macs.len(),
+            certificates = certs.len(),
+            "starting from the last-known-good snapshot: DEGRADED until the registry database answers"
+        );
+        self.shared.cache.seed(macs, loaded);
+        self.shared.cert_cache.seed(certs, loaded);
+        self.shared.migrate_pending.store(true, Ordering::Release);
+        self.shared
+            .health
+            .failed(&format!("at start: {why}"), now, Utc::now());
     }
 
     /// Forgets cached registry entries (after a change made in this process).
@@ -244,18 +322,27 @@ impl Server {
             }
         }
         // every registry change wakes the enforcer too
-        let changed = Arc::new(Notify::new());
+        let signals = Arc::new(Signals::default());
         let watcher = tokio::spawn(watch_registry(
             self.shared.clone(),
             self.poll_interval,
-            changed.clone(),
+            signals.clone(),
             stop_rx.clone(),
         ));
-        let enforcer = self
-            .enforcer
-            .take()
-            .map(|e| tokio::spawn(e.run(changed, stop_rx.clone())));
+        let enforcer = self.enforcer.take().map(|e| {
+            tokio::spawn(e.run(
+                signals.changed.clone(),
+                signals.recheck.clone(),
+                stop_rx.clone(),
+            ))
+        });
         let reporter = tokio::spawn(report(self.shared.clone(), stop_rx.clone()));
+        let snapshots = tokio::spawn(keep_snapshot(
+            self.shared.clone(),
+            self.state_dir.clone(),
+            self.snapshot_interval,
+            stop_rx.clone(),
+        ));
         let watchdog = tokio::spawn(feed_watchdog(self.shared.liveness.clone(), stop_rx));
         tracing::info!(
             auth = %self.auth.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -285,6 +372,7 @@ impl Server {
         let mut tasks = vec![
             ("the registry watcher", watcher),
             ("the health reporter", reporter),
+            ("the snapshot writer", snapshots),
             ("the systemd watchdog", watchdog),
         ];
         if let Some(e) = enforcer {
@@ -419,7 +507,8 @@ fn listen(shared: Arc<Shared>, sock: Arc<UdpSocket>, stopping: Arc<AtomicBool>, 
             %src,
             port = ?port,
             outcome = tracing::field::Empty,
-            reason = tracing::field::Empty
+            reason = tracing::field::Empty,
+            degraded = tracing::field::Empty
         );
         // a bug must cost one packet, not the listener
         let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -479,8 +568,12 @@ fn drive(
                 };
                 match cached {
                     Lookup::Hit(subject) => shared.access.resolve(pending, subject, Now::system()),
-                    Lookup::Miss(generation) => {
-                        return spawn_lookup(shared, sock, src, pending, generation, span);
+                    // the database is known to be away: no waiting for it
+                    Lookup::Miss { stale, .. } if shared.health.is_degraded() => {
+                        shared.fall_back(pending, stale)
+                    }
+                    Lookup::Miss { generation, stale } => {
+                        return spawn_lookup(shared, sock, src, pending, generation, stale, span);
                     }
                 }
             }
@@ -534,14 +627,17 @@ fn spawn_eap(
     });
 }
 
-/// The registry read of a cache miss on the runtime, at most `MAX_BACKLOG` waiting; a
-/// certificate's read is tried once more (a conversation cannot simply be retransmitted).
+/// The registry read of a cache miss on the runtime, at most `MAX_BACKLOG` waiting and for
+/// at most [`LOOKUP_TIMEOUT`]; when it fails the node turns degraded and the request is
+/// decided on last-known-good data (`stale`).
+#[allow(clippy::too_many_arguments)]
 fn spawn_lookup(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
     src: SocketAddr,
     pending: Box<Pending>,
     generation: u64,
+    stale: Option<Stale>,
     span: &tracing::Span,
 ) {
     let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
@@ -558,40 +654,42 @@ fn spawn_lookup(
         async move {
             let _guard = guard;
             let _permit = permit;
-            let step = match pending.want().clone() {
-                Want::Mac(mac) => match load_subject(&*shared.store, mac).await {
-                    Ok(subject) => {
-                        shared
-                            .cache
-                            .store(mac, subject.clone(), generation, Instant::now());
-                        shared.access.resolve(pending, subject, Now::system())
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "registry lookup failed");
-                        shared.access.unresolved(pending, Now::system())
-                    }
-                },
+            let want = pending.want().clone();
+            let read = match &want {
+                Want::Mac(mac) => {
+                    tokio::time::timeout(LOOKUP_TIMEOUT, load_subject(&*shared.store, *mac)).await
+                }
                 Want::Certificate(fp) => {
-                    let mut found = load_by_certificate(&*shared.store, &fp).await;
-                    if found.is_err() {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        found = load_by_certificate(&*shared.store, &fp).await;
-                    }
-                    match found {
-                        Ok(subject) => {
-                            shared.cert_cache.store(
-                                fp,
-                                subject.clone(),
-                                generation,
-                                Instant::now(),
-                            );
-                            shared.access.resolve(pending, subject, Now::system())
+                    tokio::time::timeout(LOOKUP_TIMEOUT, load_by_certificate(&*shared.store, fp))
+                        .await
+                }
+            };
+            let read = match read {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within {} ms",
+                    LOOKUP_TIMEOUT.as_millis()
+                )),
+            };
+            let step = match read {
+                Ok(subject) => {
+                    match want {
+                        Want::Mac(mac) => {
+                            shared
+                                .cache
+                                .store(mac, subject.clone(), generation, Instant::now())
                         }
-                        Err(e) => {
-                            tracing::error!(error = %e, "registry lookup failed");
-                            shared.access.unresolved(pending, Now::system())
+                        Want::Certificate(fp) => {
+                            shared
+                                .cert_cache
+                                .store(fp, subject.clone(), generation, Instant::now())
                         }
                     }
+                    shared.access.resolve(pending, subject, Now::system())
+                }
+                Err(why) => {
+                    shared.store_failed(&why);
+                    shared.fall_back(pending, stale)
                 }
             };
             drive(&shared, &sock, src, step, On::Async, &span);
@@ -662,10 +760,63 @@ fn spawn_account(
 }
 
 impl Shared {
-    /// Forgets every cached registry entry: the registry changed.
+    /// Forgets every cached registry entry.
     fn invalidate_caches(&self) {
         self.cache.invalidate();
         self.cert_cache.invalidate();
+    }
+
+    /// Drops the cached entries an audit entry's target touches.
+    fn forget(&self, target_type: &str, target_id: &str) {
+        let touched = match target_type {
+            "device" => match uuid::Uuid::parse_str(target_id) {
+                Ok(id) => Touched::Device(id),
+                Err(_) => return self.revalidate_caches(),
+            },
+            "owner" => Touched::Owner(target_id.to_string()),
+            // tokens, sessions, the CA: nothing a cached subject holds
+            _ => return,
+        };
+        self.cache.forget(&touched);
+        self.cert_cache.forget(&touched);
+    }
+
+    /// The registry may have changed unseen: read every entry again before trusting it.
+    fn revalidate_caches(&self) {
+        self.cache.revalidate();
+        self.cert_cache.revalidate();
+    }
+
+    /// A registry read failed: the node turns degraded (logged once per outage).
+    fn store_failed(&self, why: &str) {
+        if self.health.failed(why, Instant::now(), Utc::now()) {
+            tracing::error!(
+                error = %why,
+                grace = %crate::config::HumanDuration(self.cache_grace()),
+                "the registry database cannot be read: DEGRADED, deciding on last-known-good data until it answers again"
+            );
+        }
+    }
+
+    fn cache_grace(&self) -> Duration {
+        self.cache.grace()
+    }
+
+    /// Decides a request the registry cannot be read for: on its last-known-good data, or,
+    /// for a device this node holds none for, as `cache.unseen_while_degraded` says.
+    fn fall_back(&self, pending: Box<Pending>, stale: Option<Stale>) -> Step {
+        let now = Now::system();
+        match stale {
+            Some(Stale { subject, age }) => {
+                tracing::debug!(age_s = age.as_secs(), "deciding on last-known-good data");
+                self.access.resolve_degraded(pending, subject, now)
+            }
+            None if self.no_grace => self.access.unresolved(pending, now),
+            None => match self.unseen {
+                UnseenWhileDegraded::Unknown => self.access.resolve_degraded(pending, None, now),
+                UnseenWhileDegraded::NoAnswer => self.access.unseen_while_degraded(pending),
+            },
+        }
     }
 
     fn begin(self: &Arc<Self>) -> InFlightGuard {
@@ -705,52 +856,225 @@ async fn load_by_certificate(
     Ok(Some(Arc::new((device, owner))))
 }
 
+/// What the registry watcher wakes others for.
+#[derive(Default)]
+struct Signals {
+    /// The registry changed (the enforcer follows the audit log).
+    changed: Arc<Notify>,
+    /// The registry answers again after an outage, or this node became the enforcer: every
+    /// open session is re-decided (those admitted while degraded included).
+    recheck: Arc<Notify>,
+}
+
+/// How often the watcher probes a database that does not answer.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Audit entries read per SQLite poll; more at once and every entry is read again instead.
+const POLL_PAGE: u32 = 500;
+
+/// Follows registry changes, drops the cached entries each touches, and ends an outage:
+/// PostgreSQL pushes change notifications naming their target; SQLite is polled (the audit
+/// log after the last entry seen). While the node is degraded the database is probed every
+/// second; when it answers, pending migrations run (a start from the snapshot), every cached
+/// entry is marked to be read again (changes may have been missed) and the enforcer
+/// re-decides every open session.
 async fn watch_registry(
     shared: Arc<Shared>,
     poll: Duration,
-    changed: Arc<Notify>,
+    signals: Arc<Signals>,
     mut stop: watch::Receiver<bool>,
 ) {
-    match shared.store.watch_changes().await {
-        Ok(Some(mut changes)) => loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                c = changes.recv() => match c {
-                    Some(()) => {
-                        shared.invalidate_caches();
-                        changed.notify_one();
-                    }
-                    None => return,
-                },
-            }
-        },
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for registry changes; polling instead");
-        }
-    }
-    let mut last = shared.store.change_marker().await.ok();
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let store = shared.store.clone();
+    // None: not known yet (the database did not answer); Some(false): SQLite, poll
+    let mut pushes: Option<bool> = None;
+    let mut changes: Option<crate::registry::ChangeWatch> = None;
+    let mut last: Option<i64> = None;
+    let mut poll_tick = tokio::time::interval(poll);
+    poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if pushes.is_none() && !shared.health.is_degraded() {
+            match tokio::time::timeout(LOOKUP_TIMEOUT * 2, store.watch_changes()).await {
+                Ok(Ok(Some(rx))) => {
+                    changes = Some(rx);
+                    pushes = Some(true);
+                }
+                Ok(Ok(None)) => pushes = Some(false),
+                Ok(Err(e)) => shared.store_failed(&format!("change listener: {e}")),
+                Err(_) => shared.store_failed("change listener: no answer"),
+            }
+        }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tick.tick() => {}
-        }
-        match shared.store.change_marker().await {
-            Ok(m) if Some(m) != last => {
-                last = Some(m);
-                shared.invalidate_caches();
-                changed.notify_one();
+            c = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => match c {
+                Some(RegistryChange::Changed { target_type, target_id }) => {
+                    shared.forget(&target_type, &target_id);
+                    signals.changed.notify_one();
+                }
+                Some(RegistryChange::Missed) => {
+                    shared.revalidate_caches();
+                    // while degraded the recovery wakes the enforcer, once
+                    if !shared.health.is_degraded() {
+                        signals.changed.notify_one();
+                    }
+                }
+                None => {
+                    // the listener task ended: set it up again
+                    changes = None;
+                    pushes = None;
+                }
+            },
+            _ = poll_tick.tick(), if pushes == Some(false) && !shared.health.is_degraded() => {
+                if let Some(changed) = poll_changes(&shared, &mut last).await {
+                    if changed {
+                        signals.changed.notify_one();
+                    }
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "registry change poll failed; cache dropped");
-                shared.invalidate_caches();
-                last = None;
+            _ = probe.tick(), if shared.health.is_degraded() => {
+                let answer = tokio::time::timeout(LOOKUP_TIMEOUT, store.change_marker()).await;
+                if let Ok(Ok(_)) = answer {
+                    if recover(&shared).await {
+                        signals.recheck.notify_one();
+                        signals.changed.notify_one();
+                    }
+                }
             }
         }
     }
+}
+
+/// One SQLite poll: `Some(true)` if the registry changed, `None` if it could not be read.
+async fn poll_changes(shared: &Shared, last: &mut Option<i64>) -> Option<bool> {
+    let marker = match tokio::time::timeout(LOOKUP_TIMEOUT, shared.store.change_marker()).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            shared.store_failed(&format!("change poll: {e}"));
+            return None;
+        }
+        Err(_) => {
+            shared.store_failed("change poll: no answer");
+            return None;
+        }
+    };
+    let Some(before) = *last else {
+        *last = Some(marker);
+        return Some(false);
+    };
+    if marker == before {
+        return Some(false);
+    }
+    match shared.store.audit_after(before, POLL_PAGE).await {
+        Ok(entries) if entries.len() < POLL_PAGE as usize => {
+            for e in &entries {
+                shared.forget(&e.target_type, &e.target_id);
+            }
+        }
+        // a burst (an import): read everything again instead
+        Ok(_) => shared.revalidate_caches(),
+        Err(e) => {
+            shared.store_failed(&format!("change poll: {e}"));
+            return None;
+        }
+    }
+    *last = Some(marker);
+    Some(true)
+}
+
+/// The database answers again: runs what a start from the snapshot left pending, marks the
+/// cache for re-reading and ends the outage. False if the database failed again meanwhile.
+async fn recover(shared: &Shared) -> bool {
+    if shared.migrate_pending.load(Ordering::Acquire) {
+        match shared.store.migrate().await {
+            Ok(()) => {
+                shared.migrate_pending.store(false, Ordering::Release);
+                tracing::info!(
+                    "registry schema checked and migrated after the start from the snapshot"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the registry answers but its migration failed; still degraded");
+                return false;
+            }
+        }
+    }
+    shared.revalidate_caches();
+    if let Some(outage) = shared.health.recovered() {
+        tracing::warn!(
+            down_s = outage.since_mono.elapsed().as_secs(),
+            since = %outage.since,
+            degraded_decisions = shared.stats.degraded.load(Ordering::Relaxed),
+            "the registry database answers again: no longer degraded; re-deciding open sessions"
+        );
+    }
+    true
+}
+
+/// Writes the last-known-good snapshot every `every` and once more at the stop, while the
+/// registry answers (a degraded node keeps the snapshot it has).
+async fn keep_snapshot(
+    shared: Arc<Shared>,
+    dir: std::path::PathBuf,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = stop.changed() => true,
+            _ = tick.tick() => false,
+        };
+        if !shared.health.is_degraded() {
+            // within the 2 s a stopping task is given
+            let bound = if last {
+                Duration::from_millis(1_500)
+            } else {
+                every
+            };
+            match tokio::time::timeout(bound, write_snapshot(&shared, &dir)).await {
+                Ok(Ok(n)) => tracing::debug!(devices = n, dir = %dir.display(), "snapshot written"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "cannot write the last-known-good snapshot")
+                }
+                Err(_) => {
+                    tracing::warn!("writing the last-known-good snapshot took too long; abandoned")
+                }
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// Reads every device with its owner and writes them as the snapshot; returns how many.
+async fn write_snapshot(shared: &Shared, dir: &std::path::Path) -> Result<usize, String> {
+    let at = Utc::now();
+    let devices = shared
+        .store
+        .devices(None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let owners = shared.store.owners().await.map_err(|e| e.to_string())?;
+    let by_name: std::collections::HashMap<String, crate::model::Owner> = owners
+        .into_iter()
+        .map(|o| (o.username.to_lowercase(), o))
+        .collect();
+    let subjects: Vec<_> = devices
+        .into_iter()
+        .filter_map(|d| {
+            let o = by_name.get(&d.owner.to_lowercase())?.clone();
+            Some((d, o))
+        })
+        .collect();
+    let n = subjects.len();
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || snapshot::write(&dir, subjects, at))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(n)
 }
 
 async fn report(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -777,6 +1101,18 @@ async fn report(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if let Some(eap) = shared.access.eap() {
             let (open, evicted, expired) = eap.conversations();
             tracing::info!(open, evicted, expired, "EAP conversations");
+        }
+        // data too old to stand in even while degraded
+        shared.cache.expire(Instant::now());
+        shared.cert_cache.expire(Instant::now());
+        if let Some(outage) = shared.health.outage() {
+            tracing::warn!(
+                since = %outage.since,
+                why = %outage.why,
+                degraded_decisions = stats.degraded.load(Ordering::Relaxed),
+                unanswered = stats.dropped_degraded.load(Ordering::Relaxed),
+                "DEGRADED: the registry database cannot be read; deciding on last-known-good data"
+            );
         }
         let now = stats.to_string();
         if now != last {

@@ -36,6 +36,8 @@ counters! {
     dropped_backend: "Dropped: the registry could not be read or written; the NAS will retry.",
     dropped_overload: "Dropped: too many requests already waiting for the registry; the NAS will retry.",
     dropped_eap: "Dropped: EAP with an unknown, expired or foreign State, or a malformed or stale EAP packet.",
+    dropped_degraded: "Dropped: the registry could not be read and this node holds no data for the device (cache.unseen_while_degraded = no_answer); the NAS asks its other server.",
+    degraded: "Decided on last-known-good data (cache or snapshot) while the registry could not be read.",
     decisions_lost: "Decision records not stored because the writer fell behind.",
 }
 
@@ -56,6 +58,7 @@ impl Stats {
             &self.dropped_backend,
             &self.dropped_overload,
             &self.dropped_eap,
+            &self.dropped_degraded,
         ]
         .iter()
         .map(|c| c.load(Ordering::Relaxed))
