@@ -1476,17 +1476,14 @@ async fn connections_over_a_cap_are_closed_at_once() {
     let mut got = Vec::new();
     let _ = closed_within(&mut a4, Duration::from_millis(500), &mut got).await;
     let text = String::from_utf8_lossy(&got).to_string();
-    // (the retries above may have been refused too while the place was given back)
+    // (the retries above may have been refused too, by either cap, until the place was back)
     assert!(
         metric(
             &text,
             "poortwachter_api_refused_max_connections_per_ip_total"
         ) >= 1
     );
-    assert_eq!(
-        metric(&text, "poortwachter_api_refused_max_connections_total"),
-        1
-    );
+    assert!(metric(&text, "poortwachter_api_refused_max_connections_total") >= 1);
     assert_eq!(metric(&text, "poortwachter_api_connections_open"), 3);
     env.stop().await;
 }
