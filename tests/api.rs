@@ -84,16 +84,22 @@ impl Env {
     }
 
     async fn with(backend: Backend, https: bool) -> Env {
+        Env::with_api(backend, https, "").await
+    }
+
+    /// An API with more `[api]` keys (`api_extra`).
+    async fn with_api(backend: Backend, https: bool, api_extra: &str) -> Env {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().unwrap();
-        let extra = if https {
+        let mut extra = if https {
             format!(
-                "tls_cert = \"{0}/server.pem\"\ntls_key = \"{0}/server.key\"",
+                "tls_cert = \"{0}/server.pem\"\ntls_key = \"{0}/server.key\"\n",
                 dir.path().display()
             )
         } else {
             String::new()
         };
+        extra.push_str(api_extra);
         let text = config_text(&db.url, dir.path(), &extra);
         let config = Config::from_toml(&text, Path::new("test.toml"), Vec::new()).unwrap();
         poortwachter::pki::init_ca(
@@ -192,6 +198,12 @@ impl Env {
             self.db.count("audit_log").await,
             self.db.count("certificates").await,
         ]
+    }
+
+    /// Both RADIUS listeners beat now: `/api/v1/health` answers 200 for the next 5 s.
+    fn beat(&self) {
+        self.liveness.beat(0, Instant::now());
+        self.liveness.beat(1, Instant::now());
     }
 
     async fn stop(mut self) {
@@ -1241,3 +1253,318 @@ both_stores!(
         assert_eq!(r.status, 403);
     }
 );
+
+// ---- connection limits (issue 11): what a client sees
+
+/// Reads until the peer closes (EOF or reset) or `within` passes: how long that took, or
+/// `None` if it was still open. Bytes it sends meanwhile are kept in `got`.
+async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    within: Duration,
+    got: &mut Vec<u8>,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A sample's value in a Prometheus text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// One keep-alive request on an open connection, and its whole answer (by Content-Length).
+async fn keep_alive_get(stream: &mut tokio::net::TcpStream, path: &str) -> Resp {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: api.test\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("content-length");
+            if raw.len() >= end + 4 + len {
+                return parse_response(&raw);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, stream.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A connection from `source` (any 127/8 address on loopback) to the API.
+async fn connect_from(source: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// 200 clients that send their request head one byte a second are all closed by the server
+/// at `api.header_timeout` (2 s), and a normal request meanwhile is answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_closed_and_the_api_answers_meanwhile() {
+    const SLOW: usize = 200;
+    let header_timeout = Duration::from_secs(2);
+    let env = Env::with_api(
+        Backend::Sqlite,
+        false,
+        "header_timeout = \"2s\"\nmax_connections = 512\nmax_connections_per_ip = 256",
+    )
+    .await;
+    let head = b"GET /api/v1/health HTTP/1.1\r\nHost: api.test\r\nX-Slow: aaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut slow = tokio::task::JoinSet::new();
+    // one after the other, so that none waits in the listen backlog
+    for _ in 0..SLOW {
+        let mut stream = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+        let start = Instant::now();
+        slow.spawn(async move {
+            let mut got = Vec::new();
+            // one byte a second, never the whole head; stop at 3x the timeout in any case
+            for byte in head.iter().take(6) {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    return (start.elapsed(), got);
+                }
+                if closed_within(&mut stream, Duration::from_secs(1), &mut got)
+                    .await
+                    .is_some()
+                {
+                    return (start.elapsed(), got);
+                }
+            }
+            (Duration::MAX, got)
+        });
+    }
+    // while they are held: the API answers, quickly
+    let t = Instant::now();
+    while env.api.as_ref().unwrap().open_connections() < SLOW && t.elapsed() < header_timeout / 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let open = env.api.as_ref().unwrap().open_connections();
+    assert!(
+        open >= SLOW,
+        "the slow clients are held, not refused: {open}"
+    );
+    env.beat();
+    let asked = Instant::now();
+    let r = http(env.addr, "GET", "/api/v1/health", None, None, b"").await;
+    let latency = asked.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(latency < Duration::from_millis(500), "{latency:?}");
+    let mut closed_after = Vec::new();
+    while let Some(joined) = slow.join_next().await {
+        let (after, got) = joined.unwrap();
+        // closed without an answer (the head never came)
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+        closed_after.push(after);
+    }
+    closed_after.sort();
+    let (first, last) = (closed_after[0], closed_after[SLOW - 1]);
+    assert!(
+        first >= header_timeout - Duration::from_millis(100),
+        "closed before api.header_timeout: {first:?}"
+    );
+    assert!(
+        last <= header_timeout + Duration::from_millis(1500),
+        "still open after api.header_timeout: {last:?}"
+    );
+    // and their places are given back
+    let t = Instant::now();
+    while env.api.as_ref().unwrap().open_connections() > 0 && t.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.api.as_ref().unwrap().open_connections(), 0);
+    let metrics = http(
+        env.addr,
+        "GET",
+        "/api/v1/metrics",
+        Some(&env.helpdesk),
+        None,
+        b"",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert_eq!(
+        metric(&text, "poortwachter_api_closed_header_timeout_total"),
+        SLOW as u64
+    );
+    env.stop().await;
+}
+
+/// With `max_connections_per_ip = 2` and `max_connections = 3`, the third connection from one
+/// address and the fourth in all are closed at once; those admitted work, and a closed one
+/// gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_a_cap_are_closed_at_once() {
+    let env = Env::with_api(
+        Backend::Sqlite,
+        false,
+        "max_connections = 3\nmax_connections_per_ip = 2",
+    )
+    .await;
+    let mut a1 = connect_from("127.0.0.1", env.addr).await;
+    let mut a2 = connect_from("127.0.0.1", env.addr).await;
+    // the accept loop runs apart from the client: let it take these two first
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut a3 = connect_from("127.0.0.1", env.addr).await;
+    let mut none = Vec::new();
+    let refused = closed_within(&mut a3, Duration::from_secs(1), &mut none).await;
+    assert!(
+        refused.is_some(),
+        "a third connection from one address is held"
+    );
+    let mut b1 = connect_from("127.0.0.2", env.addr).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c1 = connect_from("127.0.0.3", env.addr).await;
+    let refused = closed_within(&mut c1, Duration::from_secs(1), &mut none).await;
+    assert!(refused.is_some(), "a fourth connection in all is held");
+    assert!(none.is_empty());
+    // the admitted ones work
+    env.beat();
+    for stream in [&mut a1, &mut a2, &mut b1] {
+        let r = keep_alive_get(stream, "/api/v1/health").await;
+        assert_eq!(r.status, 200);
+    }
+    // a closed connection gives its place back
+    drop(a2);
+    let t = Instant::now();
+    let mut a4 = loop {
+        let mut s = connect_from("127.0.0.1", env.addr).await;
+        let mut none = Vec::new();
+        if closed_within(&mut s, Duration::from_millis(200), &mut none)
+            .await
+            .is_none()
+        {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "the place is not given back"
+        );
+    };
+    assert_eq!(keep_alive_get(&mut a4, "/api/v1/health").await.status, 200);
+    let auth = format!(
+        "GET /api/v1/metrics HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer {}\r\n\r\n",
+        env.helpdesk
+    );
+    a4.write_all(auth.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let _ = closed_within(&mut a4, Duration::from_millis(500), &mut got).await;
+    let text = String::from_utf8_lossy(&got).to_string();
+    // (the retries above may have been refused too, by either cap, until the place was back)
+    assert!(
+        metric(
+            &text,
+            "poortwachter_api_refused_max_connections_per_ip_total"
+        ) >= 1
+    );
+    assert!(metric(&text, "poortwachter_api_refused_max_connections_total") >= 1);
+    assert_eq!(metric(&text, "poortwachter_api_connections_open"), 3);
+    env.stop().await;
+}
+
+/// A keep-alive connection is held to `api.idle_timeout` (3 s) between requests, not to the
+/// shorter `api.header_timeout` (1 s): it still works after 1.5 s idle, and is closed 3 s
+/// after its last answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    let env = Env::with_api(
+        Backend::Sqlite,
+        false,
+        "header_timeout = \"1s\"\nidle_timeout = \"3s\"",
+    )
+    .await;
+    env.beat();
+    let mut stream = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    assert_eq!(
+        keep_alive_get(&mut stream, "/api/v1/health").await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        keep_alive_get(&mut stream, "/api/v1/health").await.status,
+        200
+    );
+    let mut got = Vec::new();
+    let closed = closed_within(&mut stream, Duration::from_secs(6), &mut got)
+        .await
+        .expect("closed after api.idle_timeout");
+    assert!(got.is_empty());
+    assert!(
+        closed >= Duration::from_millis(2800) && closed <= Duration::from_millis(4500),
+        "closed {closed:?} after the answer"
+    );
+    env.stop().await;
+}
+
+/// A request whose body does not come is answered 503 at `api.request_timeout`, as JSON, and
+/// the connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_request_timeout_is_answered_503() {
+    let env = Env::with_api(Backend::Sqlite, false, "request_timeout = \"1s\"").await;
+    let mut stream = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/owners HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"user",
+        env.admin
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let closed = closed_within(&mut stream, Duration::from_secs(4), &mut got)
+        .await
+        .expect("closed after api.request_timeout");
+    assert!(closed >= Duration::from_millis(900), "{closed:?}");
+    let r = parse_response(&got);
+    assert_eq!(r.status, 503);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("api.request_timeout"));
+    assert_eq!(env.counts().await[0], 0);
+    env.stop().await;
+}
+
+/// HTTPS: a client that opens a connection and never finishes the TLS handshake is closed
+/// at `api.header_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_tls_handshake_is_closed_at_header_timeout() {
+    let env = Env::with_api(Backend::Sqlite, true, "header_timeout = \"1s\"").await;
+    let mut stream = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    // the first bytes of a ClientHello record, then nothing
+    stream.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
+    let mut got = Vec::new();
+    let closed = closed_within(&mut stream, Duration::from_secs(4), &mut got)
+        .await
+        .expect("closed after api.header_timeout");
+    assert!(
+        closed >= Duration::from_millis(900) && closed <= Duration::from_millis(2500),
+        "{closed:?}"
+    );
+    env.stop().await;
+}

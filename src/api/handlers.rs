@@ -150,7 +150,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError
             "no RADIUS server in this process: metrics are served by `poortwachter serve`",
         ));
     };
-    let mut response = super::metrics::render(m).into_response();
+    let mut response = super::metrics::render(m, Some(&state.conns)).into_response();
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

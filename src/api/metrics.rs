@@ -23,8 +23,11 @@ pub struct Metrics {
 
 /// The exposition text (format 0.0.4): one counter per packet counter, named
 /// `poortwachter_radius_<counter>_total`, and the EAP table's size and drops.
-pub fn render(m: &Metrics) -> String {
+pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
     let mut out = String::with_capacity(4096);
+    if let Some(api) = api {
+        render_api(&mut out, api);
+    }
     for (name, value) in m.stats.snapshot() {
         let metric = format!("poortwachter_radius_{name}_total");
         let _ = writeln!(out, "# TYPE {metric} counter");
@@ -72,9 +75,26 @@ pub fn render(m: &Metrics) -> String {
     out
 }
 
+/// The API's own connections: `poortwachter_api_connections_open` and one counter per
+/// `limits::ConnStats` field, `poortwachter_api_<counter>_total`.
+fn render_api(out: &mut String, api: &super::conn::Shared) {
+    let _ = writeln!(
+        out,
+        "# HELP poortwachter_api_connections_open Admin API connections held."
+    );
+    let _ = writeln!(out, "# TYPE poortwachter_api_connections_open gauge");
+    let _ = writeln!(out, "poortwachter_api_connections_open {}", api.caps.open());
+    for (name, value) in api.stats.snapshot() {
+        let metric = format!("poortwachter_api_{name}_total");
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        let _ = writeln!(out, "{metric} {value}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::limits::ConnStats as ConnStatsExt;
 
     #[test]
     fn counters_in_the_text_format() {
@@ -82,12 +102,21 @@ mod tests {
         Stats::inc(&stats.accepts);
         Stats::inc(&stats.accepts);
         Stats::inc(&stats.dropped_unknown_client);
-        let text = render(&Metrics {
-            stats,
-            eap: None,
-            liveness: None,
-            registry: Some(Arc::new(Default::default())),
-        });
+        let api = super::super::conn::Shared::new(super::super::limits::Limits::from_config(
+            &crate::config::ops::ApiConfig::default(),
+        ));
+        ConnStatsExt::inc(&api.stats.refused_ip_cap);
+        let text = render(
+            &Metrics {
+                stats,
+                eap: None,
+                liveness: None,
+                registry: Some(Arc::new(Default::default())),
+            },
+            Some(&api),
+        );
+        assert!(text.contains("\npoortwachter_api_connections_open 0\n"));
+        assert!(text.contains("\npoortwachter_api_refused_max_connections_per_ip_total 1\n"));
         assert!(text.contains("# TYPE poortwachter_radius_accepts_total counter\n"));
         assert!(text.contains("\npoortwachter_radius_accepts_total 2\n"));
         assert!(text.contains("\npoortwachter_radius_dropped_unknown_client_total 1\n"));

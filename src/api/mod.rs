@@ -4,11 +4,19 @@
 //!
 //! Every change goes through [`Registry`], so the rules, the transaction and the audit entry
 //! are the CLI's; the actor is `api:<token name>`.
+//!
+//! Connections are bounded (`limits.rs`, `conn.rs`): at most `api.max_connections`, and
+//! `api.max_connections_per_ip` from one address, the rest closed at accept; a request head
+//! (and TLS handshake) within `api.header_timeout`, keep-alive idle up to `api.idle_timeout`,
+//! handling within `api.request_timeout`. HTTP/1.1 only: the API is JSON for scripts and curl,
+//! and HTTP/2 would bring streams and SETTINGS floods to bound as well, for no gain here.
 
 mod auth;
 mod body;
+mod conn;
 mod error;
 mod handlers;
+pub mod limits;
 mod metrics;
 mod openapi;
 
@@ -39,6 +47,7 @@ pub struct ApiState {
     registry: Registry,
     config: Arc<Config>,
     metrics: Option<Arc<Metrics>>,
+    conns: Arc<conn::Shared>,
 }
 
 /// Why the API could not start.
@@ -68,11 +77,23 @@ pub fn router(config: Arc<Config>, registry: Registry) -> Router {
 
 /// The routes, with the RADIUS server's counters at `/api/v1/metrics` when given.
 pub fn router_with(config: Arc<Config>, registry: Registry, metrics: Option<Metrics>) -> Router {
+    let conns = conn::Shared::new(limits::Limits::from_config(&config.api));
+    routes(config, registry, metrics, conns)
+}
+
+/// The routes, with the connection counters of the server that serves them.
+fn routes(
+    config: Arc<Config>,
+    registry: Registry,
+    metrics: Option<Metrics>,
+    conns: Arc<conn::Shared>,
+) -> Router {
     let max_body = config.api.max_body;
     let state = ApiState {
         registry,
         config,
         metrics: metrics.map(Arc::new),
+        conns,
     };
     let v1 = Router::new()
         .route("/health", get(handlers::health))
@@ -189,6 +210,7 @@ pub struct Api {
     tls: bool,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    conns: Arc<conn::Shared>,
 }
 
 impl Api {
@@ -222,19 +244,28 @@ impl Api {
             (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
             _ => None,
         };
-        let app = router_with(config, registry, metrics).into_make_service();
+        let limits = limits::Limits::from_config(&config.api);
+        let conns = conn::Shared::new(limits);
+        let app = routes(config, registry, metrics, Arc::clone(&conns)).into_make_service();
         let handle = axum_server::Handle::new();
         let task = match tls.clone() {
             Some(tls) => {
                 let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)
                     .map_err(bind_error)?
-                    .handle(handle.clone());
+                    .http1_only()
+                    .handle(handle.clone())
+                    // the socket's deadline bounds the handshake already; this is a backstop
+                    .map(|rustls| {
+                        conn::Limited::new(rustls.handshake_timeout(limits.header), conns.clone())
+                    });
                 tokio::spawn(async move { server.serve(app).await })
             }
             None => {
                 let server = axum_server::from_tcp(listener)
                     .map_err(bind_error)?
-                    .handle(handle.clone());
+                    .http1_only()
+                    .handle(handle.clone())
+                    .map(|plain| conn::Limited::new(plain, conns.clone()));
                 tokio::spawn(async move { server.serve(app).await })
             }
         };
@@ -244,7 +275,13 @@ impl Api {
             tls: tls.is_some(),
             handle,
             task,
+            conns,
         })
+    }
+
+    /// Connections held now (under `api.max_connections`).
+    pub fn open_connections(&self) -> usize {
+        self.conns.caps.open()
     }
 
     /// Where it listens.

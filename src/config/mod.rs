@@ -1282,6 +1282,32 @@ quarantine = 666
     }
 
     #[test]
+    fn api_limits_have_defaults_and_bounds() {
+        let with = |api: &str| load(&format!("{BASE}\n[api]\n{api}\n"), &[]);
+        let c = with("").unwrap();
+        assert_eq!(c.api.header_timeout.0, Duration::from_secs(10));
+        assert_eq!(c.api.idle_timeout.0, Duration::from_secs(60));
+        assert_eq!(c.api.request_timeout.0, Duration::from_secs(30));
+        assert_eq!(
+            (c.api.max_connections, c.api.max_connections_per_ip),
+            (512, 32)
+        );
+        for (api, key) in [
+            ("header_timeout = \"0s\"", "api.header_timeout"),
+            ("idle_timeout = \"2h\"", "api.idle_timeout"),
+            ("request_timeout = \"500ms\"", "api.request_timeout"),
+            ("max_connections = 0", "api.max_connections"),
+            ("max_connections_per_ip = 0", "api.max_connections_per_ip"),
+            (
+                "max_connections = 8\nmax_connections_per_ip = 9",
+                "api.max_connections_per_ip",
+            ),
+        ] {
+            assert_eq!(problem_keys(with(api).unwrap_err()), [key], "{api}");
+        }
+    }
+
+    #[test]
     fn shipped_configs_are_valid() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         for file in ["poortwachter.toml", "production.example.toml"] {

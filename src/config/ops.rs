@@ -32,10 +32,44 @@ pub struct ApiConfig {
     /// network): only behind a TLS-terminating proxy on the same trusted segment.
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// The whole request head (and, on HTTPS, the TLS handshake before the first one) must
+    /// arrive within this from its first byte (from the accept for the first request); a
+    /// client that dribbles it is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: HumanDuration,
+    /// A keep-alive connection with no request under way is closed after this.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// The handling of one request, its body included, must end within this: past it the
+    /// answer is 503 and the connection is closed.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// Connections held at once; one more is closed at accept. Keep it well below the
+    /// process's descriptor limit (`ulimit -n`, `LimitNOFILE=`).
+    #[serde(default = "default_api_max_connections")]
+    pub max_connections: usize,
+    /// Connections held at once from one source address; one more is closed at accept.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
 }
 
 fn default_max_body() -> usize {
     64 * 1024
+}
+fn default_header_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_api_max_connections() -> usize {
+    512
+}
+fn default_max_connections_per_ip() -> usize {
+    32
 }
 
 impl Default for ApiConfig {
@@ -46,6 +80,11 @@ impl Default for ApiConfig {
             tls_key: None,
             max_body: default_max_body(),
             allow_plain_http: false,
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            request_timeout: default_request_timeout(),
+            max_connections: default_api_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
         }
     }
 }
@@ -175,6 +214,45 @@ pub(super) fn problems(config: &Config, push: &mut impl FnMut(String, String)) {
         push(
             "api.max_body".into(),
             "must be between 1024 and 16777216 bytes".into(),
+        );
+    }
+    let second = Duration::from_secs(1);
+    for (key, value, max) in [
+        (
+            "api.header_timeout",
+            api.header_timeout,
+            Duration::from_secs(300),
+        ),
+        (
+            "api.idle_timeout",
+            api.idle_timeout,
+            Duration::from_secs(3600),
+        ),
+        (
+            "api.request_timeout",
+            api.request_timeout,
+            Duration::from_secs(600),
+        ),
+    ] {
+        if value.0 < second || value.0 > max {
+            push(
+                key.into(),
+                format!("must be between 1s and {}s", max.as_secs()),
+            );
+        }
+    }
+    if !(1..=65_536).contains(&api.max_connections) {
+        push(
+            "api.max_connections".into(),
+            "must be between 1 and 65536".into(),
+        );
+    } else if api.max_connections_per_ip == 0 || api.max_connections_per_ip > api.max_connections {
+        push(
+            "api.max_connections_per_ip".into(),
+            format!(
+                "must be between 1 and api.max_connections ({})",
+                api.max_connections
+            ),
         );
     }
     for (os, version) in &config.compliance.min_os_versions {
