@@ -695,6 +695,20 @@ impl Enforcer {
         Ok(found)
     }
 
+    /// Whether the NAS already acknowledged a Disconnect-Request for this session (sent by
+    /// any node).
+    async fn disconnected_before(&self, session: i64) -> bool {
+        match self.store.coa_requests(Some(session), 20).await {
+            Ok(rows) => rows
+                .iter()
+                .any(|r| r.kind == Kind::Disconnect.as_str() && r.result == "ack"),
+            Err(e) => {
+                tracing::warn!(error = %e, session, "cannot read the session's earlier Disconnect/CoA requests");
+                false
+            }
+        }
+    }
+
     /// Kicks one session if its device's decision changed and it was not kicked for the
     /// same reason already.
     async fn consider(
@@ -736,6 +750,20 @@ impl Enforcer {
             return;
         };
         let reason = decision.reason.as_str();
+        let known_here = lock(&self.kicked).contains_key(&session.id);
+        // another node (an enforcer before a takeover) may have ended it already: the NAS
+        // acknowledged a Disconnect-Request for it, its Stop is on the way
+        if !known_here && self.disconnected_before(session.id).await {
+            lock(&self.kicked).insert(
+                session.id,
+                Kicked {
+                    reason,
+                    result: Some("ack"),
+                    failures: 0,
+                },
+            );
+            return;
+        }
         {
             let mut kicked = lock(&self.kicked);
             if let Some(k) = kicked.get(&session.id) {
