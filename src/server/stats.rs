@@ -37,6 +37,10 @@ counters! {
     dropped_overload: "Dropped: too many requests already waiting for the registry; the NAS will retry.",
     dropped_eap: "Dropped: EAP with an unknown, expired or foreign State, or a malformed or stale EAP packet.",
     decisions_lost: "Decision records not stored because the writer fell behind.",
+    spooled: "Accounting updates acknowledged from the spool (durable on disk) while the database could not take them.",
+    replayed: "Spooled accounting updates applied to the database.",
+    spool_full: "Accounting not acknowledged because the spool reached node.spool_max_mib (also in dropped_backend); the NAS retransmits.",
+    spool_rejected: "Spooled accounting updates the database refused outright (a constraint or value error); skipped and logged.",
 }
 
 impl Stats {
