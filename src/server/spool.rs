@@ -867,7 +867,7 @@ pub async fn replay(
         if *stop.borrow() {
             return;
         }
-        match replay_step(&spool, &*store, &stats, &mut at, &stop).await {
+        match replay_step(&spool, &*store, &stats, &mut at, &mut stop).await {
             Step::Progress => continue,
             Step::Stop => return,
             Step::Wait => {}
@@ -884,7 +884,7 @@ async fn replay_step(
     store: &dyn Store,
     stats: &Stats,
     at: &mut ReplayCursor,
-    stop: &watch::Receiver<bool>,
+    stop: &mut watch::Receiver<bool>,
 ) -> Step {
     let (active, generation, durable) = spool.snapshot();
     if !active {
@@ -955,7 +955,15 @@ async fn replay_step(
                 continue;
             }
         };
-        match tokio::time::timeout(STORE_WITHIN, apply(store, &mut entry)).await {
+        // a stop does not wait for the database: the record is applied again next time
+        let applied = tokio::select! {
+            a = tokio::time::timeout(STORE_WITHIN, apply(store, &mut entry)) => a,
+            _ = stop.changed() => {
+                outcome = Step::Stop;
+                break;
+            }
+        };
+        match applied {
             Ok(Ok(())) => Stats::inc(&stats.replayed),
             Ok(Err(e)) if !e.is_unavailable() => {
                 Stats::inc(&stats.spool_rejected);
