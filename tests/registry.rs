@@ -1417,7 +1417,7 @@ both_stores!(
         // sessions must come out as they were
         use poortwachter::activity::{AcctKind, SessionFilter};
         enum Op {
-            Acct(poortwachter::activity::AccountingUpdate),
+            Acct(Box<poortwachter::activity::AccountingUpdate>),
             Restart(chrono::DateTime<Utc>),
         }
         let (db, reg) = registry(b, 3).await;
@@ -1425,16 +1425,16 @@ both_stores!(
         let t0 = now();
         let s = |n: i64| t0 + Duration::seconds(n);
         let ops = [
-            Op::Acct(acct(AcctKind::Start, "A", s(0), 0)),
-            Op::Acct(acct(AcctKind::InterimUpdate, "A", s(60), 60)),
-            Op::Acct(acct(AcctKind::Start, "B", s(10), 0)),
+            Op::Acct(Box::new(acct(AcctKind::Start, "A", s(0), 0))),
+            Op::Acct(Box::new(acct(AcctKind::InterimUpdate, "A", s(60), 60))),
+            Op::Acct(Box::new(acct(AcctKind::Start, "B", s(10), 0))),
             // the access point restarts: A and B end; what starts after stays open
             Op::Restart(s(100)),
-            Op::Acct(acct(AcctKind::Start, "A", s(200), 0)),
-            Op::Acct(acct(AcctKind::InterimUpdate, "A", s(260), 60)),
-            Op::Acct(acct(AcctKind::Stop, "A", s(320), 120)),
-            Op::Acct(acct(AcctKind::Start, "C", s(330), 0)),
-            Op::Acct(acct(AcctKind::InterimUpdate, "C", s(390), 60)),
+            Op::Acct(Box::new(acct(AcctKind::Start, "A", s(200), 0))),
+            Op::Acct(Box::new(acct(AcctKind::InterimUpdate, "A", s(260), 60))),
+            Op::Acct(Box::new(acct(AcctKind::Stop, "A", s(320), 120))),
+            Op::Acct(Box::new(acct(AcctKind::Start, "C", s(330), 0))),
+            Op::Acct(Box::new(acct(AcctKind::InterimUpdate, "C", s(390), 60))),
         ];
         let apply = |from: usize| {
             let ops = &ops;

@@ -230,6 +230,209 @@ fn start_cluster() -> Cluster {
     }
 }
 
+/// A PostgreSQL server of its own for one test, which the test may stop and start again (a
+/// database outage, a database crash) while the binary's other tests keep the shared server.
+/// Made with initdb in a temp dir, listening only on a unix socket in that dir, run as the
+/// `postgres` user when the tests run as root. Stopped and removed on drop, and by a watchdog
+/// shell should the test process end without dropping it (a failed assertion in another
+/// thread, SIGKILL).
+///
+/// `fsync` is off (speed) but `synchronous_commit` stays on: [`PgServer::stop_immediate`] is a
+/// crash of the database processes, not of the machine, so every transaction the server
+/// reported committed survives it, as on a real server.
+///
+/// ```ignore
+/// let pg = PgServer::start();
+/// let url = pg.url();           // its `postgres` database
+/// pg.stop_immediate();          // the outage: connections cut, no checkpoint
+/// pg.restart();                 // crash recovery; accepts connections again on return
+/// ```
+pub struct PgServer {
+    bin: PathBuf,
+    root: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    as_root: bool,
+    /// The shell that cleans up should the drop never run.
+    watchdog: Option<std::process::Child>,
+}
+
+impl PgServer {
+    /// initdb and start; returns once the server accepts connections (panics after 60 s).
+    pub fn start() -> PgServer {
+        let bin = postgres_bindir();
+        let root = tempfile::Builder::new()
+            .prefix("poortwachter-pg-own-")
+            .tempdir()
+            .expect("temp dir for PostgreSQL")
+            .keep();
+        let as_root = is_root();
+        if as_root {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&root)
+                .status()
+                .expect("run chown");
+            assert!(status.success(), "chown postgres {} failed", root.display());
+        }
+        let mut pg = PgServer {
+            data: root.join("data"),
+            log: root.join("server.log"),
+            bin,
+            root,
+            as_root,
+            watchdog: None,
+        };
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(&pg.data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ])
+            .stdout(Stdio::null())
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // should this process end without the drop, the server and its files go anyway
+        let script = format!(
+            "while [ -d /proc/{parent} ]; do sleep 0.5; done; \
+             {pg_ctl} -D {data} stop -m immediate >/dev/null 2>&1; rm -rf {root}",
+            parent = std::process::id(),
+            pg_ctl = pg.bin.join("pg_ctl").display(),
+            data = pg.data.display(),
+            root = pg.root.display(),
+        );
+        let mut watchdog = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "/bin/sh"]);
+            c
+        } else {
+            Command::new("/bin/sh")
+        };
+        let watchdog = watchdog
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the PostgreSQL watchdog");
+        pg.watchdog = Some(watchdog);
+        pg.restart();
+        pg
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    /// A URL to its `postgres` database.
+    pub fn url(&self) -> String {
+        self.url_of("postgres")
+    }
+
+    /// A URL to database `name` on it.
+    pub fn url_of(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:5432/{name}?host={}",
+            self.root.display()
+        )
+    }
+
+    /// Whether it accepts connections now.
+    pub fn is_ready(&self) -> bool {
+        Command::new(self.bin.join("pg_isready"))
+            .arg("-h")
+            .arg(&self.root)
+            .args(["-p", "5432", "-U", "postgres", "-q"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Stops it the way a crash would (`pg_ctl stop -m immediate`: every connection cut, no
+    /// checkpoint); returns once it is down.
+    pub fn stop_immediate(&self) {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["stop", "-m", "immediate", "-w", "-t", "30"])
+            .output()
+            .expect("run pg_ctl stop");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts it (again, after [`PgServer::stop_immediate`]: crash recovery first); returns
+    /// once it accepts connections, panics after 60 s. A running server is stopped first.
+    pub fn restart(&self) {
+        if self.is_ready() {
+            self.stop_immediate();
+        }
+        let options = format!(
+            "-k {} -p 5432 -c listen_addresses='' -c fsync=off -c full_page_writes=off \
+             -c max_connections=100",
+            self.root.display()
+        );
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log)
+            .args(["-o", &options, "-w", "-t", "60", "start"])
+            .stdout(Stdio::null())
+            .output()
+            .expect("run pg_ctl start");
+        if !out.status.success() || !self.is_ready() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!(
+                "PostgreSQL did not start: {}\nits log:\n{log}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["stop", "-m", "immediate", "-w", "-t", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.root);
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
 /// The PostgreSQL server binaries, or a failure that says which package to install: the
 /// PostgreSQL tests never skip.
 fn postgres_bindir() -> PathBuf {
