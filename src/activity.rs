@@ -2,7 +2,7 @@
 //! accounting sessions (RFC 2866), as stored rows.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::mac::MacAddr;
@@ -57,7 +57,7 @@ pub struct DecisionFilter {
 }
 
 /// What an Accounting-Request reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AcctKind {
     /// Session started.
@@ -68,8 +68,9 @@ pub enum AcctKind {
     Stop,
 }
 
-/// A session update from one Accounting-Request.
-#[derive(Debug, Clone, PartialEq)]
+/// A session update from one Accounting-Request (serialized as it waits in the accounting
+/// spool, `server::spool`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountingUpdate {
     /// Start, Interim-Update or Stop.
     pub kind: AcctKind,
@@ -119,7 +120,7 @@ pub struct AccountingUpdate {
 /// How a NAS identified itself and the device in accounting, exactly as sent (`None` where it
 /// sent no such attribute), and where its packets came from: what a Disconnect/CoA-Request
 /// must repeat (RFC 5176 §3).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NasIdentity {
     /// Calling-Station-Id as sent.
     pub calling_station_id: Option<String>,

@@ -1408,3 +1408,70 @@ both_stores!(
         );
     }
 );
+
+both_stores!(
+    accounting_replayed_from_any_point_changes_nothing,
+    |b| async move {
+        // issue 11: the accounting spool's replay may apply a suffix of what it already applied
+        // (a crash between applying records and saving its cursor); whatever the point, the
+        // sessions must come out as they were
+        use poortwachter::activity::{AcctKind, SessionFilter};
+        enum Op {
+            Acct(Box<poortwachter::activity::AccountingUpdate>),
+            Restart(chrono::DateTime<Utc>),
+        }
+        let (db, reg) = registry(b, 3).await;
+        let store = reg.store();
+        let t0 = now();
+        let s = |n: i64| t0 + Duration::seconds(n);
+        let ops = [
+            Op::Acct(Box::new(acct(AcctKind::Start, "A", s(0), 0))),
+            Op::Acct(Box::new(acct(AcctKind::InterimUpdate, "A", s(60), 60))),
+            Op::Acct(Box::new(acct(AcctKind::Start, "B", s(10), 0))),
+            // the access point restarts: A and B end; what starts after stays open
+            Op::Restart(s(100)),
+            Op::Acct(Box::new(acct(AcctKind::Start, "A", s(200), 0))),
+            Op::Acct(Box::new(acct(AcctKind::InterimUpdate, "A", s(260), 60))),
+            Op::Acct(Box::new(acct(AcctKind::Stop, "A", s(320), 120))),
+            Op::Acct(Box::new(acct(AcctKind::Start, "C", s(330), 0))),
+            Op::Acct(Box::new(acct(AcctKind::InterimUpdate, "C", s(390), 60))),
+        ];
+        let apply = |from: usize| {
+            let ops = &ops;
+            async move {
+                for op in &ops[from..] {
+                    match op {
+                        Op::Acct(u) => store.record_accounting(u).await.unwrap(),
+                        Op::Restart(at) => {
+                            store
+                                .close_sessions("ap-1", "10.0.0.1", *at, "NAS-Reboot")
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            }
+        };
+        let all = SessionFilter {
+            limit: Some(100),
+            ..Default::default()
+        };
+        apply(0).await;
+        let once = store.sessions(&all).await.unwrap();
+        assert_eq!(once.len(), 4, "{once:#?}");
+        assert_eq!(
+            once.iter().filter(|s| s.stopped_at.is_none()).count(),
+            1,
+            "only C is open: {once:#?}"
+        );
+        for from in 0..ops.len() {
+            apply(from).await;
+            assert_eq!(
+                store.sessions(&all).await.unwrap(),
+                once,
+                "replayed from record {from}"
+            );
+        }
+        assert_eq!(db.count("sessions").await, 4);
+    }
+);

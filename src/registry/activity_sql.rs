@@ -314,9 +314,12 @@ macro_rules! impl_activity_store {
                 at: chrono::DateTime<chrono::Utc>,
                 cause: &str,
             ) -> Result<u64, StoreError> {
+                // only sessions last heard of before the restart: one that started after it
+                // is the access point's new session (and a replayed Accounting-On, applied a
+                // second time after later Starts, must leave those open)
                 let done = sqlx::query(
                     "UPDATE sessions SET stopped_at = $3, updated_at = $3, terminate_cause = $4 \
-                     WHERE nas = $1 AND nas_key = $2 AND stopped_at IS NULL",
+                     WHERE nas = $1 AND nas_key = $2 AND stopped_at IS NULL AND updated_at <= $3",
                 )
                 .bind(nas)
                 .bind(nas_key)

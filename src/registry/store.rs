@@ -48,6 +48,35 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the store could not take the write now (no connection, a pool or server state
+    /// that passes, a concurrent writer), as opposed to refusing this write itself (a
+    /// constraint, a value out of range, unreadable data): only the first is worth keeping
+    /// and trying again later, as the accounting spool does.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unique(_) => true,
+            StoreError::Database(e) => match e.as_database_error() {
+                // SQLSTATE class 22: a data exception, which the same write meets again
+                Some(db) => {
+                    db.kind() == sqlx::error::ErrorKind::Other
+                        && !db.code().is_some_and(|c| c.starts_with("22"))
+                }
+                None => matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ),
+            },
+            StoreError::Url(_) | StoreError::Corrupt(_) | StoreError::Migrate(_) => false,
+        }
+    }
+}
+
 /// An audit entry to append.
 #[derive(Debug, Clone)]
 pub struct NewAuditEntry {
@@ -156,10 +185,13 @@ pub trait ActivityStore: Send + Sync + 'static {
     async fn purge_decisions(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Records when and where devices were last seen, in one transaction.
     async fn record_sightings(&self, seen: &[Sighting]) -> Result<(), StoreError>;
-    /// Applies one Accounting Start, Interim-Update or Stop to its session.
+    /// Applies one Accounting Start, Interim-Update or Stop to its session. Applying an update
+    /// again, after itself or after later updates of the session, changes nothing (the
+    /// accounting spool's replay relies on it).
     async fn record_accounting(&self, update: &AccountingUpdate) -> Result<(), StoreError>;
     /// Closes every open session of one access point (`nas_key`) of a client (Accounting-On/
-    /// Off); returns how many.
+    /// Off) last updated at or before `at`; returns how many. Applying it again changes
+    /// nothing, even after sessions that started later.
     async fn close_sessions(
         &self,
         nas: &str,

@@ -16,6 +16,7 @@ pub mod request;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod snapshot;
+pub mod spool;
 pub mod stats;
 pub mod systemd;
 
@@ -86,6 +87,9 @@ pub enum ServerError {
     /// The EAP-TLS server certificate, key or trusted CAs cannot be used.
     #[error("802.1X EAP-TLS: {0}")]
     Eap(#[from] crate::eap::tls::TlsSetupError),
+    /// The accounting spool left by an earlier run cannot be read.
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
 }
 
 /// Requests being answered, so that shutdown can wait for them.
@@ -130,6 +134,8 @@ struct Shared {
     no_grace: bool,
     /// Migrations still to run once the database answers (started from the snapshot).
     migrate_pending: AtomicBool,
+    /// Accounting waiting for the registry database.
+    spool: Arc<spool::Spool>,
 }
 
 /// The running listeners.
@@ -171,6 +177,16 @@ impl Server {
             .map(|c| Client::from_config(c, &config.radius))
             .collect();
         let stats = Arc::new(Stats::default());
+        let (dir, max) = (
+            config.node.state_dir.clone(),
+            config.node.spool_max_mib.saturating_mul(1 << 20),
+        );
+        let spool = tokio::task::spawn_blocking(move || spool::Spool::open(&dir, max))
+            .await
+            .map_err(|e| spool::SpoolError::Io {
+                path: config.node.state_dir.clone(),
+                source: std::io::Error::other(e),
+            })??;
         let enforcer = crate::coa::enforcer::Enforcer::new(config, store.clone());
         let (recorder, writer) = Recorder::start(
             store.clone(),
@@ -213,6 +229,7 @@ impl Server {
             unseen: config.cache.unseen_while_degraded,
             no_grace: config.cache.stale_grace.0.is_zero(),
             migrate_pending: AtomicBool::new(false),
+            spool: Arc::new(spool),
         });
         Ok(Server {
             shared,
@@ -343,6 +360,12 @@ impl Server {
             self.snapshot_interval,
             stop_rx.clone(),
         ));
+        let replayer = tokio::spawn(spool::replay(
+            self.shared.spool.clone(),
+            self.shared.store.clone(),
+            self.shared.stats.clone(),
+            stop_rx.clone(),
+        ));
         let watchdog = tokio::spawn(feed_watchdog(self.shared.liveness.clone(), stop_rx));
         tracing::info!(
             auth = %self.auth.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -373,6 +396,7 @@ impl Server {
             ("the registry watcher", watcher),
             ("the health reporter", reporter),
             ("the snapshot writer", snapshots),
+            ("the accounting spool replay", replayer),
             ("the systemd watchdog", watchdog),
         ];
         if let Some(e) = enforcer {
@@ -698,11 +722,12 @@ fn spawn_lookup(
     );
 }
 
-/// An accounting update stored on the runtime; answered once stored.
+/// An accounting update stored on the runtime; answered once stored, or once durable in the
+/// accounting spool while the registry database cannot take it ([`spool`]).
 fn spawn_account(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
-    mut work: Box<AcctWork>,
+    work: Box<AcctWork>,
     span: &tracing::Span,
 ) {
     let Ok(permit) = shared.backlog.clone().try_acquire_owned() else {
@@ -710,6 +735,8 @@ fn spawn_account(
         return;
     };
     let guard = shared.begin();
+    // an Accounting-On/Off closes what was open when it came in, however late it is stored
+    let received = Utc::now().trunc_subsecs(6);
     let shared = shared.clone();
     let sock = sock.clone();
     let task_span = span.clone();
@@ -719,40 +746,37 @@ fn spawn_account(
         async move {
             let _guard = guard;
             let _permit = permit;
-            let nas = work.nas.clone();
-            let stored = match &mut work.action {
+            let entry = match &work.action {
                 AcctAction::Session(u) => {
-                    if u.device_id.is_none() {
-                        if let Some(mac) = u.mac {
-                            if let Ok(Some(s)) = load_subject(&*shared.store, mac).await {
-                                u.device_id = Some(s.0.id);
-                                u.owner = Some(s.1.username.clone());
-                            }
-                        }
-                    }
                     tracing::debug!(kind = ?u.kind, session = %crate::text::Escaped(&u.acct_session_id), "accounting");
-                    shared.store.record_accounting(u).await
+                    Some(spool::Entry::Session(u.clone()))
                 }
-                AcctAction::NasRestart { nas_key, cause } => {
-                    let closed = shared
-                        .store
-                        .close_sessions(&nas, nas_key, Utc::now().trunc_subsecs(6), cause)
-                        .await;
-                    if let Ok(n) = closed {
-                        tracing::info!(nas = %nas, ap = %crate::text::Escaped(nas_key), closed = n, cause, "NAS restarted: its open sessions closed");
-                    }
-                    closed.map(|_| ())
-                }
+                AcctAction::NasRestart { nas_key, cause } => Some(spool::Entry::NasRestart {
+                    nas: work.nas.clone(),
+                    nas_key: nas_key.clone(),
+                    at: received,
+                    cause: (*cause).to_string(),
+                }),
                 AcctAction::Ignore(why) => {
                     tracing::debug!(why, "accounting request not stored");
-                    Ok(())
+                    None
                 }
             };
-            if let Err(e) = &stored {
-                tracing::error!(error = %e, "storing accounting failed; not answered");
-            }
+            let stored = match entry {
+                Some(entry) => {
+                    spool::store_or_spool(
+                        &shared.spool,
+                        &*shared.store,
+                        &shared.stats,
+                        entry,
+                        shared.health.is_degraded(),
+                    )
+                    .await
+                }
+                None => true,
+            };
             let src = work.src;
-            let step = shared.access.accounted(work, stored.is_ok());
+            let step = shared.access.accounted(work, stored);
             drive(&shared, &sock, src, step, On::Async, &span);
         }
         .instrument(task_span),

@@ -39,6 +39,10 @@ counters! {
     dropped_degraded: "Dropped: the registry could not be read and this node holds no data for the device (cache.unseen_while_degraded = no_answer); the NAS asks its other server.",
     degraded: "Decided on last-known-good data (cache or snapshot) while the registry could not be read.",
     decisions_lost: "Decision records not stored because the writer fell behind.",
+    spooled: "Accounting updates acknowledged from the spool (durable on disk) while the database could not take them.",
+    replayed: "Spooled accounting updates applied to the database.",
+    spool_full: "Accounting not acknowledged because the spool reached node.spool_max_mib (also in dropped_backend); the NAS retransmits.",
+    spool_rejected: "Spooled accounting updates the database refused outright (a constraint or value error); skipped and logged.",
 }
 
 impl Stats {
