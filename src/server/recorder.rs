@@ -67,6 +67,7 @@ async fn write_loop(
 ) {
     let mut buf = Vec::with_capacity(BATCH);
     // per device: when its last-seen was last written, and from which MAC
+    let mut held = Held::default();
     let mut seen_written: HashMap<uuid::Uuid, (chrono::DateTime<Utc>, Option<MacAddr>)> =
         HashMap::new();
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
@@ -104,16 +105,46 @@ async fn write_loop(
                 Ok(r) => {
                     buf.push(r);
                     if buf.len() >= BATCH {
-                        flush(&*store, &stats, &mut buf, &mut seen_written).await;
+                        flush(&*store, &stats, &mut buf, &mut seen_written, &mut held).await;
                     }
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break false,
                 Err(mpsc::error::TryRecvError::Disconnected) => break true,
             }
         };
-        flush(&*store, &stats, &mut buf, &mut seen_written).await;
+        flush(&*store, &stats, &mut buf, &mut seen_written, &mut held).await;
         if closed {
             return;
+        }
+    }
+}
+
+/// Decisions held while the database cannot take them (an outage: the degraded decisions are
+/// what ICT wants to see afterwards), written when it can again; at most [`MAX_HELD`], the
+/// oldest given up first (counted as lost).
+#[derive(Default)]
+struct Held {
+    decisions: std::collections::VecDeque<DecisionRecord>,
+    /// No write is tried before this (a failing database is not asked at every flush).
+    retry_at: Option<std::time::Instant>,
+}
+
+/// Decisions held at most (about 400 bytes each).
+const MAX_HELD: usize = 20_000;
+/// How long a write may take before it counts as failed.
+const WRITE_WITHIN: Duration = Duration::from_secs(3);
+/// How long after a failed write the next is tried.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+impl Held {
+    fn hold(&mut self, rows: Vec<DecisionRecord>, stats: &Stats) {
+        self.decisions.extend(rows);
+        let over = self.decisions.len().saturating_sub(MAX_HELD);
+        if over > 0 {
+            self.decisions.drain(..over);
+            stats
+                .decisions_lost
+                .fetch_add(over as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -123,11 +154,13 @@ async fn flush(
     stats: &Stats,
     buf: &mut Vec<Record>,
     seen_written: &mut HashMap<uuid::Uuid, (chrono::DateTime<Utc>, Option<MacAddr>)>,
+    held: &mut Held,
 ) {
-    if buf.is_empty() {
+    if buf.is_empty() && held.decisions.is_empty() {
         return;
     }
-    let mut decisions = Vec::with_capacity(buf.len());
+    let mut decisions: Vec<DecisionRecord> = held.decisions.drain(..).collect();
+    decisions.reserve(buf.len());
     let mut seen: HashMap<uuid::Uuid, Sighting> = HashMap::new();
     for r in buf.drain(..) {
         match r {
@@ -143,12 +176,43 @@ async fn flush(
             }
         }
     }
+    let waiting = held.retry_at.is_some_and(|t| std::time::Instant::now() < t);
+    if waiting {
+        held.hold(decisions, stats);
+        return;
+    }
     if !decisions.is_empty() {
-        if let Err(e) = store.insert_decisions(&decisions).await {
-            tracing::error!(error = %e, count = decisions.len(), "storing decisions failed");
-            stats
-                .decisions_lost
-                .fetch_add(decisions.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let written = tokio::time::timeout(WRITE_WITHIN, store.insert_decisions(&decisions)).await;
+        let failure = match written {
+            Ok(Ok(())) => None,
+            // refused rather than unreachable: holding them would not help
+            Ok(Err(e)) if !e.is_unavailable() => {
+                tracing::error!(error = %e, count = decisions.len(), "storing decisions failed");
+                stats
+                    .decisions_lost
+                    .fetch_add(decisions.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {} s", WRITE_WITHIN.as_secs())),
+        };
+        match failure {
+            None => {
+                if held.retry_at.take().is_some() {
+                    tracing::info!(
+                        count = decisions.len(),
+                        "decisions held during the outage stored"
+                    );
+                }
+            }
+            Some(e) => {
+                if held.retry_at.is_none() {
+                    tracing::error!(error = %e, count = decisions.len(), "storing decisions failed; holding them (at most {MAX_HELD}) until the database takes them");
+                }
+                held.retry_at = Some(std::time::Instant::now() + RETRY_AFTER);
+                held.hold(decisions, stats);
+                return;
+            }
         }
     }
     if !seen.is_empty() {
