@@ -7,7 +7,7 @@ mod radius;
 mod table;
 mod token;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use poortwachter::config::{redact_url, Config};
 use poortwachter::registry::{AuditFilter, Change, Registry, Rules};
@@ -107,11 +107,13 @@ pub async fn run(args: Args) -> Result<()> {
         rules(&config),
     )
     .await
-    .with_context(|| {
-        format!(
-            "cannot open the registry ({})",
-            redact_url(&config.database.url)
-        )
+    .map_err(|e| {
+        let url = redact_url(&config.database.url);
+        if e.is_unavailable() {
+            anyhow::anyhow!("the registry database is UNREACHABLE ({url}): {e}\n(a running `serve` keeps answering RADIUS from its last-known-good data meanwhile; see `GET /api/v1/ready`)")
+        } else {
+            anyhow::anyhow!("cannot open the registry ({url}): {e}")
+        }
     })?;
     registry.migrate().await?;
     let ctx = Context {

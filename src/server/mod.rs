@@ -1034,6 +1034,9 @@ async fn recover(shared: &Shared) -> bool {
     true
 }
 
+/// The longest a periodic snapshot may take.
+const SNAPSHOT_WITHIN: Duration = Duration::from_secs(30);
+
 /// Writes the last-known-good snapshot every `every` and once more at the stop, while the
 /// registry answers (a degraded node keeps the snapshot it has).
 async fn keep_snapshot(
@@ -1054,16 +1057,24 @@ async fn keep_snapshot(
             let bound = if last {
                 Duration::from_millis(1_500)
             } else {
-                every
+                SNAPSHOT_WITHIN
             };
-            match tokio::time::timeout(bound, write_snapshot(&shared, &dir)).await {
-                Ok(Ok(n)) => tracing::debug!(devices = n, dir = %dir.display(), "snapshot written"),
-                Ok(Err(e)) => {
+            // a stop ends a periodic write too (the last snapshot stays)
+            let written = tokio::select! {
+                w = tokio::time::timeout(bound, write_snapshot(&shared, &dir)) => Some(w),
+                _ = stop.changed(), if !last => None,
+            };
+            match written {
+                Some(Ok(Ok(n))) => {
+                    tracing::debug!(devices = n, dir = %dir.display(), "snapshot written")
+                }
+                Some(Ok(Err(e))) => {
                     tracing::warn!(error = %e, dir = %dir.display(), "cannot write the last-known-good snapshot")
                 }
-                Err(_) => {
+                Some(Err(_)) => {
                     tracing::warn!("writing the last-known-good snapshot took too long; abandoned")
                 }
+                None => return,
             }
         }
         if last {

@@ -66,8 +66,9 @@ async fn write_loop(
     retention: chrono::Duration,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
-    // per device: when its last-seen was last written, and from which MAC
     let mut held = Held::default();
+    let mut purging: Option<JoinHandle<()>> = None;
+    // per device: when its last-seen was last written, and from which MAC
     let mut seen_written: HashMap<uuid::Uuid, (chrono::DateTime<Utc>, Option<MacAddr>)> =
         HashMap::new();
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
@@ -77,25 +78,11 @@ async fn write_loop(
         tokio::select! {
             _ = tick.tick() => {}
             _ = purge.tick() => {
-                let before = Utc::now() - retention;
-                match store.purge_decisions(before).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, %before, "purged old decisions"),
-                    Err(e) => tracing::warn!(error = %e, "purging old decisions failed"),
-                }
-                // posture reports too, each device's latest kept
-                match crate::registry::posture::PostureStore::purge_posture_reports(&*store, before)
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, %before, "purged old posture reports"),
-                    Err(e) => tracing::warn!(error = %e, "purging old posture reports failed"),
-                }
-                // Disconnect/CoA requests sent are kept as long as decisions
-                match store.purge_coa_requests(before).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, %before, "purged old Disconnect/CoA requests"),
-                    Err(e) => tracing::warn!(error = %e, "purging old Disconnect/CoA requests failed"),
+                // on a task of its own: a slow or unreachable database must not hold the
+                // decision writes (or the last flush at a stop)
+                if purging.as_ref().is_none_or(|p| p.is_finished()) {
+                    let before = Utc::now() - retention;
+                    purging = Some(tokio::spawn(purge_old(store.clone(), before)));
                 }
                 continue;
             }
@@ -114,8 +101,33 @@ async fn write_loop(
         };
         flush(&*store, &stats, &mut buf, &mut seen_written, &mut held).await;
         if closed {
+            if let Some(p) = purging {
+                p.abort();
+            }
             return;
         }
+    }
+}
+
+/// Deletes what is past its retention: decisions, posture reports (each device's latest
+/// kept) and Disconnect/CoA requests.
+async fn purge_old(store: Arc<dyn Store>, before: chrono::DateTime<Utc>) {
+    match store.purge_decisions(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, %before, "purged old decisions"),
+        Err(e) => tracing::warn!(error = %e, "purging old decisions failed"),
+    }
+    // posture reports too, each device's latest kept
+    match crate::registry::posture::PostureStore::purge_posture_reports(&*store, before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, %before, "purged old posture reports"),
+        Err(e) => tracing::warn!(error = %e, "purging old posture reports failed"),
+    }
+    // Disconnect/CoA requests sent are kept as long as decisions
+    match store.purge_coa_requests(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, %before, "purged old Disconnect/CoA requests"),
+        Err(e) => tracing::warn!(error = %e, "purging old Disconnect/CoA requests failed"),
     }
 }
 
