@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::activity::{DecisionRecord, Sighting};
+use crate::activity::{DecisionAggregate, DecisionRecord, Sighting};
 use crate::mac::MacAddr;
 use crate::registry::Store;
 
@@ -21,6 +21,8 @@ use super::stats::Stats;
 pub enum Record {
     /// An access decision.
     Decision(DecisionRecord),
+    /// A minute's count of decisions about unregistered devices.
+    Aggregate(DecisionAggregate),
     /// A device authenticated.
     Seen(Sighting),
 }
@@ -82,6 +84,11 @@ async fn write_loop(
                     Ok(n) => tracing::info!(deleted = n, %before, "purged old decisions"),
                     Err(e) => tracing::warn!(error = %e, "purging old decisions failed"),
                 }
+                match store.purge_decision_aggregates(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, %before, "purged old unknown-device counts"),
+                    Err(e) => tracing::warn!(error = %e, "purging old unknown-device counts failed"),
+                }
                 // posture reports too, each device's latest kept
                 match crate::registry::posture::PostureStore::purge_posture_reports(&*store, before)
                     .await
@@ -128,10 +135,12 @@ async fn flush(
         return;
     }
     let mut decisions = Vec::with_capacity(buf.len());
+    let mut counts = Vec::new();
     let mut seen: HashMap<uuid::Uuid, Sighting> = HashMap::new();
     for r in buf.drain(..) {
         match r {
             Record::Decision(d) => decisions.push(d),
+            Record::Aggregate(a) => counts.push(a),
             Record::Seen(s) => {
                 // a new MAC (a randomized address, another adapter) is written at once
                 let recent = seen_written
@@ -149,6 +158,15 @@ async fn flush(
             stats
                 .decisions_lost
                 .fetch_add(decisions.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    if !counts.is_empty() {
+        if let Err(e) = store.insert_decision_aggregates(&counts).await {
+            tracing::error!(error = %e, count = counts.len(), "storing unknown-device counts failed");
+            let lost: u64 = counts.iter().map(|a| a.count).sum();
+            stats
+                .decisions_lost
+                .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
         }
     }
     if !seen.is_empty() {
