@@ -204,7 +204,7 @@ pub async fn why(
         return Ok(());
     }
     // newest first, exact decisions and minute counts together
-    lines.sort_by(|a, b| b.0.cmp(&a.0));
+    lines.sort_by_key(|l| std::cmp::Reverse(l.0));
     for (_, line) in lines.iter().take(limit as usize) {
         println!("{line}");
     }
