@@ -5,7 +5,7 @@
 //! every decision is accounted for. Pure: the clock is passed in.
 //!
 //! Bounded in bytes: a key whose decision was stored keeps only its key, time and count (about
-//! 150 bytes with the hash table and the expiry queue); a full record is held only once a
+//! 280 bytes with the hash table and the expiry queue); a full record is held only once a
 //! decision has been folded into it, and only for `max_held` keys at once. When the table is
 //! full the key stored longest ago goes first (its pending count written out); when the held
 //! records are, a decision that would be folded is stored instead. Memory stays fixed;

@@ -54,14 +54,15 @@ const MAX_BACKLOG: usize = 4_096;
 /// cores); more are dropped and counted, and the NAS retransmits.
 pub(super) const EAP_BACKLOG: usize = 1_024;
 
-/// Requests the duplicate cache remembers, and bytes of replies it holds: about 17 MB at most
-/// (`dedup::ENTRY_BYTES` each, plus the replies), and five seconds of requests up to 13,000
-/// requests/s; beyond that rate a retransmission may be decided again, which is harmless.
+/// Requests the duplicate cache remembers, and bytes of replies it holds: about 24 MB at most
+/// (`dedup::ENTRY_BYTES`, some 240 bytes, each, plus the replies), and five seconds of requests
+/// up to 13,000 requests/s; beyond that rate a retransmission may be decided again, which is
+/// harmless.
 const DEDUP_ENTRIES: usize = 65_536;
 const DEDUP_REPLY_BYTES: usize = 8 << 20;
 
-/// Keys the decision folding remembers (about 150 bytes each) and full records it holds (up to
-/// about 1.5 KB each): under 12 MB in all. Decisions about unregistered devices never reach it
+/// Keys the decision folding remembers (about 280 bytes each with the expiry queue) and full
+/// records it holds (up to about 1.5 KB each): under 16 MB in all. Decisions about unregistered devices never reach it
 /// (they are counted per minute instead), so the keys are registered devices seen within the
 /// window.
 const COALESCE_KEYS: usize = 32_768;
