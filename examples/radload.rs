@@ -44,7 +44,7 @@ struct Args {
     /// Called-Station-Id (AP MAC and SSID).
     #[arg(long, default_value = "00-11-22-33-44-55:Gemeente-Werkplek")]
     called_station_id: String,
-    /// Expect every answer to be an accept or a reject.
+    /// Expect every answer to be an `accept`, a `reject` or a `challenge`.
     #[arg(long, default_value = "any")]
     expect: String,
     /// Server process to measure CPU for.
@@ -59,6 +59,10 @@ struct Args {
     /// Accept replies without a Message-Authenticator (FreeRADIUS 3.2.1 sends none with PAP).
     #[arg(long)]
     allow_reply_without_ma: bool,
+    /// Instead of MAB, start an EAP conversation (EAP-Response/Identity, the MAC as the
+    /// identity) that is never continued: an EAP flood. Answers are Access-Challenges.
+    #[arg(long)]
+    eap_identity: bool,
 }
 
 /// utime + stime of a process, in seconds.
@@ -156,6 +160,27 @@ fn main() -> Result<()> {
         );
         let auth = rng.authenticator();
         let mut b = Builder::with_message_authenticator(code::ACCESS_REQUEST, id);
+        if args.eap_identity {
+            // EAP-Response/Identity (RFC 3748 §5.1): code 2, identifier, length, type 1
+            let mut eap = vec![2, id, 0, 0, 1];
+            eap.extend_from_slice(mac.as_bytes());
+            let len = (eap.len() as u16).to_be_bytes();
+            eap[2..4].copy_from_slice(&len);
+            let ok = b
+                .add_text(dict::USER_NAME, &mac)
+                .and_then(|b| b.add(dict::EAP_MESSAGE, &eap))
+                .and_then(|b| b.add_text(dict::CALLING_STATION_ID, &mac.to_uppercase()))
+                .and_then(|b| b.add_text(dict::CALLED_STATION_ID, &args.called_station_id))
+                .and_then(|b| b.add(dict::NAS_IP_ADDRESS, &[127, 0, 0, 1]))
+                .and_then(|b| b.add_u32(dict::NAS_PORT_TYPE, 19))
+                .and_then(|b| b.add_u32(dict::SERVICE_TYPE, 2))
+                .and_then(|b| b.add_u32(dict::FRAMED_MTU, 1400))
+                .is_ok();
+            debug_assert!(ok);
+            let (mut buf, off) = b.into_unsigned();
+            sign_request(&mut buf, off, &auth, secret);
+            return (buf, auth);
+        }
         let ok = b
             .add_text(dict::USER_NAME, &mac)
             .and_then(|b| {
@@ -188,6 +213,7 @@ fn main() -> Result<()> {
     let mut latencies: Vec<u32> = Vec::with_capacity(args.count.min(10_000_000) as usize);
     let (mut sent, mut accepts, mut rejects, mut lost, mut invalid, mut unexpected) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut challenges = 0u64;
     let start = Instant::now();
     let mut free: Vec<u8> = (0..args.concurrency).map(|i| i as u8).collect();
     let mut buf = [0u8; 4096];
@@ -234,6 +260,7 @@ fn main() -> Result<()> {
                 match p.code() {
                     code::ACCESS_ACCEPT => accepts += 1,
                     code::ACCESS_REJECT => rejects += 1,
+                    code::ACCESS_CHALLENGE => challenges += 1,
                     _ => unexpected += 1,
                 }
                 free.push(p.identifier());
@@ -283,8 +310,9 @@ fn main() -> Result<()> {
     }
     let rps = answered as f64 / elapsed;
     let wrong = match args.expect.as_str() {
-        "accept" => rejects + unexpected,
-        "reject" => accepts + unexpected,
+        "accept" => rejects + challenges + unexpected,
+        "reject" => accepts + challenges + unexpected,
+        "challenge" => accepts + rejects + unexpected,
         _ => unexpected,
     };
     if args.json {
@@ -292,6 +320,7 @@ fn main() -> Result<()> {
             "{}",
             serde_json::json!({
                 "sent": sent, "answered": answered, "accepts": accepts, "rejects": rejects,
+                "challenges": challenges,
                 "lost": lost, "invalid": invalid, "unexpected": wrong,
                 "elapsed_s": elapsed, "rps": rps,
                 "p50_us": pct(0.50), "p99_us": pct(0.99), "max_us": latencies.last().copied().unwrap_or(0),

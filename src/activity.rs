@@ -45,6 +45,42 @@ pub struct DecisionRecord {
     pub degraded: bool,
 }
 
+/// Decisions about requests that named no registered device (unknown MACs, registration
+/// answers, refused handshakes), counted per client, access point, method, outcome, reason and
+/// minute instead of stored one row each: a flood of never-seen MACs grows the log by a
+/// bounded number of rows per minute, and `why` still finds a refused MAC in the sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionAggregate {
+    /// Row id (0 before it is stored).
+    pub id: i64,
+    /// The start of the minute counted.
+    pub minute: DateTime<Utc>,
+    /// The client by its configured name.
+    pub nas: String,
+    /// The access point: NAS-IP-Address, else the source address; [`AGGREGATE_OTHER_AP`]
+    /// for the overflow once too many access points were counted at once.
+    pub ap: String,
+    /// `mab` or `eap-tls`.
+    pub method: String,
+    /// `accept` (registration VLAN) or `reject`.
+    pub outcome: String,
+    /// Stable reason code (see `policy::Reason`).
+    pub reason: String,
+    /// Requests counted in that minute.
+    pub count: u64,
+    /// The first distinct MACs counted, at most [`AGGREGATE_SAMPLE`].
+    pub macs: Vec<MacAddr>,
+    /// The first decision's message, as an example.
+    pub message: String,
+}
+
+/// Distinct MACs kept per aggregate row: enough for `why` about a refused device outside a
+/// flood, a fixed cost per row in one.
+pub const AGGREGATE_SAMPLE: usize = 32;
+
+/// The access point of the aggregate row that takes what no longer fits in its own row.
+pub const AGGREGATE_OTHER_AP: &str = "other";
+
 /// Which decisions to read, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct DecisionFilter {

@@ -385,8 +385,26 @@ both_stores!(mab_decision_table, |backend| async move {
     rig.stop().await;
     assert_eq!(rig.counter(|s| &s.accepts), 6);
     assert_eq!(rig.counter(|s| &s.rejects), 4);
-    // every decision stored, with its reason
-    for (mac, want, vlan, reason) in cases {
+    // every decision stored, with its reason; the unknown device's counted in its minute
+    let unknown = MacAddr::parse_any("02-00-00-00-00-99").expect("mac");
+    let counted = rig
+        .registry
+        .store()
+        .decision_aggregates(unknown, 5)
+        .await
+        .expect("counts");
+    assert_eq!(counted.len(), 1);
+    assert_eq!(
+        (
+            counted[0].reason.as_str(),
+            counted[0].count,
+            counted[0].nas.as_str()
+        ),
+        ("unknown_device", 1, "ap-test")
+    );
+    assert_eq!(counted[0].macs, vec![unknown]);
+    assert_eq!(rig.db.count("decision_aggregates").await, 1);
+    for (mac, want, vlan, reason) in cases.iter().filter(|c| c.3 != "unknown_device") {
         let found = rig
             .registry
             .store()
@@ -439,7 +457,7 @@ both_stores!(mab_decision_table, |backend| async move {
         .expect("device");
     assert_eq!(seen.last_seen_nas.as_deref(), Some("ap-test"));
     assert_eq!(seen.last_seen_ssid.as_deref(), Some("Gemeente-Werkplek"));
-    assert_eq!(rig.db.count("decisions").await, 10);
+    assert_eq!(rig.db.count("decisions").await, 9);
 });
 
 both_stores!(

@@ -1048,6 +1048,75 @@ both_stores!(sessions_and_decision_retention, |b| async move {
     );
 });
 
+both_stores!(
+    unknown_device_counts_are_found_by_mac_and_purged,
+    |b| async move {
+        use poortwachter::activity::{DecisionAggregate, AGGREGATE_SAMPLE};
+        let (db, reg) = registry(b, 3).await;
+        let store = reg.store();
+        let t0 = now();
+        let sample: Vec<MacAddr> = (0..AGGREGATE_SAMPLE as u32)
+            .map(|n| mac(&format!("02:66:00:00:00:{n:02x}")))
+            .collect();
+        let row = |minute: chrono::DateTime<Utc>, ap: &str, macs: Vec<MacAddr>| DecisionAggregate {
+            id: 0,
+            minute,
+            nas: "ap-1".into(),
+            ap: ap.into(),
+            method: "mab".into(),
+            outcome: "reject".into(),
+            reason: "unknown_device".into(),
+            count: 1_000_000,
+            macs,
+            message: "rejected: MAC 02:66:00:00:00:00 is not registered".into(),
+        };
+        store
+            .insert_decision_aggregates(&[
+                row(t0 - Duration::days(100), "10.0.0.1", sample.clone()),
+                row(t0 - Duration::minutes(1), "10.0.0.1", sample.clone()),
+                row(t0, "other", sample[5..7].to_vec()),
+            ])
+            .await
+            .unwrap();
+        // newest first; a MAC is found only where the sample holds it
+        let found = store.decision_aggregates(sample[5], 10).await.unwrap();
+        assert_eq!(found.len(), 3);
+        assert_eq!((found[0].minute, found[0].ap.as_str()), (t0, "other"));
+        assert_eq!(found[1].macs, sample);
+        assert_eq!(found[1].count, 1_000_000);
+        assert_eq!(
+            found[1].message,
+            "rejected: MAC 02:66:00:00:00:00 is not registered"
+        );
+        assert_eq!(
+            store.decision_aggregates(sample[0], 1).await.unwrap().len(),
+            1
+        );
+        assert_eq!(
+            store
+                .decision_aggregates(sample[0], 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(store
+            .decision_aggregates(mac("02:66:00:00:01:00"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // retention: the same as decisions
+        assert_eq!(
+            store
+                .purge_decision_aggregates(t0 - Duration::days(90))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(db.count("decision_aggregates").await, 2);
+    }
+);
+
 both_stores!(sessions_out_of_order_and_per_access_point, |b| async move {
     use poortwachter::activity::{AcctKind, SessionFilter};
     let (db, reg) = registry(b, 3).await;

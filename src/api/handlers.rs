@@ -642,13 +642,23 @@ pub async fn decisions(
         username: q.username,
         limit: Some(check_limit(q.limit, 20)?),
     };
-    let found = state
-        .registry
-        .store()
+    let store = state.registry.store();
+    let found = store
         .decisions(&filter)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(serde_json::json!({ "items": found })))
+    // requests for unregistered devices are counted per minute, not stored one row each: for
+    // a MAC, the minutes whose sample holds it
+    let counted = match filter.mac {
+        Some(mac) => store
+            .decision_aggregates(mac, filter.limit.unwrap_or(20))
+            .await
+            .map_err(|e| ApiError::internal(&e))?,
+        None => Vec::new(),
+    };
+    Ok(Json(
+        serde_json::json!({ "items": found, "counted": counted }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -189,7 +189,10 @@ pub fn document() -> Value {
                 query("mac", json!({"type": "string"}), "Only this MAC"),
                 query("username", json!({"type": "string"}), "Only devices of this owner"),
                 query("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}), "How many"),
-            ], merge(json!({"200": ok("Decisions", items_of("Decision"))}), errors(&["400"])))},
+            ], merge(json!({"200": ok("Decisions; with `mac`, also the minute counts of requests for unregistered devices whose MAC sample holds it (`counted`)",
+                json!({"type": "object", "properties": {
+                    "items": {"type": "array", "items": reference("Decision")},
+                    "counted": {"type": "array", "items": reference("DecisionAggregate")}}}))}), errors(&["400"])))},
             "/metrics": {"get": {"summary": "RADIUS counters (accepts, rejects, challenges, drops by reason) and the EAP conversation table, in the Prometheus text format; served by `poortwachter serve`",
                 "security": [{"bearer": []}],
                 "responses": {"200": {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -274,6 +277,7 @@ fn schemas() -> Value {
             "applied": {"type": "boolean"}}},
         "Session": {"type": "object"},
         "Decision": {"type": "object"},
+        "DecisionAggregate": {"type": "object", "description": "Requests for unregistered devices in one minute, per client, access point (`ap`), method, outcome and reason: `count`, and the first 32 distinct `macs`"},
         "AuditEntry": {"type": "object", "properties": {
             "id": {"type": "integer"}, "at": time, "actor": s, "action": s,
             "target_type": s, "target_id": s, "before": {}, "after": {}}},

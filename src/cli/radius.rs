@@ -190,16 +190,19 @@ pub async fn why(
     if json {
         return table::print_json(&found);
     }
+    let mut registered = false;
+    let mut counted = Vec::new();
     if let Some(mac) = filter.mac {
         if let Some(device) = store.device_by_mac(mac).await? {
+            registered = true;
             print_posture(config, store, &device).await?;
         }
-    }
-    if found.is_empty() {
-        println!("no decisions recorded for {who} (kept for the retention period)");
-        return Ok(());
+        // a request for an unregistered device is counted per minute, not stored one row
+        // each: found when the MAC is in that minute's sample
+        counted = store.decision_aggregates(mac, limit).await?;
     }
     let tz = config.policy.timezone;
+    let mut lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
     for d in &found {
         let at = d.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S");
         let repeats = if d.repeats > 0 {
@@ -208,7 +211,7 @@ pub async fn why(
             String::new()
         };
         // the User-Name, SSID and message come from the network: escaped, never raw
-        println!(
+        let line = format!(
             "{at}  {}  via {}{}  {}{repeats}",
             d.mac
                 .map(|m| m.to_string())
@@ -220,6 +223,51 @@ pub async fn why(
                 .unwrap_or_default(),
             escape(&d.message)
         );
+        lines.push((d.at, line));
+    }
+    for (mac, a) in filter
+        .mac
+        .iter()
+        .flat_map(|m| counted.iter().map(move |a| (m, a)))
+    {
+        let at = a.minute.with_timezone(&tz).format("%Y-%m-%d %H:%M");
+        let what = if a.outcome == "accept" {
+            "put in the registration VLAN as an unknown device"
+        } else {
+            "refused as an unknown device"
+        };
+        lines.push((
+            a.minute,
+            format!(
+                "{at}     {mac}  via {}  {what}, {} request(s) from client {}/AP {} in that \
+                 minute ({} distinct MAC(s) sampled, this one among them)",
+                escape(&a.nas),
+                a.count,
+                escape(&a.nas),
+                escape(&a.ap),
+                a.macs.len(),
+            ),
+        ));
+    }
+    if lines.is_empty() {
+        println!("no decisions recorded for {who} (kept for the retention period)");
+        if let (Some(mac), false) = (filter.mac, registered) {
+            let answer = match config.policy.unknown_device {
+                poortwachter::policy::UnknownDevice::Registration
+                    if config.vlans.registration.is_some() =>
+                {
+                    "put in the registration VLAN"
+                }
+                _ => "refused",
+            };
+            println!("{mac} is not registered: a request from it is {answer} as an unknown device");
+        }
+        return Ok(());
+    }
+    // newest first, exact decisions and minute counts together
+    lines.sort_by_key(|l| std::cmp::Reverse(l.0));
+    for (_, line) in lines.iter().take(limit as usize) {
+        println!("{line}");
     }
     Ok(())
 }

@@ -161,6 +161,71 @@ macro_rules! impl_activity_store {
                 Ok(deleted)
             }
 
+            async fn insert_decision_aggregates(
+                &self,
+                rows: &[$crate::activity::DecisionAggregate],
+            ) -> Result<(), StoreError> {
+                // a few rows a minute, however many requests they count: one statement each
+                let mut tx = self.pool.begin().await?;
+                for r in rows {
+                    let macs = r
+                        .macs
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    sqlx::query(
+                        "INSERT INTO decision_aggregates (minute, nas, ap, method, outcome, \
+                         reason, count, macs, message) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(r.minute)
+                    .bind(&r.nas)
+                    .bind(&r.ap)
+                    .bind(&r.method)
+                    .bind(&r.outcome)
+                    .bind(&r.reason)
+                    .bind(i64::try_from(r.count).unwrap_or(i64::MAX))
+                    .bind(macs)
+                    .bind(&r.message)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn decision_aggregates(
+                &self,
+                mac: $crate::mac::MacAddr,
+                limit: u32,
+            ) -> Result<Vec<$crate::activity::DecisionAggregate>, StoreError> {
+                // no index: a scan of a table that grows by a bounded number of rows an
+                // hour, for the helpdesk; MACs are comma-separated, so a match never spans two
+                let sql = format!(
+                    "SELECT {} FROM decision_aggregates WHERE macs LIKE $1 \
+                     ORDER BY minute DESC, id DESC LIMIT $2",
+                    rows::AGGREGATE_COLUMNS,
+                );
+                let found = sqlx::query(&sql)
+                    .bind(format!("%{mac}%"))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                found.iter().map(rows::aggregate).collect()
+            }
+
+            async fn purge_decision_aggregates(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM decision_aggregates WHERE minute < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn record_sightings(
                 &self,
                 seen: &[$crate::activity::Sighting],

@@ -173,6 +173,42 @@ fn opt_mac(column: &str, s: Option<String>) -> Result<Option<MacAddr>, StoreErro
     .transpose()
 }
 
+/// Columns of `decision_aggregates`.
+pub const AGGREGATE_COLUMNS: &str =
+    "id, minute, nas, ap, method, outcome, reason, count, macs, message";
+
+/// Decodes a minute's count of unknown-device decisions from [`AGGREGATE_COLUMNS`].
+pub fn aggregate<'r, R>(row: &'r R) -> Result<crate::activity::DecisionAggregate, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let count: i64 = row.try_get("count")?;
+    let macs: String = row.try_get("macs")?;
+    let macs = macs
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            MacAddr::parse_any(m).map_err(|e| StoreError::Corrupt(format!("column macs: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(crate::activity::DecisionAggregate {
+        id: row.try_get("id")?,
+        minute: row.try_get("minute")?,
+        nas: row.try_get("nas")?,
+        ap: row.try_get("ap")?,
+        method: row.try_get("method")?,
+        outcome: row.try_get("outcome")?,
+        reason: row.try_get("reason")?,
+        count: u64::try_from(count).unwrap_or(0),
+        macs,
+        message: row.try_get("message")?,
+    })
+}
+
 /// Columns of `decisions`.
 pub const DECISION_COLUMNS: &str = "id, at, nas, nas_ip, username, mac, ssid, method, \
      device_id, owner, outcome, vlan, reason, message, repeats, degraded";

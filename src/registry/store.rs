@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::activity::{
-    AccountingUpdate, DecisionFilter, DecisionRecord, Session, SessionFilter, Sighting,
+    AccountingUpdate, DecisionAggregate, DecisionFilter, DecisionRecord, Session, SessionFilter,
+    Sighting,
 };
 use crate::mac::MacAddr;
 use crate::model::{AuditEntry, Device, DeviceStatus, Owner};
@@ -183,6 +184,19 @@ pub trait ActivityStore: Send + Sync + 'static {
     async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, StoreError>;
     /// Deletes decisions taken before `before`; returns how many.
     async fn purge_decisions(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Appends minute counts of decisions about unregistered devices, in one transaction.
+    async fn insert_decision_aggregates(
+        &self,
+        rows: &[DecisionAggregate],
+    ) -> Result<(), StoreError>;
+    /// The minute counts whose MAC sample holds `mac`, newest first.
+    async fn decision_aggregates(
+        &self,
+        mac: MacAddr,
+        limit: u32,
+    ) -> Result<Vec<DecisionAggregate>, StoreError>;
+    /// Deletes the counts of minutes before `before`; returns how many.
+    async fn purge_decision_aggregates(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Records when and where devices were last seen, in one transaction.
     async fn record_sightings(&self, seen: &[Sighting]) -> Result<(), StoreError>;
     /// Applies one Accounting Start, Interim-Update or Stop to its session. Applying an update

@@ -18,7 +18,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use ipnetwork::IpNetwork;
 use zeroize::Zeroizing;
 
-use crate::activity::{DecisionRecord, Sighting};
+use crate::activity::{DecisionAggregate, DecisionRecord, Sighting, AGGREGATE_OTHER_AP};
 use crate::eap::eaptls::Established;
 use crate::eap::tls::Refusal;
 use crate::eap::{Answer, EapFailure, EapServer, Incoming, Suspended};
@@ -33,6 +33,7 @@ use crate::secret::Secret;
 use crate::sync::lock;
 
 use super::acct::{self, AcctAction};
+use super::aggregate::{self, Aggregator, Ap, Tally};
 use super::cache::Subject;
 use super::coalesce::{self, Coalescer, Fold};
 use super::dedup::{DedupCache, Key, Seen};
@@ -156,7 +157,7 @@ impl Answering {
     /// Caches `reply` for retransmissions (before it is sent: a retransmission that overtakes
     /// a slow answer must find it).
     fn answered(mut self, reply: &[u8]) {
-        lock(&self.dedup).answered(&self.key, reply.to_vec());
+        lock(&self.dedup).answered(&self.key, reply);
         self.done = true;
     }
 }
@@ -320,14 +321,20 @@ impl std::fmt::Debug for AcctWork {
     }
 }
 
-/// The request path's state: clients, rules, the reply cache, the decision folding, the EAP
-/// engine and the counters.
+/// Access points counted apart at once in the unknown-device counts (beyond them, each
+/// client's overflow row): with at most [`crate::activity::AGGREGATE_SAMPLE`] MACs and a 160-character message
+/// a key costs under 600 bytes, so the counts stay under about 1.2 MB with the overflow keys.
+pub const AGGREGATE_KEYS: usize = 1_024;
+
+/// The request path's state: clients, rules, the reply cache, the decision folding, the
+/// unknown-device counts, the EAP engine and the counters.
 pub struct Access {
     clients: Vec<Client>,
     rules: policy::Rules,
     stats: Arc<Stats>,
     dedup: Arc<Mutex<DedupCache>>,
     coalescer: Mutex<Coalescer>,
+    aggregator: Mutex<Aggregator>,
     eap: Option<Arc<EapServer>>,
 }
 
@@ -377,6 +384,7 @@ impl Access {
             stats,
             dedup: Arc::new(Mutex::new(dedup)),
             coalescer: Mutex::new(coalescer),
+            aggregator: Mutex::new(Aggregator::new(AGGREGATE_KEYS)),
             eap,
         }
     }
@@ -396,16 +404,23 @@ impl Access {
         &self.stats
     }
 
-    /// Folded decisions whose window has passed, for the decision log.
-    pub fn sweep(&self, now: Instant) -> Vec<Record> {
-        let swept = lock(&self.coalescer).sweep(now);
-        swept.into_iter().map(Record::Decision).collect()
+    /// Folded decisions whose window has passed, and counts whose minute is over, for the
+    /// decision log.
+    pub fn sweep(&self, now: Now) -> Vec<Record> {
+        let swept = lock(&self.coalescer).sweep(now.mono);
+        let counted = lock(&self.aggregator).sweep(now.wall);
+        let mut out: Vec<Record> = swept.into_iter().map(Record::Decision).collect();
+        out.extend(counted.into_iter().map(|t| self.aggregate(t)));
+        out
     }
 
-    /// Every folded decision, at shutdown.
+    /// Every folded decision and count, at shutdown.
     pub fn drain(&self) -> Vec<Record> {
         let drained = lock(&self.coalescer).drain();
-        drained.into_iter().map(Record::Decision).collect()
+        let counted = lock(&self.aggregator).drain();
+        let mut out: Vec<Record> = drained.into_iter().map(Record::Decision).collect();
+        out.extend(counted.into_iter().map(|t| self.aggregate(t)));
+        out
     }
 
     fn client_for(&self, ip: IpAddr) -> Option<usize> {
@@ -941,8 +956,10 @@ impl Access {
         Step::Send(Reply { bytes, records })
     }
 
-    /// What a decision leaves for the decision log: repeats within the window are folded
-    /// into one row; an authenticated accept moves the device's last-seen.
+    /// What a decision leaves for the decision log: a request for an unregistered device is
+    /// counted per client, access point and minute (a flood of never-seen MACs must not cost
+    /// a row each); repeats within the window are folded into one row; an authenticated
+    /// accept moves the device's last-seen.
     fn records(
         &self,
         req: &AuthRequest,
@@ -953,27 +970,73 @@ impl Access {
         let client = &self.clients[req.client];
         let at = now.wall.trunc_subsecs(6);
         let accepted = decision.outcome == Outcome::Accept;
+        if subject.is_none()
+            && matches!(
+                decision.reason,
+                Reason::UnknownDevice | Reason::Registration
+            )
+        {
+            let key = aggregate::Key {
+                client: req.client,
+                ap: Ap::Addr(req.nas_ip),
+                method: req.method.as_str(),
+                accept: accepted,
+                reason: decision.reason.as_str(),
+            };
+            let done = lock(&self.aggregator).count(key, req.mac, &decision.message, at);
+            return done.into_iter().map(|t| self.aggregate(t)).collect();
+        }
         let device = subject.map(|s| &s.0);
         let owner = subject.map(|s| &s.1);
+        let Decision {
+            outcome,
+            vlan,
+            reason,
+            message,
+            ..
+        } = decision;
+        let vlan = vlan.map(|v| v.get());
+        let record = |repeats: u32, message: String| DecisionRecord {
+            id: 0,
+            at,
+            nas: client.name.clone(),
+            nas_ip: Some(req.nas_ip.to_string()),
+            username: req.username.chars().take(253).collect(),
+            mac: req.mac,
+            ssid: req.ssid.clone(),
+            method: req.method.as_str().to_string(),
+            device_id: device.map(|d| d.id),
+            owner: owner.map(|o| o.username.clone()),
+            outcome: outcome.as_str().to_string(),
+            vlan,
+            reason: reason.as_str().to_string(),
+            message,
+            repeats,
+            degraded: req.degraded,
+        };
         // a degraded decision keeps its own row: folded, it would hide that it was degraded
         let fold_key = req.mac.filter(|_| !req.degraded).map(|mac| coalesce::Key {
             client: req.client,
             mac,
             accept: accepted,
-            reason: decision.reason.as_str(),
-            vlan: decision.vlan.map(|v| v.get()),
+            reason: reason.as_str(),
+            vlan,
         });
+        let mut out = Vec::with_capacity(2);
         let repeats = match fold_key {
             Some(key) => {
-                let folded = lock(&self.coalescer).fold(key, now.mono, at);
-                match folded {
+                let mut coalescer = lock(&self.coalescer);
+                match coalescer.fold(key, now.mono, at, || record(0, message.clone())) {
                     Fold::Folded => return Vec::new(),
-                    Fold::Store { repeats } => repeats,
+                    Fold::Store { repeats } => {
+                        let given_up = coalescer.stored(key, now.mono, at);
+                        out.extend(given_up.into_iter().map(Record::Decision));
+                        repeats
+                    }
                 }
             }
             None => 0,
         };
-        let mut out = Vec::with_capacity(2);
         // a request without a Message-Authenticator may be forged by anyone who can use the
         // client's source address: it does not move the device's last-seen
         if let (true, true, Some(d)) = (accepted, req.authenticated, device) {
@@ -985,30 +1048,27 @@ impl Access {
                 mac: req.mac,
             }));
         }
-        let record = DecisionRecord {
-            id: 0,
-            at,
-            nas: client.name.clone(),
-            nas_ip: Some(req.nas_ip.to_string()),
-            username: req.username.chars().take(253).collect(),
-            mac: req.mac,
-            ssid: req.ssid.clone(),
-            method: req.method.as_str().to_string(),
-            device_id: device.map(|d| d.id),
-            owner: owner.map(|o| o.username.clone()),
-            outcome: decision.outcome.as_str().to_string(),
-            vlan: decision.vlan.map(|v| v.get()),
-            reason: decision.reason.as_str().to_string(),
-            message: decision.message,
-            repeats,
-            degraded: req.degraded,
-        };
-        if let Some(key) = fold_key {
-            let given_up = lock(&self.coalescer).stored(key, Arc::new(record.clone()), now.mono);
-            out.extend(given_up.into_iter().map(Record::Decision));
-        }
-        out.push(Record::Decision(record));
+        out.push(Record::Decision(record(repeats, message)));
         out
+    }
+
+    /// A minute's count as the row the decision log stores.
+    fn aggregate(&self, t: Tally) -> Record {
+        Record::Aggregate(DecisionAggregate {
+            id: 0,
+            minute: t.minute,
+            nas: self.clients[t.key.client].name.clone(),
+            ap: match t.key.ap {
+                Ap::Addr(ip) => ip.to_string(),
+                Ap::Other => AGGREGATE_OTHER_AP.to_string(),
+            },
+            method: t.key.method.to_string(),
+            outcome: if t.key.accept { "accept" } else { "reject" }.to_string(),
+            reason: t.key.reason.to_string(),
+            count: t.count,
+            macs: t.macs,
+            message: t.message,
+        })
     }
 
     fn accounting_request(&self, data: &[u8], src: SocketAddr, now: Now) -> Step {
@@ -1264,8 +1324,8 @@ mod tests {
             clients,
             rules(),
             Arc::new(Stats::default()),
-            DedupCache::new(Duration::from_secs(5), 100),
-            Coalescer::new(Duration::ZERO, 100),
+            DedupCache::new(Duration::from_secs(5), 100, 1 << 20),
+            Coalescer::new(Duration::ZERO, 100, 100),
             None,
         )
     }
@@ -1397,7 +1457,7 @@ mod tests {
             .iter()
             .find_map(|r| match r {
                 Record::Decision(d) => Some(d.reason.clone()),
-                Record::Seen(_) => None,
+                Record::Aggregate(_) | Record::Seen(_) => None,
             })
             .unwrap_or_default()
     }

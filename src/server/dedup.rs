@@ -1,10 +1,22 @@
 //! Duplicate detection (RFC 5080 §2.2.2): a retransmitted request (same client, source
 //! address and port, identifier and authenticator) within the window gets the cached reply
 //! instead of a second decision. Pure: the clock is passed in.
+//!
+//! Bounded in bytes as well as in time: at most `max_entries` requests (each costs about
+//! [`ENTRY_BYTES`] in the hash table and the expiry queue) and `max_reply_bytes` of cached
+//! replies. A flood fills the cache up to its bound and then forgets the oldest requests
+//! early, as it would after the window: a retransmission of one of those is decided again.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// What one remembered request costs besides its reply, in bytes: its slot in the hash table
+/// (kept at most 7/8 full, so up to twice the slots in use) and its pair in the expiry queue.
+pub const ENTRY_BYTES: usize = 2 * (std::mem::size_of::<Key>() + std::mem::size_of::<Value>() + 1)
+    + std::mem::size_of::<(Instant, Key)>();
+
+type Value = (Instant, Option<Box<[u8]>>);
 
 /// What identifies one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,21 +54,26 @@ pub enum Seen {
     Answered(Vec<u8>),
 }
 
-/// The reply cache, bounded in time and in entries.
+/// The reply cache, bounded in time, in entries and in reply bytes.
 #[derive(Debug)]
 pub struct DedupCache {
     window: Duration,
     max_entries: usize,
-    entries: HashMap<Key, (Instant, Option<Vec<u8>>)>,
+    max_reply_bytes: usize,
+    reply_bytes: usize,
+    entries: HashMap<Key, Value>,
     order: VecDeque<(Instant, Key)>,
 }
 
 impl DedupCache {
-    /// A cache keeping replies for `window`, at most `max_entries` requests.
-    pub fn new(window: Duration, max_entries: usize) -> Self {
+    /// A cache keeping replies for `window`, at most `max_entries` requests and
+    /// `max_reply_bytes` of replies.
+    pub fn new(window: Duration, max_entries: usize, max_reply_bytes: usize) -> Self {
         DedupCache {
             window,
             max_entries: max_entries.max(1),
+            max_reply_bytes,
+            reply_bytes: 0,
             entries: HashMap::new(),
             order: VecDeque::new(),
         }
@@ -65,15 +82,24 @@ impl DedupCache {
     fn expire(&mut self, now: Instant) {
         while let Some((at, key)) = self.order.front().copied() {
             let too_old = now.saturating_duration_since(at) >= self.window;
-            if too_old || self.order.len() > self.max_entries {
+            if too_old
+                || self.order.len() > self.max_entries
+                || self.reply_bytes > self.max_reply_bytes
+            {
                 self.order.pop_front();
                 // a key forgotten and seen again has a newer entry: leave that one
                 if self.entries.get(&key).is_some_and(|(t, _)| *t == at) {
-                    self.entries.remove(&key);
+                    self.remove(&key);
                 }
             } else {
                 break;
             }
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some((_, Some(reply))) = self.entries.remove(key) {
+            self.reply_bytes -= reply.len();
         }
     }
 
@@ -84,7 +110,7 @@ impl DedupCache {
             return Seen::New;
         }
         match self.entries.get(&key) {
-            Some((_, Some(reply))) => Seen::Answered(reply.clone()),
+            Some((_, Some(reply))) => Seen::Answered(reply.to_vec()),
             Some((_, None)) => Seen::InProgress,
             None => {
                 self.entries.insert(key, (now, None));
@@ -95,20 +121,28 @@ impl DedupCache {
     }
 
     /// Stores the reply to a request marked by [`DedupCache::check`].
-    pub fn answered(&mut self, key: &Key, reply: Vec<u8>) {
+    pub fn answered(&mut self, key: &Key, reply: &[u8]) {
         if let Some((_, slot)) = self.entries.get_mut(key) {
-            *slot = Some(reply);
+            self.reply_bytes += reply.len();
+            if let Some(old) = slot.replace(reply.into()) {
+                self.reply_bytes -= old.len();
+            }
         }
     }
 
     /// Forgets a request that got no answer (dropped later), so a retransmission is processed.
     pub fn forget(&mut self, key: &Key) {
-        self.entries.remove(key);
+        self.remove(key);
     }
 
     /// Requests remembered.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Bytes of replies held.
+    pub fn reply_bytes(&self) -> usize {
+        self.reply_bytes
     }
 
     /// Whether nothing is remembered.
@@ -133,10 +167,10 @@ mod tests {
     #[test]
     fn retransmission_gets_the_same_reply_within_the_window() {
         let t0 = Instant::now();
-        let mut c = DedupCache::new(Duration::from_secs(5), 100);
+        let mut c = DedupCache::new(Duration::from_secs(5), 100, 1 << 20);
         assert_eq!(c.check(key(1), t0), Seen::New);
         assert_eq!(c.check(key(1), t0), Seen::InProgress);
-        c.answered(&key(1), b"reply".to_vec());
+        c.answered(&key(1), b"reply");
         assert_eq!(
             c.check(key(1), t0 + Duration::from_secs(4)),
             Seen::Answered(b"reply".to_vec())
@@ -150,7 +184,7 @@ mod tests {
     #[test]
     fn bounded_in_entries_and_forget() {
         let t0 = Instant::now();
-        let mut c = DedupCache::new(Duration::from_secs(5), 3);
+        let mut c = DedupCache::new(Duration::from_secs(5), 3, 1 << 20);
         for id in 0..10 {
             c.check(key(id), t0);
         }
@@ -162,12 +196,12 @@ mod tests {
     #[test]
     fn a_forgotten_key_seen_again_is_not_expired_by_its_old_entry() {
         let t0 = Instant::now();
-        let mut c = DedupCache::new(Duration::from_secs(5), 100);
+        let mut c = DedupCache::new(Duration::from_secs(5), 100, 1 << 20);
         c.check(key(1), t0);
         c.forget(&key(1));
         let t1 = t0 + Duration::from_secs(4);
         assert_eq!(c.check(key(1), t1), Seen::New);
-        c.answered(&key(1), b"r".to_vec());
+        c.answered(&key(1), b"r");
         // the first entry's time has passed; the second's has not
         assert_eq!(
             c.check(key(1), t0 + Duration::from_secs(6)),
@@ -176,9 +210,27 @@ mod tests {
     }
 
     #[test]
+    fn bounded_in_reply_bytes() {
+        let t0 = Instant::now();
+        let mut c = DedupCache::new(Duration::from_secs(5), 1_000, 100);
+        for id in 0..50 {
+            c.check(key(id), t0);
+            c.answered(&key(id), &[0; 20]);
+        }
+        // the oldest replies were forgotten as the newest came in: at most one over
+        assert!(c.reply_bytes() <= 120, "{}", c.reply_bytes());
+        assert_eq!(c.check(key(49), t0), Seen::Answered(vec![0; 20]));
+        assert_eq!(c.check(key(0), t0), Seen::New);
+        for id in 0..50 {
+            c.forget(&key(id));
+        }
+        assert_eq!(c.reply_bytes(), 0);
+    }
+
+    #[test]
     fn zero_window_disables() {
         let t0 = Instant::now();
-        let mut c = DedupCache::new(Duration::ZERO, 3);
+        let mut c = DedupCache::new(Duration::ZERO, 3, 1 << 20);
         assert_eq!(c.check(key(1), t0), Seen::New);
         assert_eq!(c.check(key(1), t0), Seen::New);
         assert!(c.is_empty());

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod acct;
+pub mod aggregate;
 pub mod cache;
 pub mod coalesce;
 pub mod dedup;
@@ -69,6 +70,20 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// EAP requests that may wait for a TLS step at once (a few seconds of handshakes on two
 /// cores); more are dropped and counted, and the NAS retransmits.
 pub(super) const EAP_BACKLOG: usize = 1_024;
+
+/// Requests the duplicate cache remembers, and bytes of replies it holds: about 24 MB at most
+/// (`dedup::ENTRY_BYTES`, some 240 bytes, each, plus the replies), and five seconds of requests
+/// up to 13,000 requests/s; beyond that rate a retransmission may be decided again, which is
+/// harmless.
+const DEDUP_ENTRIES: usize = 65_536;
+const DEDUP_REPLY_BYTES: usize = 8 << 20;
+
+/// Keys the decision folding remembers (about 280 bytes each with the expiry queue) and full
+/// records it holds (up to about 1.5 KB each): under 16 MB in all. Decisions about unregistered devices never reach it
+/// (they are counted per minute instead), so the keys are registered devices seen within the
+/// window.
+const COALESCE_KEYS: usize = 32_768;
+const COALESCE_HELD: usize = 4_096;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -197,8 +212,12 @@ impl Server {
             clients,
             policy::Rules::from_config(config),
             stats.clone(),
-            DedupCache::new(config.radius.duplicate_window.0, 262_144),
-            Coalescer::new(config.log.decision_coalesce.0, 200_000),
+            DedupCache::new(
+                config.radius.duplicate_window.0,
+                DEDUP_ENTRIES,
+                DEDUP_REPLY_BYTES,
+            ),
+            Coalescer::new(config.log.decision_coalesce.0, COALESCE_KEYS, COALESCE_HELD),
             eap,
         );
         let shared = Arc::new(Shared {
@@ -1123,7 +1142,7 @@ async fn report(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
         }
         // folded decisions whose window has passed go to the log
-        for r in shared.access.sweep(Instant::now()) {
+        for r in shared.access.sweep(Now::system()) {
             shared.record(r);
         }
         if let Some(eap) = shared.access.eap() {

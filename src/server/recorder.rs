@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::activity::{DecisionRecord, Sighting};
+use crate::activity::{DecisionAggregate, DecisionRecord, Sighting};
 use crate::mac::MacAddr;
 use crate::registry::Store;
 
@@ -21,6 +21,8 @@ use super::stats::Stats;
 pub enum Record {
     /// An access decision.
     Decision(DecisionRecord),
+    /// A minute's count of decisions about unregistered devices.
+    Aggregate(DecisionAggregate),
     /// A device authenticated.
     Seen(Sighting),
 }
@@ -117,6 +119,11 @@ async fn purge_old(store: Arc<dyn Store>, before: chrono::DateTime<Utc>) {
         Ok(n) => tracing::info!(deleted = n, %before, "purged old decisions"),
         Err(e) => tracing::warn!(error = %e, "purging old decisions failed"),
     }
+    match store.purge_decision_aggregates(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, %before, "purged old unknown-device counts"),
+        Err(e) => tracing::warn!(error = %e, "purging old unknown-device counts failed"),
+    }
     // posture reports too, each device's latest kept
     match crate::registry::posture::PostureStore::purge_posture_reports(&*store, before).await {
         Ok(0) => {}
@@ -161,6 +168,14 @@ impl Held {
     }
 }
 
+/// Per-minute counts not stored: counted as lost decisions.
+fn lose_counts(counts: &[DecisionAggregate], stats: &Stats) {
+    let lost: u64 = counts.iter().map(|a| a.count).sum();
+    stats
+        .decisions_lost
+        .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+}
+
 async fn flush(
     store: &dyn Store,
     stats: &Stats,
@@ -173,10 +188,12 @@ async fn flush(
     }
     let mut decisions: Vec<DecisionRecord> = held.decisions.drain(..).collect();
     decisions.reserve(buf.len());
+    let mut counts = Vec::new();
     let mut seen: HashMap<uuid::Uuid, Sighting> = HashMap::new();
     for r in buf.drain(..) {
         match r {
             Record::Decision(d) => decisions.push(d),
+            Record::Aggregate(a) => counts.push(a),
             Record::Seen(s) => {
                 // a new MAC (a randomized address, another adapter) is written at once
                 let recent = seen_written
@@ -191,6 +208,7 @@ async fn flush(
     let waiting = held.retry_at.is_some_and(|t| std::time::Instant::now() < t);
     if waiting {
         held.hold(decisions, stats);
+        lose_counts(&counts, stats);
         return;
     }
     if !decisions.is_empty() {
@@ -223,8 +241,22 @@ async fn flush(
                 }
                 held.retry_at = Some(std::time::Instant::now() + RETRY_AFTER);
                 held.hold(decisions, stats);
+                lose_counts(&counts, stats);
                 return;
             }
+        }
+    }
+    if !counts.is_empty() {
+        let written =
+            tokio::time::timeout(WRITE_WITHIN, store.insert_decision_aggregates(&counts)).await;
+        let failure = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {} s", WRITE_WITHIN.as_secs())),
+        };
+        if let Some(e) = failure {
+            tracing::error!(error = %e, count = counts.len(), "storing unknown-device counts failed");
+            lose_counts(&counts, stats);
         }
     }
     if !seen.is_empty() {
@@ -232,13 +264,14 @@ async fn flush(
             seen_written.clear();
         }
         let seen: Vec<Sighting> = seen.into_values().collect();
-        match store.record_sightings(&seen).await {
-            Ok(()) => {
+        match tokio::time::timeout(WRITE_WITHIN, store.record_sightings(&seen)).await {
+            Err(_) => tracing::warn!("storing last-seen times took too long; skipped"),
+            Ok(Ok(())) => {
                 for s in &seen {
                     seen_written.insert(s.device_id, (s.at, s.mac));
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "storing last-seen times failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "storing last-seen times failed"),
         }
     }
 }

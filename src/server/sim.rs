@@ -197,8 +197,8 @@ impl Sim {
             clients,
             policy::Rules::from_config(config),
             Arc::new(Stats::default()),
-            DedupCache::new(WINDOW, 1024),
-            Coalescer::new(Duration::from_secs(10), 1024),
+            DedupCache::new(WINDOW, 1024, 1 << 20),
+            Coalescer::new(Duration::from_secs(10), 1024, 256),
             eap,
         );
         let staff = owner(1, "s.staff", Role::Staff);
@@ -597,7 +597,7 @@ impl Sim {
             Op::Release => self.release(),
             Op::Advance(ms) => {
                 self.elapsed += Duration::from_millis(u64::from(ms) * 50);
-                self.access.sweep(self.now().mono);
+                self.access.sweep(self.now());
                 if let Some(e) = self.access.eap() {
                     e.sweep(self.now().mono);
                 }
