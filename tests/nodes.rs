@@ -14,6 +14,9 @@
 //!
 //! `OUTAGE_SECS` (default 15) sets how long the hot and cold outages last (the README's figure
 //! is taken with 60).
+//!
+//! `cache.unseen_while_degraded`: the hot outage checks `unknown` (an unseen device refused),
+//! the cold start `no_answer` (no answer at all).
 
 mod support;
 
@@ -593,9 +596,19 @@ async fn cold_start_from_the_snapshot_and_a_too_old_snapshot_refused() {
 
     pg.stop_immediate();
     let begun = Instant::now();
-    node.start(&[], Duration::from_secs(20)).await;
+    // this node stays silent for devices it holds no data for (the AP asks its other server)
+    node.start(
+        &[("POORTWACHTER_CACHE__UNSEEN_WHILE_DEGRADED", "no_answer")],
+        Duration::from_secs(20),
+    )
+    .await;
     let started = begun.elapsed();
     assert!(node.logged("UNREACHABLE"), "{}", node.log_text());
+    let unseen = node.mab("02-00-00-00-b0-99").await;
+    assert_eq!(
+        unseen.code, None,
+        "no answer for an unseen device: {unseen:?}"
+    );
     let (ok, other, silent) = keep_authenticating(&node, known, outage()).await;
     eprintln!(
         "cold start in {started:?}; then {ok} Access-Accept, {other} other, {silent} unanswered"
