@@ -76,6 +76,7 @@ pub async fn serve(
     from_snapshot: Option<(poortwachter::server::snapshot::Snapshot, String)>,
 ) -> Result<()> {
     let server = Server::bind(config, store.clone()).await?;
+    server.release_memory_with(crate::release_memory);
     if let Some((snap, why)) = from_snapshot {
         server.start_from_snapshot(snap, &why);
     }

@@ -149,6 +149,8 @@ struct Shared {
     no_grace: bool,
     /// Migrations still to run once the database answers (started from the snapshot).
     migrate_pending: AtomicBool,
+    /// Gives freed memory back to the OS (set by the binary: the library has no unsafe code).
+    release_memory: std::sync::OnceLock<fn()>,
     /// Accounting waiting for the registry database.
     spool: Arc<spool::Spool>,
 }
@@ -248,6 +250,7 @@ impl Server {
             unseen: config.cache.unseen_while_degraded,
             no_grace: config.cache.stale_grace.0.is_zero(),
             migrate_pending: AtomicBool::new(false),
+            release_memory: std::sync::OnceLock::new(),
             spool: Arc::new(spool),
         });
         Ok(Server {
@@ -285,6 +288,12 @@ impl Server {
     /// The listeners' heartbeats (for the health endpoint).
     pub fn liveness(&self) -> Arc<Liveness> {
         self.shared.liveness.clone()
+    }
+
+    /// A function that gives freed memory back to the OS, called every
+    /// [`RELEASE_MEMORY_EVERY`] on a blocking thread (glibc's `malloc_trim`, from the binary).
+    pub fn release_memory_with(&self, release: fn()) {
+        let _ = self.shared.release_memory.set(release);
     }
 
     /// Whether the registry can be read (for readiness and metrics).
@@ -1053,6 +1062,9 @@ async fn recover(shared: &Shared) -> bool {
     true
 }
 
+/// How often freed memory is given back to the OS.
+pub const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(10);
+
 /// The longest a periodic snapshot may take.
 const SNAPSHOT_WITHIN: Duration = Duration::from_secs(30);
 
@@ -1149,6 +1161,11 @@ async fn report(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             eap.sweep(Instant::now());
         }
         seconds += 1;
+        if seconds % RELEASE_MEMORY_EVERY.as_secs() == 0 {
+            if let Some(release) = shared.release_memory.get().copied() {
+                drop(tokio::task::spawn_blocking(release));
+            }
+        }
         if seconds % 60 != 0 {
             continue;
         }
