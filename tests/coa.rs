@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{Days, SubsecRound, Utc};
+use chrono::{SubsecRound, Utc};
 use poortwachter::activity::{Session, SessionFilter};
 use poortwachter::coa::packet::{DISCONNECT_ACK, DISCONNECT_NAK};
 use poortwachter::config::Config;
 use poortwachter::mac::MacAddr;
-use poortwachter::model::{Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, Role};
+use poortwachter::model::{Compliance, DeviceStatus};
 use poortwachter::radius::crypto::{
     check_accounting_authenticator, check_request_ma, sign_response, MaCheck,
 };
@@ -199,45 +199,6 @@ fn ict() -> Change {
     Change::by("ict.test")
 }
 
-/// An owner with one compliant device; returns the device id.
-async fn seed(reg: &Registry, username: &str, mac: &str) -> uuid::Uuid {
-    let month_ago = Change {
-        actor: "ict.test".into(),
-        now: (Utc::now() - Days::new(40)).trunc_subsecs(6),
-    };
-    reg.add_owner(
-        NewOwner {
-            username: username.into(),
-            display_name: format!("Test {username}"),
-            email: None,
-            role: Role::Staff,
-            department: None,
-            valid_from: None,
-            valid_until: None,
-        },
-        &month_ago,
-    )
-    .await
-    .expect("owner");
-    let id = reg
-        .register_device(
-            NewDevice {
-                owner: username.into(),
-                macs: vec![MacAddr::parse_any(mac).expect("mac")],
-                label: format!("laptop {mac}"),
-                kind: DeviceKind::Laptop,
-            },
-            &month_ago,
-        )
-        .await
-        .expect("device")
-        .id;
-    reg.set_compliance(&DeviceRef::Id(id), Compliance::Compliant, None, &ict())
-        .await
-        .expect("compliance");
-    id
-}
-
 /// MAB with radclient, then an accounting Start echoing the Class: the device is connected
 /// in the workspace VLAN. Returns its open session.
 async fn connect(rig: &Rig, mac: &str, acct_session_id: &str) -> Session {
@@ -328,7 +289,7 @@ async fn expect_audit(rig: &Rig, device: uuid::Uuid, action: &str) {
 both_stores!(noncompliant_device_is_disconnected, |backend| async move {
     let mut rig = Rig::start(backend).await;
     let mac = "02-00-00-00-c0-01";
-    let device = seed(&rig.registry, "a.staff", mac).await;
+    let device = support::seed(&rig.registry, "a.staff", mac).await;
     let session = connect(&rig, mac, "sess-nc-1").await;
 
     let t0 = Instant::now();
@@ -373,7 +334,7 @@ both_stores!(noncompliant_device_is_disconnected, |backend| async move {
 both_stores!(revoked_device_is_disconnected, |backend| async move {
     let mut rig = Rig::start(backend).await;
     let mac = "02-00-00-00-c0-02";
-    let device = seed(&rig.registry, "b.staff", mac).await;
+    let device = support::seed(&rig.registry, "b.staff", mac).await;
     connect(&rig, mac, "sess-rv-1").await;
 
     let t0 = Instant::now();
@@ -405,7 +366,7 @@ both_stores!(
     |backend| async move {
         let mut rig = Rig::start(backend).await;
         let mac = "02-00-00-00-c0-03";
-        let device = seed(&rig.registry, "c.temp", mac).await;
+        let device = support::seed(&rig.registry, "c.temp", mac).await;
         connect(&rig, mac, "sess-ct-1").await;
 
         // let the enforcer see the seeding changes first, so that only the check is left
@@ -443,7 +404,7 @@ both_stores!(
     |backend| async move {
         let mut rig = Rig::start(backend).await;
         let mac = "02-00-00-00-c0-04";
-        let device = seed(&rig.registry, "d.staff", mac).await;
+        let device = support::seed(&rig.registry, "d.staff", mac).await;
         let session = connect(&rig, mac, "sess-nak-1").await;
         let t0 = Instant::now();
         rig.registry
@@ -486,7 +447,7 @@ both_stores!(
     |backend| async move {
         let mut rig = Rig::start(backend).await;
         let mac = "02-00-00-00-c0-05";
-        let device = seed(&rig.registry, "e.staff", mac).await;
+        let device = support::seed(&rig.registry, "e.staff", mac).await;
         connect(&rig, mac, "sess-to-1").await;
         let t0 = Instant::now();
         rig.registry
@@ -530,7 +491,7 @@ fn cli(rig: &Rig, args: &[&str]) -> std::process::Output {
 both_stores!(session_kick_from_the_cli, |backend| async move {
     let mut rig = Rig::start(backend).await;
     let mac = "02-00-00-00-c0-06";
-    let device = seed(&rig.registry, "f.staff", mac).await;
+    let device = support::seed(&rig.registry, "f.staff", mac).await;
     let session = connect(&rig, mac, "sess-kick-1").await;
     let id = format!("#{}", session.id);
     let config = rig.config_path.path().to_path_buf();
@@ -599,7 +560,7 @@ both_stores!(session_kick_from_the_cli, |backend| async move {
     );
     // an all-digit Acct-Session-Id is kicked as such
     let mac2 = "02-00-00-00-c0-16";
-    seed(&rig.registry, "f2.staff", mac2).await;
+    support::seed(&rig.registry, "f2.staff", mac2).await;
     connect(&rig, mac2, "4711").await;
     let config = rig.config_path.path().to_path_buf();
     let cmd = tokio::task::spawn_blocking(move || {
@@ -627,7 +588,7 @@ both_stores!(session_kick_from_the_cli, |backend| async move {
 async fn change_from_another_process_disconnects_sqlite() {
     let mut rig = Rig::start(Backend::Sqlite).await;
     let mac = "02-00-00-00-c0-07";
-    let device = seed(&rig.registry, "g.staff", mac).await;
+    let device = support::seed(&rig.registry, "g.staff", mac).await;
     connect(&rig, mac, "sess-cli-1").await;
     let t0 = Instant::now();
     let out = cli(
@@ -719,7 +680,7 @@ both_stores!(
 
         // 1. the MDM reports antivirus off on a connected laptop
         let mac = "02-00-00-00-c0-a1";
-        let device = seed(&rig.registry, "m.staff", mac).await;
+        let device = support::seed(&rig.registry, "m.staff", mac).await;
         connect(&rig, mac, "sess-api-1").await;
         // the report must be measured after the seeded compliance check (a whole second
         // later, as the report's time has no fraction) or it is kept without being applied
@@ -758,7 +719,7 @@ both_stores!(
 
         // 2. ICT revokes another connected laptop through the API
         let mac2 = "02-00-00-00-c0-a2";
-        let device2 = seed(&rig.registry, "n.staff", mac2).await;
+        let device2 = support::seed(&rig.registry, "n.staff", mac2).await;
         connect(&rig, mac2, "sess-api-2").await;
         let t0 = Instant::now();
         let (status, body) = api_post(
@@ -846,7 +807,7 @@ both_stores!(
         assert_eq!(session.raw.nas_identifier, None);
         assert_eq!(session.raw.source_ip.as_deref(), Some("127.0.0.1"));
         // registered only after the session started: the session row has no device
-        let device = seed(&rig.registry, "c.staff", mac).await;
+        let device = support::seed(&rig.registry, "c.staff", mac).await;
 
         rig.registry
             .set_device_status(
@@ -894,7 +855,7 @@ both_stores!(
 both_stores!(coa_nak_falls_back_to_disconnect, |backend| async move {
     let mut rig = Rig::start_with(backend, "coa_action = \"coa\"").await;
     let mac = "02-00-00-00-c0-0d";
-    let device = seed(&rig.registry, "d2.staff", mac).await;
+    let device = support::seed(&rig.registry, "d2.staff", mac).await;
     connect(&rig, mac, "sess-coa-nak").await;
     rig.registry
         .set_compliance(
@@ -1062,7 +1023,7 @@ both_stores!(
     |backend| async move {
         let mut rig = Rig::start_with(backend, "coa_action = \"coa\"").await;
         let mac = "02-00-00-00-c0-0e";
-        let device = seed(&rig.registry, "d3.staff", mac).await;
+        let device = support::seed(&rig.registry, "d3.staff", mac).await;
         connect(&rig, mac, "sess-coa-ack").await;
         let t0 = Instant::now();
         rig.registry

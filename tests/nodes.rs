@@ -27,9 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{Days, SubsecRound, Utc};
-use poortwachter::mac::MacAddr;
-use poortwachter::model::{Compliance, DeviceKind, NewDevice, NewOwner, Role};
+use chrono::Utc;
 use poortwachter::radius::crypto::{check_request_ma, sign_response, MaCheck};
 use poortwachter::radius::dict::{self, code};
 use poortwachter::radius::{Builder, Packet};
@@ -341,50 +339,6 @@ async fn registry(url: &str) -> Registry {
     r
 }
 
-/// An owner with one compliant device; returns the device id.
-async fn seed(reg: &Registry, username: &str, mac: &str) -> uuid::Uuid {
-    let month_ago = Change {
-        actor: "ict.test".into(),
-        now: (Utc::now() - Days::new(40)).trunc_subsecs(6),
-    };
-    reg.add_owner(
-        NewOwner {
-            username: username.into(),
-            display_name: format!("Test {username}"),
-            email: None,
-            role: Role::Staff,
-            department: None,
-            valid_from: None,
-            valid_until: None,
-        },
-        &month_ago,
-    )
-    .await
-    .expect("owner");
-    let id = reg
-        .register_device(
-            NewDevice {
-                owner: username.into(),
-                macs: vec![MacAddr::parse_any(mac).expect("mac")],
-                label: format!("laptop {mac}"),
-                kind: DeviceKind::Laptop,
-            },
-            &month_ago,
-        )
-        .await
-        .expect("device")
-        .id;
-    reg.set_compliance(
-        &DeviceRef::Id(id),
-        Compliance::Compliant,
-        None,
-        &Change::by("ict.test"),
-    )
-    .await
-    .expect("compliance");
-    id
-}
-
 /// The access point's dynamic-authorization port: counts Disconnect-Requests per session and
 /// acknowledges each (RFC 5176).
 struct Nas {
@@ -472,7 +426,7 @@ async fn hot_outage_keeps_a_known_device_in_and_a_revoke_after_it_disconnects() 
     let url = pg.url();
     let reg = registry(&url).await;
     let known = "02-00-00-00-a0-01";
-    let id = seed(&reg, "k.bekend", known).await;
+    let id = support::seed(&reg, "k.bekend", known).await;
     let nas = Nas::bind().await;
     let mut node = Node::new("node", &url, nas.port(), "");
     node.start(&[], Duration::from_secs(30)).await;
@@ -580,7 +534,7 @@ async fn cold_start_from_the_snapshot_and_a_too_old_snapshot_refused() {
     let url = pg.url();
     let reg = registry(&url).await;
     let known = "02-00-00-00-b0-01";
-    seed(&reg, "k.koud", known).await;
+    support::seed(&reg, "k.koud", known).await;
     let nas = Nas::bind().await;
     let mut node = Node::new("node", &url, nas.port(), "");
     node.start(&[], Duration::from_secs(30)).await;
@@ -667,7 +621,7 @@ async fn two_nodes_one_database() {
     ];
     let mut ids = Vec::new();
     for (i, mac) in macs.iter().enumerate() {
-        ids.push(seed(&reg, &format!("twee.{i}"), mac).await);
+        ids.push(support::seed(&reg, &format!("twee.{i}"), mac).await);
     }
     let nas = Nas::bind().await;
     let mut a = Node::new("node A", &url, nas.port(), "");

@@ -125,22 +125,15 @@ fn with_database(admin_url: &str, name: &str) -> String {
     }
 }
 
-fn start_cluster() -> Cluster {
-    if let Ok(url) = std::env::var("POORTWACHTER_TEST_POSTGRES_URL") {
-        return Cluster {
-            admin_url: url,
-            _server: None,
-        };
-    }
-    let bin = postgres_bindir();
+/// A temporary directory for a cluster, kept (its server's watchdog removes it), owned by
+/// `postgres` when running as root: PostgreSQL refuses to run as root.
+fn cluster_root(prefix: &str) -> PathBuf {
     let root = tempfile::Builder::new()
-        .prefix("poortwachter-pg-")
+        .prefix(prefix)
         .tempdir()
         .expect("temp dir for PostgreSQL")
         .keep();
-    let as_root = is_root();
-    if as_root {
-        // PostgreSQL refuses to run as root: the cluster belongs to the `postgres` user.
+    if is_root() {
         let status = Command::new("chown")
             .args(["postgres:postgres"])
             .arg(&root)
@@ -148,20 +141,14 @@ fn start_cluster() -> Cluster {
             .expect("run chown");
         assert!(status.success(), "chown postgres {} failed", root.display());
     }
-    let data = root.join("data");
-    let log = root.join("server.log");
-    let run = |program: &Path| -> Command {
-        if as_root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        }
-    };
-    let out = run(&bin.join("initdb"))
+    root
+}
+
+/// `initdb` (the command given, run as the right user) for a trusting UTF-8 cluster in `data`.
+fn initdb(mut initdb: Command, data: &Path) {
+    let out = initdb
         .arg("-D")
-        .arg(&data)
+        .arg(data)
         .args([
             "-U",
             "postgres",
@@ -179,6 +166,30 @@ fn start_cluster() -> Cluster {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn start_cluster() -> Cluster {
+    if let Ok(url) = std::env::var("POORTWACHTER_TEST_POSTGRES_URL") {
+        return Cluster {
+            admin_url: url,
+            _server: None,
+        };
+    }
+    let bin = postgres_bindir();
+    let root = cluster_root("poortwachter-pg-");
+    let as_root = is_root();
+    let data = root.join("data");
+    let log = root.join("server.log");
+    let run = |program: &Path| -> Command {
+        if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    };
+    initdb(run(&bin.join("initdb")), &data);
     // The server runs under a small shell that stops it, and removes the cluster, once this
     // test process is gone: statics are never dropped, so nothing else would.
     let script = format!(
@@ -261,20 +272,8 @@ impl PgServer {
     /// initdb and start; returns once the server accepts connections (panics after 60 s).
     pub fn start() -> PgServer {
         let bin = postgres_bindir();
-        let root = tempfile::Builder::new()
-            .prefix("poortwachter-pg-own-")
-            .tempdir()
-            .expect("temp dir for PostgreSQL")
-            .keep();
+        let root = cluster_root("poortwachter-pg-own-");
         let as_root = is_root();
-        if as_root {
-            let status = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&root)
-                .status()
-                .expect("run chown");
-            assert!(status.success(), "chown postgres {} failed", root.display());
-        }
         let mut pg = PgServer {
             data: root.join("data"),
             log: root.join("server.log"),
@@ -283,27 +282,7 @@ impl PgServer {
             as_root,
             watchdog: None,
         };
-        let out = pg
-            .command("initdb")
-            .arg("-D")
-            .arg(&pg.data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--no-instructions",
-            ])
-            .stdout(Stdio::null())
-            .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        initdb(pg.command("initdb"), &pg.data);
         // should this process end without the drop, the server and its files go anyway
         let script = format!(
             "while [ -d /proc/{parent} ]; do sleep 0.5; done; \
@@ -560,4 +539,48 @@ macro_rules! both_stores {
             }
         }
     };
+}
+
+/// An owner (staff, registered 40 days ago) with one compliant device; returns the device id.
+pub async fn seed(reg: &poortwachter::registry::Registry, username: &str, mac: &str) -> uuid::Uuid {
+    let month_ago = poortwachter::registry::Change {
+        actor: "ict.test".into(),
+        now: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now() - chrono::Days::new(40), 6),
+    };
+    reg.add_owner(
+        poortwachter::model::NewOwner {
+            username: username.into(),
+            display_name: format!("Test {username}"),
+            email: None,
+            role: poortwachter::model::Role::Staff,
+            department: None,
+            valid_from: None,
+            valid_until: None,
+        },
+        &month_ago,
+    )
+    .await
+    .expect("owner");
+    let id = reg
+        .register_device(
+            poortwachter::model::NewDevice {
+                owner: username.into(),
+                macs: vec![poortwachter::mac::MacAddr::parse_any(mac).expect("mac")],
+                label: format!("laptop {mac}"),
+                kind: poortwachter::model::DeviceKind::Laptop,
+            },
+            &month_ago,
+        )
+        .await
+        .expect("device")
+        .id;
+    reg.set_compliance(
+        &poortwachter::registry::DeviceRef::Id(id),
+        poortwachter::model::Compliance::Compliant,
+        None,
+        &poortwachter::registry::Change::by("ict.test"),
+    )
+    .await
+    .expect("compliance");
+    id
 }
