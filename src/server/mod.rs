@@ -79,11 +79,14 @@ const DEDUP_ENTRIES: usize = 65_536;
 const DEDUP_REPLY_BYTES: usize = 8 << 20;
 
 /// Keys the decision folding remembers (about 280 bytes each with the expiry queue) and full
-/// records it holds (up to about 1.5 KB each): under 16 MB in all. Decisions about unregistered devices never reach it
-/// (they are counted per minute instead), so the keys are registered devices seen within the
-/// window.
+/// records it holds (about 400 bytes each, 1.5 KB with the longest messages): under 35 MB in
+/// all, some 15 MB in practice. Decisions about unregistered devices never reach it (they are
+/// counted per minute instead), so the keys are registered devices seen within the window; a
+/// device with a repeat needs a held record, so past `COALESCE_HELD` devices repeating within
+/// one window each repeat is a row of its own (4,096 halved the MAB throughput with 10,000
+/// devices: `scripts/bench`).
 const COALESCE_KEYS: usize = 32_768;
-const COALESCE_HELD: usize = 4_096;
+const COALESCE_HELD: usize = 16_384;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
