@@ -407,6 +407,7 @@ impl Access {
     /// Folded decisions whose window has passed, and counts whose minute is over, for the
     /// decision log.
     pub fn sweep(&self, now: Now) -> Vec<Record> {
+        lock(&self.dedup).sweep(now.mono);
         let swept = lock(&self.coalescer).sweep(now.mono);
         let counted = lock(&self.aggregator).sweep(now.wall);
         let mut out: Vec<Record> = swept.into_iter().map(Record::Decision).collect();

@@ -202,6 +202,11 @@ impl Coalescer {
                 rows.push(row);
             }
         }
+        // the table's memory goes back once it is mostly empty (after a burst)
+        if self.entries.capacity() > 4 * self.entries.len().max(1_024) {
+            self.entries.shrink_to_fit();
+            self.order.shrink_to_fit();
+        }
         rows
     }
 

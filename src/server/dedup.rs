@@ -130,6 +130,17 @@ impl DedupCache {
         }
     }
 
+    /// Drops what has expired even when no request comes (after a flood the cache would keep
+    /// its last 65,536 requests until traffic returns), and gives back the table's memory once
+    /// it is mostly empty.
+    pub fn sweep(&mut self, now: Instant) {
+        self.expire(now);
+        if self.entries.capacity() > 4 * self.entries.len().max(1_024) {
+            self.entries.shrink_to_fit();
+            self.order.shrink_to_fit();
+        }
+    }
+
     /// Forgets a request that got no answer (dropped later), so a retransmission is processed.
     pub fn forget(&mut self, key: &Key) {
         self.remove(key);
@@ -234,5 +245,35 @@ mod tests {
         assert_eq!(c.check(key(1), t0), Seen::New);
         assert_eq!(c.check(key(1), t0), Seen::New);
         assert!(c.is_empty());
+    }
+
+    fn key_n(n: u32) -> Key {
+        let mut authenticator = [0u8; 16];
+        authenticator[..4].copy_from_slice(&n.to_be_bytes());
+        Key {
+            src: "127.0.0.1:5000".parse().expect("addr"),
+            code: 1,
+            id: 0,
+            authenticator,
+        }
+    }
+
+    #[test]
+    fn a_sweep_expires_without_traffic_and_gives_memory_back() {
+        let mut c = DedupCache::new(Duration::from_secs(5), 100_000, 1 << 20);
+        let t = Instant::now();
+        for n in 0..50_000u32 {
+            let k = key_n(n);
+            assert_eq!(c.check(k, t), Seen::New);
+            c.answered(&k, b"reply");
+        }
+        assert_eq!(c.len(), 50_000);
+        let big = c.entries.capacity();
+        c.sweep(t + Duration::from_secs(4));
+        assert_eq!(c.len(), 50_000);
+        c.sweep(t + Duration::from_secs(6));
+        assert!(c.is_empty());
+        assert_eq!(c.reply_bytes(), 0);
+        assert!(c.entries.capacity() < big);
     }
 }
