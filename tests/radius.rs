@@ -889,7 +889,20 @@ both_stores!(
         assert_eq!(represented, 5);
         assert_eq!(rows[0].repeats, 3);
         assert_eq!(rig.counter(|s| &s.accepts), 5);
-        assert_eq!(rig.db.count("decisions").await, 3);
+        // the unknown device is not a row of its own: it is counted in its minute
+        assert_eq!(rig.db.count("decisions").await, 2);
+        let unknown = MacAddr::parse_any("02-00-00-00-00-99").expect("mac");
+        let counted = rig
+            .registry
+            .store()
+            .decision_aggregates(unknown, 5)
+            .await
+            .expect("counts");
+        assert_eq!(counted.len(), 1, "{counted:?}");
+        assert_eq!(
+            (counted[0].reason.as_str(), counted[0].count),
+            ("unknown_device", 1)
+        );
     }
 );
 
