@@ -12,12 +12,14 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "poortwachter", version, about, propagate_version = true)]
 pub struct Args {
-    /// Config file.
+    /// Config file [default: /etc/poortwachter/poortwachter.toml when it exists (an installed
+    /// server), else config/poortwachter.toml (a checkout)].
     #[arg(
         long,
         global = true,
         env = "POORTWACHTER_CONFIG",
-        default_value = "config/poortwachter.toml"
+        default_value_os_t = default_config(),
+        hide_default_value = true
     )]
     config: PathBuf,
     /// Who makes the change, for the audit log (default: the OS user).
@@ -28,6 +30,30 @@ pub struct Args {
     json: bool,
     #[command(subcommand)]
     command: cli::Command,
+}
+
+/// Where the package installs the config.
+const INSTALLED_CONFIG: &str = "/etc/poortwachter/poortwachter.toml";
+
+/// The config of an installed server wherever the command is run from; in a checkout without
+/// one, the development config (`cargo run -- serve`).
+fn default_config() -> PathBuf {
+    if std::path::Path::new(INSTALLED_CONFIG).exists() {
+        PathBuf::from(INSTALLED_CONFIG)
+    } else {
+        PathBuf::from("config/poortwachter.toml")
+    }
+}
+
+/// A command's output cut short by its reader (`device list | head`) ends the command
+/// quietly, as for any Unix tool: SIGPIPE back to its default. Rust ignores it, and `println!`
+/// then panics on the broken pipe. `serve` keeps ignoring it: a client that goes away must
+/// not end the service.
+fn default_sigpipe() {
+    // SAFETY: signal(2) with SIG_DFL takes no pointers; called before any other thread runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Gives memory freed on other threads back to the OS. glibc keeps what the EAP and runtime
@@ -44,6 +70,9 @@ pub fn release_memory() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if !matches!(args.command, cli::Command::Serve) {
+        default_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

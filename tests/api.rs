@@ -1117,6 +1117,7 @@ both_stores!(token_commands_store_only_a_hash, |b| async move {
             .output()
             .expect("run poortwachter")
     };
+    assert!(run(&["migrate"]).status.success());
     let out = run(&[
         "--json",
         "token",

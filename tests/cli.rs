@@ -48,7 +48,10 @@ impl Cli {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("poortwachter.toml");
         std::fs::write(&config, config_text(&db.url, 2)).unwrap();
-        Cli { db, dir, config }
+        let cli = Cli { db, dir, config };
+        // only `migrate` and `serve` migrate
+        cli.ok(&["migrate"]);
+        cli
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -59,6 +62,10 @@ impl Cli {
             .args(args)
             .env_remove("POORTWACHTER_CONFIG")
             .env_remove("RUST_LOG")
+            // the OS user is ict.anna too: the actor is recorded as declared, without
+            // "(os: ...)" (tests/ops.rs tests that)
+            .env("USER", "ict.anna")
+            .env_remove("SUDO_USER")
             .current_dir(self.dir.path())
             .output()
             .expect("run poortwachter")

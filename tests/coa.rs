@@ -480,6 +480,9 @@ both_stores!(
 
 fn cli(rig: &Rig, args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN)
+        // the OS user is the declared actor: recorded as is, without "(os: ...)"
+        .env("USER", "helpdesk.test")
+        .env_remove("SUDO_USER")
         .arg("--config")
         .arg(rig.config_path.path())
         .args(["--actor", "helpdesk.test"])
@@ -497,6 +500,9 @@ both_stores!(session_kick_from_the_cli, |backend| async move {
     let config = rig.config_path.path().to_path_buf();
     let cmd = tokio::task::spawn_blocking(move || {
         std::process::Command::new(BIN)
+            // the OS user is the declared actor: recorded as is, without "(os: ...)"
+            .env("USER", "helpdesk.test")
+            .env_remove("SUDO_USER")
             .arg("--config")
             .arg(&config)
             .args(["--actor", "helpdesk.test", "session", "kick", &id])
@@ -531,6 +537,9 @@ both_stores!(session_kick_from_the_cli, |backend| async move {
     let config = rig.config_path.path().to_path_buf();
     let cmd = tokio::task::spawn_blocking(move || {
         std::process::Command::new(BIN)
+            // the OS user is the declared actor: recorded as is, without "(os: ...)"
+            .env("USER", "helpdesk.test")
+            .env_remove("SUDO_USER")
             .arg("--config")
             .arg(&config)
             .args(["session", "kick", "sess-kick-1"])
@@ -565,6 +574,9 @@ both_stores!(session_kick_from_the_cli, |backend| async move {
     let config = rig.config_path.path().to_path_buf();
     let cmd = tokio::task::spawn_blocking(move || {
         std::process::Command::new(BIN)
+            // the OS user is the declared actor: recorded as is, without "(os: ...)"
+            .env("USER", "helpdesk.test")
+            .env_remove("SUDO_USER")
             .arg("--config")
             .arg(&config)
             .args(["session", "kick", "4711"])

@@ -514,6 +514,7 @@ min_os_versions = {{ windows = "10.0.22631" }}
     )
     .unwrap();
     let d = dir.path();
+    ok(d, &["migrate"]);
     ok(
         d,
         &[

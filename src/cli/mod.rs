@@ -1,5 +1,6 @@
 //! The ICT command line: subcommands, config and registry setup, and who the actor is.
 
+mod backup;
 mod ca;
 mod device;
 mod owner;
@@ -19,8 +20,16 @@ use crate::Args;
 pub enum Command {
     /// Validate the config file and exit (non-zero with the problems).
     CheckConfig,
-    /// Apply database migrations (they also run before every other command).
+    /// Apply database migrations. Only this and `serve` (database.migrate_on_start) migrate;
+    /// every other command refuses a registry older than the binary.
     Migrate,
+    /// Back up the registry: an SQLite registry is copied while in use; for PostgreSQL, says
+    /// which pg_dump command to run.
+    Backup {
+        /// The new file to write (an existing file is refused).
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
     /// People who own devices: employees, temps, interns, contractors.
     #[command(subcommand)]
     Owner(owner::OwnerCommand),
@@ -99,7 +108,11 @@ pub async fn run(args: Args) -> Result<()> {
     }
     // serve starts from its snapshot when the database does not answer
     if let Command::Serve = args.command {
+        eprintln!("{}", working_on(&args.config, &config));
         return radius::serve_command(&config, rules(&config)).await;
+    }
+    if let Command::Backup { to } = &args.command {
+        backup::refuse_postgres(&config, to)?;
     }
     let registry = Registry::connect(
         &config.database.url,
@@ -115,7 +128,13 @@ pub async fn run(args: Args) -> Result<()> {
             anyhow::anyhow!("cannot open the registry ({url}): {e}")
         }
     })?;
-    registry.migrate().await?;
+    eprintln!("{}", working_on(&args.config, &config));
+    if let Command::Migrate = args.command {
+        registry.migrate().await?;
+    }
+    if let Some(warning) = registry.check_schema().await?.warning() {
+        eprintln!("warning: {warning}");
+    }
     let ctx = Context {
         registry,
         json: args.json,
@@ -131,6 +150,7 @@ pub async fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Command::Serve => unreachable!("handled above"),
+        Command::Backup { to } => backup::copy(&ctx, &config, &to).await,
         Command::Why { who, limit } => {
             radius::why(&config, ctx.registry.store(), &who, limit, ctx.json).await
         }
@@ -229,14 +249,57 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `--actor`, else the OS user.
+/// The one line on stderr that says what a command works on.
+fn working_on(path: &std::path::Path, config: &Config) -> String {
+    format!(
+        "poortwachter: config {}, registry {}",
+        path.display(),
+        redact_url(&config.database.url)
+    )
+}
+
+/// Who makes the change, for the audit log.
 fn actor(explicit: Option<String>) -> Result<String> {
-    if let Some(a) = explicit {
-        let a = a.trim().to_string();
-        anyhow::ensure!(!a.is_empty(), "--actor: must not be empty");
-        return Ok(a);
+    let sudo_user = std::env::var("SUDO_USER").ok();
+    actor_of(
+        explicit.as_deref(),
+        os_user().as_deref(),
+        sudo_user.as_deref(),
+    )
+    .map_err(|m| anyhow::anyhow!("--actor: {m}"))
+}
+
+/// The person behind the command: the user who ran `sudo` (SUDO_USER, when the OS user is
+/// root), else the OS user. A declared `--actor` that is someone else keeps the OS user
+/// next to it: `alice (os: root via sudo bob)`, `alice (os: bob)`. `audit --by alice` finds
+/// both.
+fn actor_of(
+    explicit: Option<&str>,
+    os_user: Option<&str>,
+    sudo_user: Option<&str>,
+) -> Result<String, &'static str> {
+    let os = os_user.unwrap_or("unknown");
+    let sudo = sudo_user
+        .map(str::trim)
+        .filter(|s| os == "root" && !s.is_empty() && *s != "root");
+    let person = sudo.unwrap_or(os);
+    let Some(declared) = explicit else {
+        return Ok(person.to_string());
+    };
+    let declared = declared.trim();
+    if declared.is_empty() {
+        return Err("must not be empty");
     }
-    Ok(os_user().unwrap_or_else(|| "unknown".to_string()))
+    if declared.contains(" (os: ") {
+        return Err("must not contain \" (os: \"");
+    }
+    if declared == person {
+        return Ok(declared.to_string());
+    }
+    Ok(match sudo {
+        Some(s) => format!("{declared} (os: root via sudo {s})"),
+        None => format!("{declared} (os: {os})"),
+    })
 }
 
 fn os_user() -> Option<String> {
@@ -275,4 +338,34 @@ fn init_logging(level: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::actor_of;
+
+    #[test]
+    fn the_actor_is_the_person_behind_the_command() {
+        assert_eq!(actor_of(None, Some("bob"), None).unwrap(), "bob");
+        // under sudo: the user who ran sudo
+        assert_eq!(actor_of(None, Some("root"), Some("bob")).unwrap(), "bob");
+        // SUDO_USER means nothing unless the OS user is root
+        assert_eq!(actor_of(None, Some("carol"), Some("bob")).unwrap(), "carol");
+        assert_eq!(actor_of(None, Some("root"), Some("")).unwrap(), "root");
+        // a declared actor keeps the OS user next to it
+        assert_eq!(
+            actor_of(Some("alice"), Some("root"), Some("bob")).unwrap(),
+            "alice (os: root via sudo bob)"
+        );
+        assert_eq!(
+            actor_of(Some("alice"), Some("root"), None).unwrap(),
+            "alice (os: root)"
+        );
+        assert_eq!(
+            actor_of(Some(" bob "), Some("root"), Some("bob")).unwrap(),
+            "bob"
+        );
+        assert!(actor_of(Some("  "), Some("bob"), None).is_err());
+        assert!(actor_of(Some("x (os: y)"), Some("bob"), None).is_err());
+    }
 }

@@ -29,10 +29,26 @@ pub async fn serve_command(config: &Config, rules: Rules) -> Result<()> {
         let registry = Registry::connect(url, max, rules.clone())
             .await
             .map_err(|e| (e.to_string(), true))?;
-        match registry.migrate().await {
-            Ok(()) => Ok(registry),
+        let migrated = if config.database.migrate_on_start {
+            registry.migrate().await
+        } else {
+            Ok(())
+        };
+        let checked = match migrated {
+            Ok(()) => registry.check_schema().await,
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(verdict) => {
+                if let Some(warning) = verdict.warning() {
+                    tracing::warn!("{warning}");
+                }
+                Ok(registry)
+            }
             // reachable, but its schema cannot be used: not a case for the snapshot
-            Err(RegistryError::Store(StoreError::Migrate(e))) => Err((e.to_string(), false)),
+            Err(RegistryError::Store(e @ (StoreError::Migrate(_) | StoreError::Schema(_)))) => {
+                Err((e.to_string(), false))
+            }
             Err(e) => Err((e.to_string(), true)),
         }
     })

@@ -116,10 +116,26 @@ pub struct DatabaseConfig {
     /// Connection pool size.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Whether `serve` applies pending migrations at start. Off when it runs as a runtime
+    /// role that may not change the schema (`deploy/postgres-setup.sql`): it then checks the
+    /// schema and refuses an older one.
+    #[serde(default = "default_true")]
+    pub migrate_on_start: bool,
+    /// The PostgreSQL password, kept out of the URL (best from the environment:
+    /// `POORTWACHTER_DATABASE__PASSWORD`); any characters, percent-encoded by us.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A file whose content (one line) is the PostgreSQL password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 fn default_max_connections() -> u32 {
     8
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -127,8 +143,55 @@ impl fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field("password", &self.password)
+            .field("password_file", &self.password_file)
             .finish()
     }
+}
+
+/// `url` with `password` added as its `password=` parameter, percent-encoded (the driver
+/// decodes it), so that a password may hold any character. Refuses a URL that names a
+/// password already, and an SQLite URL.
+pub fn url_with_password(url: &str, password: &str) -> Result<String, String> {
+    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        return Err("only a PostgreSQL database.url takes a password".into());
+    }
+    let (main, query) = match url.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (url, None),
+    };
+    let userinfo_password = match (main.find("://"), main.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => main[scheme_end + 3..at].contains(':'),
+        _ => false,
+    };
+    let query_password = query.is_some_and(|q| {
+        q.split('&').any(|kv| {
+            kv.split_once('=')
+                .map_or(kv, |(k, _)| k)
+                .eq_ignore_ascii_case("password")
+        })
+    });
+    if userinfo_password || query_password {
+        return Err("database.url has a password already; give it in one place".into());
+    }
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    let mut encoded = String::with_capacity(password.len() * 3);
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let sep = match query {
+        Some(q) if !q.is_empty() => "&",
+        Some(_) => "",
+        None => "?",
+    };
+    Ok(format!("{url}{sep}password={encoded}"))
 }
 
 /// A database URL fit to print: the password in the user part or in a `password=` /
@@ -693,7 +756,22 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text, path, process_env()?)
+        let mut config = Self::from_toml(&text, path, process_env()?)?;
+        if let Some(file) = config.database.password_file.clone() {
+            let invalid = |message: String| ConfigError::Invalid {
+                problems: vec![Problem {
+                    key: "database.password_file".into(),
+                    message,
+                }],
+            };
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
+            let password = text.strip_suffix('\n').unwrap_or(&text);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            config.database.url = url_with_password(&config.database.url, password)
+                .map_err(|m| invalid(format!("{}: {m}", file.display())))?;
+        }
+        Ok(config)
     }
 
     /// Parses TOML text with the given environment; `origin` only names the source in errors.
@@ -707,11 +785,11 @@ impl Config {
             message: syntax_message(text, &e),
         })?;
         apply_env_overrides(&mut table, env)?;
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 // serde's messages quote the offending value: never for a secret
-                let message = if key.ends_with("secret") {
+                let message = if key.ends_with("secret") || key.ends_with("password") {
                     "must be a string of at least 16 characters".to_string()
                 } else {
                     e.into_inner().to_string()
@@ -720,7 +798,16 @@ impl Config {
                     problems: vec![Problem { key, message }],
                 }
             })?;
-        let problems = config.problems();
+        let mut problems = config.problems();
+        if let Some(password) = config.database.password.take() {
+            match url_with_password(&config.database.url, password.expose()) {
+                Ok(url) => config.database.url = url,
+                Err(message) => problems.push(Problem {
+                    key: "database.password".into(),
+                    message,
+                }),
+            }
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -741,6 +828,12 @@ impl Config {
             push(
                 "database.url".into(),
                 "must start with `sqlite:` or `postgres://`".into(),
+            );
+        }
+        if self.database.password.is_some() && self.database.password_file.is_some() {
+            push(
+                "database.password_file".into(),
+                "give database.password or database.password_file, not both".into(),
             );
         }
         if self.database.max_connections == 0 {
@@ -947,7 +1040,12 @@ fn apply_env_overrides(
 fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
     let (first, rest) = path.split_first().ok_or("empty key")?;
     if rest.is_empty() {
-        let value = typed_like(table.get(first), raw)?;
+        // a password or secret is text whatever it looks like (`123456` is no number)
+        let value = if first == "password" || first.ends_with("secret") {
+            toml::Value::String(raw.to_string())
+        } else {
+            typed_like(table.get(first), raw)?
+        };
         table.insert(first.clone(), value);
         return Ok(());
     }
@@ -1217,6 +1315,48 @@ quarantine = 666
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn a_password_apart_is_percent_encoded_into_the_url() {
+        assert_eq!(
+            url_with_password("postgres://pw@db/nac", "a!#@:/ b%+").unwrap(),
+            "postgres://pw@db/nac?password=a%21%23%40%3A%2F%20b%25%2B"
+        );
+        assert_eq!(
+            url_with_password("postgres://pw@db/nac?sslmode=require", "x").unwrap(),
+            "postgres://pw@db/nac?sslmode=require&password=x"
+        );
+        assert!(url_with_password("postgres://pw:old@db/nac", "x").is_err());
+        assert!(url_with_password("postgres://pw@db/nac?password=old", "x").is_err());
+        assert!(url_with_password("sqlite:x.db", "x").is_err());
+        // from the environment, numbers stay text; the value is never shown
+        let c = load(
+            BASE,
+            &[
+                ("POORTWACHTER_DATABASE__URL", "postgres://u@h/d"),
+                ("POORTWACHTER_DATABASE__PASSWORD", "123456"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.database.url, "postgres://u@h/d?password=123456");
+        assert!(c.database.password.is_none());
+        assert!(!format!("{c:?}").contains("123456"));
+        let err = load(
+            BASE,
+            &[
+                ("POORTWACHTER_DATABASE__URL", "postgres://u:other@h/d"),
+                ("POORTWACHTER_DATABASE__PASSWORD", "geheim!#"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database.password"), "{err}");
+        assert!(!err.contains("geheim"), "{err}");
+        assert!(
+            c.database.migrate_on_start,
+            "migrating at start is the default"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ macro_rules! impl_api_store {
                 let sql = format!(
                     "SELECT id, at, actor, action, target_type, target_id, before, after \
                      FROM audit_log WHERE ($1{txt} IS NULL OR {target_eq}) \
-                     AND ($2{txt} IS NULL OR actor = $2) \
+                     AND ($2{txt} IS NULL OR actor = $2 OR substr(actor, 1, length($2) + 6) = $2 || ' (os: ') \
                      ORDER BY id DESC LIMIT $3 OFFSET $4",
                     txt = $txt,
                     target_eq = $target_eq,

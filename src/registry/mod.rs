@@ -10,6 +10,7 @@ pub mod coa;
 mod postgres;
 pub mod posture;
 mod rows;
+pub mod schema;
 mod sql;
 mod sqlite;
 mod store;
@@ -282,6 +283,20 @@ impl DeviceRef {
     }
 }
 
+/// A URL the driver cannot parse most often holds a password with URL characters: say how
+/// to write it.
+fn url_hint(e: StoreError) -> StoreError {
+    let text = e.to_string();
+    if text.contains("invalid port number") || text.contains("relative URL without a base") {
+        return StoreError::Url(format!(
+            "database.url cannot be read ({text}): a password with URL characters \
+             (! # @ : / ? %) must be percent-encoded in the URL, or set apart in \
+             database.password_file or POORTWACHTER_DATABASE__PASSWORD"
+        ));
+    }
+    e
+}
+
 /// The registry: the rules for changing owners and devices, over any [`Store`].
 #[derive(Clone)]
 pub struct Registry {
@@ -304,7 +319,11 @@ impl Registry {
         let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
             Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Arc::new(postgres::PgStore::connect(url, max_connections).await?)
+            Arc::new(
+                postgres::PgStore::connect(url, max_connections)
+                    .await
+                    .map_err(url_hint)?,
+            )
         } else {
             return Err(StoreError::Url(
                 "database.url must start with `sqlite:` or `postgres://`".into(),
@@ -321,15 +340,27 @@ impl Registry {
         rules: Rules,
     ) -> Result<Self, StoreError> {
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let store = postgres::PgStore::connect_lazy(url, max_connections)?;
+            let store = postgres::PgStore::connect_lazy(url, max_connections).map_err(url_hint)?;
             return Ok(Registry::new(Arc::new(store), rules));
         }
         Self::connect(url, max_connections, rules).await
     }
 
-    /// Applies pending schema migrations.
+    /// Applies pending schema migrations; refuses a newer schema that is incompatible with
+    /// this binary.
     pub async fn migrate(&self) -> Result<(), RegistryError> {
         Ok(self.store.migrate().await?)
+    }
+
+    /// Checks, without migrating, that this binary can work on the schema: refuses an older
+    /// one (`poortwachter migrate` first) and a newer incompatible one. The verdict says
+    /// whether it is newer but compatible ([`schema::SchemaVerdict::warning`]).
+    pub async fn check_schema(&self) -> Result<schema::SchemaVerdict, RegistryError> {
+        let verdict = self.store.schema().await?.verdict();
+        match verdict.refusal(false) {
+            Some(refused) => Err(StoreError::Schema(refused).into()),
+            None => Ok(verdict),
+        }
     }
 
     /// The rules in force.

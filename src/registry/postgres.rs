@@ -13,6 +13,7 @@ use crate::mac::MacAddr;
 use crate::model::{AuditEntry, Device, Owner};
 
 use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
+use super::schema::{self, SchemaState, SchemaVerdict};
 use super::sql;
 use super::store::{
     AuditFilter, DeviceCertificate, Leadership, NewAuditEntry, RegistryChange, Store, StoreError,
@@ -22,7 +23,13 @@ use super::store::{
 /// A MAC row (text in, macaddr in the table).
 const INSERT_MAC: &str = "INSERT INTO device_macs (mac, device_id) VALUES ($1::macaddr, $2)";
 
-static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+/// The schema migrations. Applied migrations this binary does not know (a newer node ran
+/// them) are not an error: [`super::schema`] decides whether they are compatible.
+static MIGRATOR: Migrator = {
+    let mut m = sqlx::migrate!("migrations/postgres");
+    m.ignore_missing = true;
+    m
+};
 
 /// The registry in PostgreSQL.
 pub struct PgStore {
@@ -112,8 +119,41 @@ async fn device_by_mac(
 #[async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        let verdict = self.schema().await?.verdict();
+        if let Some(refused) = verdict.refusal(true) {
+            return Err(refused.into());
+        }
+        // nothing pending: no DDL at all, which a runtime role could not run
+        if matches!(verdict, SchemaVerdict::Behind { .. }) {
+            MIGRATOR.run(&self.pool).await?;
+        }
         Ok(())
+    }
+
+    async fn schema(&self) -> Result<SchemaState, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let exists = |table: &'static str| {
+            sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL").bind(table)
+        };
+        let mut state = SchemaState {
+            known: schema::known(&MIGRATOR),
+            ..SchemaState::default()
+        };
+        if exists("_sqlx_migrations").fetch_one(&mut *conn).await? {
+            let applied: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            state.applied = schema::ids(applied);
+        }
+        if exists("schema_compat").fetch_one(&mut *conn).await? {
+            state.min_binary_migration =
+                sqlx::query_scalar("SELECT max(min_binary_migration) FROM schema_compat")
+                    .fetch_one(&mut *conn)
+                    .await?;
+        }
+        Ok(state)
     }
 
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
@@ -201,7 +241,7 @@ impl Store for PgStore {
         let found = sqlx::query(
             "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
              WHERE ($1::text IS NULL OR lower(target_id) = lower($1)) \
-               AND ($2::text IS NULL OR actor = $2) \
+               AND ($2::text IS NULL OR actor = $2 OR substr(actor, 1, length($2) + 6) = $2 || ' (os: ') \
              ORDER BY id DESC LIMIT $3",
         )
         .bind(filter.target_id.as_deref())

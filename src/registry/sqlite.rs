@@ -18,6 +18,7 @@ use crate::mac::MacAddr;
 use crate::model::{AuditEntry, Device, Owner};
 
 use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
+use super::schema::{self, SchemaState, SchemaVerdict};
 use super::sql;
 use super::store::{
     AuditFilter, DeviceCertificate, NewAuditEntry, Store, StoreError, StoreTx, WithdrawnCertificate,
@@ -26,7 +27,13 @@ use super::store::{
 /// A MAC row (text in, TEXT in the table).
 const INSERT_MAC: &str = "INSERT INTO device_macs (mac, device_id) VALUES ($1, $2)";
 
-static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+/// The schema migrations. Applied migrations this binary does not know (a newer binary ran
+/// them) are not an error: [`super::schema`] decides whether they are compatible.
+static MIGRATOR: Migrator = {
+    let mut m = sqlx::migrate!("migrations/sqlite");
+    m.ignore_missing = true;
+    m
+};
 
 /// The registry in an SQLite file.
 pub struct SqliteStore {
@@ -143,7 +150,56 @@ async fn device_by_mac(
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        let verdict = self.schema().await?.verdict();
+        if let Some(refused) = verdict.refusal(true) {
+            return Err(refused.into());
+        }
+        // nothing pending: no DDL at all, which a runtime role could not run
+        if matches!(verdict, SchemaVerdict::Behind { .. }) {
+            MIGRATOR.run(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn schema(&self) -> Result<SchemaState, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let exists = |table: &'static str| {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?",
+            )
+            .bind(table)
+        };
+        let mut state = SchemaState {
+            known: schema::known(&MIGRATOR),
+            ..SchemaState::default()
+        };
+        if exists("_sqlx_migrations").fetch_one(&mut *conn).await? {
+            let applied: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            state.applied = schema::ids(applied);
+        }
+        if exists("schema_compat").fetch_one(&mut *conn).await? {
+            state.min_binary_migration =
+                sqlx::query_scalar("SELECT max(min_binary_migration) FROM schema_compat")
+                    .fetch_one(&mut *conn)
+                    .await?;
+        }
+        Ok(state)
+    }
+
+    async fn copy_into(&self, to: &Path) -> Result<(), StoreError> {
+        // VACUUM INTO: a consistent copy while `serve` keeps writing (SQLite 3.27+); it
+        // refuses an existing file
+        let to = to
+            .to_str()
+            .ok_or_else(|| StoreError::Url(format!("{}: the path is not UTF-8", to.display())))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(to)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -232,7 +288,7 @@ impl Store for SqliteStore {
         let found = sqlx::query(
             "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
              WHERE ($1 IS NULL OR target_id = $1) \
-               AND ($2 IS NULL OR actor = $2) \
+               AND ($2 IS NULL OR actor = $2 OR substr(actor, 1, length($2) + 6) = $2 || ' (os: ') \
              ORDER BY id DESC LIMIT $3",
         )
         .bind(filter.target_id.as_deref())

@@ -31,6 +31,12 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database: {0}")]
     Database(sqlx::Error),
+    /// The schema cannot be used by this binary (older, or newer and incompatible).
+    #[error(transparent)]
+    Schema(#[from] super::schema::SchemaError),
+    /// The store cannot do what was asked.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -73,7 +79,11 @@ impl StoreError {
                         | sqlx::Error::WorkerCrashed
                 ),
             },
-            StoreError::Url(_) | StoreError::Corrupt(_) | StoreError::Migrate(_) => false,
+            StoreError::Url(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Migrate(_)
+            | StoreError::Schema(_)
+            | StoreError::Unsupported(_) => false,
         }
     }
 }
@@ -233,8 +243,19 @@ pub trait Store:
     + super::coa::CoaStore
     + super::api_reads::ApiStore
 {
-    /// Applies pending migrations.
+    /// Applies pending migrations; refuses a newer schema that is incompatible with this
+    /// binary ([`super::schema`]).
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// The binary's and the database's migrations, and the compatibility mark.
+    async fn schema(&self) -> Result<super::schema::SchemaState, StoreError>;
+    /// A consistent copy of the whole database into the new file `to`, while it is in use
+    /// (`poortwachter backup`). Only an embedded store can; PostgreSQL has pg_dump.
+    async fn copy_into(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        let _ = to;
+        Err(StoreError::Unsupported(
+            "this store is not copied by poortwachter; use the database's own backup tool",
+        ))
+    }
     /// Starts a write transaction. Dropping it without `commit` rolls back.
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
     /// An owner by username, in any case.

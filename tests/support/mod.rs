@@ -335,6 +335,38 @@ impl PgServer {
         )
     }
 
+    /// The directory of its unix socket (the `host=` of its URLs, `-h` of psql and pg_dump).
+    pub fn socket_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// A PostgreSQL client program (psql, pg_dump, pg_restore) of the server's version, to
+    /// run with `-h socket_dir() -U postgres`.
+    pub fn client(&self, program: &str) -> Command {
+        Command::new(self.bin.join(program))
+    }
+
+    /// From now on every role but `postgres` logs in with its password (scram-sha-256), as on
+    /// a production server: a wrong or mangled password is refused.
+    pub fn require_passwords(&self) {
+        let hba = "local all postgres trust\nlocal all all scram-sha-256\n";
+        std::fs::write(self.data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("reload")
+            .output()
+            .expect("run pg_ctl reload");
+        assert!(
+            out.status.success(),
+            "pg_ctl reload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // the postmaster reads pg_hba.conf on SIGHUP: give it a moment
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     /// Whether it accepts connections now.
     pub fn is_ready(&self) -> bool {
         Command::new(self.bin.join("pg_isready"))
