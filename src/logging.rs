@@ -75,7 +75,9 @@ pub fn priority(level: &Level) -> u8 {
 
 /// The journald line: the priority prefix, then tracing's own line without time, level word
 /// or colours.
-pub struct Journald(tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, ()>);
+pub struct Journald(
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, ()>,
+);
 
 impl Default for Journald {
     fn default() -> Self {
@@ -250,10 +252,19 @@ mod tests {
     }
 
     fn emit() {
-        let span = tracing::info_span!("radius", src = "192.0.2.1:1812", outcome = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "radius",
+            src = "192.0.2.1:1812",
+            outcome = tracing::field::Empty
+        );
         let _e = span.enter();
         span.record("outcome", "accept");
-        tracing::info!(mac = "02:00:00:00:00:01", vlan = 100u16, degraded = false, "decision \"quoted\"");
+        tracing::info!(
+            mac = "02:00:00:00:00:01",
+            vlan = 100u16,
+            degraded = false,
+            "decision \"quoted\""
+        );
         tracing::warn!(level = "ignored", "the reserved names stay ours");
         tracing::error!("failure");
         tracing::debug!("not shown at info");
@@ -289,7 +300,10 @@ mod tests {
         let ts = first["timestamp"].as_str().unwrap();
         assert!(ts.ends_with('Z'), "{ts}");
         chrono::DateTime::parse_from_rfc3339(ts).unwrap();
-        assert_eq!(lines[1]["level"], "WARN", "a field never overrides the level");
+        assert_eq!(
+            lines[1]["level"], "WARN",
+            "a field never overrides the level"
+        );
         assert_eq!(lines[2]["level"], "ERROR");
     }
 
@@ -307,7 +321,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].starts_with("<6>radius{"), "{}", lines[0]);
-        assert!(lines[0].contains("mac=\"02:00:00:00:00:01\""), "{}", lines[0]);
+        assert!(
+            lines[0].contains("mac=\"02:00:00:00:00:01\""),
+            "{}",
+            lines[0]
+        );
         assert!(lines[1].starts_with("<4>"), "{}", lines[1]);
         assert!(lines[2].starts_with("<3>"), "{}", lines[2]);
         assert!(!text.contains('\u{1b}'), "no colours");

@@ -122,9 +122,9 @@ mod tests {
                 eap: None,
                 liveness: None,
                 registry: Some(Arc::new(Default::default())),
-                decisions: Some(Arc::new(
-                    crate::server::labelled::DecisionCounters::new(["ap-1"]),
-                )),
+                decisions: Some(Arc::new(crate::server::labelled::DecisionCounters::new([
+                    "ap-1",
+                ]))),
                 coa: Some(Arc::new(Default::default())),
             },
             Some(&api),
@@ -139,9 +139,8 @@ mod tests {
         assert!(text.contains(
             "\npoortwachter_decisions_total{client=\"ap-1\",decision=\"reject\",reason=\"unknown_device\"} 0\n"
         ));
-        assert!(text.contains(
-            "\npoortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 0\n"
-        ));
+        assert!(text
+            .contains("\npoortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 0\n"));
         // every sample line is `name value` or `name{labels} value`
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();

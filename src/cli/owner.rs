@@ -168,10 +168,7 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
                 ("valid from", or_dash(owner.valid_from)),
                 ("valid until", or_dash(owner.valid_until)),
                 ("state", state(ctx, &owner).to_string()),
-                (
-                    "registered",
-                    super::when::minute(owner.created_at, ctx.tz),
-                ),
+                ("registered", super::when::minute(owner.created_at, ctx.tz)),
             ]);
             println!();
             super::device::print_devices(&devices, ctx.tz);

@@ -12,7 +12,9 @@ pub fn minute(t: DateTime<Utc>, tz: Tz) -> String {
 
 /// To the second: `2026-12-02 08:30:15 CET`.
 pub fn second(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+    t.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }
 
 #[cfg(test)]

@@ -113,10 +113,15 @@ mod tests {
         c.count(Kind::Coa, CoaResult::from_stored("something else"));
         let mut out = String::new();
         c.render(&mut out);
-        assert!(out.contains("\npoortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 1\n"));
+        assert!(out
+            .contains("\npoortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 1\n"));
         assert!(out.contains("\npoortwachter_coa_requests_total{kind=\"coa\",result=\"nak\"} 1\n"));
-        assert!(out.contains("\npoortwachter_coa_requests_total{kind=\"coa\",result=\"error\"} 1\n"));
-        assert!(out.contains("\npoortwachter_coa_requests_total{kind=\"disconnect\",result=\"timeout\"} 0\n"));
+        assert!(
+            out.contains("\npoortwachter_coa_requests_total{kind=\"coa\",result=\"error\"} 1\n")
+        );
+        assert!(out.contains(
+            "\npoortwachter_coa_requests_total{kind=\"disconnect\",result=\"timeout\"} 0\n"
+        ));
         assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 8);
     }
 }

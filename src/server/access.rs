@@ -390,7 +390,9 @@ impl Access {
         coalescer: Coalescer,
         eap: Option<Arc<EapServer>>,
     ) -> Access {
-        let decisions = Arc::new(DecisionCounters::new(clients.iter().map(|c| c.name.as_str())));
+        let decisions = Arc::new(DecisionCounters::new(
+            clients.iter().map(|c| c.name.as_str()),
+        ));
         for c in &clients {
             let _ = c.decisions.set(decisions.slot(&c.name));
         }

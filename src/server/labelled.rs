@@ -161,7 +161,8 @@ mod tests {
         assert!(out.contains("\npoortwachter_decisions_total{client=\"ap-1\",decision=\"reject\",reason=\"unknown_device\"} 2\n"), "{out}");
         assert!(out.contains("\npoortwachter_decisions_total{client=\"ap-1\",decision=\"accept\",reason=\"compliant\"} 1\n"));
         assert!(out.contains("\npoortwachter_decisions_total{client=\"ap-3\",decision=\"accept\",reason=\"registration\"} 1\n"));
-        assert!(out.contains("{client=\"ap \\\"2\\\"\",decision=\"reject\",reason=\"device_lost\"} 0\n"));
+        assert!(out
+            .contains("{client=\"ap \\\"2\\\"\",decision=\"reject\",reason=\"device_lost\"} 0\n"));
         assert!(!out.contains("decision=\"accept\",reason=\"unknown_device\""));
         // every client: every reject reason and the accept reasons
         let accepts = Reason::ALL.iter().filter(|r| r.is_accept_reason()).count();

@@ -108,7 +108,13 @@ mod tests {
 
     fn mac(i: u32) -> Option<MacAddr> {
         let b = i.to_be_bytes();
-        Some(MacAddr::parse_any(&format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])).unwrap())
+        Some(
+            MacAddr::parse_any(&format!(
+                "02:00:{:02x}:{:02x}:{:02x}:{:02x}",
+                b[0], b[1], b[2], b[3]
+            ))
+            .unwrap(),
+        )
     }
 
     #[test]
@@ -125,7 +131,10 @@ mod tests {
             Some(Held { logged: 2, held: 2 })
         );
         assert_eq!(l.sweep(t0 + Duration::from_secs(61)), None, "reported once");
-        assert!(l.admit(mac(1), t0 + Duration::from_secs(61)), "a new window");
+        assert!(
+            l.admit(mac(1), t0 + Duration::from_secs(61)),
+            "a new window"
+        );
         // a window without anything held back is not reported
         assert_eq!(l.sweep(t0 + Duration::from_secs(200)), None);
     }

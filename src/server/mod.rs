@@ -268,10 +268,7 @@ impl Server {
             state_dir: config.node.state_dir.clone(),
             snapshot_interval: config.node.snapshot_interval.0,
             writer,
-            coa_counts: enforcer
-                .as_ref()
-                .map(|e| e.counters())
-                .unwrap_or_default(),
+            coa_counts: enforcer.as_ref().map(|e| e.counters()).unwrap_or_default(),
             enforcer,
         })
     }
