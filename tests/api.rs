@@ -143,6 +143,8 @@ impl Env {
             eap: None,
             liveness: Some(liveness.clone()),
             registry: None,
+            decisions: None,
+            coa: None,
         };
         let api =
             Api::serve_with(Arc::new(config), registry.clone(), listener, Some(metrics)).unwrap();

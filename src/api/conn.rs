@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -55,7 +56,12 @@ impl Shared {
 pub struct Conn {
     phase: Mutex<Phase>,
     shared: Arc<Shared>,
+    peer: SocketAddr,
 }
+
+/// The address a request came from: put in each request's extensions, for its log line.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
 
 /// The acceptor: the caps at accept, then the inner acceptor (TLS or none) over the
 /// wrapped socket.
@@ -115,6 +121,7 @@ where
         let conn = Arc::new(Conn {
             phase: Mutex::new(Phase::accepted(Instant::now(), &shared.limits)),
             shared: Arc::clone(shared),
+            peer,
         });
         let stream = Guarded::new(stream, slot, Arc::clone(&conn));
         Box::pin(self.inner.accept(
@@ -282,7 +289,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        req.extensions_mut().insert(Peer(self.conn.peer));
         let handling = Handling::start(Arc::clone(&self.conn));
         let limit = self.conn.shared.limits.request;
         let answer = self.inner.call(req);

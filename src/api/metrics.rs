@@ -19,6 +19,10 @@ pub struct Metrics {
     /// Whether the registry database can be read: `/api/v1/ready` answers 503 "degraded"
     /// while it cannot.
     pub registry: Option<Arc<crate::server::degraded::StoreHealth>>,
+    /// Decisions per client and reason.
+    pub decisions: Option<Arc<crate::server::labelled::DecisionCounters>>,
+    /// Disconnect/CoA results.
+    pub coa: Option<Arc<crate::coa::counters::CoaCounters>>,
 }
 
 /// The exposition text (format 0.0.4): one counter per packet counter, named
@@ -32,6 +36,12 @@ pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
         let metric = format!("poortwachter_radius_{name}_total");
         let _ = writeln!(out, "# TYPE {metric} counter");
         let _ = writeln!(out, "{metric} {value}");
+    }
+    if let Some(d) = &m.decisions {
+        d.render(&mut out);
+    }
+    if let Some(c) = &m.coa {
+        c.render(&mut out);
     }
     if let Some(health) = &m.registry {
         let _ = writeln!(
@@ -112,6 +122,10 @@ mod tests {
                 eap: None,
                 liveness: None,
                 registry: Some(Arc::new(Default::default())),
+                decisions: Some(Arc::new(crate::server::labelled::DecisionCounters::new([
+                    "ap-1",
+                ]))),
+                coa: Some(Arc::new(Default::default())),
             },
             Some(&api),
         );
@@ -122,9 +136,15 @@ mod tests {
         assert!(text.contains("\npoortwachter_radius_dropped_unknown_client_total 1\n"));
         assert!(text.contains("\npoortwachter_radius_rejects_total 0\n"));
         assert!(text.contains("\npoortwachter_registry_degraded 0\n"));
-        // every sample line is `name value`
+        assert!(text.contains(
+            "\npoortwachter_decisions_total{client=\"ap-1\",decision=\"reject\",reason=\"unknown_device\"} 0\n"
+        ));
+        assert!(text
+            .contains("\npoortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 0\n"));
+        // every sample line is `name value` or `name{labels} value`
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (name, value) = line.split_once(' ').unwrap();
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            let name = name.split_once('{').map_or(name, |(n, _)| n);
             assert!(
                 name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
                 "{name}"

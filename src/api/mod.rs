@@ -139,11 +139,14 @@ fn routes(
         .with_state(state)
 }
 
-/// One span per request (method, path, route, token, status), and every error answer as
-/// JSON: axum's own (405 with its `Allow`, ...) come as text.
+/// One span per request (client address, method, path, route, token name, status) and a
+/// line at its end, and every error answer as JSON: axum's own (405 with its `Allow`, ...)
+/// come as text. The token itself is never logged, only its name.
 async fn observe(req: Request, next: Next) -> Response {
+    let client = req.extensions().get::<conn::Peer>().map(|p| p.0);
     let span = tracing::info_span!(
         "api",
+        client_addr = client.map(tracing::field::display),
         method = %req.method(),
         path = %req.uri().path(),
         route = tracing::field::Empty,

@@ -130,7 +130,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: CaCommand) -> Result<()> {
                         "CRL number {} with {} certificate(s), next update {}: {}",
                         crl.number,
                         crl.entries,
-                        crl.next_update.format("%Y-%m-%d %H:%M UTC"),
+                        super::when::minute(crl.next_update, ctx.tz),
                         path.display()
                     );
                 }

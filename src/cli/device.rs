@@ -13,7 +13,7 @@ use poortwachter::registry::{AuditFilter, DeviceRef, NewCertificate};
 use poortwachter::text::escape;
 
 use super::table::{self, or_dash};
-use super::Context;
+use super::{when, Context};
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
@@ -148,7 +148,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             if ctx.json {
                 return table::print_json(&devices);
             }
-            print_devices(&devices);
+            print_devices(&devices, ctx.tz);
             Ok(())
         }
         DeviceCommand::Show { device } => {
@@ -171,7 +171,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
                 );
             }
             let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                or_dash(t.map(|t| t.format("%Y-%m-%d %H:%M UTC")))
+                or_dash(t.map(|t| when::minute(t, ctx.tz)))
             };
             table::print_fields(&[
                 ("id", device.id.to_string()),
@@ -199,7 +199,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
                     "registered",
                     format!(
                         "{} by {}",
-                        device.created_at.format("%Y-%m-%d %H:%M UTC"),
+                        when::minute(device.created_at, ctx.tz),
                         device.created_by
                     ),
                 ),
@@ -208,7 +208,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
                     match device.last_seen_at {
                         Some(t) => format!(
                             "{} on {} ({})",
-                            t.format("%Y-%m-%d %H:%M UTC"),
+                            when::minute(t, ctx.tz),
                             or_dash(device.last_seen_nas.as_ref()),
                             or_dash(device.last_seen_ssid.as_ref())
                         ),
@@ -217,7 +217,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
                 ),
             ]);
             println!("\nhistory:");
-            table::print_audit(&history, false);
+            table::print_audit(&history, false, ctx.tz);
             Ok(())
         }
         DeviceCommand::Revoke { device, reason } => {
@@ -415,8 +415,8 @@ async fn issue_cert(
             "valid",
             format!(
                 "{} to {}{}",
-                issued.not_before.format("%Y-%m-%d %H:%M UTC"),
-                issued.not_after.format("%Y-%m-%d %H:%M UTC"),
+                when::minute(issued.not_before, ctx.tz),
+                when::minute(issued.not_after, ctx.tz),
                 if capped { " (end of contract)" } else { "" }
             ),
         ),
@@ -489,7 +489,7 @@ fn macs_text(d: &Device) -> String {
 }
 
 /// The device table, also under `owner show`.
-pub fn print_devices(devices: &[Device]) {
+pub fn print_devices(devices: &[Device], tz: chrono_tz::Tz) {
     let rows = devices
         .iter()
         .map(|d| {
@@ -501,7 +501,7 @@ pub fn print_devices(devices: &[Device]) {
                 macs_text(d),
                 d.status.to_string(),
                 d.compliance.to_string(),
-                or_dash(d.last_seen_at.map(|t| t.format("%Y-%m-%d %H:%M"))),
+                or_dash(d.last_seen_at.map(|t| when::minute(t, tz))),
             ]
         })
         .collect();

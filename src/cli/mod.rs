@@ -7,6 +7,7 @@ mod owner;
 mod radius;
 mod table;
 mod token;
+mod when;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -86,6 +87,8 @@ pub struct Context {
     pub registry: Registry,
     pub json: bool,
     actor: String,
+    /// `policy.timezone`: human output shows times in it, with the zone ([`when`]).
+    pub tz: chrono_tz::Tz,
 }
 
 impl Context {
@@ -98,7 +101,7 @@ impl Context {
 /// Runs one command.
 pub async fn run(args: Args) -> Result<()> {
     let config = Config::load(&args.config)?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     if let Command::CheckConfig = args.command {
         return check_config(&config, args.json);
     }
@@ -139,6 +142,7 @@ pub async fn run(args: Args) -> Result<()> {
         registry,
         json: args.json,
         actor: actor(args.actor)?,
+        tz: config.policy.timezone,
     };
     match args.command {
         Command::CheckConfig => Ok(()),
@@ -178,7 +182,7 @@ pub async fn run(args: Args) -> Result<()> {
             if ctx.json {
                 return table::print_json(&entries);
             }
-            table::print_audit(&entries, true);
+            table::print_audit(&entries, true, ctx.tz);
             Ok(())
         }
     }
@@ -327,17 +331,10 @@ fn os_user() -> Option<String> {
         .or(Some(format!("uid {uid}")))
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn init_logging(log: &poortwachter::config::LogConfig) {
     use std::io::IsTerminal;
     // colours only on a terminal: journald and log files get plain text
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+    poortwachter::logging::init(log.format, &log.level, std::io::stderr().is_terminal());
 }
 
 #[cfg(test)]

@@ -168,13 +168,10 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
                 ("valid from", or_dash(owner.valid_from)),
                 ("valid until", or_dash(owner.valid_until)),
                 ("state", state(ctx, &owner).to_string()),
-                (
-                    "registered",
-                    owner.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-                ),
+                ("registered", super::when::minute(owner.created_at, ctx.tz)),
             ]);
             println!();
-            super::device::print_devices(&devices);
+            super::device::print_devices(&devices, ctx.tz);
             Ok(())
         }
         OwnerCommand::Disable { username } => set_disabled(ctx, &username, true).await,

@@ -13,7 +13,7 @@ use poortwachter::registry::{Registry, RegistryError, Rules, Store, StoreError};
 use poortwachter::server::{Server, STOP_WITHIN};
 use poortwachter::text::escape;
 
-use super::table;
+use super::{table, when};
 use poortwachter::config::redact_url;
 
 /// How long `serve` waits for the database at start before it starts from its snapshot.
@@ -72,7 +72,8 @@ pub async fn serve_command(config: &Config, rules: Rules) -> Result<()> {
             "cannot open the registry ({shown}): {why}; and cannot start without it: {e}"
         )
     })?;
-    eprintln!(
+    // a log line, not a bare one: under `log.format = "json"` every line of `serve` is JSON
+    tracing::error!(
         "poortwachter: the registry database is UNREACHABLE ({shown}: {why}); starting DEGRADED from the snapshot written at {} ({} devices)",
         snap.written_at,
         snap.subjects.len()
@@ -101,6 +102,8 @@ pub async fn serve(
         eap: server.eap_engine(),
         liveness: Some(server.liveness()),
         registry: Some(server.store_health()),
+        decisions: Some(server.decisions()),
+        coa: Some(server.coa_counters()),
     };
     let api = poortwachter::api::spawn(config, store, Some(metrics)).await?;
     let asked = Arc::new(tokio::sync::Notify::new());
@@ -117,7 +120,7 @@ pub async fn serve(
         }
     }
     // one line for people and scripts that watch the service end
-    eprintln!("poortwachter stopped: {}", stopped.stats);
+    tracing::info!("poortwachter stopped: {}", stopped.stats);
     anyhow::ensure!(
         stopped.abandoned.is_empty(),
         "stopped within {} s, abandoning: {}",
@@ -166,7 +169,7 @@ async fn stop_guard(asked: Arc<tokio::sync::Notify>) -> Result<()> {
                 tracing::info!("{which} received");
                 asked.notify_one();
                 tokio::time::sleep(STOP_WITHIN + std::time::Duration::from_secs(3)).await;
-                eprintln!(
+                tracing::error!(
                     "poortwachter: the stop did not finish within {} s; exiting without it",
                     STOP_WITHIN.as_secs() + 3
                 );
@@ -221,7 +224,7 @@ pub async fn why(
     let tz = config.policy.timezone;
     let mut lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
     for d in &found {
-        let at = d.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S");
+        let at = when::second(d.at, tz);
         let repeats = if d.repeats > 0 {
             format!(" (and {} identical decisions before it, folded)", d.repeats)
         } else {
@@ -247,7 +250,7 @@ pub async fn why(
         .iter()
         .flat_map(|m| counted.iter().map(move |a| (m, a)))
     {
-        let at = a.minute.with_timezone(&tz).format("%Y-%m-%d %H:%M");
+        let at = when::minute(a.minute, tz);
         let what = if a.outcome == "accept" {
             "put in the registration VLAN as an unknown device"
         } else {
@@ -298,13 +301,13 @@ async fn print_posture(config: &Config, store: &dyn Store, device: &Device) -> R
     let age = match device.compliance_checked_at {
         Some(at) if at + max_age > now => format!(
             "checked {}, stale in {}",
-            at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+            when::minute(at, tz),
             posture::human(at + max_age - now)
         ),
         Some(at) => format!(
             "checked {}, stale since {}",
-            at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
-            (at + max_age).with_timezone(&tz).format("%Y-%m-%d %H:%M")
+            when::minute(at, tz),
+            when::minute(at + max_age, tz)
         ),
         None => "never checked".to_string(),
     };
@@ -376,12 +379,9 @@ pub async fn sessions(
         .iter()
         .map(|s| {
             vec![
-                s.started_at
-                    .with_timezone(&tz)
-                    .format("%Y-%m-%d %H:%M")
-                    .to_string(),
+                when::minute(s.started_at, tz),
                 match s.stopped_at {
-                    Some(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+                    Some(t) => when::minute(t, tz),
                     None => "active".to_string(),
                 },
                 format!("{}/{}", s.nas, s.nas_key),

@@ -53,12 +53,16 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 }
 
 /// Audit entries as a table, newest first; with the target column unless all share one.
-pub fn print_audit(entries: &[poortwachter::model::AuditEntry], with_target: bool) {
+pub fn print_audit(
+    entries: &[poortwachter::model::AuditEntry],
+    with_target: bool,
+    tz: chrono_tz::Tz,
+) {
     let rows = entries
         .iter()
         .map(|e| {
             let mut row = vec![
-                e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                super::when::second(e.at, tz),
                 e.actor.clone(),
                 e.action.clone(),
             ];
@@ -70,9 +74,9 @@ pub fn print_audit(entries: &[poortwachter::model::AuditEntry], with_target: boo
         })
         .collect();
     if with_target {
-        print(&["TIME (UTC)", "ACTOR", "ACTION", "TARGET", "CHANGE"], rows);
+        print(&["TIME", "ACTOR", "ACTION", "TARGET", "CHANGE"], rows);
     } else {
-        print(&["TIME (UTC)", "ACTOR", "ACTION", "CHANGE"], rows);
+        print(&["TIME", "ACTOR", "ACTION", "CHANGE"], rows);
     }
 }
 

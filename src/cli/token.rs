@@ -58,7 +58,7 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> Result<()> {
                 return table::print_json(&tokens);
             }
             let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                or_dash(t.map(|t| t.format("%Y-%m-%d %H:%M")))
+                or_dash(t.map(|t| super::when::minute(t, ctx.tz)))
             };
             let rows = tokens
                 .iter()
@@ -68,7 +68,7 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> Result<()> {
                         t.scope.to_string(),
                         format!(
                             "{} by {}",
-                            t.created_at.format("%Y-%m-%d %H:%M"),
+                            super::when::minute(t.created_at, ctx.tz),
                             t.created_by
                         ),
                         time(t.last_used_at),
@@ -87,7 +87,7 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> Result<()> {
             println!(
                 "token {} is revoked (since {})",
                 token.name,
-                or_dash(token.revoked_at.map(|t| t.format("%Y-%m-%d %H:%M UTC")))
+                or_dash(token.revoked_at.map(|t| super::when::minute(t, ctx.tz)))
             );
             Ok(())
         }

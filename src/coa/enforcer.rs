@@ -20,6 +20,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use uuid::Uuid;
 
 use super::client::{self, Outcome, Retransmit};
+use super::counters::{CoaCounters, CoaResult};
 use super::packet::{
     build_request, error_cause_name, Answer, Kind, NewAuthorization, SessionIdentity,
     SESSION_CONTEXT_NOT_FOUND,
@@ -471,6 +472,7 @@ pub struct Enforcer {
     /// Audit entries up to this id predate the enforcer: never acted on.
     floor: i64,
     recent: RecentIds,
+    counts: Arc<CoaCounters>,
 }
 
 type Subject = Option<Arc<(Device, Owner)>>;
@@ -496,7 +498,13 @@ impl Enforcer {
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             floor: i64::MAX,
             recent: RecentIds::default(),
+            counts: Arc::new(CoaCounters::default()),
         })
+    }
+
+    /// How the requests sent so far ended, for `/api/v1/metrics`.
+    pub fn counters(&self) -> Arc<CoaCounters> {
+        self.counts.clone()
     }
 
     /// Runs until `stop` turns true. Among the nodes sharing the registry one enforces at a
@@ -807,9 +815,18 @@ impl Enforcer {
             let clients = self.clients.clone();
             let table = self.kicked.clone();
             let retransmit = self.retransmit;
+            let counts = self.counts.clone();
             tasks.spawn(async move {
                 let _permit = permit;
+                let counted = |what: &Kick, outcome: &Result<CoaRecord, KickError>| {
+                    let result = match outcome {
+                        Ok(r) => CoaResult::from_stored(&r.result),
+                        Err(_) => CoaResult::Error,
+                    };
+                    counts.count(what.kind, result);
+                };
                 let mut outcome = kick(&*store, &clients, &session, &what, retransmit).await;
+                counted(&what, &outcome);
                 // a CoA-NAK for any other reason than "no such session": the NAS cannot move
                 // the session, so end it
                 if let Ok(r) = &outcome {
@@ -824,6 +841,7 @@ impl Enforcer {
                             actor: what.actor.clone(),
                         };
                         outcome = kick(&*store, &clients, &session, &fallback, retransmit).await;
+                        counted(&fallback, &outcome);
                     }
                 }
                 let result = match outcome {

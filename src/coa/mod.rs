@@ -5,5 +5,6 @@
 //! the registry and decides whom to kick.
 
 pub mod client;
+pub mod counters;
 pub mod enforcer;
 pub mod packet;

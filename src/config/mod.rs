@@ -640,6 +640,10 @@ pub struct LogConfig {
     /// A `tracing` filter such as `info` or `poortwachter=debug`; `RUST_LOG` wins when set.
     #[serde(default = "default_log_level")]
     pub level: String,
+    /// `plain` (default), `json` (one object a line) or `journald` (priority prefixes, no
+    /// timestamps): see [`crate::logging::LogFormat`].
+    #[serde(default)]
+    pub format: crate::logging::LogFormat,
     /// How long access decisions are kept for `why`.
     #[serde(default = "default_decision_retention")]
     pub decision_retention: HumanDuration,
@@ -665,6 +669,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: default_log_level(),
+            format: crate::logging::LogFormat::default(),
             decision_retention: default_decision_retention(),
             decision_coalesce: default_decision_coalesce(),
         }

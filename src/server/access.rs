@@ -11,7 +11,7 @@
 //! anew) whenever the guard is dropped unanswered, on whatever path.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -37,6 +37,8 @@ use super::aggregate::{self, Aggregator, Ap, Tally};
 use super::cache::Subject;
 use super::coalesce::{self, Coalescer, Fold};
 use super::dedup::{DedupCache, Key, Seen};
+use super::labelled::{ClientDecisions, DecisionCounters};
+use super::loglimit::LogLimit;
 use super::recorder::Record;
 use super::request::{self, MabProblem};
 use super::stats::Stats;
@@ -87,6 +89,8 @@ pub struct Client {
     pub mab: bool,
     /// MAB needs a Calling-Station-Id that is a MAC (RFC 3580 §3.21).
     pub mab_require_calling_station: bool,
+    /// Its decision counters (`poortwachter_decisions_total`), found by name on first use.
+    pub decisions: OnceLock<Arc<ClientDecisions>>,
 }
 
 impl Client {
@@ -107,6 +111,7 @@ impl Client {
             mab_require_calling_station: c
                 .mab_require_calling_station_id
                 .unwrap_or(radius.mab_require_calling_station_id),
+            decisions: OnceLock::new(),
         }
     }
 }
@@ -192,6 +197,10 @@ pub struct AuthRequest {
     mac: Option<MacAddr>,
     ssid: Option<String>,
     nas_ip: IpAddr,
+    /// NAS-Identifier (the access point's name), for the decision's log line.
+    nas_identifier: Option<String>,
+    /// Called-Station-Id (the access point's MAC and SSID), for the decision's log line.
+    called_station: Option<String>,
     /// Proxy-State attributes, echoed in the reply in order (RFC 2865 §5.33).
     proxy_state: Vec<Vec<u8>>,
     /// Whether a valid Message-Authenticator proved the request came from the client.
@@ -336,6 +345,9 @@ pub struct Access {
     coalescer: Mutex<Coalescer>,
     aggregator: Mutex<Aggregator>,
     eap: Option<Arc<EapServer>>,
+    decisions: Arc<DecisionCounters>,
+    /// Log lines for unregistered devices (not one per request in a flood).
+    unknown_lines: Mutex<LogLimit>,
 }
 
 impl std::fmt::Debug for Access {
@@ -378,6 +390,12 @@ impl Access {
         coalescer: Coalescer,
         eap: Option<Arc<EapServer>>,
     ) -> Access {
+        let decisions = Arc::new(DecisionCounters::new(
+            clients.iter().map(|c| c.name.as_str()),
+        ));
+        for c in &clients {
+            let _ = c.decisions.set(decisions.slot(&c.name));
+        }
         Access {
             clients,
             rules,
@@ -386,7 +404,14 @@ impl Access {
             coalescer: Mutex::new(coalescer),
             aggregator: Mutex::new(Aggregator::new(AGGREGATE_KEYS)),
             eap,
+            decisions,
+            unknown_lines: Mutex::new(LogLimit::default()),
         }
+    }
+
+    /// The decision counters per client and reason.
+    pub fn decisions(&self) -> &Arc<DecisionCounters> {
+        &self.decisions
     }
 
     /// The configured clients.
@@ -408,6 +433,17 @@ impl Access {
     /// decision log.
     pub fn sweep(&self, now: Now) -> Vec<Record> {
         lock(&self.dedup).sweep(now.mono);
+        let held = lock(&self.unknown_lines).sweep(now.mono);
+        if let Some(h) = held {
+            tracing::info!(
+                target: "poortwachter::decision",
+                logged = h.logged,
+                not_logged = h.held,
+                "unregistered devices: {} more decisions in the last minute not logged one by one (a line per MAC per minute, at most {} a minute); `poortwachter why` and the decision log count them per access point",
+                h.held,
+                super::loglimit::LINES_PER_WINDOW
+            );
+        }
         let swept = lock(&self.coalescer).sweep(now.mono);
         let counted = lock(&self.aggregator).sweep(now.wall);
         let mut out: Vec<Record> = swept.into_iter().map(Record::Decision).collect();
@@ -558,6 +594,8 @@ impl Access {
                 .ipv4(dict::NAS_IP_ADDRESS)
                 .map(IpAddr::V4)
                 .unwrap_or_else(|| src.ip()),
+            nas_identifier: p.text(dict::NAS_IDENTIFIER).map(printable),
+            called_station: p.text(dict::CALLED_STATION_ID).map(printable),
             proxy_state: proxy_states(&p),
             authenticated: ma == MaCheck::Valid,
             method: AuthMethod::Mab,
@@ -942,19 +980,60 @@ impl Access {
         } else {
             &self.stats.rejects
         });
+        client
+            .decisions
+            .get_or_init(|| self.decisions.slot(&client.name))
+            .count(decision.outcome, decision.reason);
         let span = tracing::Span::current();
         span.record("outcome", decision.outcome.as_str());
         span.record("reason", decision.reason.as_str());
-        tracing::debug!(
-            outcome = decision.outcome.as_str(),
-            reason = decision.reason.as_str(),
-            vlan = decision.vlan.map(|v| v.get()),
+        self.log_decision(req, &decision, subject.as_ref(), now.mono);
+        let records = self.records(req, decision, subject.as_ref(), now);
+        Step::Send(Reply { bytes, records })
+    }
+
+    /// The decision's line, at info under the target `poortwachter::decision`: the one place
+    /// every accept and reject is logged. A request for an unregistered device gets its line
+    /// only through [`LogLimit`] (a flood of new MACs must not write a line each); the fields
+    /// are formatted only when the line is written.
+    fn log_decision(
+        &self,
+        req: &AuthRequest,
+        decision: &Decision,
+        subject: Option<&Subject>,
+        now: Instant,
+    ) {
+        if !tracing::enabled!(target: "poortwachter::decision", tracing::Level::INFO) {
+            return;
+        }
+        let unregistered = subject.is_none()
+            && matches!(
+                decision.reason,
+                Reason::UnknownDevice | Reason::Registration
+            );
+        if unregistered && !lock(&self.unknown_lines).admit(req.mac, now) {
+            return;
+        }
+        let client = &self.clients[req.client];
+        tracing::info!(
+            target: "poortwachter::decision",
+            client = client.name.as_str(),
+            nas_ip = %req.nas_ip,
+            nas_identifier = req.nas_identifier.as_deref(),
+            called_station = req.called_station.as_deref(),
+            ssid = req.ssid.as_deref().map(printable),
             mac = req.mac.map(|m| m.to_string()),
+            username = printable(&req.username),
+            owner = subject.map(|s| s.1.username.as_str()),
+            method = req.method.as_str(),
+            decision = decision.outcome.as_str(),
+            vlan = decision.vlan.map(|v| v.get()),
+            vlan_name = decision.vlan_name.map(|v| v.to_string()),
+            reason = decision.reason.as_str(),
+            degraded = req.degraded,
             "{}",
             crate::text::Escaped(&decision.message)
         );
-        let records = self.records(req, decision, subject.as_ref(), now);
-        Step::Send(Reply { bytes, records })
     }
 
     /// What a decision leaves for the decision log: a request for an unregistered device is
@@ -1307,6 +1386,7 @@ mod tests {
             require_ma,
             mab: true,
             mab_require_calling_station: require_ma,
+            decisions: OnceLock::new(),
         }
     }
 

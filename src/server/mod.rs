@@ -11,7 +11,9 @@ pub mod coalesce;
 pub mod dedup;
 pub mod degraded;
 pub mod eap;
+pub mod labelled;
 pub mod liveness;
+pub mod loglimit;
 pub mod recorder;
 pub mod request;
 #[cfg(any(test, feature = "sim"))]
@@ -170,6 +172,8 @@ pub struct Server {
     writer: tokio::task::JoinHandle<()>,
     /// Disconnects sessions whose device lost its access (RFC 5176), unless `coa.enabled` is off.
     enforcer: Option<crate::coa::enforcer::Enforcer>,
+    /// The enforcer's Disconnect/CoA results (zeros when `coa.enabled` is off).
+    coa_counts: Arc<crate::coa::counters::CoaCounters>,
 }
 
 impl Server {
@@ -264,6 +268,7 @@ impl Server {
             state_dir: config.node.state_dir.clone(),
             snapshot_interval: config.node.snapshot_interval.0,
             writer,
+            coa_counts: enforcer.as_ref().map(|e| e.counters()).unwrap_or_default(),
             enforcer,
         })
     }
@@ -281,6 +286,16 @@ impl Server {
     /// The counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.shared.stats.clone()
+    }
+
+    /// Decisions per client and reason (for the metrics).
+    pub fn decisions(&self) -> Arc<labelled::DecisionCounters> {
+        self.shared.access.decisions().clone()
+    }
+
+    /// Disconnect/CoA results (for the metrics).
+    pub fn coa_counters(&self) -> Arc<crate::coa::counters::CoaCounters> {
+        self.coa_counts.clone()
     }
 
     /// The EAP engine, when EAP-TLS is set up (for its conversation counts).
