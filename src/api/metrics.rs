@@ -75,6 +75,52 @@ pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
     out
 }
 
+/// `poortwachter_certificate_expiry_seconds{kind, file, subject}`: seconds until each
+/// certificate's notAfter (negative once expired), and
+/// `poortwachter_certificate_unreadable{kind, file}` for one that cannot be read.
+pub fn render_certificates(
+    out: &mut String,
+    judged: &[crate::pki::Expiry],
+    unreadable: &[crate::pki::Unreadable],
+) {
+    let _ = writeln!(
+        out,
+        "# HELP poortwachter_certificate_expiry_seconds Seconds until the certificate's notAfter; negative once expired."
+    );
+    let _ = writeln!(out, "# TYPE poortwachter_certificate_expiry_seconds gauge");
+    for e in judged {
+        let _ = writeln!(
+            out,
+            "poortwachter_certificate_expiry_seconds{{kind=\"{}\",file=\"{}\",subject=\"{}\"}} {}",
+            e.kind.as_str(),
+            label(&e.file.display().to_string()),
+            label(&e.subject),
+            e.seconds_left
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP poortwachter_certificate_unreadable 1 for a certificate file that is missing or cannot be read."
+    );
+    let _ = writeln!(out, "# TYPE poortwachter_certificate_unreadable gauge");
+    for u in unreadable {
+        let _ = writeln!(
+            out,
+            "poortwachter_certificate_unreadable{{kind=\"{}\",file=\"{}\"}} 1",
+            u.kind.as_str(),
+            label(&u.file.display().to_string()),
+        );
+    }
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// The API's own connections: `poortwachter_api_connections_open` and one counter per
 /// `limits::ConnStats` field, `poortwachter_api_<counter>_total`.
 fn render_api(out: &mut String, api: &super::conn::Shared) {

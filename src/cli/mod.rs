@@ -94,8 +94,10 @@ pub async fn run(args: Args) -> Result<()> {
         return check_config(&config, args.json);
     }
     // the CA is made before there is anything to record: no registry needed
-    if let Command::Ca(ca::CaCommand::Init { key_type, force }) = &args.command {
-        return ca::init(&config, key_type.as_deref(), *force, args.json);
+    if let Command::Ca(cmd) = &args.command {
+        if let Some(done) = ca::without_registry(&config, cmd, args.json) {
+            return done;
+        }
     }
     // serve starts from its snapshot when the database does not answer
     if let Command::Serve = args.command {
@@ -172,6 +174,7 @@ fn rules(config: &Config) -> Rules {
 }
 
 fn check_config(config: &Config, json: bool) -> Result<()> {
+    let certificates = ca::CertificateReport::new(config, chrono::Utc::now());
     if json {
         let clients: Vec<_> = config
             .radius
@@ -185,7 +188,9 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
             "auth_listen": config.radius.auth_listen.to_string(),
             "acct_listen": config.radius.acct_listen.to_string(),
             "clients": clients,
-        }));
+            "certificates": certificates.json(),
+        }))
+        .and_then(|()| certificates.result());
     }
     println!("config OK");
     println!("  database     {}", redact_url(&config.database.url));
@@ -226,7 +231,8 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
         if config.radius.mab { "on" } else { "off" },
         if config.cache.enabled { "on" } else { "off" }
     );
-    Ok(())
+    certificates.print();
+    certificates.result()
 }
 
 /// `--actor`, else the OS user.
