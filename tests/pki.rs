@@ -698,7 +698,8 @@ fn ca_init_says_to_renew_when_only_the_server_certificate_is_gone_and_force_warn
             "[database]\nurl = \"sqlite:{d}/r.db\"\n[radius]\nauth_listen = \"127.0.0.1:0\"\n\
              acct_listen = \"127.0.0.1:0\"\n[pki]\nca_cert = \"{d}/pki/ca.pem\"\n\
              ca_key = \"{d}/pki/ca.key\"\n[eap]\nserver_cert = \"{d}/pki/server.pem\"\n\
-             server_key = \"{d}/pki/server.key\"\nserver_name = \"{SERVER_NAME}\"\n"
+             server_key = \"{d}/pki/server.key\"\nserver_name = \"{SERVER_NAME}\"\n\
+             [vlans]\nworkspace = 100\nguest = 200\nquarantine = 666\n"
         ),
     )
     .unwrap();
@@ -728,18 +729,30 @@ fn ca_init_says_to_renew_when_only_the_server_certificate_is_gone_and_force_warn
     assert_ne!(std::fs::read(dir.path().join("pki/ca.pem")).unwrap(), ca_before);
 }
 
-/// `faketime` (Debian package `faketime`) moves the clock the binary sees.
-fn faketime(site: &Site, at: &str, args: &[&str]) -> Output {
-    Command::new("faketime")
-        .arg(at)
-        .arg(BIN)
-        .arg("--config")
+/// libfaketime (Debian package `faketime`), preloaded into the binary itself (not through
+/// the `faketime` wrapper, which would stand between us and the PID we stop): the clock
+/// starts at `at` and runs on.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+fn faketime_command(site: &Site, at: &str, args: &[&str]) -> Command {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} not found: install Debian's faketime"
+    );
+    let mut c = Command::new(BIN);
+    c.arg("--config")
         .arg(&site.config)
         .args(args)
         .env_remove("RUST_LOG")
-        .current_dir(site.dir.path())
-        .output()
-        .expect("faketime not found: install Debian's faketime")
+        .env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME", format!("@{at}"))
+        .env("FAKETIME_DONT_RESET", "1")
+        .current_dir(site.dir.path());
+    c
+}
+
+fn faketime(site: &Site, at: &str, args: &[&str]) -> Output {
+    faketime_command(site, at, args).output().expect("run poortwachter")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -776,28 +789,24 @@ async fn expiry_warnings_under_a_moved_clock() {
     assert_eq!(server["level"], "warning");
 
     // serve logs it at start
-    let mut serve = Command::new("faketime")
-        .arg(&at)
-        .arg(BIN)
-        .arg("--config")
-        .arg(&site.config)
-        .arg("serve")
-        .env_remove("RUST_LOG")
-        .current_dir(site.dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("faketime serve");
+    let mut serve = Serve {
+        child: Some(
+            faketime_command(&site, &at, &["serve"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("serve under libfaketime"),
+        ),
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", site.api)).is_err() {
         assert!(Instant::now() < deadline, "serve did not start");
-        assert!(serve.try_wait().unwrap().is_none(), "serve exited");
+        let exited = serve.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        assert!(exited.is_none(), "serve exited: {}", serve.stop());
         std::thread::sleep(Duration::from_millis(100));
     }
-    // the warning is logged before the listeners are up
-    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
-    let out = serve.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    // the warning is logged before the API listens
+    let log = serve.stop();
     assert!(log.contains("WARN") && log.contains("RADIUS server certificate"), "{log}");
     assert!(log.contains("days left"), "{log}");
 
@@ -807,7 +816,9 @@ async fn expiry_warnings_under_a_moved_clock() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("EXPIRED"), "{text}");
-    let refused = site.serve_refuses(Some(&["faketime", &at]));
+    let preload = format!("LD_PRELOAD={LIBFAKETIME}");
+    let fake = format!("FAKETIME=@{at}");
+    let refused = site.serve_refuses(Some(&["env", &preload, &fake]));
     assert!(refused.contains("expired on"), "{refused}");
     assert!(refused.contains("ca renew-server"), "{refused}");
 

@@ -515,9 +515,12 @@ impl CertificateReport {
 /// Logs the certificates' expiry state ([`pki::log_expiry`]) now and then every day while
 /// `serve` runs; the task ends when the guard is dropped.
 pub fn watch_expiry(config: &Config) -> ExpiryWatch {
+    // the first time before anything listens: in the log before the service is up
+    pki::log_expiry(config, chrono::Utc::now());
     let config = config.clone();
     ExpiryWatch(tokio::spawn(async move {
-        let mut daily = tokio::time::interval(std::time::Duration::from_secs(86_400));
+        let day = std::time::Duration::from_secs(86_400);
+        let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
         daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             daily.tick().await;
