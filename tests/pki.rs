@@ -416,7 +416,13 @@ state_dir = "{d}/state"
     /// `device issue-cert` into a fresh directory.
     fn issue(&self, device: &str) -> Issued {
         let out = self.path(&format!("out-{}", uuid::Uuid::new_v4()));
-        let r = self.json(&["device", "issue-cert", device, "--out", out.to_str().unwrap()]);
+        let r = self.json(&[
+            "device",
+            "issue-cert",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         issued_from(&r, &out)
     }
 
@@ -434,7 +440,11 @@ state_dir = "{d}/state"
             if std::net::TcpStream::connect(("127.0.0.1", self.api)).is_ok() {
                 return serve;
             }
-            if let Some(status) = serve.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = serve
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 let out = serve.child.take().unwrap().wait_with_output().unwrap();
                 panic!(
                     "serve exited with {status}: {}",
@@ -494,7 +504,11 @@ state_dir = "{d}/state"
             .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
             .args(["-H", &format!("Authorization: Bearer {token}")])
             .args(["-H", "Content-Type: application/json"])
-            .args(if method == "POST" { vec!["-d", "{}"] } else { vec![] })
+            .args(if method == "POST" {
+                vec!["-d", "{}"]
+            } else {
+                vec![]
+            })
             .arg(format!("http://127.0.0.1:{}{path}", self.api))
             .output()
             .expect("curl (Debian package `curl`)");
@@ -591,7 +605,14 @@ fn eapol_test(site: &Site, cert: &Issued, mac: &str) -> Eapol {
     let out = Command::new("eapol_test")
         .arg("-c")
         .arg(&conf)
-        .args(["-a", "127.0.0.1", "-p", &site.auth.to_string(), "-s", SECRET])
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &site.auth.to_string(),
+            "-s",
+            SECRET,
+        ])
         .args(["-M", mac, "-N30:s:00-11-22-33-44-55:Werkplek", "-t", "10"])
         .output()
         .expect("eapol_test not found: install Debian's eapoltest");
@@ -626,7 +647,14 @@ async fn renew_server_keeps_the_ca_and_devices_keep_connecting() {
     assert!(out.contains("poortwachter ca init"), "{out}");
     site.ok(&["ca", "init"]);
     let ca_before = std::fs::read(site.path("pki/ca.pem")).unwrap();
-    let ca_fp = openssl(&["x509", "-in", site.path("pki/ca.pem").to_str().unwrap(), "-noout", "-fingerprint", "-sha256"]);
+    let ca_fp = openssl(&[
+        "x509",
+        "-in",
+        site.path("pki/ca.pem").to_str().unwrap(),
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
     let old_server = sha256_of_first_cert(&site.path("pki/server.pem"));
     let id = site.device("j.devries", "3c:22:fb:00:00:01");
     let before = site.issue(&id);
@@ -634,14 +662,26 @@ async fn renew_server_keeps_the_ca_and_devices_keep_connecting() {
     let mut serve = site.serve();
     let r = eapol_test(&site, &before, "3c:22:fb:00:00:01");
     assert!(r.success, "{}", r.output);
-    assert_eq!(presented_server_cert(&r.output).as_deref(), Some(old_server.as_str()), "{}", r.output);
+    assert_eq!(
+        presented_server_cert(&r.output).as_deref(),
+        Some(old_server.as_str()),
+        "{}",
+        r.output
+    );
     serve.stop();
 
     // weeks ahead of the end: a new server certificate and key, the CA untouched
     let renewed = site.json(&["ca", "renew-server", "--days", "400"]);
     assert_eq!(std::fs::read(site.path("pki/ca.pem")).unwrap(), ca_before);
     assert_eq!(
-        openssl(&["x509", "-in", site.path("pki/ca.pem").to_str().unwrap(), "-noout", "-fingerprint", "-sha256"]),
+        openssl(&[
+            "x509",
+            "-in",
+            site.path("pki/ca.pem").to_str().unwrap(),
+            "-noout",
+            "-fingerprint",
+            "-sha256"
+        ]),
         ca_fp
     );
     let new_server = sha256_of_first_cert(&site.path("pki/server.pem"));
@@ -657,11 +697,25 @@ async fn renew_server_keeps_the_ca_and_devices_keep_connecting() {
     assert!(verified.trim_end().ends_with(": OK"), "{verified}");
     use std::os::unix::fs::PermissionsExt;
     for key in ["pki/server.key", "pki/server.key.previous"] {
-        let mode = std::fs::metadata(site.path(key)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(site.path(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
-    assert_eq!(sha256_of_first_cert(&site.path("pki/server.pem.previous")), old_server);
-    let days = openssl(&["x509", "-in", site.path("pki/server.pem").to_str().unwrap(), "-noout", "-checkend", &(399 * 86_400).to_string()]);
+    assert_eq!(
+        sha256_of_first_cert(&site.path("pki/server.pem.previous")),
+        old_server
+    );
+    let days = openssl(&[
+        "x509",
+        "-in",
+        site.path("pki/server.pem").to_str().unwrap(),
+        "-noout",
+        "-checkend",
+        &(399 * 86_400).to_string(),
+    ]);
     assert!(days.contains("will not expire"), "{days}");
 
     // after a restart the supplicant with the certificate from before the renewal still
@@ -669,7 +723,12 @@ async fn renew_server_keeps_the_ca_and_devices_keep_connecting() {
     let _serve = site.serve();
     let r = eapol_test(&site, &before, "3c:22:fb:00:00:01");
     assert!(r.success, "{}", r.output);
-    assert_eq!(presented_server_cert(&r.output).as_deref(), Some(new_server.as_str()), "{}", r.output);
+    assert_eq!(
+        presented_server_cert(&r.output).as_deref(),
+        Some(new_server.as_str()),
+        "{}",
+        r.output
+    );
 
     // the gauges, from the running service
     let token = site.token();
@@ -677,13 +736,20 @@ async fn renew_server_keeps_the_ca_and_devices_keep_connecting() {
     assert_eq!(status, 200, "{text}");
     let gauge = |kind: &str| -> i64 {
         text.lines()
-            .find(|l| l.starts_with(&format!("poortwachter_certificate_expiry_seconds{{kind=\"{kind}\"")))
+            .find(|l| {
+                l.starts_with(&format!(
+                    "poortwachter_certificate_expiry_seconds{{kind=\"{kind}\""
+                ))
+            })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {kind} gauge:\n{text}"))
     };
     let server_left = gauge("server");
-    assert!((399 * 86_400..=400 * 86_400).contains(&server_left), "{server_left}");
+    assert!(
+        (399 * 86_400..=400 * 86_400).contains(&server_left),
+        "{server_left}"
+    );
     assert!(gauge("ca") > 9 * 365 * 86_400);
 }
 
@@ -720,13 +786,23 @@ fn ca_init_says_to_renew_when_only_the_server_certificate_is_gone_and_force_warn
     assert!(err.contains("strand every device"), "{err}");
     let ca_before = std::fs::read(dir.path().join("pki/ca.pem")).unwrap();
     let out = run(&["ca", "renew-server"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read(dir.path().join("pki/ca.pem")).unwrap(), ca_before);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("pki/ca.pem")).unwrap(),
+        ca_before
+    );
     let out = run(&["ca", "init", "--force"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("WARNING: --force REPLACES the CA"), "{err}");
-    assert_ne!(std::fs::read(dir.path().join("pki/ca.pem")).unwrap(), ca_before);
+    assert_ne!(
+        std::fs::read(dir.path().join("pki/ca.pem")).unwrap(),
+        ca_before
+    );
 }
 
 /// libfaketime (Debian package `faketime`), preloaded into the binary itself (not through
@@ -752,29 +828,51 @@ fn faketime_command(site: &Site, at: &str, args: &[&str]) -> Command {
 }
 
 fn faketime(site: &Site, at: &str, args: &[&str]) -> Output {
-    faketime_command(site, at, args).output().expect("run poortwachter")
+    faketime_command(site, at, args)
+        .output()
+        .expect("run poortwachter")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_warnings_under_a_moved_clock() {
     let site = Site::new(support::Backend::Sqlite, "", "").await;
     site.ok(&["ca", "init"]);
-    let server_end = pki::read_cert_info(&site.path("pki/server.pem")).unwrap().not_after;
-    let ca_end = pki::read_cert_info(&site.path("pki/ca.pem")).unwrap().not_after;
+    let server_end = pki::read_cert_info(&site.path("pki/server.pem"))
+        .unwrap()
+        .not_after;
+    let ca_end = pki::read_cert_info(&site.path("pki/ca.pem"))
+        .unwrap()
+        .not_after;
     let day = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
 
     let out = site.ok(&["check-config"]);
-    assert!(out.contains("certificate  ok: RADIUS server certificate"), "{out}");
+    assert!(
+        out.contains("certificate  ok: RADIUS server certificate"),
+        "{out}"
+    );
     assert!(out.contains("certificate  ok: CA certificate"), "{out}");
 
     // 20 days before the server certificate ends: a warning, still OK
     let at = day(server_end - chrono::Duration::days(20) + chrono::Duration::hours(1));
     let out = faketime(&site, &at, &["check-config"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("WARNING: RADIUS server certificate"), "{text}");
-    assert!(text.contains("(19 days left)") || text.contains("(20 days left)"), "{text}");
-    assert!(text.contains("warning: RADIUS server certificate"), "{text}");
+    assert!(
+        text.contains("WARNING: RADIUS server certificate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(19 days left)") || text.contains("(20 days left)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: RADIUS server certificate"),
+        "{text}"
+    );
     let json: serde_json::Value = {
         let out = faketime(&site, &at, &["--json", "check-config"]);
         serde_json::from_slice(&out.stdout).expect("JSON")
@@ -801,19 +899,29 @@ async fn expiry_warnings_under_a_moved_clock() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", site.api)).is_err() {
         assert!(Instant::now() < deadline, "serve did not start");
-        let exited = serve.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        let exited = serve
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
         assert!(exited.is_none(), "serve exited: {}", serve.stop());
         std::thread::sleep(Duration::from_millis(100));
     }
     // the warning is logged before the API listens
     let log = serve.stop();
-    assert!(log.contains("WARN") && log.contains("RADIUS server certificate"), "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("RADIUS server certificate"),
+        "{log}"
+    );
     assert!(log.contains("days left"), "{log}");
 
     // after the end: check-config fails, serve refuses to start (EAP cannot be served)
     let at = day(server_end + chrono::Duration::days(2));
     let out = faketime(&site, &at, &["check-config"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("EXPIRED"), "{text}");
     let preload = format!("LD_PRELOAD={LIBFAKETIME}");
@@ -825,7 +933,11 @@ async fn expiry_warnings_under_a_moved_clock() {
     // after the CA's end: both expired, and nothing can be issued
     let at = day(ca_end + chrono::Duration::days(1));
     let out = faketime(&site, &at, &["check-config"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success());
     assert!(text.contains("EXPIRED: CA certificate"), "{text}");
     let out = faketime(&site, &at, &["ca", "renew-server"]);
@@ -853,7 +965,10 @@ both_stores!(device_list_and_reissue_expiring_within, |b| async move {
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert_eq!(json[0]["certificate"]["serial"], first.serial.as_str());
     assert_eq!(
-        site.json(&["device", "list", "--expiring-within", "400"]).as_array().unwrap().len(),
+        site.json(&["device", "list", "--expiring-within", "400"])
+            .as_array()
+            .unwrap()
+            .len(),
         2
     );
 
@@ -865,7 +980,14 @@ both_stores!(device_list_and_reissue_expiring_within, |b| async move {
     assert_eq!(serial_now(&soon), first.serial.as_str());
 
     let out = site.path("reissued");
-    let done = site.json(&["device", "reissue", "--expiring-within", "30", "--out", out.to_str().unwrap()]);
+    let done = site.json(&[
+        "device",
+        "reissue",
+        "--expiring-within",
+        "30",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(done["reissued"].as_array().unwrap().len(), 1);
     assert_eq!(done["failed"].as_array().unwrap().len(), 0);
     let new_serial = done["reissued"][0]["serial"].as_str().unwrap().to_string();
@@ -881,7 +1003,38 @@ both_stores!(device_list_and_reissue_expiring_within, |b| async move {
         .filter(|e| e["action"] == "device.issue_cert")
         .count();
     assert_eq!(issues, 2, "{audit}");
-    assert!(site.json(&["device", "list", "--expiring-within", "30"]).as_array().unwrap().is_empty());
+    assert!(site
+        .json(&["device", "list", "--expiring-within", "30"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // the API's device list, the same rule
+    let token = site.token();
+    let _serve = site.serve();
+    let (status, body) = site.curl("GET", "/api/v1/devices?expiring_within=400", &token);
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{page}");
+    assert!(
+        ids.contains(&soon.as_str()) && ids.contains(&later.as_str()),
+        "{page}"
+    );
+    let (status, body) = site.curl("GET", "/api/v1/devices?expiring_within=30", &token);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "{body}"
+    );
 });
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -898,13 +1051,29 @@ async fn a_ca_rollover_keeps_every_device_connected_until_the_old_ca_is_retired(
     assert_eq!(rolled["previous_fingerprint"], old_ca.as_str());
     let new_ca = sha256_of_first_cert(&site.path("pki/ca.pem"));
     assert_ne!(new_ca, old_ca);
-    assert_eq!(sha256_of_first_cert(&site.path("pki/ca-previous.pem")), old_ca);
+    assert_eq!(
+        sha256_of_first_cert(&site.path("pki/ca-previous.pem")),
+        old_ca
+    );
     let b_new = site.issue(&b);
     // B's certificate is the new CA's; its owner trusts both CAs for the server
-    let b_cert = openssl(&["pkcs12", "-in", b_new.p12.to_str().unwrap(), "-passin", &format!("pass:{}", b_new.password), "-nokeys", "-clcerts"]);
+    let b_cert = openssl(&[
+        "pkcs12",
+        "-in",
+        b_new.p12.to_str().unwrap(),
+        "-passin",
+        &format!("pass:{}", b_new.password),
+        "-nokeys",
+        "-clcerts",
+    ]);
     let b_pem = site.path("b.pem");
     std::fs::write(&b_pem, &b_cert).unwrap();
-    let v = openssl(&["verify", "-CAfile", site.path("pki/ca.pem").to_str().unwrap(), b_pem.to_str().unwrap()]);
+    let v = openssl(&[
+        "verify",
+        "-CAfile",
+        site.path("pki/ca.pem").to_str().unwrap(),
+        b_pem.to_str().unwrap(),
+    ]);
     assert!(v.trim_end().ends_with(": OK"), "{v}");
     assert_eq!(pki::load_cert_chain(&b_new.ca).unwrap().len(), 2);
 
@@ -925,23 +1094,50 @@ async fn a_ca_rollover_keeps_every_device_connected_until_the_old_ca_is_retired(
     assert_eq!(dry["can_retire"], false);
 
     // each CA its own CRL
-    let crl = site.ok(&["ca", "crl", "--previous", "--out", site.path("old.crl").to_str().unwrap()]);
+    let crl = site.ok(&[
+        "ca",
+        "crl",
+        "--previous",
+        "--out",
+        site.path("old.crl").to_str().unwrap(),
+    ]);
     assert!(crl.contains("CRL number"), "{crl}");
     let checked = Command::new("openssl")
-        .args(["crl", "-in", site.path("old.crl").to_str().unwrap(), "-noout", "-CAfile", site.path("pki/ca-previous.pem").to_str().unwrap()])
+        .args([
+            "crl",
+            "-in",
+            site.path("old.crl").to_str().unwrap(),
+            "-noout",
+            "-CAfile",
+            site.path("pki/ca-previous.pem").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&checked.stderr).contains("verify OK"));
 
     let out = site.path("rolled");
-    let re = site.json(&["device", "reissue", "--from-previous-ca", "--out", out.to_str().unwrap()]);
+    let re = site.json(&[
+        "device",
+        "reissue",
+        "--from-previous-ca",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(re["reissued"].as_array().unwrap().len(), 1);
     let a_new = issued_from(&re["reissued"][0], &out.join(&a));
     let retired = site.json(&["ca", "retire-old"]);
-    assert!(retired["retired_ca_cert"].as_str().unwrap().ends_with("ca-previous.pem.retired"));
+    assert!(retired["retired_ca_cert"]
+        .as_str()
+        .unwrap()
+        .ends_with("ca-previous.pem.retired"));
     assert!(!site.path("pki/ca-previous.pem").exists());
     assert!(!site.path("pki/ca-previous.key").exists());
-    let v = openssl(&["verify", "-CAfile", site.path("pki/ca.pem").to_str().unwrap(), site.path("pki/server.pem").to_str().unwrap()]);
+    let v = openssl(&[
+        "verify",
+        "-CAfile",
+        site.path("pki/ca.pem").to_str().unwrap(),
+        site.path("pki/server.pem").to_str().unwrap(),
+    ]);
     assert!(v.trim_end().ends_with(": OK"), "{v}");
 
     let _serve = site.serve();
@@ -951,7 +1147,11 @@ async fn a_ca_rollover_keeps_every_device_connected_until_the_old_ca_is_retired(
     let r = eapol_test(&site, &a_new, mac_a);
     assert!(r.success, "re-issued device: {}", r.output);
     let r = eapol_test(&site, &b_new, mac_b);
-    assert!(r.success, "new-CA device after the retirement: {}", r.output);
+    assert!(
+        r.success,
+        "new-CA device after the retirement: {}",
+        r.output
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -962,7 +1162,13 @@ async fn an_offline_ca_key_makes_api_issuing_answer_503() {
     let token = site.token();
     // the key goes to the offline machine; the certificate stays
     std::fs::rename(site.path("pki/ca.key"), site.path("offline-ca.key")).unwrap();
-    let err = site.fails(&["device", "issue-cert", &id, "--out", site.path("o").to_str().unwrap()]);
+    let err = site.fails(&[
+        "device",
+        "issue-cert",
+        &id,
+        "--out",
+        site.path("o").to_str().unwrap(),
+    ]);
     assert!(err.contains("issuing is offline"), "{err}");
     let _serve = site.serve();
     let (status, body) = site.curl("POST", &format!("/api/v1/devices/{id}/certificate"), &token);
@@ -970,7 +1176,10 @@ async fn an_offline_ca_key_makes_api_issuing_answer_503() {
     let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
     let message = body["error"].as_str().unwrap();
     assert!(message.contains("issuing is offline"), "{message}");
-    assert!(!message.contains("offline-ca.key") && !message.contains("/pki/"), "{message}");
+    assert!(
+        !message.contains("offline-ca.key") && !message.contains("/pki/"),
+        "{message}"
+    );
     // nothing recorded
     assert!(site.json(&["device", "show", &id])["device"]["cert_serial"].is_null());
 }
@@ -994,18 +1203,35 @@ async fn pki_files_the_service_user_cannot_read_are_named() {
     // `nobody`) cannot enter
     site.ok(&["ca", "init"]);
     site.ok(&["migrate"]);
-    let open = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    let open = |p: &Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
     open(site.dir.path(), 0o755);
     open(&site.config, 0o644);
-    let db_dir = site._db.url.strip_prefix("sqlite:").map(|f| Path::new(f).parent().unwrap().to_path_buf());
+    let db_dir = site
+        ._db
+        .url
+        .strip_prefix("sqlite:")
+        .map(|f| Path::new(f).parent().unwrap().to_path_buf());
     let as_service: Vec<&str> = if is_root() {
         // root reads anything: the check runs as another user, the way the service does
-        let nobody = Command::new("id").args(["-u", "nobody"]).output().expect("id");
+        let nobody = Command::new("id")
+            .args(["-u", "nobody"])
+            .output()
+            .expect("id");
         assert!(nobody.status.success(), "a `nobody` user is needed");
         let uid = String::from_utf8_lossy(&nobody.stdout).trim().to_string();
         std::fs::create_dir_all(site.path("state")).unwrap();
-        for p in [site.path("state"), db_dir.clone().unwrap(), PathBuf::from(site._db.url.strip_prefix("sqlite:").unwrap())] {
-            let st = Command::new("chown").args(["-R", &uid]).arg(&p).status().unwrap();
+        for p in [
+            site.path("state"),
+            db_dir.clone().unwrap(),
+            PathBuf::from(site._db.url.strip_prefix("sqlite:").unwrap()),
+        ] {
+            let st = Command::new("chown")
+                .args(["-R", &uid])
+                .arg(&p)
+                .status()
+                .unwrap();
             assert!(st.success());
         }
         vec!["runuser", "-u", "nobody", "--"]
@@ -1015,14 +1241,30 @@ async fn pki_files_the_service_user_cannot_read_are_named() {
     };
     let server_pem = site.path("pki/server.pem");
     let mut check = Command::new(as_service[0]);
-    check.args(&as_service[1..]).arg(BIN).arg("--config").arg(&site.config).arg("check-config").current_dir(site.dir.path());
+    check
+        .args(&as_service[1..])
+        .arg(BIN)
+        .arg("--config")
+        .arg(&site.config)
+        .arg("check-config")
+        .current_dir(site.dir.path());
     let out = check.output().expect("check-config as the service user");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains(&format!("permission denied on {}", server_pem.display())), "{text}");
+    assert!(
+        text.contains(&format!("permission denied on {}", server_pem.display())),
+        "{text}"
+    );
 
     let refused = site.serve_refuses(Some(&as_service));
-    assert!(refused.contains(&format!("permission denied on {}", server_pem.display())), "{refused}");
+    assert!(
+        refused.contains(&format!("permission denied on {}", server_pem.display())),
+        "{refused}"
+    );
     assert!(!refused.contains("no server certificate yet"), "{refused}");
     open(&site.path("pki"), 0o750);
 }

@@ -303,6 +303,9 @@ pub async fn enable_owner(
 pub struct DeviceQuery {
     owner: Option<String>,
     status: Option<DeviceStatus>,
+    /// Days: only active devices whose current certificate ends within them (or has ended),
+    /// soonest first.
+    expiring_within: Option<u32>,
     limit: Option<u32>,
     #[serde(default)]
     offset: u64,
@@ -328,10 +331,22 @@ pub async fn list_devices(
             .with_field("owner"));
         }
     }
-    let devices = state
-        .registry
-        .devices(q.owner.as_deref())
-        .await?
+    let devices = match q.expiring_within {
+        Some(days) => state
+            .registry
+            .expiring_certificates(chrono::Duration::days(i64::from(days)), chrono::Utc::now())
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .filter(|d| {
+                q.owner
+                    .as_ref()
+                    .is_none_or(|o| d.owner.eq_ignore_ascii_case(o))
+            })
+            .collect::<Vec<_>>(),
+        None => state.registry.devices(q.owner.as_deref()).await?,
+    };
+    let devices = devices
         .into_iter()
         .filter(|d| q.status.is_none_or(|s| d.status == s))
         .collect();

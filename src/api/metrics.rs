@@ -178,4 +178,50 @@ mod tests {
             assert!(value.parse::<u64>().is_ok(), "{line}");
         }
     }
+
+    #[test]
+    fn certificate_gauges_are_signed_and_labels_escaped() {
+        use chrono::TimeZone;
+        let now = chrono::Utc
+            .with_ymd_and_hms(2028, 11, 20, 12, 0, 0)
+            .unwrap();
+        let end = chrono::Utc.with_ymd_and_hms(2028, 12, 1, 12, 0, 0).unwrap();
+        let warn = chrono::Duration::days(30);
+        let path = std::path::Path::new;
+        let judged = [
+            crate::pki::expiry(
+                crate::pki::CertKind::Server,
+                path("/pki/server.pem"),
+                "radius \"x\"",
+                end,
+                now,
+                warn,
+            ),
+            crate::pki::expiry(
+                crate::pki::CertKind::Ca,
+                path("/pki/ca.pem"),
+                "CA",
+                now - chrono::Duration::seconds(90),
+                now,
+                warn,
+            ),
+        ];
+        let unreadable = [crate::pki::Unreadable {
+            kind: crate::pki::CertKind::Api,
+            file: "/etc/api.pem".into(),
+            error: crate::pki::PkiError::Invalid("x".into()),
+        }];
+        let mut text = String::new();
+        render_certificates(&mut text, &judged, &unreadable);
+        assert!(text.contains("# TYPE poortwachter_certificate_expiry_seconds gauge\n"));
+        assert!(text.contains(
+            "poortwachter_certificate_expiry_seconds{kind=\"server\",file=\"/pki/server.pem\",subject=\"radius \\\"x\\\"\"} 950400\n"
+        ), "{text}");
+        assert!(text.contains(
+            "poortwachter_certificate_expiry_seconds{kind=\"ca\",file=\"/pki/ca.pem\",subject=\"CA\"} -90\n"
+        ), "{text}");
+        assert!(text.contains(
+            "poortwachter_certificate_unreadable{kind=\"api\",file=\"/etc/api.pem\"} 1\n"
+        ));
+    }
 }

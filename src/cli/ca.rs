@@ -77,7 +77,9 @@ pub enum CaCommand {
 /// `None` for the others.
 pub fn without_registry(config: &Config, cmd: &CaCommand, json: bool) -> Option<Result<()>> {
     match cmd {
-        CaCommand::Init { key_type, force } => Some(init(config, key_type.as_deref(), *force, json)),
+        CaCommand::Init { key_type, force } => {
+            Some(init(config, key_type.as_deref(), *force, json))
+        }
         CaCommand::RenewServer { days, key_type } => {
             Some(renew_server(config, *days, key_type.as_deref(), json))
         }
@@ -158,7 +160,12 @@ pub fn init(config: &Config, key_type: Option<&str>, force: bool, json: bool) ->
 }
 
 /// `ca renew-server [--days N] [--key-type T]`: needs no registry.
-fn renew_server(config: &Config, days: Option<u32>, key_type: Option<&str>, json: bool) -> Result<()> {
+fn renew_server(
+    config: &Config,
+    days: Option<u32>,
+    key_type: Option<&str>,
+    json: bool,
+) -> Result<()> {
     let key_type = key_type_arg(config, key_type)?;
     let lifetime = match days {
         Some(0) => anyhow::bail!("--days: must be at least 1"),
@@ -217,10 +224,7 @@ fn renew_server(config: &Config, days: Option<u32>, key_type: Option<&str>, json
         ("CA SHA-256", colon_hex(&made.ca_fingerprint)),
     ];
     if let Some((c, k)) = &made.kept {
-        fields.push((
-            "replaced pair",
-            format!("{}, {}", c.display(), k.display()),
-        ));
+        fields.push(("replaced pair", format!("{}, {}", c.display(), k.display())));
     }
     table::print_fields(&fields);
     println!("\nrestart (or reload) `poortwachter serve` to present it; devices need nothing new");
@@ -377,7 +381,10 @@ pub async fn run(ctx: &Context, config: &Config, cmd: CaCommand) -> Result<()> {
                 );
                 let cutoff = pki::rollover_started(&current);
                 revocations.retain(|r| r.issued_at < cutoff);
-                Ca::load(&config.pki.previous_ca_cert(), &config.pki.previous_ca_key())?
+                Ca::load(
+                    &config.pki.previous_ca_cert(),
+                    &config.pki.previous_ca_key(),
+                )?
             } else {
                 if rolling {
                     let cutoff = pki::rollover_started(&current);
@@ -525,10 +532,9 @@ pub fn watch_expiry(config: &Config) -> ExpiryWatch {
         loop {
             daily.tick().await;
             let config = config.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                pki::log_expiry(&config, chrono::Utc::now())
-            })
-            .await;
+            let _ =
+                tokio::task::spawn_blocking(move || pki::log_expiry(&config, chrono::Utc::now()))
+                    .await;
         }
     }))
 }

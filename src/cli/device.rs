@@ -100,7 +100,11 @@ pub enum DeviceCommand {
     /// printed once.
     Reissue {
         /// Devices whose current certificate ends within this many days (or has ended).
-        #[arg(long, value_name = "DAYS", required_unless_present = "from_previous_ca")]
+        #[arg(
+            long,
+            value_name = "DAYS",
+            required_unless_present = "from_previous_ca"
+        )]
         expiring_within: Option<u32>,
         /// Devices whose current certificate the previous CA issued (CA rollover).
         #[arg(long)]
@@ -554,7 +558,10 @@ async fn reissue(
                 .collect();
             return table::print_json(&serde_json::json!({"would_reissue": rows}));
         }
-        println!("would issue a new certificate for {} device(s):", found.len());
+        println!(
+            "would issue a new certificate for {} device(s):",
+            found.len()
+        );
         print_expiring(&found, now);
         return Ok(());
     }
@@ -592,11 +599,18 @@ async fn reissue(
 }
 
 /// Devices with the end of their current certificate.
-fn print_expiring(found: &[(Device, poortwachter::registry::DeviceCertificate)], now: chrono::DateTime<chrono::Utc>) {
+fn print_expiring(
+    found: &[(Device, poortwachter::registry::DeviceCertificate)],
+    now: chrono::DateTime<chrono::Utc>,
+) {
     let rows = found
         .iter()
         .map(|(d, c)| {
-            let days = c.not_after.signed_duration_since(now).num_seconds().div_euclid(86_400);
+            let days = c
+                .not_after
+                .signed_duration_since(now)
+                .num_seconds()
+                .div_euclid(86_400);
             vec![
                 d.id.to_string()[..8].to_string(),
                 d.owner.clone(),
@@ -613,7 +627,15 @@ fn print_expiring(found: &[(Device, poortwachter::registry::DeviceCertificate)],
         })
         .collect();
     table::print(
-        &["ID", "OWNER", "LABEL", "STATUS", "CERTIFICATE", "ENDS", "LEFT"],
+        &[
+            "ID",
+            "OWNER",
+            "LABEL",
+            "STATUS",
+            "CERTIFICATE",
+            "ENDS",
+            "LEFT",
+        ],
         rows,
     );
 }

@@ -200,10 +200,7 @@ pub struct Unreadable {
 
 /// Reads every [watched certificate](watched_certificates) and judges it at `now` with
 /// `pki.expiry_warning`.
-pub fn check_certificates(
-    config: &Config,
-    now: DateTime<Utc>,
-) -> (Vec<Expiry>, Vec<Unreadable>) {
+pub fn check_certificates(config: &Config, now: DateTime<Utc>) -> (Vec<Expiry>, Vec<Unreadable>) {
     let warn = config.pki.expiry_warning.chrono();
     let mut judged = Vec::new();
     let mut unreadable = Vec::new();

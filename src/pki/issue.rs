@@ -276,7 +276,10 @@ mod tests {
 
         let after = init.ca_not_after + chrono::Duration::seconds(1);
         let err = issue_for(after, 1).unwrap_err();
-        assert!(matches!(err, PkiError::CaExpired(end) if end == init.ca_not_after), "{err}");
+        assert!(
+            matches!(err, PkiError::CaExpired(end) if end == init.ca_not_after),
+            "{err}"
+        );
         assert!(err.to_string().contains("ca rollover"), "{err}");
     }
 

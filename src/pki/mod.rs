@@ -29,15 +29,15 @@ pub use expiry::{
 };
 pub use files::{write_file, Staging, PRIVATE, PUBLIC};
 pub use issue::{device_cert_validity, issue_device_certificate, IssuedCertificate};
+pub use p12::{one_time_password, pkcs12, OneTimePassword};
+pub use profiles::{
+    apple_mobileconfig, sha1_thumbprint, windows_wlan_profile, xml_escape, ProfileSettings,
+};
 pub use renew::{
     ca_bundle, renew_server, retire_previous, rollover, rollover_started, server_signing_ca,
     Retired, Rollover, ServerRenewal,
 };
 pub use serving::{load_eap_tls, trusted_ca_files, EapTls};
-pub use p12::{one_time_password, pkcs12, OneTimePassword};
-pub use profiles::{
-    apple_mobileconfig, sha1_thumbprint, windows_wlan_profile, xml_escape, ProfileSettings,
-};
 
 /// Why a PKI operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -105,7 +105,11 @@ pub fn renew_server(
     };
     // the key first: a reader that sees the new chain finds its key already there (a reload
     // in between fails on the mismatch and keeps what it runs with)
-    write_file(&files.server_key, keys::private_pem(&key).as_bytes(), PRIVATE)?;
+    write_file(
+        &files.server_key,
+        keys::private_pem(&key).as_bytes(),
+        PRIVATE,
+    )?;
     write_file(&files.server_cert, chain.as_bytes(), PUBLIC)?;
     Ok(ServerRenewal {
         server_cert: files.server_cert.clone(),
@@ -164,7 +168,11 @@ pub struct Rollover {
 /// Makes a new CA in `pki.ca_cert`/`pki.ca_key`, moving the current one (certificate and key,
 /// which must be here) to the previous-CA paths. Refused while a previous CA exists (a
 /// rollover under way).
-pub fn rollover(pki: &PkiConfig, key_type: KeyType, now: DateTime<Utc>) -> Result<Rollover, PkiError> {
+pub fn rollover(
+    pki: &PkiConfig,
+    key_type: KeyType,
+    now: DateTime<Utc>,
+) -> Result<Rollover, PkiError> {
     let (previous_cert, previous_key) = (pki.previous_ca_cert(), pki.previous_ca_key());
     if previous_cert.exists() || previous_key.exists() {
         return Err(PkiError::Invalid(format!(
@@ -176,12 +184,14 @@ pub fn rollover(pki: &PkiConfig, key_type: KeyType, now: DateTime<Utc>) -> Resul
     let now = now.trunc_subsecs(0);
     let not_after = now + pki.ca_lifetime.chrono();
     let (cert, issuer) = new_ca(pki, key_type, now - BACKDATE, not_after)?;
-    let rename = |from: &Path, to: &Path| {
-        std::fs::rename(from, to).map_err(PkiError::io(to))
-    };
+    let rename = |from: &Path, to: &Path| std::fs::rename(from, to).map_err(PkiError::io(to));
     rename(&pki.ca_key, &previous_key)?;
     rename(&pki.ca_cert, &previous_cert)?;
-    write_file(&pki.ca_key, keys::private_pem(issuer.key()).as_bytes(), PRIVATE)?;
+    write_file(
+        &pki.ca_key,
+        keys::private_pem(issuer.key()).as_bytes(),
+        PRIVATE,
+    )?;
     write_file(&pki.ca_cert, cert.pem().as_bytes(), PUBLIC)?;
     Ok(Rollover {
         previous_cert,
@@ -329,7 +339,10 @@ mod tests {
         assert!(retired.archived_cert.exists());
         assert!(!pki.previous_ca_cert().exists());
         assert!(!pki.previous_ca_key().exists());
-        assert_eq!(server_signing_ca(&pki).unwrap().fingerprint(), r.fingerprint);
+        assert_eq!(
+            server_signing_ca(&pki).unwrap().fingerprint(),
+            r.fingerprint
+        );
         assert_eq!(ca_bundle(&pki, &current).unwrap().len(), 1);
         assert!(retire_previous(&pki).is_err());
     }

@@ -169,7 +169,10 @@ mod tests {
         ));
         let err = load_eap_tls(&config(dir.path(), Some(true)), now).unwrap_err();
         assert!(matches!(err, TlsSetupError::Missing { .. }), "{err}");
-        assert!(err.to_string().contains("server.pem does not exist"), "{err}");
+        assert!(
+            err.to_string().contains("server.pem does not exist"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -212,8 +215,10 @@ mod tests {
             source: denied,
         };
         assert!(
-            err.to_string()
-                .starts_with(&format!("permission denied on {}", c.eap.server_key.display())),
+            err.to_string().starts_with(&format!(
+                "permission denied on {}",
+                c.eap.server_key.display()
+            )),
             "{err}"
         );
     }

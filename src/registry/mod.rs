@@ -908,7 +908,9 @@ impl Registry {
         within: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Device, DeviceCertificate)>, RegistryError> {
-        let until = now.checked_add_signed(within).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let until = now
+            .checked_add_signed(within)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         self.devices_with_current(|d, c| d.status == DeviceStatus::Active && c.not_after <= until)
             .await
     }
