@@ -1055,6 +1055,9 @@ async fn a_ca_rollover_keeps_every_device_connected_until_the_old_ca_is_retired(
         sha256_of_first_cert(&site.path("pki/ca-previous.pem")),
         old_ca
     );
+    // a certificate issued in the rollover's own second counts as the previous CA's (whole
+    // seconds in X.509): B is issued after it
+    std::thread::sleep(Duration::from_millis(1100));
     let b_new = site.issue(&b);
     // B's certificate is the new CA's; its owner trusts both CAs for the server
     let b_cert = openssl(&[

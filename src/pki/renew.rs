@@ -198,15 +198,18 @@ pub fn rollover(
         previous_key,
         previous_fingerprint: old.fingerprint(),
         fingerprint: fingerprint(cert.der()),
-        started_at: now,
+        started_at: now + chrono::Duration::seconds(1),
         not_after,
     })
 }
 
 /// When the current CA was made ([`rollover`]'s `started_at`): its notBefore plus the
-/// back-dating. Device certificates issued before it came from the previous CA.
+/// back-dating, rounded up to the next second (X.509 keeps whole seconds; issue times have
+/// fractions). Device certificates issued before it came from the previous CA; one issued in
+/// the rollover's own second counts as the previous CA's too, which errs on the safe side
+/// (`ca retire-old` waits for it).
 pub fn rollover_started(current: &Ca) -> DateTime<Utc> {
-    current.not_before() + BACKDATE
+    current.not_before() + BACKDATE + chrono::Duration::seconds(1)
 }
 
 /// What `ca retire-old` did with the previous CA's files.
