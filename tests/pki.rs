@@ -843,6 +843,7 @@ async fn expiry_warnings_under_a_moved_clock() {
     let ca_end = pki::read_cert_info(&site.path("pki/ca.pem"))
         .unwrap()
         .not_after;
+    let device = site.device("j.devries", "3c:22:fb:00:00:01");
     let day = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
 
     let out = site.ok(&["check-config"]);
@@ -885,6 +886,7 @@ async fn expiry_warnings_under_a_moved_clock() {
         .unwrap()
         .clone();
     assert_eq!(server["level"], "warning");
+    assert_eq!(json["ok"], true);
 
     // serve logs it at start
     let mut serve = Serve {
@@ -944,6 +946,22 @@ async fn expiry_warnings_under_a_moved_clock() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(text.contains("the CA expired on"), "{text}");
+    let dir = site.path("late");
+    let out = faketime(
+        &site,
+        &at,
+        &[
+            "device",
+            "issue-cert",
+            &device,
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("the CA expired on"), "{text}");
+    assert!(!dir.exists(), "nothing written");
 }
 
 both_stores!(device_list_and_reissue_expiring_within, |b| async move {

@@ -488,6 +488,14 @@ impl CertificateReport {
         }
     }
 
+    /// Whether nothing is expired or unreadable.
+    pub fn is_ok(&self) -> bool {
+        self.judged
+            .iter()
+            .all(|e| e.level != pki::ExpiryLevel::Expired)
+            && self.unreadable.iter().all(|(_, problem)| !problem)
+    }
+
     /// Fails for an expired certificate or one that cannot be read; warns (stderr) for one
     /// within the warning period.
     pub fn result(&self) -> Result<()> {

@@ -183,7 +183,7 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
             .map(|c| serde_json::json!({"name": c.name, "network": c.network.to_string()}))
             .collect();
         return table::print_json(&serde_json::json!({
-            "ok": true,
+            "ok": certificates.is_ok(),
             "database": redact_url(&config.database.url),
             "auth_listen": config.radius.auth_listen.to_string(),
             "acct_listen": config.radius.acct_listen.to_string(),
