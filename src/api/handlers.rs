@@ -150,7 +150,16 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError
             "no RADIUS server in this process: metrics are served by `poortwachter serve`",
         ));
     };
-    let mut response = super::metrics::render(m, Some(&state.conns)).into_response();
+    let mut text = super::metrics::render(m, Some(&state.conns));
+    let config = state.config.clone();
+    // a few small files read off the runtime
+    let (judged, unreadable) = tokio::task::spawn_blocking(move || {
+        crate::pki::check_certificates(&config, chrono::Utc::now())
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    super::metrics::render_certificates(&mut text, &judged, &unreadable);
+    let mut response = text.into_response();
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -294,6 +303,9 @@ pub async fn enable_owner(
 pub struct DeviceQuery {
     owner: Option<String>,
     status: Option<DeviceStatus>,
+    /// Days: only active devices whose current certificate ends within them (or has ended),
+    /// soonest first.
+    expiring_within: Option<u32>,
     limit: Option<u32>,
     #[serde(default)]
     offset: u64,
@@ -319,10 +331,22 @@ pub async fn list_devices(
             .with_field("owner"));
         }
     }
-    let devices = state
-        .registry
-        .devices(q.owner.as_deref())
-        .await?
+    let devices = match q.expiring_within {
+        Some(days) => state
+            .registry
+            .expiring_certificates(chrono::Duration::days(i64::from(days)), chrono::Utc::now())
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .filter(|d| {
+                q.owner
+                    .as_ref()
+                    .is_none_or(|o| d.owner.eq_ignore_ascii_case(o))
+            })
+            .collect::<Vec<_>>(),
+        None => state.registry.devices(q.owner.as_deref()).await?,
+    };
+    let devices = devices
         .into_iter()
         .filter(|d| q.status.is_none_or(|s| d.status == s))
         .collect();
@@ -502,13 +526,22 @@ pub async fn issue_certificate(
     let config = state.config.clone();
     let now = change.now;
     let made = tokio::task::spawn_blocking(move || {
-        let ca = Ca::load(&config.pki.ca_cert, &config.pki.ca_key).map_err(|e| {
-            tracing::error!(error = %e, "the onboarding CA cannot be loaded");
-            ApiError::new(
+        let ca = Ca::load(&config.pki.ca_cert, &config.pki.ca_key).map_err(|e| match e {
+            pki::PkiError::CaKeyOffline(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the onboarding CA is not available on this server (pki.ca_cert, pki.ca_key)",
-            )
+                "certificate issuing is offline on this server: the CA key is kept on another \
+                 machine (an offline CA); issue the certificate there with `poortwachter device \
+                 issue-cert`",
+            ),
+            e => {
+                tracing::error!(error = %e, "the onboarding CA cannot be loaded");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the onboarding CA is not available on this server (pki.ca_cert, pki.ca_key)",
+                )
+            }
         })?;
+        let anchors = pki::ca_bundle(&config.pki, &ca).map_err(|e| ApiError::internal(&e))?;
         let password = pki::one_time_password();
         let contract_end = owner.access_ends_at(&config.policy.timezone);
         let (not_before, not_after) =
@@ -523,7 +556,12 @@ pub async fn issue_certificate(
             not_after,
             now,
         )
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| match e {
+            pki::PkiError::CaExpired(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            e => ApiError::internal(&e),
+        })?;
         let bundle = pki::pkcs12(
             &issued.der,
             &issued.key_pkcs8,
@@ -533,7 +571,11 @@ pub async fn issue_certificate(
         )
         .map_err(|e| ApiError::internal(&e))?;
         let capped = contract_end.is_some_and(|end| issued.not_after >= end);
-        Ok::<_, ApiError>((issued, bundle, password, ca.pem(), capped, device, owner))
+        let ca_pem: String = anchors
+            .iter()
+            .map(|der| pki::pem_encode("CERTIFICATE", der))
+            .collect();
+        Ok::<_, ApiError>((issued, bundle, password, ca_pem, capped, device, owner))
     })
     .await
     .map_err(|e| ApiError::internal(&e))??;

@@ -85,6 +85,52 @@ pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
     out
 }
 
+/// `poortwachter_certificate_expiry_seconds{kind, file, subject}`: seconds until each
+/// certificate's notAfter (negative once expired), and
+/// `poortwachter_certificate_unreadable{kind, file}` for one that cannot be read.
+pub fn render_certificates(
+    out: &mut String,
+    judged: &[crate::pki::Expiry],
+    unreadable: &[crate::pki::Unreadable],
+) {
+    let _ = writeln!(
+        out,
+        "# HELP poortwachter_certificate_expiry_seconds Seconds until the certificate's notAfter; negative once expired."
+    );
+    let _ = writeln!(out, "# TYPE poortwachter_certificate_expiry_seconds gauge");
+    for e in judged {
+        let _ = writeln!(
+            out,
+            "poortwachter_certificate_expiry_seconds{{kind=\"{}\",file=\"{}\",subject=\"{}\"}} {}",
+            e.kind.as_str(),
+            label(&e.file.display().to_string()),
+            label(&e.subject),
+            e.seconds_left
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP poortwachter_certificate_unreadable 1 for a certificate file that is missing or cannot be read."
+    );
+    let _ = writeln!(out, "# TYPE poortwachter_certificate_unreadable gauge");
+    for u in unreadable {
+        let _ = writeln!(
+            out,
+            "poortwachter_certificate_unreadable{{kind=\"{}\",file=\"{}\"}} 1",
+            u.kind.as_str(),
+            label(&u.file.display().to_string()),
+        );
+    }
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// The API's own connections: `poortwachter_api_connections_open` and one counter per
 /// `limits::ConnStats` field, `poortwachter_api_<counter>_total`.
 fn render_api(out: &mut String, api: &super::conn::Shared) {
@@ -151,5 +197,51 @@ mod tests {
             );
             assert!(value.parse::<u64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn certificate_gauges_are_signed_and_labels_escaped() {
+        use chrono::TimeZone;
+        let now = chrono::Utc
+            .with_ymd_and_hms(2028, 11, 20, 12, 0, 0)
+            .unwrap();
+        let end = chrono::Utc.with_ymd_and_hms(2028, 12, 1, 12, 0, 0).unwrap();
+        let warn = chrono::Duration::days(30);
+        let path = std::path::Path::new;
+        let judged = [
+            crate::pki::expiry(
+                crate::pki::CertKind::Server,
+                path("/pki/server.pem"),
+                "radius \"x\"",
+                end,
+                now,
+                warn,
+            ),
+            crate::pki::expiry(
+                crate::pki::CertKind::Ca,
+                path("/pki/ca.pem"),
+                "CA",
+                now - chrono::Duration::seconds(90),
+                now,
+                warn,
+            ),
+        ];
+        let unreadable = [crate::pki::Unreadable {
+            kind: crate::pki::CertKind::Api,
+            file: "/etc/api.pem".into(),
+            error: crate::pki::PkiError::Invalid("x".into()),
+        }];
+        let mut text = String::new();
+        render_certificates(&mut text, &judged, &unreadable);
+        assert!(text.contains("# TYPE poortwachter_certificate_expiry_seconds gauge\n"));
+        assert!(text.contains(
+            "poortwachter_certificate_expiry_seconds{kind=\"server\",file=\"/pki/server.pem\",subject=\"radius \\\"x\\\"\"} 950400\n"
+        ), "{text}");
+        assert!(text.contains(
+            "poortwachter_certificate_expiry_seconds{kind=\"ca\",file=\"/pki/ca.pem\",subject=\"CA\"} -90\n"
+        ), "{text}");
+        assert!(text.contains(
+            "poortwachter_certificate_unreadable{kind=\"api\",file=\"/etc/api.pem\"} 1\n"
+        ));
     }
 }

@@ -154,6 +154,7 @@ pub fn document() -> Value {
                 "get": op("List devices", read, [vec![
                     query("owner", json!({"type": "string"}), "Only this owner's"),
                     query("status", json!({"enum": ["active", "lost", "revoked"]}), "Only this status"),
+                    query("expiring_within", json!({"type": "integer", "minimum": 0}), "Days: only active devices whose certificate ends within them (or has ended), soonest first"),
                 ], paging()].concat(), merge(json!({"200": ok("A page of devices", page_of("Device"))}), errors(&["400", "404"]))),
                 "post": write_op("Register a device", write, vec![], body("NewDevice", true),
                     ("201", ok("The device, and warnings (randomized MACs)", json!({"type": "object", "properties": {

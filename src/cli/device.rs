@@ -41,6 +41,10 @@ pub enum DeviceCommand {
         /// Only this status: active, lost or revoked.
         #[arg(long)]
         status: Option<String>,
+        /// Only active devices whose current certificate ends within DAYS days (or has
+        /// ended), soonest first, with its end.
+        #[arg(long, value_name = "DAYS")]
+        expiring_within: Option<u32>,
     },
     /// One device, by id (or its first 4+ hex digits) or by MAC, with its history.
     Show { device: String },
@@ -89,6 +93,29 @@ pub enum DeviceCommand {
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
+    /// Issue new certificates in bulk, as `issue-cert` does for one device (each recorded
+    /// and audited, the old one superseded): for the active devices whose certificate ends
+    /// within DAYS days, or (during a CA rollover) those whose certificate comes from the
+    /// previous CA. Each device's files go to DIR/<device id>/; the one-time passwords are
+    /// printed once.
+    Reissue {
+        /// Devices whose current certificate ends within this many days (or has ended).
+        #[arg(
+            long,
+            value_name = "DAYS",
+            required_unless_present = "from_previous_ca"
+        )]
+        expiring_within: Option<u32>,
+        /// Devices whose current certificate the previous CA issued (CA rollover).
+        #[arg(long)]
+        from_previous_ca: bool,
+        /// Directory for the files; a subdirectory per device.
+        #[arg(long, value_name = "DIR", required_unless_present = "dry_run")]
+        out: Option<PathBuf>,
+        /// Only list the devices that would get a new certificate.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<()> {
@@ -97,7 +124,19 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             device,
             out,
             password_file,
-        } => issue_cert(ctx, config, &device, &out, password_file.as_deref()).await,
+        } => {
+            let report = issue_cert(ctx, config, &device, &out, password_file.as_deref()).await?;
+            if ctx.json {
+                table::print_json(&report)?;
+            }
+            Ok(())
+        }
+        DeviceCommand::Reissue {
+            expiring_within,
+            from_previous_ca,
+            out,
+            dry_run,
+        } => reissue(ctx, config, expiring_within, from_previous_ca, out, dry_run).await,
         DeviceCommand::Posture { device, file } => posture(ctx, config, &device, &file).await,
         DeviceCommand::Register {
             owner,
@@ -126,7 +165,34 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             );
             Ok(())
         }
-        DeviceCommand::List { owner, status } => {
+        DeviceCommand::List {
+            owner,
+            status,
+            expiring_within: Some(days),
+        } => {
+            anyhow::ensure!(
+                owner.is_none() && status.is_none(),
+                "--expiring-within: not together with --owner or --status (it lists active devices of every owner)"
+            );
+            let found = ctx
+                .registry
+                .expiring_certificates(chrono::Duration::days(i64::from(days)), ctx.change().now)
+                .await?;
+            if ctx.json {
+                let rows: Vec<_> = found
+                    .iter()
+                    .map(|(d, c)| serde_json::json!({"device": d, "certificate": c}))
+                    .collect();
+                return table::print_json(&rows);
+            }
+            print_expiring(&found, ctx.change().now, ctx.tz);
+            Ok(())
+        }
+        DeviceCommand::List {
+            owner,
+            status,
+            expiring_within: None,
+        } => {
             let status: Option<DeviceStatus> = status
                 .map(|s| {
                     s.parse()
@@ -306,13 +372,15 @@ async fn issue_cert(
     device: &str,
     out: &Path,
     password_file: Option<&Path>,
-) -> Result<()> {
+) -> Result<serde_json::Value> {
     let change = ctx.change();
     let (device, owner) = ctx
         .registry
         .certificate_subject(&DeviceRef::parse(device)?, change.now)
         .await?;
     let ca = Ca::load(&config.pki.ca_cert, &config.pki.ca_key)?;
+    // during a CA rollover the server certificate is the previous CA's: trusted too
+    let anchors = pki::ca_bundle(&config.pki, &ca)?;
     let (password, generated) = match password_file {
         Some(path) => {
             let text = zeroize::Zeroizing::new(
@@ -355,10 +423,15 @@ async fn issue_cert(
         organization: &config.pki.organization,
         ca_name: &config.pki.ca_name,
         ca_der: ca.der(),
+        previous_ca_der: anchors.get(1).map(Vec::as_slice),
     };
+    let ca_pem: String = anchors
+        .iter()
+        .map(|der| pki::pem_encode("CERTIFICATE", der))
+        .collect();
     let mut staging = Staging::new(out)?;
     staging.add(&p12_name, &bundle, pki::PRIVATE)?;
-    staging.add("ca.pem", ca.pem().as_bytes(), pki::PUBLIC)?;
+    staging.add("ca.pem", ca_pem.as_bytes(), pki::PUBLIC)?;
     staging.add(
         &format!("{name}-wlan.xml"),
         pki::windows_wlan_profile(&settings).as_bytes(),
@@ -387,21 +460,22 @@ async fn issue_cert(
          staging directory named above",
     )?;
     let capped = contract_end.is_some_and(|end| issued.not_after >= end);
+    let mut report = serde_json::json!({
+        "device": device.id,
+        "owner": owner.username,
+        "serial": issued.serial,
+        "fingerprint": issued.fingerprint,
+        "not_before": issued.not_before,
+        "not_after": issued.not_after,
+        "capped_by_contract": capped,
+        "capped_by_ca": issued.capped_by_ca,
+        "files": files,
+    });
+    if generated {
+        report["password"] = serde_json::Value::from(password.expose());
+    }
     if ctx.json {
-        let mut report = serde_json::json!({
-            "device": device.id,
-            "owner": owner.username,
-            "serial": issued.serial,
-            "fingerprint": issued.fingerprint,
-            "not_before": issued.not_before,
-            "not_after": issued.not_after,
-            "capped_by_contract": capped,
-            "files": files,
-        });
-        if generated {
-            report["password"] = serde_json::Value::from(password.expose());
-        }
-        return super::table::print_json(&report);
+        return Ok(report);
     }
     println!(
         "issued certificate {} for device {} ({}) of {}",
@@ -417,7 +491,13 @@ async fn issue_cert(
                 "{} to {}{}",
                 when::minute(issued.not_before, ctx.tz),
                 when::minute(issued.not_after, ctx.tz),
-                if capped { " (end of contract)" } else { "" }
+                if issued.capped_by_ca {
+                    " (end of the CA: no certificate outlives its CA)"
+                } else if capped {
+                    " (end of contract)"
+                } else {
+                    ""
+                }
             ),
         ),
         ("SHA-256", issued.fingerprint.clone()),
@@ -432,7 +512,133 @@ async fn issue_cert(
             password.expose()
         );
     }
+    Ok(report)
+}
+
+/// `device reissue (--expiring-within DAYS | --from-previous-ca) --out DIR [--dry-run]`:
+/// [`issue_cert`] for each device found, into DIR/<device id>/. A device that fails is named
+/// and the others go on; the exit status says whether all succeeded.
+async fn reissue(
+    ctx: &Context,
+    config: &Config,
+    expiring_within: Option<u32>,
+    from_previous_ca: bool,
+    out: Option<PathBuf>,
+    dry_run: bool,
+) -> Result<()> {
+    let now = ctx.change().now;
+    let mut found = match expiring_within {
+        Some(days) => {
+            ctx.registry
+                .expiring_certificates(chrono::Duration::days(i64::from(days)), now)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    if from_previous_ca {
+        anyhow::ensure!(
+            config.pki.previous_ca_cert().exists(),
+            "--from-previous-ca: no CA rollover is under way ({} does not exist)",
+            config.pki.previous_ca_cert().display()
+        );
+        let current = Ca::load(&config.pki.ca_cert, &config.pki.ca_key)?;
+        let cutoff = pki::rollover_started(&current);
+        for (d, c) in ctx.registry.certificates_issued_before(cutoff, now).await? {
+            // an active device only: a lost one gets its certificate when found
+            if d.status == DeviceStatus::Active && !found.iter().any(|(f, _)| f.id == d.id) {
+                found.push((d, c));
+            }
+        }
+    }
+    if dry_run {
+        if ctx.json {
+            let rows: Vec<_> = found
+                .iter()
+                .map(|(d, c)| serde_json::json!({"device": d, "certificate": c}))
+                .collect();
+            return table::print_json(&serde_json::json!({"would_reissue": rows}));
+        }
+        println!(
+            "would issue a new certificate for {} device(s):",
+            found.len()
+        );
+        print_expiring(&found, now, ctx.tz);
+        return Ok(());
+    }
+    let Some(out) = out else {
+        anyhow::bail!("--out: give a directory for the new certificates");
+    };
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for (d, _) in &found {
+        let dir = out.join(d.id.to_string());
+        match issue_cert(ctx, config, &d.id.to_string(), &dir, None).await {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                eprintln!("device {} ({}): not re-issued: {e:#}", d.id, d.owner);
+                failed.push(d.id);
+            }
+        }
+    }
+    if ctx.json {
+        table::print_json(&serde_json::json!({"reissued": reports, "failed": failed}))?;
+    } else {
+        println!(
+            "\nre-issued {} of {} device certificate(s) into {}",
+            reports.len(),
+            found.len(),
+            out.display()
+        );
+    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} device(s) could not be re-issued (named above)",
+        failed.len()
+    );
     Ok(())
+}
+
+/// Devices with the end of their current certificate.
+fn print_expiring(
+    found: &[(Device, poortwachter::registry::DeviceCertificate)],
+    now: chrono::DateTime<chrono::Utc>,
+    tz: chrono_tz::Tz,
+) {
+    let rows = found
+        .iter()
+        .map(|(d, c)| {
+            let days = c
+                .not_after
+                .signed_duration_since(now)
+                .num_seconds()
+                .div_euclid(86_400);
+            vec![
+                d.id.to_string()[..8].to_string(),
+                d.owner.clone(),
+                escape(&d.label).into_owned(),
+                d.status.to_string(),
+                c.serial.clone(),
+                when::minute(c.not_after, tz),
+                if c.not_after < now {
+                    format!("expired {} days ago", -days)
+                } else {
+                    format!("{days} days")
+                },
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "ID",
+            "OWNER",
+            "LABEL",
+            "STATUS",
+            "CERTIFICATE",
+            "ENDS",
+            "LEFT",
+        ],
+        rows,
+    );
 }
 
 /// A file name from the device's label (`ThinkPad X1 (privé)` -> `thinkpad-x1-priv`), or its

@@ -106,8 +106,10 @@ pub async fn run(args: Args) -> Result<()> {
         return check_config(&config, args.json);
     }
     // the CA is made before there is anything to record: no registry needed
-    if let Command::Ca(ca::CaCommand::Init { key_type, force }) = &args.command {
-        return ca::init(&config, key_type.as_deref(), *force, args.json);
+    if let Command::Ca(cmd) = &args.command {
+        if let Some(done) = ca::without_registry(&config, cmd, args.json) {
+            return done;
+        }
     }
     // serve starts from its snapshot when the database does not answer
     if let Command::Serve = args.command {
@@ -196,6 +198,7 @@ fn rules(config: &Config) -> Rules {
 }
 
 fn check_config(config: &Config, json: bool) -> Result<()> {
+    let certificates = ca::CertificateReport::new(config, chrono::Utc::now());
     if json {
         let clients: Vec<_> = config
             .radius
@@ -204,12 +207,14 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
             .map(|c| serde_json::json!({"name": c.name, "network": c.network.to_string()}))
             .collect();
         return table::print_json(&serde_json::json!({
-            "ok": true,
+            "ok": certificates.is_ok(),
             "database": redact_url(&config.database.url),
             "auth_listen": config.radius.auth_listen.to_string(),
             "acct_listen": config.radius.acct_listen.to_string(),
             "clients": clients,
-        }));
+            "certificates": certificates.json(),
+        }))
+        .and_then(|()| certificates.result());
     }
     println!("config OK");
     println!("  database     {}", redact_url(&config.database.url));
@@ -250,7 +255,8 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
         if config.radius.mab { "on" } else { "off" },
         if config.cache.enabled { "on" } else { "off" }
     );
-    Ok(())
+    certificates.print();
+    certificates.result()
 }
 
 /// The one line on stderr that says what a command works on.

@@ -93,6 +93,8 @@ pub async fn serve(
     from_snapshot: Option<(poortwachter::server::snapshot::Snapshot, String)>,
 ) -> Result<()> {
     let server = Server::bind(config, store.clone()).await?;
+    // certificate expiry in the log: at start and daily
+    let _expiry = super::ca::watch_expiry(config);
     server.release_memory_with(crate::release_memory);
     if let Some((snap, why)) = from_snapshot {
         server.start_from_snapshot(snap, &why);

@@ -79,6 +79,47 @@ pub struct PkiConfig {
     /// How far ahead `ca crl` sets the CRL's nextUpdate.
     #[serde(default = "default_crl_lifetime")]
     pub crl_lifetime: HumanDuration,
+    /// Warn (log, `check-config`) when a certificate the service depends on (CA, server,
+    /// API) has this little left.
+    #[serde(default = "default_expiry_warning")]
+    pub expiry_warning: HumanDuration,
+    /// The previous CA certificate during a CA rollover (`ca rollover` moves the old CA
+    /// here): still trusted for client certificates until `ca retire-old`. Unset: `ca_cert`'s
+    /// name with `-previous` (`ca.pem` -> `ca-previous.pem`).
+    #[serde(default)]
+    pub previous_ca_cert: Option<PathBuf>,
+    /// The previous CA's key (for its CRL and the server certificate during the rollover).
+    /// Unset: `ca_key`'s name with `-previous`.
+    #[serde(default)]
+    pub previous_ca_key: Option<PathBuf>,
+}
+
+impl PkiConfig {
+    /// Where the previous CA certificate is during a rollover.
+    pub fn previous_ca_cert(&self) -> PathBuf {
+        self.previous_ca_cert
+            .clone()
+            .unwrap_or_else(|| previous(&self.ca_cert))
+    }
+
+    /// Where the previous CA key is during a rollover.
+    pub fn previous_ca_key(&self) -> PathBuf {
+        self.previous_ca_key
+            .clone()
+            .unwrap_or_else(|| previous(&self.ca_key))
+    }
+}
+
+/// `dir/ca.pem` -> `dir/ca-previous.pem`.
+fn previous(path: &std::path::Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match path.extension() {
+        Some(ext) => path.with_file_name(format!("{stem}-previous.{}", ext.to_string_lossy())),
+        None => path.with_file_name(format!("{stem}-previous")),
+    }
 }
 
 fn default_ca_cert() -> PathBuf {
@@ -105,6 +146,9 @@ fn default_server_cert_lifetime() -> HumanDuration {
 fn default_crl_lifetime() -> HumanDuration {
     HumanDuration(Duration::from_secs(7 * 86_400))
 }
+fn default_expiry_warning() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 86_400))
+}
 
 impl Default for PkiConfig {
     fn default() -> Self {
@@ -118,6 +162,9 @@ impl Default for PkiConfig {
             device_cert_lifetime: default_device_cert_lifetime(),
             server_cert_lifetime: default_server_cert_lifetime(),
             crl_lifetime: default_crl_lifetime(),
+            expiry_warning: default_expiry_warning(),
+            previous_ca_cert: None,
+            previous_ca_key: None,
         }
     }
 }
@@ -147,9 +194,13 @@ impl TlsVersion {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EapConfig {
-    /// Serve EAP at all; when off, EAP requests get an Access-Reject with EAP-Failure.
-    #[serde(default = "super::yes")]
-    pub enabled: bool,
+    /// Serve EAP: `true` makes it required (`serve` refuses to start when the server
+    /// certificate cannot be served: missing, unreadable, expired, not matching its key);
+    /// `false` turns it off (EAP requests get an Access-Reject with EAP-Failure); unset, it
+    /// runs when the server certificate and key exist (none yet: off, with a warning) and
+    /// refuses to start when they exist but cannot be served.
+    #[serde(default)]
+    pub enabled: Option<bool>,
     /// The RADIUS server's certificate chain (PEM), presented to supplicants.
     #[serde(default = "default_server_cert")]
     pub server_cert: PathBuf,
@@ -209,7 +260,7 @@ fn default_conversation_timeout() -> HumanDuration {
 impl Default for EapConfig {
     fn default() -> Self {
         EapConfig {
-            enabled: true,
+            enabled: None,
             server_cert: default_server_cert(),
             server_key: default_server_key(),
             server_name: default_server_name(),

@@ -22,8 +22,8 @@ use crate::config::tls::TlsVersion;
 /// Why the TLS server could not be set up (at start, from config).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    /// A file could not be read (an unreadable one says "permission denied on PATH").
+    #[error("{}", crate::pki::read_failure(path, source))]
     Read {
         /// The file.
         path: PathBuf,
@@ -41,6 +41,20 @@ pub enum TlsSetupError {
     /// rustls refused the combination (key does not match the certificate, bad CA...).
     #[error("TLS configuration: {0}")]
     Rustls(String),
+    /// EAP is required (`eap.enabled = true`) but a file it needs does not exist.
+    #[error("{} does not exist: make the server certificate with `poortwachter ca init` (no CA yet) or `poortwachter ca renew-server`", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The server certificate is not valid now (expired, or not yet valid).
+    #[error("{}: the server certificate {what}: renew it with `poortwachter ca renew-server`", path.display())]
+    Validity {
+        /// The file.
+        path: PathBuf,
+        /// `expired on ...` or `is not valid before ...`.
+        what: String,
+    },
 }
 
 /// Why a handshake failed; `message` is rustls's description (no key material).

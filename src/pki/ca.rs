@@ -13,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 use crate::config::tls::{KeyType, PkiConfig};
 use crate::config::Config;
 
+use super::expiry::{cert_info, CertInfo};
 use super::files::{write_file, PRIVATE, PUBLIC};
 use super::{asn1_time, fingerprint, keys, random_serial, PkiError};
 
@@ -71,6 +72,7 @@ pub struct CaInit {
 pub struct Ca {
     der: CertificateDer<'static>,
     issuer: Issuer<'static, KeyPair>,
+    info: CertInfo,
 }
 
 impl std::fmt::Debug for Ca {
@@ -83,13 +85,29 @@ impl std::fmt::Debug for Ca {
 }
 
 impl Ca {
-    /// Loads the CA certificate (the first in the PEM file) and its PKCS#8 key.
+    /// Loads the CA certificate (the first in the PEM file) and its PKCS#8 key. No
+    /// certificate is [`PkiError::NoCa`]; a certificate without its key (an offline CA) is
+    /// [`PkiError::CaKeyOffline`].
     pub fn load(cert: &Path, key: &Path) -> Result<Ca, PkiError> {
-        if !cert.exists() {
-            return Err(PkiError::NoCa(cert.to_path_buf()));
+        match std::fs::metadata(cert) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(PkiError::NoCa(cert.to_path_buf()))
+            }
+            Err(e) => return Err(PkiError::io(cert)(e)),
+            Ok(_) => {}
         }
         let der = CertificateDer::from(super::load_ca_der(cert)?);
-        let pem = zeroize::Zeroizing::new(std::fs::read_to_string(key).map_err(PkiError::io(key))?);
+        let info = cert_info(der.as_ref()).map_err(|message| PkiError::Pem {
+            path: cert.to_path_buf(),
+            message,
+        })?;
+        let pem = zeroize::Zeroizing::new(std::fs::read_to_string(key).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                PkiError::CaKeyOffline(key.to_path_buf())
+            } else {
+                PkiError::io(key)(e)
+            }
+        })?);
         let key_pair = KeyPair::from_pem(&pem).map_err(|e| PkiError::Pem {
             path: key.to_path_buf(),
             message: format!("not a PKCS#8 ECDSA P-256 or RSA key: {e}"),
@@ -98,7 +116,30 @@ impl Ca {
             path: cert.to_path_buf(),
             message: format!("not a usable CA certificate: {e}"),
         })?;
-        Ok(Ca { der, issuer })
+        Ok(Ca { der, issuer, info })
+    }
+
+    /// The end of the CA's validity: nothing it issues may last longer.
+    pub fn not_after(&self) -> DateTime<Utc> {
+        self.info.not_after
+    }
+
+    /// The start of the CA's validity.
+    pub fn not_before(&self) -> DateTime<Utc> {
+        self.info.not_before
+    }
+
+    /// The CA's subject common name.
+    pub fn name(&self) -> &str {
+        &self.info.subject
+    }
+
+    /// Refuses once the CA has expired at `now`: what it would sign verifies nowhere.
+    pub fn check_usable(&self, now: DateTime<Utc>) -> Result<(), PkiError> {
+        if now > self.info.not_after {
+            return Err(PkiError::CaExpired(self.info.not_after));
+        }
+        Ok(())
     }
 
     /// The CA certificate, DER.
@@ -134,28 +175,17 @@ pub(crate) fn subject(common_name: &str, organization: &str) -> DistinguishedNam
     dn
 }
 
-/// Creates the CA (self-signed; `CA:TRUE, pathlen:0`; keyCertSign and cRLSign) and a server
-/// certificate for `server_name` (SAN DNS, serverAuth) signed by it, and writes the four files
-/// (keys 0600). Refuses to replace any of them unless `force`.
-pub fn init_ca(
-    files: &CaFiles,
-    pki: &PkiConfig,
-    server_name: &str,
-    key_type: KeyType,
-    force: bool,
-    now: DateTime<Utc>,
-) -> Result<CaInit, PkiError> {
-    if !force {
-        if let Some(existing) = files.all().into_iter().find(|p| p.exists()) {
-            return Err(PkiError::Exists(existing.to_path_buf()));
-        }
-    }
-    let now = now.trunc_subsecs(0);
-    // a little back-dating absorbs clocks that lag behind ours
-    let not_before = now - chrono::Duration::minutes(5);
-    let ca_not_after = now + pki.ca_lifetime.chrono();
-    let server_not_after = (now + pki.server_cert_lifetime.chrono()).min(ca_not_after);
+/// How far back a new certificate's notBefore is set: absorbs clocks that lag behind ours.
+pub(crate) const BACKDATE: chrono::Duration = chrono::Duration::minutes(5);
 
+/// A new self-signed CA (`CA:TRUE, pathlen:0`; keyCertSign and cRLSign) named `pki.ca_name`:
+/// what `ca init` and `ca rollover` both make.
+pub(crate) fn new_ca(
+    pki: &PkiConfig,
+    key_type: KeyType,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+) -> Result<(rcgen::Certificate, Issuer<'static, KeyPair>), PkiError> {
     let ca_key = keys::generate(key_type)?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name = subject(&pki.ca_name, &pki.organization);
@@ -163,13 +193,25 @@ pub fn init_ca(
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
     ca.not_before = asn1_time!(not_before);
-    ca.not_after = asn1_time!(ca_not_after);
+    ca.not_after = asn1_time!(not_after);
     let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
+    Ok((ca_cert, Issuer::new(ca, ca_key)))
+}
 
+/// A server certificate for `server_name` (subject CN and SAN DNS; digitalSignature, and
+/// keyEncipherment for RSA; serverAuth) with a new key of `key_type`, signed by `issuer`:
+/// what `ca init` and `ca renew-server` both make.
+pub(crate) fn server_certificate(
+    server_name: &str,
+    organization: &str,
+    key_type: KeyType,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(rcgen::Certificate, KeyPair), PkiError> {
     let server_key = keys::generate(key_type)?;
     let mut server = CertificateParams::default();
-    server.distinguished_name = subject(server_name, &pki.organization);
+    server.distinguished_name = subject(server_name, organization);
     server.subject_alt_names = vec![SanType::DnsName(server_name.try_into().map_err(|_| {
         PkiError::Invalid(format!("eap.server_name `{server_name}` is not a DNS name"))
     })?)];
@@ -183,8 +225,48 @@ pub fn init_ca(
     server.use_authority_key_identifier_extension = true;
     server.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
     server.not_before = asn1_time!(not_before);
-    server.not_after = asn1_time!(server_not_after);
-    let server_cert = server.signed_by(&server_key, &issuer)?;
+    server.not_after = asn1_time!(not_after);
+    let cert = server.signed_by(&server_key, issuer)?;
+    Ok((cert, server_key))
+}
+
+/// Creates the CA (self-signed; `CA:TRUE, pathlen:0`; keyCertSign and cRLSign) and a server
+/// certificate for `server_name` (SAN DNS, serverAuth) signed by it, and writes the four files
+/// (keys 0600). Refuses to replace any of them unless `force`.
+pub fn init_ca(
+    files: &CaFiles,
+    pki: &PkiConfig,
+    server_name: &str,
+    key_type: KeyType,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<CaInit, PkiError> {
+    if !force {
+        if files.ca_cert.exists() && !files.server_cert.exists() {
+            return Err(PkiError::ServerCertMissing {
+                ca: files.ca_cert.clone(),
+                server: files.server_cert.clone(),
+            });
+        }
+        if let Some(existing) = files.all().into_iter().find(|p| p.exists()) {
+            return Err(PkiError::Exists(existing.to_path_buf()));
+        }
+    }
+    let now = now.trunc_subsecs(0);
+    let not_before = now - BACKDATE;
+    let ca_not_after = now + pki.ca_lifetime.chrono();
+    let server_not_after = (now + pki.server_cert_lifetime.chrono()).min(ca_not_after);
+
+    let (ca_cert, issuer) = new_ca(pki, key_type, not_before, ca_not_after)?;
+
+    let (server_cert, server_key) = server_certificate(
+        server_name,
+        &pki.organization,
+        key_type,
+        not_before,
+        server_not_after,
+        &issuer,
+    )?;
 
     // the CA last: an interrupted run leaves no CA behind, only files a rerun replaces
     let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());

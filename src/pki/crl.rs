@@ -146,12 +146,14 @@ mod tests {
                 at: now - chrono::Duration::hours(1),
                 cause: RevocationCause::DeviceRevoked,
                 device_id: Uuid::new_v4(),
+                issued_at: now,
             },
             Revocation {
                 serial: lost.serial.clone(),
                 at: now,
                 cause: RevocationCause::DeviceLost,
                 device_id: Uuid::new_v4(),
+                issued_at: now,
             },
         ];
         let crl = make_crl(&ca, &revocations, now, chrono::Duration::days(7)).unwrap();
@@ -179,6 +181,7 @@ mod tests {
             at: Utc::now(),
             cause: RevocationCause::Superseded,
             device_id: Uuid::new_v4(),
+            issued_at: Utc::now(),
         };
         assert!(matches!(
             make_crl(&ca, &[bad], Utc::now(), chrono::Duration::days(1)),

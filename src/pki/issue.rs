@@ -34,6 +34,9 @@ pub struct IssuedCertificate {
     pub not_before: DateTime<Utc>,
     /// End of validity.
     pub not_after: DateTime<Utc>,
+    /// Whether the end was brought forward to the CA's own end (no certificate outlives its
+    /// CA).
+    pub capped_by_ca: bool,
 }
 
 impl std::fmt::Debug for IssuedCertificate {
@@ -73,7 +76,9 @@ pub fn device_cert_validity(
 /// Issues a client certificate for device `device_id` of `owner`, signed by `ca`, with a new
 /// key of `key_type`: subject `CN=<device id>, O=<organization>, OU=<owner>`; SAN URIs
 /// `urn:uuid:<device id>` and `urn:poortwachter:owner:<owner>`; digitalSignature, clientAuth;
-/// a random 16-byte serial. Checked against the CA before it is returned.
+/// a random 16-byte serial. Checked against the CA before it is returned. An expired CA
+/// issues nothing ([`PkiError::CaExpired`]); a `not_after` past the CA's own end is brought
+/// forward to it (`capped_by_ca`).
 #[allow(clippy::too_many_arguments)]
 pub fn issue_device_certificate(
     ca: &Ca,
@@ -85,6 +90,9 @@ pub fn issue_device_certificate(
     not_after: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<IssuedCertificate, PkiError> {
+    ca.check_usable(now)?;
+    let capped_by_ca = not_after > ca.not_after();
+    let not_after = not_after.min(ca.not_after());
     if not_after <= not_before {
         return Err(PkiError::Invalid(format!(
             "the certificate would end ({not_after}) before it starts ({not_before})"
@@ -124,6 +132,7 @@ pub fn issue_device_certificate(
         fingerprint: fingerprint(cert.der()),
         not_before,
         not_after,
+        capped_by_ca,
     })
 }
 
@@ -236,6 +245,42 @@ mod tests {
         )
         .unwrap();
         verify_client(ca.der(), &issued.der, now).unwrap();
+    }
+
+    #[test]
+    fn no_certificate_outlives_its_ca_and_an_expired_ca_issues_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, init) = test_ca(dir.path(), KeyType::EcdsaP256);
+        let ca = Ca::load(&files.ca_cert, &files.ca_key).unwrap();
+        assert_eq!(ca.not_after(), init.ca_not_after);
+        let now = Utc::now();
+        let issue_for = |now: DateTime<Utc>, years: i64| {
+            let (nb, na) = device_cert_validity(now, chrono::Duration::days(365 * years), None);
+            issue_device_certificate(
+                &ca,
+                KeyType::EcdsaP256,
+                Uuid::new_v4(),
+                "j.devries",
+                "O",
+                nb,
+                na,
+                now,
+            )
+        };
+        let short = issue_for(now, 1).unwrap();
+        assert!(!short.capped_by_ca);
+        let long = issue_for(now, 20).unwrap();
+        assert!(long.capped_by_ca);
+        assert_eq!(long.not_after, init.ca_not_after);
+        verify_client(ca.der(), &long.der, now).unwrap();
+
+        let after = init.ca_not_after + chrono::Duration::seconds(1);
+        let err = issue_for(after, 1).unwrap_err();
+        assert!(
+            matches!(err, PkiError::CaExpired(end) if end == init.ca_not_after),
+            "{err}"
+        );
+        assert!(err.to_string().contains("ca rollover"), "{err}");
     }
 
     #[test]

@@ -6,11 +6,14 @@
 
 mod ca;
 mod crl;
+mod expiry;
 mod files;
 mod issue;
 mod keys;
 mod p12;
 mod profiles;
+mod renew;
+mod serving;
 
 use std::path::{Path, PathBuf};
 
@@ -20,19 +23,28 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use ca::{init_ca, Ca, CaFiles, CaInit};
 pub use crl::{make_crl, Crl};
+pub use expiry::{
+    cert_info, check_certificates, expiry, log_expiry, read_cert_info, watched_certificates,
+    CertInfo, CertKind, Expiry, ExpiryLevel, Unreadable,
+};
 pub use files::{write_file, Staging, PRIVATE, PUBLIC};
 pub use issue::{device_cert_validity, issue_device_certificate, IssuedCertificate};
 pub use p12::{one_time_password, pkcs12, OneTimePassword};
 pub use profiles::{
     apple_mobileconfig, sha1_thumbprint, windows_wlan_profile, xml_escape, ProfileSettings,
 };
+pub use renew::{
+    ca_bundle, renew_server, retire_previous, rollover, rollover_started, server_signing_ca,
+    Retired, Rollover, ServerRenewal,
+};
+pub use serving::{load_eap_tls, trusted_ca_files, EapTls};
 
 /// Why a PKI operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PkiError {
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing a file failed (an unreadable one says "permission denied on PATH").
+    #[error("{}", read_failure(path, source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -45,6 +57,21 @@ pub enum PkiError {
     /// No CA yet.
     #[error("no CA certificate at {}: run `poortwachter ca init` first", .0.display())]
     NoCa(PathBuf),
+    /// The CA certificate is here but its key is not: an offline CA, issuing is not
+    /// possible on this host.
+    #[error("issuing is offline on this host: the CA key {} is not here (an offline CA keeps it on another machine); issue certificates where the key is", .0.display())]
+    CaKeyOffline(PathBuf),
+    /// The CA has expired: what it signs verifies nowhere.
+    #[error("the CA expired on {}: it can issue nothing more; make a new CA with `poortwachter ca rollover`", .0.format("%Y-%m-%d %H:%M UTC"))]
+    CaExpired(DateTime<Utc>),
+    /// `ca init` without `--force` where the CA exists but the server certificate does not.
+    #[error("the CA {} exists but the server certificate {} does not: make one from this CA with `poortwachter ca renew-server` (`ca init --force` would replace the CA and strand every device)", .ca.display(), .server.display())]
+    ServerCertMissing {
+        /// The CA certificate.
+        ca: PathBuf,
+        /// The missing server certificate.
+        server: PathBuf,
+    },
     /// A PEM file that does not hold what it should.
     #[error("{}: {message}", path.display())]
     Pem {
@@ -69,6 +96,20 @@ pub enum PkiError {
     /// A value that cannot go into a certificate, CRL or profile.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// What went wrong with a file, in the words an operator acts on: `permission denied on PATH`
+/// when it exists but this user may not read or write it (`ca init` run as root, say), else
+/// `PATH: error`.
+pub fn read_failure(path: &Path, error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "permission denied on {} (the user running poortwachter may not use it: give the service user access to the PKI directory and files, e.g. chown -R poortwachter: on it)",
+            path.display()
+        )
+    } else {
+        format!("{}: {error}", path.display())
+    }
 }
 
 impl PkiError {
@@ -137,7 +178,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// PEM text of one DER object (RFC 7468: 64 base64 characters a line).
-fn pem_encode(label: &str, der: &[u8]) -> String {
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");

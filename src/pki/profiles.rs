@@ -22,6 +22,9 @@ pub struct ProfileSettings<'a> {
     pub ca_name: &'a str,
     /// The CA certificate, DER.
     pub ca_der: &'a [u8],
+    /// During a CA rollover, the previous CA (DER): trusted for the server as well, since the
+    /// server certificate stays the previous CA's until it is retired.
+    pub previous_ca_der: Option<&'a [u8]>,
 }
 
 /// `&`, `<`, `>`, `"` and `'` as entities; control characters other than tab and newline
@@ -108,7 +111,7 @@ pub fn windows_wlan_profile(s: &ProfileSettings<'_>) -> String {
                   <ServerValidation>
                     <DisableUserPromptForServerValidation>true</DisableUserPromptForServerValidation>
                     <ServerNames>{server}</ServerNames>
-                    <TrustedRootCA>{thumbprint}</TrustedRootCA>
+                    <TrustedRootCA>{thumbprint}</TrustedRootCA>{previous}
                   </ServerValidation>
                   <DifferentUsername>false</DifferentUsername>
                   <PerformServerValidation xmlns="http://www.microsoft.com/provisioning/EapTlsConnectionPropertiesV2">true</PerformServerValidation>
@@ -126,6 +129,13 @@ pub fn windows_wlan_profile(s: &ProfileSettings<'_>) -> String {
         ssid = xml_escape(s.ssid),
         server = xml_escape(s.server_name),
         thumbprint = sha1_thumbprint(s.ca_der),
+        previous = s
+            .previous_ca_der
+            .map(|der| format!(
+                "\n                    <TrustedRootCA>{}</TrustedRootCA>",
+                sha1_thumbprint(der)
+            ))
+            .unwrap_or_default(),
     )
 }
 
@@ -151,6 +161,7 @@ pub fn apple_mobileconfig(
         Uuid::new_v4(),
     );
     let e = xml_escape;
+    let previous = s.previous_ca_der.map(|der| (der, Uuid::new_v4()));
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
@@ -175,7 +186,7 @@ pub fn apple_mobileconfig(
       <string>{ca_uuid}</string>
       <key>PayloadVersion</key>
       <integer>1</integer>
-    </dict>
+    </dict>{previous_payload}
     <dict>
       <key>PayloadCertificateFileName</key>
       <string>{p12_name}</string>
@@ -205,7 +216,7 @@ pub fn apple_mobileconfig(
         </array>
         <key>PayloadCertificateAnchorUUID</key>
         <array>
-          <string>{ca_uuid}</string>
+          <string>{ca_uuid}</string>{previous_anchor}
         </array>
         <key>TLSTrustedServerNames</key>
         <array>
@@ -253,6 +264,36 @@ pub fn apple_mobileconfig(
 </dict>
 </plist>
 "#,
+        previous_payload = previous
+            .as_ref()
+            .map(|(der, uuid)| format!(
+                r#"
+    <dict>
+      <key>PayloadCertificateFileName</key>
+      <string>ca-previous.cer</string>
+      <key>PayloadContent</key>
+      <data>{}</data>
+      <key>PayloadDescription</key>
+      <string>The previous CA of the Wi-Fi server (CA rollover)</string>
+      <key>PayloadDisplayName</key>
+      <string>{} (previous)</string>
+      <key>PayloadIdentifier</key>
+      <string>{id}.ca-previous</string>
+      <key>PayloadType</key>
+      <string>com.apple.security.root</string>
+      <key>PayloadUUID</key>
+      <string>{uuid}</string>
+      <key>PayloadVersion</key>
+      <integer>1</integer>
+    </dict>"#,
+                b64.encode(der),
+                e(s.ca_name)
+            ))
+            .unwrap_or_default(),
+        previous_anchor = previous
+            .as_ref()
+            .map(|(_, uuid)| format!("\n          <string>{uuid}</string>"))
+            .unwrap_or_default(),
         ca_b64 = b64.encode(s.ca_der),
         p12_b64 = b64.encode(p12),
         ca_name = e(s.ca_name),
@@ -365,6 +406,7 @@ pub(crate) mod tests {
             organization: "Gemeente A&B",
             ca_name: "Gemeente <CA>",
             ca_der,
+            previous_ca_der: None,
         }
     }
 
@@ -461,5 +503,30 @@ pub(crate) mod tests {
         assert!(xml.contains("<integer>13</integer>"));
         assert!(xml.contains("<string>radius.gemeente.test</string>"));
         assert!(!xml.contains("Password"));
+    }
+
+    #[test]
+    fn during_a_rollover_both_cas_are_trusted_for_the_server() {
+        let (ca, previous) = (b"new ca der".as_slice(), b"old ca der".as_slice());
+        let s = ProfileSettings {
+            previous_ca_der: Some(previous),
+            ..settings(ca)
+        };
+        let xml = windows_wlan_profile(&s);
+        check_xml(&xml).unwrap();
+        for der in [ca, previous] {
+            assert!(xml.contains(&format!(
+                "<TrustedRootCA>{}</TrustedRootCA>",
+                sha1_thumbprint(der)
+            )));
+        }
+        let xml = apple_mobileconfig(&s, Uuid::new_v4(), "Laptop", "laptop.p12", b"p12");
+        check_xml(&xml).unwrap();
+        assert_eq!(xml.matches("com.apple.security.root").count(), 2);
+        let anchors = &xml[xml.find("PayloadCertificateAnchorUUID").unwrap()..];
+        let anchors = &anchors[..anchors.find("</array>").unwrap()];
+        assert_eq!(anchors.matches("<string>").count(), 2, "{anchors}");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        assert!(xml.contains(&format!("<data>{}</data>", b64.encode(previous))));
     }
 }

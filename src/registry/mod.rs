@@ -238,6 +238,8 @@ pub struct Revocation {
     pub cause: RevocationCause,
     /// The device.
     pub device_id: Uuid,
+    /// When the certificate was issued (during a CA rollover: which CA's CRL lists it).
+    pub issued_at: DateTime<Utc>,
 }
 
 /// What the audit log shows of a device's certificate: never key material.
@@ -929,6 +931,60 @@ impl Registry {
         Ok(after)
     }
 
+    /// Active devices whose current certificate ends within `within` of `now` (or has ended
+    /// already), soonest first, with that certificate: what `device list --expiring-within`
+    /// shows and `device reissue --expiring-within` renews.
+    pub async fn expiring_certificates(
+        &self,
+        within: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Device, DeviceCertificate)>, RegistryError> {
+        let until = now
+            .checked_add_signed(within)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.devices_with_current(|d, c| d.status == DeviceStatus::Active && c.not_after <= until)
+            .await
+    }
+
+    /// Devices not revoked whose current certificate, still valid at `now`, was issued
+    /// before `cutoff`: during a CA rollover, the devices that still depend on the previous
+    /// CA (a lost device counts: it may be found again).
+    pub async fn certificates_issued_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Device, DeviceCertificate)>, RegistryError> {
+        self.devices_with_current(|d, c| {
+            d.status != DeviceStatus::Revoked && c.issued_at < cutoff && c.not_after > now
+        })
+        .await
+    }
+
+    /// Devices with their current certificate, where `keep` says so, in the certificates'
+    /// order (soonest to end first).
+    async fn devices_with_current(
+        &self,
+        keep: impl Fn(&Device, &DeviceCertificate) -> bool,
+    ) -> Result<Vec<(Device, DeviceCertificate)>, RegistryError> {
+        let certificates = self.store.current_certificates().await?;
+        let mut devices: std::collections::HashMap<Uuid, Device> = self
+            .store
+            .devices(None)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d))
+            .collect();
+        Ok(certificates
+            .into_iter()
+            .filter_map(|c| {
+                let device = devices.remove(&c.device_id)?;
+                // only the certificate the device row names is current
+                (device.cert_serial.as_deref() == Some(c.serial.as_str()) && keep(&device, &c))
+                    .then_some((device, c))
+            })
+            .collect())
+    }
+
     /// What the CRL lists at `now`: certificates not expired yet that a newer one superseded
     /// (since then), or whose device is revoked or lost (since its status changed). A lost
     /// device's certificate is on hold: when the device is found it leaves the list.
@@ -950,6 +1006,7 @@ impl Registry {
                     at,
                     cause,
                     device_id: c.device_id,
+                    issued_at: c.issued_at,
                 })
             })
             .collect())

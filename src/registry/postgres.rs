@@ -216,6 +216,13 @@ impl Store for PgStore {
         found.iter().map(rows::certificate).collect()
     }
 
+    async fn current_certificates(&self) -> Result<Vec<DeviceCertificate>, StoreError> {
+        let found = sqlx::query(sql::CURRENT_CERTIFICATES)
+            .fetch_all(&self.pool)
+            .await?;
+        found.iter().map(rows::certificate).collect()
+    }
+
     async fn withdrawn_certificates(
         &self,
         at: chrono::DateTime<chrono::Utc>,

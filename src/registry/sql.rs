@@ -62,6 +62,11 @@ pub const DEVICE_CERTIFICATES: &str = "SELECT c.serial, c.fingerprint, c.device_
      c.not_before, c.not_after, c.issued_at, c.issued_by, c.superseded_at \
      FROM certificates c WHERE c.device_id = $1 ORDER BY c.issued_at DESC, c.serial";
 
+/// Every device's current certificate, soonest to end first.
+pub const CURRENT_CERTIFICATES: &str = "SELECT c.serial, c.fingerprint, c.device_id, \
+     c.not_before, c.not_after, c.issued_at, c.issued_by, c.superseded_at \
+     FROM certificates c WHERE c.superseded_at IS NULL ORDER BY c.not_after, c.serial";
+
 /// Certificates not expired at `$1` that are superseded or whose device is not active, with
 /// the device's status (the CRL's input). Times compare as RFC 3339 text in SQLite: both
 /// sides are written by the same encoder in UTC.

@@ -277,6 +277,8 @@ pub trait Store:
     ) -> Result<Option<Device>, StoreError>;
     /// Every certificate issued to a device, newest first.
     async fn certificates(&self, device_id: Uuid) -> Result<Vec<DeviceCertificate>, StoreError>;
+    /// Every device's current certificate (not superseded), soonest to end first.
+    async fn current_certificates(&self) -> Result<Vec<DeviceCertificate>, StoreError>;
     /// Certificates not expired at `at` that are superseded or whose device is not active,
     /// oldest first.
     async fn withdrawn_certificates(

@@ -4,35 +4,27 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::eap::tls::{TlsServer, TlsSettings, TlsSetupError};
+use crate::eap::tls::TlsSetupError;
 use crate::eap::{EapServer, EapSettings};
+use crate::pki::EapTls;
 
-/// The EAP engine from `[eap]`, or `None` (with the reason logged) when EAP is off or the
-/// server certificate has not been made yet. A certificate that exists but cannot be used is
-/// an error: the operator meant EAP to run.
+/// The EAP engine from `[eap]`, or `None` (with the reason logged) when EAP is off or, with
+/// `eap.enabled` unset, the server certificate has not been made yet. A certificate that
+/// cannot be served (missing when required, unreadable, expired, not its key's) is an error:
+/// `serve` refuses to start. The files are read by [`crate::pki::load_eap_tls`].
 pub(super) fn build(config: &Config) -> Result<Option<Arc<EapServer>>, TlsSetupError> {
     let eap = &config.eap;
-    if !eap.enabled {
-        tracing::info!("802.1X EAP is disabled (eap.enabled = false)");
-        return Ok(None);
-    }
-    if !eap.server_cert.exists() && !eap.server_key.exists() {
-        tracing::warn!(
-            server_cert = %eap.server_cert.display(),
-            "802.1X EAP-TLS is off: no server certificate yet; run `poortwachter ca init`"
-        );
-        return Ok(None);
-    }
-    let mut cas = vec![config.pki.ca_cert.as_path()];
-    cas.extend(eap.extra_trusted_cas.iter().map(|p| p.as_path()));
-    let settings = TlsSettings::from_files(
-        &eap.server_cert,
-        &eap.server_key,
-        &cas,
-        eap.tls_min_version,
-        eap.tls_max_version,
-    )?;
-    let tls = TlsServer::new(settings)?;
+    let tls = match crate::pki::load_eap_tls(config, chrono::Utc::now())? {
+        EapTls::Off(why) => {
+            if eap.enabled == Some(false) {
+                tracing::info!("{why}");
+            } else {
+                tracing::warn!(server_cert = %eap.server_cert.display(), "{why}");
+            }
+            return Ok(None);
+        }
+        EapTls::Ready { tls, .. } => tls,
+    };
     tracing::info!(
         tls = format!(
             "{}-{}",
