@@ -33,6 +33,26 @@ pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
         let _ = writeln!(out, "# TYPE {metric} counter");
         let _ = writeln!(out, "{metric} {value}");
     }
+    let secrets = m.stats.secrets.snapshot();
+    if !secrets.is_empty() {
+        let metric = "poortwachter_radius_client_secret_used_total";
+        let _ = writeln!(
+            out,
+            "# HELP {metric} Requests verified with each client's secret (secondary: secret_next, during a rotation)."
+        );
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        for (client, primary, secondary) in secrets {
+            let client = label(&client);
+            let _ = writeln!(
+                out,
+                "{metric}{{client=\"{client}\",secret=\"primary\"}} {primary}"
+            );
+            let _ = writeln!(
+                out,
+                "{metric}{{client=\"{client}\",secret=\"secondary\"}} {secondary}"
+            );
+        }
+    }
     if let Some(health) = &m.registry {
         let _ = writeln!(
             out,
@@ -77,6 +97,13 @@ pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
 
 /// The API's own connections: `poortwachter_api_connections_open` and one counter per
 /// `limits::ConnStats` field, `poortwachter_api_<counter>_total`.
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn render_api(out: &mut String, api: &super::conn::Shared) {
     let _ = writeln!(
         out,

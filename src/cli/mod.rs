@@ -1,6 +1,7 @@
 //! The ICT command line: subcommands, config and registry setup, and who the actor is.
 
 mod ca;
+mod check;
 mod device;
 mod owner;
 mod radius;
@@ -91,7 +92,7 @@ pub async fn run(args: Args) -> Result<()> {
     let config = Config::load(&args.config)?;
     init_logging(&config.log.level);
     if let Command::CheckConfig = args.command {
-        return check_config(&config, args.json);
+        return check_config(&config, args.json).await;
     }
     // the CA is made before there is anything to record: no registry needed
     if let Command::Ca(ca::CaCommand::Init { key_type, force }) = &args.command {
@@ -99,7 +100,7 @@ pub async fn run(args: Args) -> Result<()> {
     }
     // serve starts from its snapshot when the database does not answer
     if let Command::Serve = args.command {
-        return radius::serve_command(&config, rules(&config)).await;
+        return radius::serve_command(&config, &args.config, rules(&config)).await;
     }
     let registry = Registry::connect(
         &config.database.url,
@@ -171,7 +172,12 @@ fn rules(config: &Config) -> Rules {
     }
 }
 
-fn check_config(config: &Config, json: bool) -> Result<()> {
+async fn check_config(config: &Config, json: bool) -> Result<()> {
+    let findings = check::production(config).await;
+    let errors = findings
+        .iter()
+        .filter(|f| f.level == check::Level::Error)
+        .count();
     if json {
         let clients: Vec<_> = config
             .radius
@@ -179,13 +185,16 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
             .iter()
             .map(|c| serde_json::json!({"name": c.name, "network": c.network.to_string()}))
             .collect();
-        return table::print_json(&serde_json::json!({
-            "ok": true,
+        table::print_json(&serde_json::json!({
+            "ok": errors == 0,
             "database": redact_url(&config.database.url),
             "auth_listen": config.radius.auth_listen.to_string(),
             "acct_listen": config.radius.acct_listen.to_string(),
             "clients": clients,
-        }));
+            "checks": findings,
+        }))?;
+        anyhow::ensure!(errors == 0, "check-config: {errors} problem(s)");
+        return Ok(());
     }
     println!("config OK");
     println!("  database     {}", redact_url(&config.database.url));
@@ -225,6 +234,18 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
         "  mab          {}; registry cache {}",
         if config.radius.mab { "on" } else { "off" },
         if config.cache.enabled { "on" } else { "off" }
+    );
+    for f in &findings {
+        let level = match f.level {
+            check::Level::Ok => "",
+            check::Level::Warning => "WARNING: ",
+            check::Level::Error => "ERROR: ",
+        };
+        println!("  {:<12} {level}{}", f.area, f.message);
+    }
+    anyhow::ensure!(
+        errors == 0,
+        "check-config: {errors} problem(s) above must be solved before `serve`"
     );
     Ok(())
 }

@@ -11,6 +11,35 @@ use crate::eap::{EapServer, EapSettings};
 /// server certificate has not been made yet. A certificate that exists but cannot be used is
 /// an error: the operator meant EAP to run.
 pub(super) fn build(config: &Config) -> Result<Option<Arc<EapServer>>, TlsSetupError> {
+    let Some(tls) = tls_server(config)? else {
+        return Ok(None);
+    };
+    let eap = &config.eap;
+    tracing::info!(
+        tls = format!(
+            "{}-{}",
+            eap.tls_min_version.as_str(),
+            eap.tls_max_version.as_str()
+        ),
+        fragment_size = eap.fragment_size,
+        "802.1X EAP-TLS enabled"
+    );
+    Ok(Some(Arc::new(EapServer::new(tls, settings(config)))))
+}
+
+/// The engine's settings from `[eap]`.
+pub(super) fn settings(config: &Config) -> EapSettings {
+    EapSettings {
+        fragment_size: usize::from(config.eap.fragment_size),
+        max_conversations: config.eap.max_conversations,
+        conversation_timeout: config.eap.conversation_timeout.0,
+    }
+}
+
+/// The TLS server over the server certificate, its key and the trusted CAs, read from their
+/// files now (at start and at every reload), or `None` (logged) when EAP is off or there is
+/// no server certificate yet.
+pub(super) fn tls_server(config: &Config) -> Result<Option<TlsServer>, TlsSetupError> {
     let eap = &config.eap;
     if !eap.enabled {
         tracing::info!("802.1X EAP is disabled (eap.enabled = false)");
@@ -32,22 +61,5 @@ pub(super) fn build(config: &Config) -> Result<Option<Arc<EapServer>>, TlsSetupE
         eap.tls_min_version,
         eap.tls_max_version,
     )?;
-    let tls = TlsServer::new(settings)?;
-    tracing::info!(
-        tls = format!(
-            "{}-{}",
-            eap.tls_min_version.as_str(),
-            eap.tls_max_version.as_str()
-        ),
-        fragment_size = eap.fragment_size,
-        "802.1X EAP-TLS enabled"
-    );
-    Ok(Some(Arc::new(EapServer::new(
-        tls,
-        EapSettings {
-            fragment_size: usize::from(eap.fragment_size),
-            max_conversations: eap.max_conversations,
-            conversation_timeout: eap.conversation_timeout.0,
-        },
-    ))))
+    Ok(Some(TlsServer::new(settings)?))
 }
