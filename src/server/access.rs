@@ -1751,6 +1751,47 @@ mod tests {
         buf
     }
 
+    /// A second secret during a rotation: both verify, the reply is signed with the one
+    /// that did, each is counted; a third is dropped. A reload swaps the clients.
+    #[test]
+    fn a_second_secret_during_a_rotation_and_a_reload_of_the_clients() {
+        const NEXT: &str = "the-next-ap-secret-0123";
+        let mut rotating = client("ap", "127.0.0.0/8", AP_SECRET, true);
+        rotating.next = Some((Secret::new(NEXT), SecretKey::new(NEXT.as_bytes())));
+        let access = core(vec![rotating]);
+        let mab = |secret: &str, id: u8| {
+            let mut b = Builder::with_message_authenticator(code::ACCESS_REQUEST, id);
+            b.add_text(dict::USER_NAME, "02-00-00-00-00-01").unwrap();
+            b.add_text(dict::CALLING_STATION_ID, "02-00-00-00-00-01").unwrap();
+            let (mut buf, off) = b.into_unsigned();
+            let auth = [id; 16];
+            sign_request(&mut buf, off, &auth, secret.as_bytes());
+            buf
+        };
+        for (secret, id) in [(AP_SECRET, 1), (NEXT, 2), (NEXT, 3)] {
+            let req = mab(secret, id);
+            let r = run(&access, &req, ap(), Port::Auth, staff_device)
+                .unwrap_or_else(|| panic!("{secret} not answered"));
+            assert!(RsPacket::is_authentic_response(&r.bytes, &req, secret.as_bytes()));
+            assert!(ma_verifies(&r.bytes, &req, secret.as_bytes()));
+        }
+        assert!(run(&access, &mab("a-third-secret-0123456", 4), ap(), Port::Auth, staff_device).is_none());
+        assert_eq!(access.stats().secrets.snapshot(), vec![("ap".to_string(), 1, 2)]);
+        assert_eq!(access.stats().dropped_bad_authenticator.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+        // a reload: the old secret retired, the id and the counters kept by name
+        let id = access.clients()[0].id;
+        access.replace(vec![client("ap", "127.0.0.0/8", NEXT, true)], rules(), None);
+        assert_eq!(access.clients()[0].id, id);
+        assert!(run(&access, &mab(AP_SECRET, 5), ap(), Port::Auth, staff_device).is_none());
+        assert!(run(&access, &mab(NEXT, 6), ap(), Port::Auth, staff_device).is_some());
+        assert_eq!(access.stats().secrets.snapshot(), vec![("ap".to_string(), 2, 2)]);
+        // a client no longer configured: its source is unknown now
+        access.replace(vec![client("other", "192.0.2.0/24", NEXT, true)], rules(), None);
+        assert!(run(&access, &mab(NEXT, 7), ap(), Port::Auth, staff_device).is_none());
+        assert_ne!(access.clients()[0].id, id);
+    }
+
     /// RFC 5997 Status-Server, and the Message-Authenticator rules (BlastRADIUS).
     #[test]
     fn status_server_and_the_message_authenticator_rules() {
