@@ -174,7 +174,11 @@ pub async fn production(config: &Config) -> Vec<Finding> {
         "no CA key on this host"
     };
     out.push(match readable(&pki.ca_cert) {
-        Ok(()) => finding(Level::Ok, "pki", format!("{dir}: CA certificate present; {key}")),
+        Ok(()) => finding(
+            Level::Ok,
+            "pki",
+            format!("{dir}: CA certificate present; {key}"),
+        ),
         Err(_) if !pki.ca_cert.exists() => finding(
             Level::Ok,
             "pki",

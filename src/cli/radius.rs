@@ -178,7 +178,9 @@ async fn reload_on_hangup(
             Ok(Err(e)) => tracing::error!(
                 "configuration reload REFUSED, the running configuration stays: {e:#}"
             ),
-            Err(e) => tracing::error!(error = %e, "configuration reload failed; the running configuration stays"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed; the running configuration stays")
+            }
         }
         let _ = systemd::notify("READY=1\nSTATUS=answering RADIUS");
     }

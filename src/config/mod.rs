@@ -723,8 +723,8 @@ impl Config {
         })?;
         let env: Vec<(String, String)> = env.into_iter().collect();
         apply_env_overrides(&mut table, env.iter().cloned())?;
-        let mut config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 // serde's messages quote the offending value: never for a secret
                 let message = if key.ends_with("secret") || key.ends_with("secret_next") {
@@ -1348,17 +1348,35 @@ quarantine = 666
             "{BASE}\n[[radius.clients]]\nname = \"wlc-stadhuis\"\nnetwork = \"10.30.0.0/16\"\nsecret = \"another-secret-0123\"\n"
         );
         // alone: refused, naming the variable and the by-name alternative
-        let err = load(&two, &[("POORTWACHTER_RADIUS__CLIENTS__1__SECRET", "x".repeat(20).as_str())])
-            .unwrap_err();
+        let err = load(
+            &two,
+            &[(
+                "POORTWACHTER_RADIUS__CLIENTS__1__SECRET",
+                "x".repeat(20).as_str(),
+            )],
+        )
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("POORTWACHTER_RADIUS__CLIENTS__1__SECRET"), "{msg}");
-        assert!(msg.contains("POORTWACHTER_RADIUS__CLIENTS__1__NAME=wlc-stadhuis"), "{msg}");
-        assert!(msg.contains("POORTWACHTER_CLIENT_SECRET_WLC_STADHUIS"), "{msg}");
+        assert!(
+            msg.contains("POORTWACHTER_RADIUS__CLIENTS__1__SECRET"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("POORTWACHTER_RADIUS__CLIENTS__1__NAME=wlc-stadhuis"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("POORTWACHTER_CLIENT_SECRET_WLC_STADHUIS"),
+            "{msg}"
+        );
         // paired with the entry's name: applied
         let c = load(
             &two,
             &[
-                ("POORTWACHTER_RADIUS__CLIENTS__1__SECRET", "y".repeat(10).as_str()),
+                (
+                    "POORTWACHTER_RADIUS__CLIENTS__1__SECRET",
+                    "y".repeat(10).as_str(),
+                ),
                 ("POORTWACHTER_RADIUS__CLIENTS__1__NAME", "wlc-stadhuis"),
             ],
         )
@@ -1369,13 +1387,19 @@ quarantine = 666
         let err = load(
             &two,
             &[
-                ("POORTWACHTER_RADIUS__CLIENTS__0__SECRET", "z".repeat(20).as_str()),
+                (
+                    "POORTWACHTER_RADIUS__CLIENTS__0__SECRET",
+                    "z".repeat(20).as_str(),
+                ),
                 ("POORTWACHTER_RADIUS__CLIENTS__0__NAME", "wlc-stadhuis"),
             ],
         )
         .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("POORTWACHTER_RADIUS__CLIENTS__0__NAME"), "{msg}");
+        assert!(
+            msg.contains("POORTWACHTER_RADIUS__CLIENTS__0__NAME"),
+            "{msg}"
+        );
         assert!(msg.contains("entries moved"), "{msg}");
         assert!(!msg.contains("zzzz"), "{msg}");
     }
@@ -1395,13 +1419,20 @@ quarantine = 666
             ),
         );
         let c = load(&text, &[]).unwrap();
-        assert_eq!(c.radius.clients[0].secret.expose(), "from-the-file-0123456789");
+        assert_eq!(
+            c.radius.clients[0].secret.expose(),
+            "from-the-file-0123456789"
+        );
         assert_eq!(
             c.radius.clients[0].secret_next.as_ref().map(|s| s.expose()),
             Some("the-next-secret-0123")
         );
         // the variable by name wins over the file
-        let c = load(&text, &[("POORTWACHTER_CLIENT_SECRET_AP_HAL", "from-the-env-0123456")]).unwrap();
+        let c = load(
+            &text,
+            &[("POORTWACHTER_CLIENT_SECRET_AP_HAL", "from-the-env-0123456")],
+        )
+        .unwrap();
         assert_eq!(c.radius.clients[0].secret.expose(), "from-the-env-0123456");
         // readable by others: refused, naming the key
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -1409,7 +1440,10 @@ quarantine = 666
         assert_eq!(problem_keys(err), ["radius.clients[0].secret_file"]);
         std::fs::remove_file(&file).unwrap();
         let msg = load(&text, &[]).unwrap_err().to_string();
-        assert!(msg.contains("radius.clients[0].secret_file") && msg.contains("cannot read"), "{msg}");
+        assert!(
+            msg.contains("radius.clients[0].secret_file") && msg.contains("cannot read"),
+            "{msg}"
+        );
         // no source at all
         let text = BASE.replace("secret = \"0123456789abcdef-long-enough\"", "");
         let msg = load(&text, &[]).unwrap_err().to_string();

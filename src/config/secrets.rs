@@ -233,7 +233,9 @@ pub fn is_placeholder(secret: &str) -> bool {
         "dev-only",
         "example",
     ];
-    WORDS.iter().any(|w| s.contains(w)) || s == "secret" || s.chars().all(|c| c == s.chars().next().unwrap_or(c))
+    WORDS.iter().any(|w| s.contains(w))
+        || s == "secret"
+        || s.chars().all(|c| c == s.chars().next().unwrap_or(c))
 }
 
 #[cfg(test)]
@@ -243,7 +245,10 @@ mod tests {
     #[test]
     fn env_var_names() {
         assert_eq!(env_var_for("ap-hal"), "POORTWACHTER_CLIENT_SECRET_AP_HAL");
-        assert_eq!(env_var_for("Wlc.2 gebouw"), "POORTWACHTER_CLIENT_SECRET_WLC_2_GEBOUW");
+        assert_eq!(
+            env_var_for("Wlc.2 gebouw"),
+            "POORTWACHTER_CLIENT_SECRET_WLC_2_GEBOUW"
+        );
     }
 
     #[test]

@@ -500,12 +500,7 @@ impl Access {
     /// Replaces the clients, the rules and the EAP engine at once (a reload). Requests in
     /// progress finish with the client entry they came in with; EAP conversations go on when
     /// the engine is the same (its certificate replaced inside it).
-    pub fn replace(
-        &self,
-        clients: Vec<Client>,
-        rules: policy::Rules,
-        eap: Option<Arc<EapServer>>,
-    ) {
+    pub fn replace(&self, clients: Vec<Client>, rules: policy::Rules, eap: Option<Arc<EapServer>>) {
         let clients = adopt(&self.ids, &self.stats, clients);
         self.live.store(Arc::new(Live {
             clients,
@@ -1762,7 +1757,8 @@ mod tests {
         let mab = |secret: &str, id: u8| {
             let mut b = Builder::with_message_authenticator(code::ACCESS_REQUEST, id);
             b.add_text(dict::USER_NAME, "02-00-00-00-00-01").unwrap();
-            b.add_text(dict::CALLING_STATION_ID, "02-00-00-00-00-01").unwrap();
+            b.add_text(dict::CALLING_STATION_ID, "02-00-00-00-00-01")
+                .unwrap();
             let (mut buf, off) = b.into_unsigned();
             let auth = [id; 16];
             sign_request(&mut buf, off, &auth, secret.as_bytes());
@@ -1772,12 +1768,32 @@ mod tests {
             let req = mab(secret, id);
             let r = run(&access, &req, ap(), Port::Auth, staff_device)
                 .unwrap_or_else(|| panic!("{secret} not answered"));
-            assert!(RsPacket::is_authentic_response(&r.bytes, &req, secret.as_bytes()));
+            assert!(RsPacket::is_authentic_response(
+                &r.bytes,
+                &req,
+                secret.as_bytes()
+            ));
             assert!(ma_verifies(&r.bytes, &req, secret.as_bytes()));
         }
-        assert!(run(&access, &mab("a-third-secret-0123456", 4), ap(), Port::Auth, staff_device).is_none());
-        assert_eq!(access.stats().secrets.snapshot(), vec![("ap".to_string(), 1, 2)]);
-        assert_eq!(access.stats().dropped_bad_authenticator.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(run(
+            &access,
+            &mab("a-third-secret-0123456", 4),
+            ap(),
+            Port::Auth,
+            staff_device
+        )
+        .is_none());
+        assert_eq!(
+            access.stats().secrets.snapshot(),
+            vec![("ap".to_string(), 1, 2)]
+        );
+        assert_eq!(
+            access
+                .stats()
+                .dropped_bad_authenticator
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
 
         // a reload: the old secret retired, the id and the counters kept by name
         let id = access.clients()[0].id;
@@ -1785,9 +1801,16 @@ mod tests {
         assert_eq!(access.clients()[0].id, id);
         assert!(run(&access, &mab(AP_SECRET, 5), ap(), Port::Auth, staff_device).is_none());
         assert!(run(&access, &mab(NEXT, 6), ap(), Port::Auth, staff_device).is_some());
-        assert_eq!(access.stats().secrets.snapshot(), vec![("ap".to_string(), 2, 2)]);
+        assert_eq!(
+            access.stats().secrets.snapshot(),
+            vec![("ap".to_string(), 2, 2)]
+        );
         // a client no longer configured: its source is unknown now
-        access.replace(vec![client("other", "192.0.2.0/24", NEXT, true)], rules(), None);
+        access.replace(
+            vec![client("other", "192.0.2.0/24", NEXT, true)],
+            rules(),
+            None,
+        );
         assert!(run(&access, &mab(NEXT, 7), ap(), Port::Auth, staff_device).is_none());
         assert_ne!(access.clients()[0].id, id);
     }

@@ -307,7 +307,10 @@ quarantine = 666
         assert!(restart.contains(&"radius.auth_listen"), "{restart:?}");
         // the summary names clients, never secrets
         let shown = c.to_string();
-        assert!(!shown.contains("next-one") && !shown.contains("0123456789"), "{shown}");
+        assert!(
+            !shown.contains("next-one") && !shown.contains("0123456789"),
+            "{shown}"
+        );
         assert!(diff(&old, &old) == Changes::default());
         assert!(needs_restart(&old, &old).is_empty());
     }

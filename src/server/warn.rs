@@ -108,7 +108,10 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(w.hit(ip(1), Misconfig::WrongSecret, t0), Some((false, 0)));
         for s in 1..=5 {
-            assert_eq!(w.hit(ip(1), Misconfig::WrongSecret, t0 + Duration::from_secs(s)), None);
+            assert_eq!(
+                w.hit(ip(1), Misconfig::WrongSecret, t0 + Duration::from_secs(s)),
+                None
+            );
         }
         // another kind and another source log on their own
         assert_eq!(w.hit(ip(1), Misconfig::UnknownSource, t0), Some((false, 0)));
@@ -134,7 +137,10 @@ mod tests {
         assert!(w.len() <= 101, "{}", w.len());
         // a minute later the quiet ones are forgotten and new sources are named again
         let later = t0 + Duration::from_secs(61);
-        assert_eq!(w.hit(ip(200_000), Misconfig::UnknownSource, later), Some((false, 0)));
+        assert_eq!(
+            w.hit(ip(200_000), Misconfig::UnknownSource, later),
+            Some((false, 0))
+        );
         assert!(w.len() <= 101);
     }
 }
