@@ -60,7 +60,11 @@ fn readable(path: &Path) -> Result<(), String> {
 /// Everything `check-config` finds beyond the file's own validation.
 pub async fn production(config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
-    let env: Vec<(String, String)> = std::env::vars().collect();
+    // ours only, and only those that are text (std::env::vars would panic on others)
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(secrets::CLIENT_SECRET_ENV_PREFIX))
+        .collect();
     for c in &config.radius.clients {
         let from = secrets::source(c, &env);
         let rotation = if c.secret_next.is_some() {
