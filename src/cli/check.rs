@@ -113,6 +113,11 @@ pub async fn production(config: &Config) -> Vec<Finding> {
                 ),
             ),
             // `serve` still starts, degraded, from its snapshot: a warning, not an error
+            Err(e) if config.database.url.starts_with("sqlite:") => finding(
+                Level::Warning,
+                "database",
+                format!("{url} cannot be opened (`poortwachter migrate` creates it): {e}"),
+            ),
             Err(e) => finding(
                 Level::Warning,
                 "database",

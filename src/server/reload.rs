@@ -16,13 +16,11 @@ use crate::sync::lock;
 use super::access::Client;
 use super::{eap, Shared};
 
-/// Why a reload was refused (the running configuration stays).
+/// Why a validated configuration could not be put in force (the running one stays); a
+/// file that does not load is refused before, by [`Config::load`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReloadError {
-    /// The file cannot be read or is not valid.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
     /// The EAP-TLS server certificate, key or trusted CAs cannot be used.
     #[error("802.1X EAP-TLS: {0}")]
     Eap(#[from] crate::eap::tls::TlsSetupError),
