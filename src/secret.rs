@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;
 
 /// A secret string. `Debug` and `Display` print `<redacted>`; the bytes are wiped on drop.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {

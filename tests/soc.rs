@@ -24,13 +24,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_poortwachter");
 const SECRET: &str = "soc-test-secret-0123456789";
 const CLIENT: &str = "ap-stadhuis";
 
-/// Metrics the dashboard queries that other parts of issue 12 add (their branches are not
-/// merged into this one): the certificate expiry gauges (i12-pki) and the per-secret use
-/// counter of a rotation (i12-reload). Everything else it queries must be in the scrape.
-const PENDING: &[&str] = &[
-    "poortwachter_certificate_expiry_seconds",
-    "poortwachter_radius_client_secret_used_total",
-];
+/// Metrics the dashboard queries that a scrape of this test's server may lack: none. (Kept as
+/// a list so that a metric added to the dashboard before its code is named here, not skipped.)
+const PENDING: &[&str] = &[];
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")

@@ -43,6 +43,26 @@ pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
     if let Some(c) = &m.coa {
         c.render(&mut out);
     }
+    let secrets = m.stats.secrets.snapshot();
+    if !secrets.is_empty() {
+        let metric = "poortwachter_radius_client_secret_used_total";
+        let _ = writeln!(
+            out,
+            "# HELP {metric} Requests verified with each client's secret (secondary: secret_next, during a rotation)."
+        );
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        for (client, primary, secondary) in secrets {
+            let client = label(&client);
+            let _ = writeln!(
+                out,
+                "{metric}{{client=\"{client}\",secret=\"primary\"}} {primary}"
+            );
+            let _ = writeln!(
+                out,
+                "{metric}{{client=\"{client}\",secret=\"secondary\"}} {secondary}"
+            );
+        }
+    }
     if let Some(health) = &m.registry {
         let _ = writeln!(
             out,

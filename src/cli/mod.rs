@@ -2,6 +2,7 @@
 
 mod backup;
 mod ca;
+mod check;
 mod device;
 mod owner;
 mod radius;
@@ -103,7 +104,7 @@ pub async fn run(args: Args) -> Result<()> {
     let config = Config::load(&args.config)?;
     init_logging(&config.log);
     if let Command::CheckConfig = args.command {
-        return check_config(&config, args.json);
+        return check_config(&config, args.json).await;
     }
     // the CA is made before there is anything to record: no registry needed
     if let Command::Ca(cmd) = &args.command {
@@ -114,7 +115,7 @@ pub async fn run(args: Args) -> Result<()> {
     // serve starts from its snapshot when the database does not answer
     if let Command::Serve = args.command {
         eprintln!("{}", working_on(&args.config, &config));
-        return radius::serve_command(&config, rules(&config)).await;
+        return radius::serve_command(&config, &args.config, rules(&config)).await;
     }
     if let Command::Backup { to } = &args.command {
         backup::refuse_postgres(&config, to)?;
@@ -197,8 +198,13 @@ fn rules(config: &Config) -> Rules {
     }
 }
 
-fn check_config(config: &Config, json: bool) -> Result<()> {
+async fn check_config(config: &Config, json: bool) -> Result<()> {
     let certificates = ca::CertificateReport::new(config, chrono::Utc::now());
+    let findings = check::production(config).await;
+    let errors = findings
+        .iter()
+        .filter(|f| f.level == check::Level::Error)
+        .count();
     if json {
         let clients: Vec<_> = config
             .radius
@@ -206,15 +212,17 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
             .iter()
             .map(|c| serde_json::json!({"name": c.name, "network": c.network.to_string()}))
             .collect();
-        return table::print_json(&serde_json::json!({
-            "ok": certificates.is_ok(),
+        table::print_json(&serde_json::json!({
+            "ok": errors == 0 && certificates.is_ok(),
             "database": redact_url(&config.database.url),
             "auth_listen": config.radius.auth_listen.to_string(),
             "acct_listen": config.radius.acct_listen.to_string(),
             "clients": clients,
             "certificates": certificates.json(),
-        }))
-        .and_then(|()| certificates.result());
+            "checks": findings,
+        }))?;
+        anyhow::ensure!(errors == 0, "check-config: {errors} problem(s)");
+        return certificates.result();
     }
     println!("config OK");
     println!("  database     {}", redact_url(&config.database.url));
@@ -256,6 +264,18 @@ fn check_config(config: &Config, json: bool) -> Result<()> {
         if config.cache.enabled { "on" } else { "off" }
     );
     certificates.print();
+    for f in &findings {
+        let level = match f.level {
+            check::Level::Ok => "",
+            check::Level::Warning => "WARNING: ",
+            check::Level::Error => "ERROR: ",
+        };
+        println!("  {:<12} {level}{}", f.area, f.message);
+    }
+    anyhow::ensure!(
+        errors == 0,
+        "check-config: {errors} problem(s) above must be solved before `serve`"
+    );
     certificates.result()
 }
 

@@ -1,6 +1,7 @@
 //! `serve` (the RADIUS service), `why` (recent decisions in plain words, for the helpdesk) and
 //! `sessions` (accounting).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -22,7 +23,7 @@ const START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// `serve`: opens and migrates the registry; when the database does not answer, starts
 /// degraded from the node's last-known-good snapshot (if it is at most `cache.stale_grace`
 /// old) and connects when the database returns.
-pub async fn serve_command(config: &Config, rules: Rules) -> Result<()> {
+pub async fn serve_command(config: &Config, path: &Path, rules: Rules) -> Result<()> {
     let url = &config.database.url;
     let max = config.database.max_connections;
     let opened = tokio::time::timeout(START_WAIT, async {
@@ -55,7 +56,7 @@ pub async fn serve_command(config: &Config, rules: Rules) -> Result<()> {
     .await
     .unwrap_or_else(|_| Err((format!("no answer within {} s", START_WAIT.as_secs()), true)));
     let (why, unreachable) = match opened {
-        Ok(registry) => return serve(config, registry.store_arc(), None).await,
+        Ok(registry) => return serve(config, path, registry.store_arc(), None).await,
         Err(e) => e,
     };
     let shown = redact_url(url);
@@ -81,7 +82,7 @@ pub async fn serve_command(config: &Config, rules: Rules) -> Result<()> {
     let registry = Registry::connect_lazy(url, max, rules)
         .await
         .with_context(|| format!("cannot open the registry ({shown})"))?;
-    serve(config, registry.store_arc(), Some((snap, why))).await
+    serve(config, path, registry.store_arc(), Some((snap, why))).await
 }
 
 /// Runs the RADIUS listeners and the API until SIGTERM or SIGINT. The stop is bounded: what
@@ -89,12 +90,22 @@ pub async fn serve_command(config: &Config, rules: Rules) -> Result<()> {
 /// non-zero.
 pub async fn serve(
     config: &Config,
+    path: &Path,
     store: Arc<dyn Store>,
     from_snapshot: Option<(poortwachter::server::snapshot::Snapshot, String)>,
 ) -> Result<()> {
+    warn_placeholder_secrets(config);
     let server = Server::bind(config, store.clone()).await?;
     // certificate expiry in the log: at start and daily
     let _expiry = super::ca::watch_expiry(config);
+    // installed before serving: SIGHUP's default action would end the process
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let reloads = tokio::spawn(reload_on_hangup(
+        hangup,
+        path.to_path_buf(),
+        Arc::new(server.reloader(config)),
+    ));
     server.release_memory_with(crate::release_memory);
     if let Some((snap, why)) = from_snapshot {
         server.start_from_snapshot(snap, &why);
@@ -113,6 +124,7 @@ pub async fn serve(
     let stopped = server
         .run_until(async move { asked.notified().await })
         .await;
+    reloads.abort();
     if let Some(api) = api {
         if tokio::time::timeout(std::time::Duration::from_secs(2), api.shutdown())
             .await
@@ -130,6 +142,69 @@ pub async fn serve(
         stopped.abandoned.join("; ")
     );
     Ok(())
+}
+
+/// Warns about client secrets that are examples or well-known test values.
+fn warn_placeholder_secrets(config: &Config) {
+    use poortwachter::config::secrets::is_placeholder;
+    for c in &config.radius.clients {
+        if is_placeholder(c.secret.expose())
+            || c.secret_next
+                .as_ref()
+                .is_some_and(|s| is_placeholder(s.expose()))
+        {
+            tracing::warn!(
+                client = %c.name,
+                "the shared secret of this client is an example or test value: set a random one (`secret_file` or {})",
+                poortwachter::config::secrets::env_var_for(&c.name)
+            );
+        }
+    }
+}
+
+/// Reloads the configuration at every SIGHUP (`systemctl reload`): validated whole first; a
+/// configuration that fails is refused and logged, and the running one stays.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    path: PathBuf,
+    reloader: Arc<poortwachter::server::reload::Reloader>,
+) {
+    use poortwachter::server::systemd;
+    while hangup.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP received: reloading the configuration");
+        let _ = systemd::notify("RELOADING=1\nSTATUS=reloading the configuration");
+        let (file, r) = (path.clone(), reloader.clone());
+        // files are read (config, secrets, certificates): off the runtime's workers
+        let outcome = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&file)?;
+            warn_placeholder_secrets(&config);
+            r.apply(config).map_err(anyhow::Error::from)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(changes)) => {
+                tracing::info!(
+                    clients_added = %changes.clients_added.join(","),
+                    clients_removed = %changes.clients_removed.join(","),
+                    clients_changed = %changes.clients_changed.join(","),
+                    "configuration reloaded: {changes}"
+                );
+                for key in &changes.needs_restart {
+                    tracing::warn!(
+                        key,
+                        "changed in the configuration, but needs a restart: not applied"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::error!(
+                "configuration reload REFUSED, the running configuration stays: {e:#}"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed; the running configuration stays")
+            }
+        }
+        let _ = systemd::notify("READY=1\nSTATUS=answering RADIUS");
+    }
 }
 
 /// A thread of its own hears SIGTERM and SIGINT, so that a stop is heard even when every

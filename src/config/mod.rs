@@ -13,6 +13,7 @@ use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer};
 
 pub mod ops;
+pub mod secrets;
 pub mod tls;
 
 use crate::model::Role;
@@ -363,8 +364,22 @@ pub struct ClientConfig {
     /// Source addresses this client sends from.
     #[serde(deserialize_with = "de_network")]
     pub network: IpNetwork,
-    /// The RADIUS shared secret.
+    /// The RADIUS shared secret: given here, read from `secret_file`, or taken from the
+    /// environment variable `POORTWACHTER_CLIENT_SECRET_<NAME>` (which wins); see
+    /// [`secrets`]. Resolved when the config is loaded (and at every reload).
+    #[serde(default)]
     pub secret: Secret,
+    /// A file holding the shared secret (one line; a trailing newline is dropped). It must
+    /// not be readable by others (mode `0640` or stricter).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// A second secret accepted next to `secret` during a rotation: a request that verifies
+    /// with either is answered, signed with the one it verified with.
+    #[serde(default)]
+    pub secret_next: Option<Secret>,
+    /// A file holding `secret_next`.
+    #[serde(default)]
+    pub secret_next_file: Option<PathBuf>,
     /// Where the NAS listens for Disconnect/CoA requests (RFC 5176).
     #[serde(default = "default_coa_port")]
     pub coa_port: u16,
@@ -789,12 +804,15 @@ impl Config {
             path: origin.to_path_buf(),
             message: syntax_message(text, &e),
         })?;
-        apply_env_overrides(&mut table, env)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        apply_env_overrides(&mut table, env.iter().cloned())?;
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let key = e.path().to_string();
                 // serde's messages quote the offending value: never for a secret
-                let message = if key.ends_with("secret") || key.ends_with("password") {
+                let message = if key.ends_with("password") {
+                    "must be a string".to_string()
+                } else if key.ends_with("secret") || key.ends_with("secret_next") {
                     "must be a string of at least 16 characters".to_string()
                 } else {
                     e.into_inner().to_string()
@@ -803,7 +821,8 @@ impl Config {
                     problems: vec![Problem { key, message }],
                 }
             })?;
-        let mut problems = config.problems();
+        let mut problems = secrets::resolve(&mut config.radius.clients, &env);
+        problems.extend(config.problems());
         if let Some(password) = config.database.password.take() {
             match url_with_password(&config.database.url, password.expose()) {
                 Ok(url) => config.database.url = url,
@@ -860,7 +879,8 @@ impl Config {
                     format!("`{}` is used by another client", client.name),
                 );
             }
-            if client.secret.len() < MIN_SECRET_LEN {
+            // an empty one is named by `secrets::resolve` (no source at all)
+            if !client.secret.is_empty() && client.secret.len() < MIN_SECRET_LEN {
                 push(
                     at("secret"),
                     format!(
@@ -868,6 +888,17 @@ impl Config {
                         client.secret.len()
                     ),
                 );
+            }
+            if let Some(next) = &client.secret_next {
+                if next.len() < MIN_SECRET_LEN {
+                    push(
+                        at("secret_next"),
+                        format!(
+                            "shared secret has {} characters; use at least {MIN_SECRET_LEN}",
+                            next.len()
+                        ),
+                    );
+                }
             }
             if !networks.insert(client.network) {
                 push(
@@ -1022,9 +1053,14 @@ fn apply_env_overrides(
 ) -> Result<(), ConfigError> {
     let mut vars: Vec<(String, String)> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .filter(|(k, _)| {
+            k.starts_with(ENV_PREFIX)
+                && k.contains("__")
+                && !k.starts_with(secrets::CLIENT_SECRET_ENV_PREFIX)
+        })
         .collect();
     vars.sort();
+    secrets::check_index_overrides(table, &vars)?;
     for (var, value) in vars {
         let path: Vec<String> = var[ENV_PREFIX.len()..]
             .split("__")
@@ -1258,6 +1294,7 @@ quarantine = 666
                     "POORTWACHTER_RADIUS__CLIENTS__0__SECRET",
                     "0000111122223333",
                 ),
+                ("POORTWACHTER_RADIUS__CLIENTS__0__NAME", "ap-hal"),
                 ("POORTWACHTER_VLANS__GUEST", "201"),
                 ("POORTWACHTER_CONFIG", "ignored: no double underscore"),
             ],
@@ -1450,6 +1487,114 @@ quarantine = 666
         ] {
             assert_eq!(problem_keys(with(api).unwrap_err()), [key], "{api}");
         }
+    }
+
+    #[test]
+    fn an_index_override_must_name_its_entry() {
+        let two = format!(
+            "{BASE}\n[[radius.clients]]\nname = \"wlc-stadhuis\"\nnetwork = \"10.30.0.0/16\"\nsecret = \"another-secret-0123\"\n"
+        );
+        // alone: refused, naming the variable and the by-name alternative
+        let err = load(
+            &two,
+            &[(
+                "POORTWACHTER_RADIUS__CLIENTS__1__SECRET",
+                "x".repeat(20).as_str(),
+            )],
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("POORTWACHTER_RADIUS__CLIENTS__1__SECRET"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("POORTWACHTER_RADIUS__CLIENTS__1__NAME=wlc-stadhuis"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("POORTWACHTER_CLIENT_SECRET_WLC_STADHUIS"),
+            "{msg}"
+        );
+        // paired with the entry's name: applied
+        let c = load(
+            &two,
+            &[
+                (
+                    "POORTWACHTER_RADIUS__CLIENTS__1__SECRET",
+                    "y".repeat(10).as_str(),
+                ),
+                ("POORTWACHTER_RADIUS__CLIENTS__1__NAME", "wlc-stadhuis"),
+            ],
+        )
+        .map(|c| c.radius.clients[1].secret.len())
+        .unwrap_err();
+        assert!(c.to_string().contains("radius.clients[1].secret"), "{c}");
+        // an entry added above it: the name no longer matches, refused
+        let err = load(
+            &two,
+            &[
+                (
+                    "POORTWACHTER_RADIUS__CLIENTS__0__SECRET",
+                    "z".repeat(20).as_str(),
+                ),
+                ("POORTWACHTER_RADIUS__CLIENTS__0__NAME", "wlc-stadhuis"),
+            ],
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("POORTWACHTER_RADIUS__CLIENTS__0__NAME"),
+            "{msg}"
+        );
+        assert!(msg.contains("entries moved"), "{msg}");
+        assert!(!msg.contains("zzzz"), "{msg}");
+    }
+
+    #[test]
+    fn secrets_by_name_from_the_environment_and_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ap-hal");
+        std::fs::write(&file, "from-the-file-0123456789\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let text = BASE.replace(
+            "secret = \"0123456789abcdef-long-enough\"",
+            &format!(
+                "secret_file = \"{}\"\nsecret_next = \"the-next-secret-0123\"",
+                file.display()
+            ),
+        );
+        let c = load(&text, &[]).unwrap();
+        assert_eq!(
+            c.radius.clients[0].secret.expose(),
+            "from-the-file-0123456789"
+        );
+        assert_eq!(
+            c.radius.clients[0].secret_next.as_ref().map(|s| s.expose()),
+            Some("the-next-secret-0123")
+        );
+        // the variable by name wins over the file
+        let c = load(
+            &text,
+            &[("POORTWACHTER_CLIENT_SECRET_AP_HAL", "from-the-env-0123456")],
+        )
+        .unwrap();
+        assert_eq!(c.radius.clients[0].secret.expose(), "from-the-env-0123456");
+        // readable by others: refused, naming the key
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load(&text, &[]).unwrap_err();
+        assert_eq!(problem_keys(err), ["radius.clients[0].secret_file"]);
+        std::fs::remove_file(&file).unwrap();
+        let msg = load(&text, &[]).unwrap_err().to_string();
+        assert!(
+            msg.contains("radius.clients[0].secret_file") && msg.contains("cannot read"),
+            "{msg}"
+        );
+        // no source at all
+        let text = BASE.replace("secret = \"0123456789abcdef-long-enough\"", "");
+        let msg = load(&text, &[]).unwrap_err().to_string();
+        assert!(msg.contains("POORTWACHTER_CLIENT_SECRET_AP_HAL"), "{msg}");
     }
 
     #[test]

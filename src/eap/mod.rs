@@ -20,7 +20,7 @@ use self::table::{Peer, StateKey, Table, TakeError};
 use self::tls::{FailureKind, Refusal, TlsFailure, TlsServer};
 
 /// Settings of the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EapSettings {
     /// TLS data per EAP-TLS packet.
     pub fragment_size: usize,
@@ -187,7 +187,9 @@ pub struct Incoming<'a> {
 
 /// The EAP engine shared by the listener tasks.
 pub struct EapServer {
-    tls: TlsServer,
+    /// Replaced whole at a reload (a renewed server certificate, other trusted CAs): a new
+    /// conversation takes the one in force, an open one keeps the session it began with.
+    tls: arc_swap::ArcSwap<TlsServer>,
     settings: EapSettings,
     table: Mutex<Table<Conversation>>,
 }
@@ -213,7 +215,7 @@ impl EapServer {
     pub fn new(tls: TlsServer, settings: EapSettings) -> EapServer {
         let table = Table::new(settings.max_conversations, settings.conversation_timeout);
         EapServer {
-            tls,
+            tls: arc_swap::ArcSwap::from_pointee(tls),
             settings,
             table: Mutex::new(table),
         }
@@ -224,6 +226,17 @@ impl EapServer {
     /// `table()` in the same arm.
     fn table(&self) -> std::sync::MutexGuard<'_, Table<Conversation>> {
         crate::sync::lock(&self.table)
+    }
+
+    /// The engine's settings.
+    pub fn settings(&self) -> &EapSettings {
+        &self.settings
+    }
+
+    /// Puts another TLS server configuration (certificate, key, trusted CAs) in force for
+    /// the conversations that begin from now on; the open ones go on with theirs.
+    pub fn replace_tls(&self, tls: TlsServer) {
+        self.tls.store(std::sync::Arc::new(tls));
     }
 
     /// Unfinished conversations, and those dropped for room and for idling so far.
@@ -406,7 +419,7 @@ impl EapServer {
             }
         };
         if conv.method.is_none() {
-            match self.tls.session() {
+            match self.tls.load().session() {
                 Ok(s) => conv.method = Some(EapTls::new(s, self.fragment_size(framed_mtu))),
                 Err(e) => return fail(conv, EapFailure::Tls(e)),
             }
@@ -493,6 +506,7 @@ impl EapServer {
             Step::Judge(certificate)
                 if !conv.method.as_ref().is_some_and(|m| {
                     self.tls
+                        .load()
                         .chain_verifies(&certificate, m.intermediates(), wall)
                 }) =>
             {

@@ -9,6 +9,7 @@ pub mod api_reads;
 pub mod coa;
 mod postgres;
 pub mod posture;
+pub mod probe;
 mod rows;
 pub mod schema;
 mod sql;

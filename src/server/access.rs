@@ -10,9 +10,12 @@
 //! when one is built, and forgets the request (so that the NAS's retransmission is processed
 //! anew) whenever the guard is dropped unanswered, on whatever path.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use ipnetwork::IpNetwork;
@@ -41,7 +44,9 @@ use super::labelled::{ClientDecisions, DecisionCounters};
 use super::loglimit::LogLimit;
 use super::recorder::Record;
 use super::request::{self, MabProblem};
+use super::secrets::{Used, Which};
 use super::stats::Stats;
+use super::warn::{Misconfig, Warnings};
 
 /// The clock, passed in: monotonic for windows and expiry, wall time for records and
 /// certificate validity.
@@ -75,6 +80,9 @@ pub enum Port {
 /// A configured NAS client.
 #[derive(Debug)]
 pub struct Client {
+    /// Stable for its name for the life of the process (reloads included): the key of its
+    /// EAP conversations, folded decisions and counts.
+    pub id: usize,
     /// Its name in the config and the records.
     pub name: String,
     /// The addresses it sends from.
@@ -83,6 +91,11 @@ pub struct Client {
     pub secret: Secret,
     /// The secret, keyed for HMAC-MD5.
     pub key: SecretKey,
+    /// The second secret accepted during a rotation (`secret_next`), tried only when the
+    /// first does not verify.
+    pub next: Option<(Secret, SecretKey)>,
+    /// Requests each secret verified.
+    pub used: Arc<Used>,
     /// Requests without a Message-Authenticator are dropped.
     pub require_ma: bool,
     /// MAC authentication is served.
@@ -100,10 +113,16 @@ impl Client {
         radius: &crate::config::RadiusConfig,
     ) -> Client {
         Client {
+            id: 0,
             name: c.name.clone(),
             network: c.network,
             secret: c.secret.clone(),
             key: SecretKey::new(c.secret.expose().as_bytes()),
+            next: c
+                .secret_next
+                .as_ref()
+                .map(|s| (s.clone(), SecretKey::new(s.expose().as_bytes()))),
+            used: Arc::default(),
             require_ma: c
                 .require_message_authenticator
                 .unwrap_or(radius.require_message_authenticator),
@@ -112,6 +131,47 @@ impl Client {
                 .mab_require_calling_station_id
                 .unwrap_or(radius.mab_require_calling_station_id),
             decisions: OnceLock::new(),
+        }
+    }
+
+    /// One of its secrets, keyed.
+    pub fn key(&self, which: Which) -> &SecretKey {
+        match (which, &self.next) {
+            (Which::Secondary, Some((_, key))) => key,
+            _ => &self.key,
+        }
+    }
+
+    /// One of its secrets.
+    pub fn secret(&self, which: Which) -> &Secret {
+        match (which, &self.next) {
+            (Which::Secondary, Some((secret, _))) => secret,
+            _ => &self.secret,
+        }
+    }
+
+    /// The request's Message-Authenticator checked with the first secret, then (only when
+    /// that fails) with the second: the result and the secret that decided it.
+    fn check_ma(&self, p: &Packet<'_>) -> (MaCheck, Which) {
+        match check_request_ma(p, &self.key) {
+            MaCheck::Invalid => match &self.next {
+                Some((_, key)) if check_request_ma(p, key) == MaCheck::Valid => {
+                    (MaCheck::Valid, Which::Secondary)
+                }
+                _ => (MaCheck::Invalid, Which::Primary),
+            },
+            other => (other, Which::Primary),
+        }
+    }
+
+    /// The secret an Accounting-Request's authenticator verifies with, if any.
+    fn check_accounting(&self, p: &Packet<'_>) -> Option<Which> {
+        if check_accounting_authenticator(p, &self.key) {
+            return Some(Which::Primary);
+        }
+        match &self.next {
+            Some((_, key)) if check_accounting_authenticator(p, key) => Some(Which::Secondary),
+            _ => None,
         }
     }
 }
@@ -189,8 +249,10 @@ impl std::fmt::Debug for Answering {
 pub struct AuthRequest {
     /// Where it came from.
     pub src: SocketAddr,
-    /// The client entry.
-    pub client: usize,
+    /// The client entry (as it was when the request came: a reload does not change it).
+    pub client: Arc<Client>,
+    /// The client's secret the request verified with; the reply is signed with it.
+    secret: Which,
     identifier: u8,
     authenticator: [u8; 16],
     username: String,
@@ -314,7 +376,8 @@ pub struct AcctWork {
     pub nas: String,
     /// What to store.
     pub action: AcctAction,
-    client: usize,
+    client: Arc<Client>,
+    secret: Which,
     identifier: u8,
     authenticator: [u8; 16],
     proxy_state: Vec<Vec<u8>>,
@@ -335,27 +398,73 @@ impl std::fmt::Debug for AcctWork {
 /// a key costs under 600 bytes, so the counts stay under about 1.2 MB with the overflow keys.
 pub const AGGREGATE_KEYS: usize = 1_024;
 
+/// What a reload replaces as a whole: the clients, the rules and the EAP engine. A request
+/// reads it once per step (lock-free), so a reload never waits for requests nor they for it.
+pub struct Live {
+    /// The configured clients.
+    pub clients: Vec<Arc<Client>>,
+    /// The decision rules (policy, VLANs).
+    pub rules: policy::Rules,
+    /// The EAP engine, when EAP-TLS is on.
+    pub eap: Option<Arc<EapServer>>,
+}
+
+/// Client ids by name: a client keeps its id across reloads, a new name gets a new one.
+#[derive(Debug, Default)]
+struct ClientIds {
+    by_name: HashMap<String, usize>,
+    names: Vec<String>,
+}
+
+/// How often a misconfigured source is logged at most, and how many sources are told apart.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+const WARN_SOURCES: usize = 1_024;
+
 /// The request path's state: clients, rules, the reply cache, the decision folding, the
 /// unknown-device counts, the EAP engine and the counters.
 pub struct Access {
-    clients: Vec<Client>,
-    rules: policy::Rules,
+    live: ArcSwap<Live>,
+    ids: Mutex<ClientIds>,
     stats: Arc<Stats>,
     dedup: Arc<Mutex<DedupCache>>,
     coalescer: Mutex<Coalescer>,
     aggregator: Mutex<Aggregator>,
-    eap: Option<Arc<EapServer>>,
     decisions: Arc<DecisionCounters>,
     /// Log lines for unregistered devices (not one per request in a flood).
     unknown_lines: Mutex<LogLimit>,
+    warnings: Mutex<Warnings>,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
-            .field("clients", &self.clients.len())
+            .field("clients", &self.live.load().clients.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Gives each client its id (kept by name), its secret counters and its decision counters
+/// (both found by name: a client added by a reload gets new ones, a kept one its own).
+fn adopt(
+    ids: &Mutex<ClientIds>,
+    stats: &Stats,
+    decisions: &DecisionCounters,
+    clients: Vec<Client>,
+) -> Vec<Arc<Client>> {
+    let mut guard = lock(ids);
+    let ClientIds { by_name, names } = &mut *guard;
+    clients
+        .into_iter()
+        .map(|mut c| {
+            c.id = *by_name.entry(c.name.clone()).or_insert_with(|| {
+                names.push(c.name.clone());
+                names.len() - 1
+            });
+            c.used = stats.secrets.for_client(&c.name);
+            let _ = c.decisions.set(decisions.slot(&c.name));
+            Arc::new(c)
+        })
+        .collect()
 }
 
 /// A peer's text for a message: control characters replaced, at most 64 characters.
@@ -393,19 +502,22 @@ impl Access {
         let decisions = Arc::new(DecisionCounters::new(
             clients.iter().map(|c| c.name.as_str()),
         ));
-        for c in &clients {
-            let _ = c.decisions.set(decisions.slot(&c.name));
-        }
+        let ids = Mutex::new(ClientIds::default());
+        let clients = adopt(&ids, &stats, &decisions, clients);
         Access {
-            clients,
-            rules,
+            live: ArcSwap::from_pointee(Live {
+                clients,
+                rules,
+                eap,
+            }),
+            ids,
             stats,
             dedup: Arc::new(Mutex::new(dedup)),
             coalescer: Mutex::new(coalescer),
             aggregator: Mutex::new(Aggregator::new(AGGREGATE_KEYS)),
-            eap,
             decisions,
             unknown_lines: Mutex::new(LogLimit::default()),
+            warnings: Mutex::new(Warnings::new(WARN_EVERY, WARN_SOURCES)),
         }
     }
 
@@ -414,14 +526,57 @@ impl Access {
         &self.decisions
     }
 
+    /// Replaces the clients, the rules and the EAP engine at once (a reload). Requests in
+    /// progress finish with the client entry they came in with; EAP conversations go on when
+    /// the engine is the same (its certificate replaced inside it).
+    pub fn replace(&self, clients: Vec<Client>, rules: policy::Rules, eap: Option<Arc<EapServer>>) {
+        let clients = adopt(&self.ids, &self.stats, &self.decisions, clients);
+        self.live.store(Arc::new(Live {
+            clients,
+            rules,
+            eap,
+        }));
+    }
+
+    /// The clients, rules and EAP engine now in force.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
     /// The configured clients.
-    pub fn clients(&self) -> &[Client] {
-        &self.clients
+    pub fn clients(&self) -> Vec<Arc<Client>> {
+        self.live.load().clients.clone()
     }
 
     /// The EAP engine, when EAP-TLS is on.
-    pub fn eap(&self) -> Option<&Arc<EapServer>> {
-        self.eap.as_ref()
+    pub fn eap(&self) -> Option<Arc<EapServer>> {
+        self.live.load().eap.clone()
+    }
+
+    /// Logs a misconfigured access point at warning level, at most once a minute per source
+    /// (with how many were not logged since).
+    fn warn(&self, src: SocketAddr, client: Option<&Client>, kind: Misconfig) {
+        let hit = lock(&self.warnings).hit(src.ip(), kind, Instant::now());
+        let Some((overflow, suppressed)) = hit else {
+            return;
+        };
+        match (kind, client) {
+            _ if overflow => tracing::warn!(
+                suppressed,
+                "RADIUS requests dropped from more misconfigured sources than are told apart ({WARN_SOURCES}): unknown sources or wrong shared secrets"
+            ),
+            (Misconfig::UnknownSource, _) | (Misconfig::WrongSecret, None) => tracing::warn!(
+                src = %src.ip(),
+                suppressed,
+                "RADIUS request from an unknown source address dropped: no [[radius.clients]] network covers it"
+            ),
+            (Misconfig::WrongSecret, Some(c)) => tracing::warn!(
+                src = %src.ip(),
+                client = %c.name,
+                suppressed,
+                "RADIUS request dropped: its Message-Authenticator or authenticator does not verify with the client's shared secret (wrong secret on the access point?)"
+            ),
+        }
     }
 
     /// The counters.
@@ -460,37 +615,39 @@ impl Access {
         out
     }
 
-    fn client_for(&self, ip: IpAddr) -> Option<usize> {
+    fn client_for(&self, ip: IpAddr) -> Option<Arc<Client>> {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
-        self.clients
+        self.live
+            .load()
+            .clients
             .iter()
-            .enumerate()
-            .filter(|(_, c)| c.network.contains(ip))
-            .max_by_key(|(_, c)| c.network.prefix())
-            .map(|(i, _)| i)
+            .filter(|c| c.network.contains(ip))
+            .max_by_key(|c| c.network.prefix())
+            .cloned()
     }
 
-    /// Known client, size, framing: the client's index and the parsed packet, or `None`
-    /// (dropped and counted; an unknown client is visible in the log).
-    fn admit<'a>(&self, data: &'a [u8], src: SocketAddr) -> Option<(usize, Packet<'a>)> {
-        let Some(ci) = self.client_for(src.ip()) else {
+    /// Known client, size, framing: the client and the parsed packet, or `None` (dropped and
+    /// counted; an unknown client is logged, rate-limited).
+    fn admit<'a>(&self, data: &'a [u8], src: SocketAddr) -> Option<(Arc<Client>, Packet<'a>)> {
+        let Some(client) = self.client_for(src.ip()) else {
             Stats::inc(&self.stats.dropped_unknown_client);
             tracing::debug!(%src, "dropped: unknown client");
+            self.warn(src, None, Misconfig::UnknownSource);
             return None;
         };
         if data.len() > MAX_PACKET_LEN {
             Stats::inc(&self.stats.dropped_malformed);
-            tracing::debug!(%src, client = %self.clients[ci].name, "dropped: datagram over 4096 bytes");
+            tracing::debug!(%src, client = %client.name, "dropped: datagram over 4096 bytes");
             return None;
         }
         match Packet::parse(data) {
-            Ok(p) => Some((ci, p)),
+            Ok(p) => Some((client, p)),
             Err(e) => {
                 Stats::inc(&self.stats.dropped_malformed);
-                tracing::debug!(%src, client = %self.clients[ci].name, error = %e, "dropped: malformed");
+                tracing::debug!(%src, client = %client.name, error = %e, "dropped: malformed");
                 None
             }
         }
@@ -526,10 +683,9 @@ impl Access {
     }
 
     fn access_request(&self, data: &[u8], src: SocketAddr, now: Now) -> Step {
-        let Some((ci, p)) = self.admit(data, src) else {
+        let Some((client, p)) = self.admit(data, src) else {
             return Step::Silent;
         };
-        let client = &self.clients[ci];
         let is_status = match p.code() {
             code::ACCESS_REQUEST => false,
             code::STATUS_SERVER => true,
@@ -539,12 +695,13 @@ impl Access {
                 return Step::Silent;
             }
         };
-        let ma = check_request_ma(&p, &client.key);
+        let (ma, which) = client.check_ma(&p);
         match ma {
-            MaCheck::Valid => {}
+            MaCheck::Valid => client.used.count(which),
             MaCheck::Invalid => {
                 Stats::inc(&self.stats.dropped_bad_authenticator);
                 tracing::debug!(%src, client = %client.name, "dropped: Message-Authenticator does not verify (wrong secret?)");
+                self.warn(src, Some(&client), Misconfig::WrongSecret);
                 return Step::Silent;
             }
             // RFC 5997 and RFC 3579 require it on Status-Server and on EAP; config on the
@@ -567,7 +724,7 @@ impl Access {
             return Step::Send(Reply::bare(status_reply(
                 code::ACCESS_ACCEPT,
                 &p,
-                &client.key,
+                client.key(which),
             )));
         }
         let answering = match self.first_time(Key::of(src, &p), now.mono) {
@@ -584,7 +741,8 @@ impl Access {
             });
         let req = AuthRequest {
             src,
-            client: ci,
+            client,
+            secret: which,
             identifier: p.identifier(),
             authenticator: p.authenticator(),
             username,
@@ -617,7 +775,7 @@ impl Access {
         now: Now,
     ) -> Step {
         req.method = AuthMethod::EapTls;
-        if self.eap.is_none() {
+        if self.live.load().eap.is_none() {
             let id = eap.get(1).copied().unwrap_or(0);
             let decision = Decision::reject(
                 Reason::UnsupportedMethod,
@@ -644,12 +802,25 @@ impl Access {
         p: &Packet<'_>,
         now: Now,
     ) -> Step {
-        let client = &self.clients[req.client];
-        let secret = client.secret.expose().as_bytes();
+        let client = req.client.clone();
         let refuse = |req: &AuthRequest, answering, decision| {
             self.answer(req, answering, decision, None, EapEnd::None, now)
         };
-        let mac = match request::mab(p, secret) {
+        let mut mab = request::mab(p, client.secret(req.secret).expose().as_bytes());
+        // without a Message-Authenticator, the User-Password is what shows the secret: during
+        // a rotation it may be the second one
+        if !req.authenticated {
+            if let (Err(MabProblem::PasswordMismatch), Some((next, _))) = (&mab, &client.next) {
+                if let Ok(mac) = request::mab(p, next.expose().as_bytes()) {
+                    req.secret = Which::Secondary;
+                    mab = Ok(mac);
+                }
+            }
+            if mab.is_ok() {
+                client.used.count(req.secret);
+            }
+        }
+        let mac = match mab {
             Ok(mac) => mac,
             Err(problem) => {
                 let decision = mab_problem(problem, &req.username);
@@ -800,7 +971,7 @@ impl Access {
             answering,
             turn,
         } = *turn;
-        let Some(engine) = self.eap.as_ref() else {
+        let Some(engine) = self.live.load().eap.clone() else {
             // EAP was on when the turn was made; never panic on a peer's packet
             return Step::Silent;
         };
@@ -808,7 +979,7 @@ impl Access {
         let answer = match turn {
             Turn::Handle(input) => engine.handle(
                 Incoming {
-                    peer: (req.client, req.src.ip()),
+                    peer: (req.client.id, req.src.ip()),
                     state: input.state.as_deref(),
                     eap: &input.eap,
                     framed_mtu: input.framed_mtu,
@@ -820,8 +991,7 @@ impl Access {
         };
         match answer {
             Answer::Challenge { eap, state } => {
-                let client = &self.clients[req.client];
-                match challenge(&req, &eap, &state, &client.key) {
+                match challenge(&req, &eap, &state, req.client.key(req.secret)) {
                     Ok(bytes) => {
                         answering.answered(&bytes);
                         Stats::inc(&self.stats.challenges);
@@ -917,15 +1087,15 @@ impl Access {
 
     /// The policy's decision for the device the request names.
     fn policy(&self, req: &AuthRequest, subject: Option<&Subject>, now: DateTime<Utc>) -> Decision {
-        let client = &self.clients[req.client];
         let preq = policy::Request {
             method: req.method,
             identity: &req.username,
             mac: req.mac,
-            nas: &client.name,
+            nas: &req.client.name,
             ssid: req.ssid.as_deref(),
         };
-        policy::decide(&preq, subject.map(|s| (&s.0, &s.1)), now, &self.rules)
+        let live = self.live.load();
+        policy::decide(&preq, subject.map(|s| (&s.0, &s.1)), now, &live.rules)
     }
 
     /// The TLS alert, if any, that refuses the device behind a client certificate: the
@@ -962,8 +1132,7 @@ impl Access {
             subject,
             eap,
         };
-        let client = &self.clients[req.client];
-        let bytes = match reply_packet(req, &verdict, client) {
+        let bytes = match reply_packet(req, &verdict) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "could not encode the reply; request dropped");
@@ -980,9 +1149,9 @@ impl Access {
         } else {
             &self.stats.rejects
         });
-        client
+        req.client
             .decisions
-            .get_or_init(|| self.decisions.slot(&client.name))
+            .get_or_init(|| self.decisions.slot(&req.client.name))
             .count(decision.outcome, decision.reason);
         let span = tracing::Span::current();
         span.record("outcome", decision.outcome.as_str());
@@ -1014,7 +1183,7 @@ impl Access {
         if unregistered && !lock(&self.unknown_lines).admit(req.mac, now) {
             return;
         }
-        let client = &self.clients[req.client];
+        let client = &req.client;
         tracing::info!(
             target: "poortwachter::decision",
             client = client.name.as_str(),
@@ -1047,7 +1216,7 @@ impl Access {
         subject: Option<&Subject>,
         now: Now,
     ) -> Vec<Record> {
-        let client = &self.clients[req.client];
+        let client = &req.client;
         let at = now.wall.trunc_subsecs(6);
         let accepted = decision.outcome == Outcome::Accept;
         if subject.is_none()
@@ -1057,7 +1226,7 @@ impl Access {
             )
         {
             let key = aggregate::Key {
-                client: req.client,
+                client: req.client.id,
                 ap: Ap::Addr(req.nas_ip),
                 method: req.method.as_str(),
                 accept: accepted,
@@ -1096,7 +1265,7 @@ impl Access {
         };
         // a degraded decision keeps its own row: folded, it would hide that it was degraded
         let fold_key = req.mac.filter(|_| !req.degraded).map(|mac| coalesce::Key {
-            client: req.client,
+            client: req.client.id,
             mac,
             accept: accepted,
             reason: reason.as_str(),
@@ -1137,7 +1306,11 @@ impl Access {
         Record::Aggregate(DecisionAggregate {
             id: 0,
             minute: t.minute,
-            nas: self.clients[t.key.client].name.clone(),
+            nas: lock(&self.ids)
+                .names
+                .get(t.key.client)
+                .cloned()
+                .unwrap_or_default(),
             ap: match t.key.ap {
                 Ap::Addr(ip) => ip.to_string(),
                 Ap::Other => AGGREGATE_OTHER_AP.to_string(),
@@ -1152,22 +1325,26 @@ impl Access {
     }
 
     fn accounting_request(&self, data: &[u8], src: SocketAddr, now: Now) -> Step {
-        let Some((ci, p)) = self.admit(data, src) else {
+        let Some((client, p)) = self.admit(data, src) else {
             return Step::Silent;
         };
-        let client = &self.clients[ci];
         match p.code() {
             code::ACCOUNTING_REQUEST => {}
             code::STATUS_SERVER => {
-                if check_request_ma(&p, &client.key) != MaCheck::Valid {
+                let (ma, which) = client.check_ma(&p);
+                if ma != MaCheck::Valid {
                     Stats::inc(&self.stats.dropped_bad_authenticator);
+                    if ma == MaCheck::Invalid {
+                        self.warn(src, Some(&client), Misconfig::WrongSecret);
+                    }
                     return Step::Silent;
                 }
+                client.used.count(which);
                 Stats::inc(&self.stats.status);
                 return Step::Send(Reply::bare(status_reply(
                     code::ACCOUNTING_RESPONSE,
                     &p,
-                    &client.key,
+                    client.key(which),
                 )));
             }
             other => {
@@ -1176,13 +1353,16 @@ impl Access {
                 return Step::Silent;
             }
         }
-        if !check_accounting_authenticator(&p, &client.key)
-            || check_request_ma(&p, &client.key) == MaCheck::Invalid
-        {
+        let which = client
+            .check_accounting(&p)
+            .filter(|w| check_request_ma(&p, client.key(*w)) != MaCheck::Invalid);
+        let Some(which) = which else {
             Stats::inc(&self.stats.dropped_bad_authenticator);
             tracing::debug!(%src, client = %client.name, "dropped: accounting authenticator does not verify (wrong secret?)");
+            self.warn(src, Some(&client), Misconfig::WrongSecret);
             return Step::Silent;
-        }
+        };
+        client.used.count(which);
         let answering = match self.first_time(Key::of(src, &p), now.mono) {
             Ok(a) => a,
             Err(step) => return step,
@@ -1197,7 +1377,8 @@ impl Access {
             src,
             nas: client.name.clone(),
             action,
-            client: ci,
+            client: client.clone(),
+            secret: which,
             identifier: p.identifier(),
             authenticator: p.authenticator(),
             proxy_state: proxy_states(&p),
@@ -1212,7 +1393,7 @@ impl Access {
             Stats::inc(&self.stats.dropped_backend);
             return Step::Silent;
         }
-        let client = &self.clients[work.client];
+        let key = work.client.key(work.secret);
         // no Message-Authenticator: RFC 2866 does not define one here, and implementations
         // disagree on its input (FreeRADIUS zeroes the vector); the Response Authenticator
         // already covers the reply
@@ -1222,7 +1403,7 @@ impl Access {
             let _ = b.add(dict::PROXY_STATE, ps);
         }
         let (mut buf, off) = b.into_unsigned();
-        sign_response(&mut buf, off, &work.authenticator, &client.key);
+        sign_response(&mut buf, off, &work.authenticator, key);
         work.answering.answered(&buf);
         Stats::inc(&self.stats.accounting);
         Step::Send(Reply::bare(buf))
@@ -1283,7 +1464,8 @@ fn challenge(
 }
 
 /// The Access-Accept or Access-Reject of a verdict, MAB and EAP alike.
-fn reply_packet(req: &AuthRequest, v: &Verdict, client: &Client) -> Result<Vec<u8>, EncodeError> {
+fn reply_packet(req: &AuthRequest, v: &Verdict) -> Result<Vec<u8>, EncodeError> {
+    let client = &req.client;
     let decision = &v.decision;
     let accepted = decision.outcome == Outcome::Accept;
     let code = if accepted {
@@ -1307,7 +1489,7 @@ fn reply_packet(req: &AuthRequest, v: &Verdict, client: &Client) -> Result<Vec<u
                     &mut b,
                     *id,
                     msk,
-                    client.secret.expose().as_bytes(),
+                    client.secret(req.secret).expose().as_bytes(),
                     &req.authenticator,
                 )?;
             } else {
@@ -1333,7 +1515,7 @@ fn reply_packet(req: &AuthRequest, v: &Verdict, client: &Client) -> Result<Vec<u
         }
     }
     let (mut buf, off) = b.into_unsigned();
-    sign_response(&mut buf, off, &req.authenticator, &client.key);
+    sign_response(&mut buf, off, &req.authenticator, client.key(req.secret));
     Ok(buf)
 }
 
@@ -1379,10 +1561,13 @@ mod tests {
 
     fn client(name: &str, network: &str, secret: &str, require_ma: bool) -> Client {
         Client {
+            id: 0,
             name: name.into(),
             network: network.parse().unwrap(),
             secret: Secret::new(secret),
             key: SecretKey::new(secret.as_bytes()),
+            next: None,
+            used: Arc::default(),
             require_ma,
             mab: true,
             mab_require_calling_station: require_ma,
@@ -1643,6 +1828,75 @@ mod tests {
         let (mut buf, off) = b.into_unsigned();
         sign_request(&mut buf, off, &auth, secret.as_bytes());
         buf
+    }
+
+    /// A second secret during a rotation: both verify, the reply is signed with the one
+    /// that did, each is counted; a third is dropped. A reload swaps the clients.
+    #[test]
+    fn a_second_secret_during_a_rotation_and_a_reload_of_the_clients() {
+        const NEXT: &str = "the-next-ap-secret-0123";
+        let mut rotating = client("ap", "127.0.0.0/8", AP_SECRET, true);
+        rotating.next = Some((Secret::new(NEXT), SecretKey::new(NEXT.as_bytes())));
+        let access = core(vec![rotating]);
+        let mab = |secret: &str, id: u8| {
+            let mut b = Builder::with_message_authenticator(code::ACCESS_REQUEST, id);
+            b.add_text(dict::USER_NAME, "02-00-00-00-00-01").unwrap();
+            b.add_text(dict::CALLING_STATION_ID, "02-00-00-00-00-01")
+                .unwrap();
+            let (mut buf, off) = b.into_unsigned();
+            let auth = [id; 16];
+            sign_request(&mut buf, off, &auth, secret.as_bytes());
+            buf
+        };
+        for (secret, id) in [(AP_SECRET, 1), (NEXT, 2), (NEXT, 3)] {
+            let req = mab(secret, id);
+            let r = run(&access, &req, ap(), Port::Auth, staff_device)
+                .unwrap_or_else(|| panic!("{secret} not answered"));
+            assert!(RsPacket::is_authentic_response(
+                &r.bytes,
+                &req,
+                secret.as_bytes()
+            ));
+            assert!(ma_verifies(&r.bytes, &req, secret.as_bytes()));
+        }
+        assert!(run(
+            &access,
+            &mab("a-third-secret-0123456", 4),
+            ap(),
+            Port::Auth,
+            staff_device
+        )
+        .is_none());
+        assert_eq!(
+            access.stats().secrets.snapshot(),
+            vec![("ap".to_string(), 1, 2)]
+        );
+        assert_eq!(
+            access
+                .stats()
+                .dropped_bad_authenticator
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+
+        // a reload: the old secret retired, the id and the counters kept by name
+        let id = access.clients()[0].id;
+        access.replace(vec![client("ap", "127.0.0.0/8", NEXT, true)], rules(), None);
+        assert_eq!(access.clients()[0].id, id);
+        assert!(run(&access, &mab(AP_SECRET, 5), ap(), Port::Auth, staff_device).is_none());
+        assert!(run(&access, &mab(NEXT, 6), ap(), Port::Auth, staff_device).is_some());
+        assert_eq!(
+            access.stats().secrets.snapshot(),
+            vec![("ap".to_string(), 2, 2)]
+        );
+        // a client no longer configured: its source is unknown now
+        access.replace(
+            vec![client("other", "192.0.2.0/24", NEXT, true)],
+            rules(),
+            None,
+        );
+        assert!(run(&access, &mab(NEXT, 7), ap(), Port::Auth, staff_device).is_none());
+        assert_ne!(access.clients()[0].id, id);
     }
 
     /// RFC 5997 Status-Server, and the Message-Authenticator rules (BlastRADIUS).

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::eap::tls::TlsSetupError;
+use crate::eap::tls::{TlsServer, TlsSetupError};
 use crate::eap::{EapServer, EapSettings};
 use crate::pki::EapTls;
 
@@ -13,18 +13,10 @@ use crate::pki::EapTls;
 /// cannot be served (missing when required, unreadable, expired, not its key's) is an error:
 /// `serve` refuses to start. The files are read by [`crate::pki::load_eap_tls`].
 pub(super) fn build(config: &Config) -> Result<Option<Arc<EapServer>>, TlsSetupError> {
-    let eap = &config.eap;
-    let tls = match crate::pki::load_eap_tls(config, chrono::Utc::now())? {
-        EapTls::Off(why) => {
-            if eap.enabled == Some(false) {
-                tracing::info!("{why}");
-            } else {
-                tracing::warn!(server_cert = %eap.server_cert.display(), "{why}");
-            }
-            return Ok(None);
-        }
-        EapTls::Ready { tls, .. } => tls,
+    let Some(tls) = tls_server(config)? else {
+        return Ok(None);
     };
+    let eap = &config.eap;
     tracing::info!(
         tls = format!(
             "{}-{}",
@@ -34,12 +26,32 @@ pub(super) fn build(config: &Config) -> Result<Option<Arc<EapServer>>, TlsSetupE
         fragment_size = eap.fragment_size,
         "802.1X EAP-TLS enabled"
     );
-    Ok(Some(Arc::new(EapServer::new(
-        tls,
-        EapSettings {
-            fragment_size: usize::from(eap.fragment_size),
-            max_conversations: eap.max_conversations,
-            conversation_timeout: eap.conversation_timeout.0,
-        },
-    ))))
+    Ok(Some(Arc::new(EapServer::new(tls, settings(config)))))
+}
+
+/// The engine's settings from `[eap]`.
+pub(super) fn settings(config: &Config) -> EapSettings {
+    EapSettings {
+        fragment_size: usize::from(config.eap.fragment_size),
+        max_conversations: config.eap.max_conversations,
+        conversation_timeout: config.eap.conversation_timeout.0,
+    }
+}
+
+/// The TLS server over the server certificate, its key and the trusted CAs, read from their
+/// files now (at start and at every reload), or `None` (logged) when EAP is off or there is
+/// no server certificate yet.
+pub(super) fn tls_server(config: &Config) -> Result<Option<TlsServer>, TlsSetupError> {
+    let eap = &config.eap;
+    match crate::pki::load_eap_tls(config, chrono::Utc::now())? {
+        EapTls::Off(why) => {
+            if eap.enabled == Some(false) {
+                tracing::info!("{why}");
+            } else {
+                tracing::warn!(server_cert = %eap.server_cert.display(), "{why}");
+            }
+            Ok(None)
+        }
+        EapTls::Ready { tls, .. } => Ok(Some(tls)),
+    }
 }

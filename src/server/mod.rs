@@ -15,13 +15,16 @@ pub mod labelled;
 pub mod liveness;
 pub mod loglimit;
 pub mod recorder;
+pub mod reload;
 pub mod request;
+pub mod secrets;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod snapshot;
 pub mod spool;
 pub mod stats;
 pub mod systemd;
+pub mod warn;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -300,7 +303,7 @@ impl Server {
 
     /// The EAP engine, when EAP-TLS is set up (for its conversation counts).
     pub fn eap_engine(&self) -> Option<Arc<crate::eap::EapServer>> {
-        self.shared.access.eap().cloned()
+        self.shared.access.eap()
     }
 
     /// The listeners' heartbeats (for the health endpoint).

@@ -9,6 +9,9 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct Stats {
             $(#[doc = $doc] pub $name: AtomicU64,)+
+            /// Requests each client's secrets verified (primary and, during a rotation,
+            /// secondary), by client name.
+            pub secrets: super::secrets::SecretUse,
         }
 
         impl Stats {
