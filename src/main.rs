@@ -45,17 +45,6 @@ fn default_config() -> PathBuf {
     }
 }
 
-/// A command's output cut short by its reader (`device list | head`) ends the command
-/// quietly, as for any Unix tool: SIGPIPE back to its default. Rust ignores it, and `println!`
-/// then panics on the broken pipe. `serve` keeps ignoring it: a client that goes away must
-/// not end the service.
-fn default_sigpipe() {
-    // SAFETY: signal(2) with SIG_DFL takes no pointers; called before any other thread runs.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
 /// Gives memory freed on other threads back to the OS. glibc keeps what the EAP and runtime
 /// threads freed in their arenas (after an EAP flood had expired, RSS stayed 85 MiB above
 /// idle); `serve` calls this every 10 s, so RSS comes down once a flood is over.
@@ -70,9 +59,6 @@ pub fn release_memory() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !matches!(args.command, cli::Command::Serve) {
-        default_sigpipe();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

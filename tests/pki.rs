@@ -292,6 +292,8 @@ impl Site {
             api,
         };
         site.write_config(pki_extra, eap_extra);
+        // only `migrate` and `serve` change the schema; the other commands need it current
+        site.ok(&["migrate"]);
         site
     }
 

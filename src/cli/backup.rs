@@ -60,7 +60,7 @@ pub async fn copy(ctx: &Context, config: &Config, to: &Path) -> Result<()> {
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 0600 {}", to.display()))?;
     let size = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
-    println!(
+    outln!(
         "registry {} copied to {} ({size} bytes)",
         redact_url(&config.database.url),
         to.display()

@@ -131,7 +131,7 @@ pub fn init(config: &Config, key_type: Option<&str>, force: bool, json: bool) ->
             "server_not_after": made.server_not_after,
         }));
     }
-    println!(
+    outln!(
         "created the CA \"{}\" ({}), valid until {}",
         config.pki.ca_name,
         key_type.as_str(),
@@ -155,7 +155,7 @@ pub fn init(config: &Config, key_type: Option<&str>, force: bool, json: bool) ->
         ),
         ("SHA-256", colon_hex(&made.ca_fingerprint)),
     ]);
-    println!("\nwhoever holds the CA key can admit any device: keep it readable by ICT only, and backed up");
+    outln!("\nwhoever holds the CA key can admit any device: keep it readable by ICT only, and backed up");
     Ok(())
 }
 
@@ -197,9 +197,10 @@ fn renew_server(
             "ca_fingerprint": made.ca_fingerprint,
         }));
     }
-    println!(
+    outln!(
         "renewed the RADIUS server certificate for {} from the CA \"{}\" (kept)",
-        config.eap.server_name, made.ca_name
+        config.eap.server_name,
+        made.ca_name
     );
     let mut fields = vec![
         (
@@ -227,7 +228,7 @@ fn renew_server(
         fields.push(("replaced pair", format!("{}, {}", c.display(), k.display())));
     }
     table::print_fields(&fields);
-    println!("\nrestart (or reload) `poortwachter serve` to present it; devices need nothing new");
+    outln!("\nrestart (or reload) `poortwachter serve` to present it; devices need nothing new");
     Ok(())
 }
 
@@ -247,7 +248,7 @@ fn rollover(config: &Config, key_type: Option<&str>, json: bool) -> Result<()> {
             "started_at": r.started_at,
         }));
     }
-    println!(
+    outln!(
         "started a CA rollover: a new CA \"{}\" ({}), valid until {}",
         config.pki.ca_name,
         key_type.as_str(),
@@ -260,7 +261,7 @@ fn rollover(config: &Config, key_type: Option<&str>, json: bool) -> Result<()> {
         ("previous key", r.previous_key.display().to_string()),
         ("previous SHA-256", colon_hex(&r.previous_fingerprint)),
     ]);
-    println!(
+    outln!(
         "\nnext: restart (or reload) `serve` so that it trusts both CAs; re-issue every device \
          (`poortwachter device reissue --from-previous-ca --out DIR`): new certificates come from \
          the new CA, with both CAs in the Wi-Fi profile; then `poortwachter ca retire-old`"
@@ -307,7 +308,7 @@ async fn retire_old(ctx: &Context, config: &Config, dry_run: bool) -> Result<()>
             previous.display(),
             remaining.len()
         );
-        println!(
+        outln!(
             "no device depends on the previous CA {} any more: `ca retire-old` would renew the \
              server certificate from the new CA and retire it",
             previous.display()
@@ -335,7 +336,7 @@ async fn retire_old(ctx: &Context, config: &Config, dry_run: bool) -> Result<()>
             "ca_fingerprint": renewed.ca_fingerprint,
         }));
     }
-    println!("retired the previous CA: no device depends on it any more");
+    outln!("retired the previous CA: no device depends on it any more");
     table::print_fields(&[
         (
             "previous CA",
@@ -354,7 +355,7 @@ async fn retire_old(ctx: &Context, config: &Config, dry_run: bool) -> Result<()>
             ),
         ),
     ]);
-    println!("\nrestart (or reload) `poortwachter serve` to present the new server certificate and drop the previous CA");
+    outln!("\nrestart (or reload) `poortwachter serve` to present the new server certificate and drop the previous CA");
     Ok(())
 }
 
@@ -416,7 +417,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: CaCommand) -> Result<()> {
                             "next_update": crl.next_update,
                         }));
                     }
-                    println!(
+                    outln!(
                         "CRL number {} with {} certificate(s), next update {}: {}",
                         crl.number,
                         crl.entries,
@@ -478,10 +479,10 @@ impl CertificateReport {
                 pki::ExpiryLevel::Warning => "WARNING",
                 pki::ExpiryLevel::Expired => "EXPIRED",
             };
-            println!("  certificate  {level}: {}", e.describe());
+            outln!("  certificate  {level}: {}", e.describe());
         }
         for (what, problem) in &self.unreadable {
-            println!(
+            outln!(
                 "  certificate  {}: {what}",
                 if *problem { "ERROR" } else { "not yet" }
             );

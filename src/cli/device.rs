@@ -156,7 +156,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             if ctx.json {
                 return table::print_json(&device);
             }
-            println!(
+            outln!(
                 "registered device {} ({}) for {}: {}",
                 device.id,
                 escape(&device.label),
@@ -282,7 +282,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
                     },
                 ),
             ]);
-            println!("\nhistory:");
+            outln!("\nhistory:");
             table::print_audit(&history, false, ctx.tz);
             Ok(())
         }
@@ -310,7 +310,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             if ctx.json {
                 return table::print_json(&device);
             }
-            println!(
+            outln!(
                 "device {} ({}) is now {}",
                 device.id,
                 escape(&device.label),
@@ -341,19 +341,24 @@ async fn posture(ctx: &Context, config: &Config, device: &str, file: &Path) -> R
         return table::print_json(&outcome);
     }
     if outcome.applied {
-        println!(
+        outln!(
             "device {} is now {} (was {}); report {}",
-            outcome.device_id, outcome.compliance, outcome.previous, outcome.report_id
+            outcome.device_id,
+            outcome.compliance,
+            outcome.previous,
+            outcome.report_id
         );
     } else {
-        println!(
+        outln!(
             "report {} stored, but it is older than the device's last compliance check and \
              did not change the device: device {} stays {}",
-            outcome.report_id, outcome.device_id, outcome.compliance
+            outcome.report_id,
+            outcome.device_id,
+            outcome.compliance
         );
     }
     for f in &outcome.failed {
-        println!("  failed {}: {}", f.check, f.message);
+        outln!("  failed {}: {}", f.check, f.message);
     }
     Ok(())
 }
@@ -477,7 +482,7 @@ async fn issue_cert(
     if ctx.json {
         return Ok(report);
     }
-    println!(
+    outln!(
         "issued certificate {} for device {} ({}) of {}",
         issued.serial,
         device.id,
@@ -507,7 +512,7 @@ async fn issue_cert(
     }
     table::print_fields(&fields);
     if generated {
-        println!(
+        outln!(
             "\none-time password of {p12_name} and the .mobileconfig (shown once, stored nowhere):\n  {}",
             password.expose()
         );
@@ -558,7 +563,7 @@ async fn reissue(
                 .collect();
             return table::print_json(&serde_json::json!({"would_reissue": rows}));
         }
-        println!(
+        outln!(
             "would issue a new certificate for {} device(s):",
             found.len()
         );
@@ -583,7 +588,7 @@ async fn reissue(
     if ctx.json {
         table::print_json(&serde_json::json!({"reissued": reports, "failed": failed}))?;
     } else {
-        println!(
+        outln!(
             "\nre-issued {} of {} device certificate(s) into {}",
             reports.len(),
             found.len(),
@@ -676,7 +681,7 @@ async fn set_status(
     if ctx.json {
         return table::print_json(&device);
     }
-    println!(
+    outln!(
         "device {} ({}) of {} is now {}",
         device.id,
         escape(&device.label),

@@ -1,5 +1,18 @@
 //! The ICT command line: subcommands, config and registry setup, and who the actor is.
 
+/// `println!` for a command's output. A reader that went away (`device list | head`) ends the
+/// command quietly, as for any Unix tool, where `println!` would panic. SIGPIPE stays ignored
+/// (Rust's default), so a database connection closed in the middle of a command is an error
+/// with its message, never a silent death by signal.
+macro_rules! outln {
+    () => {
+        $crate::cli::emit(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::emit(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod backup;
 mod ca;
 mod check;
@@ -16,6 +29,20 @@ use poortwachter::config::{redact_url, Config};
 use poortwachter::registry::{AuditFilter, Change, Registry, Rules};
 
 use crate::Args;
+
+/// Writes a command's output to stdout; a closed pipe ends the process quietly (status 0), any
+/// other write error with its message (status 1).
+pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// Everything `poortwachter` can be asked to do.
 #[derive(Debug, Subcommand)]
@@ -114,7 +141,12 @@ pub async fn run(args: Args) -> Result<()> {
     }
     // serve starts from its snapshot when the database does not answer
     if let Command::Serve = args.command {
-        eprintln!("{}", working_on(&args.config, &config));
+        // in the log, in its format (a JSON log stays JSON on every line)
+        tracing::info!(
+            config = %args.config.display(),
+            registry = %redact_url(&config.database.url),
+            "poortwachter serve"
+        );
         return radius::serve_command(&config, &args.config, rules(&config)).await;
     }
     if let Command::Backup { to } = &args.command {
@@ -150,7 +182,7 @@ pub async fn run(args: Args) -> Result<()> {
     match args.command {
         Command::CheckConfig => Ok(()),
         Command::Migrate => {
-            println!(
+            outln!(
                 "registry is up to date ({})",
                 redact_url(&config.database.url)
             );
@@ -224,9 +256,9 @@ async fn check_config(config: &Config, json: bool) -> Result<()> {
         anyhow::ensure!(errors == 0, "check-config: {errors} problem(s)");
         return certificates.result();
     }
-    println!("config OK");
-    println!("  database     {}", redact_url(&config.database.url));
-    println!(
+    outln!("config OK");
+    outln!("  database     {}", redact_url(&config.database.url));
+    outln!(
         "  radius       auth {}  acct {}  Message-Authenticator {}",
         config.radius.auth_listen,
         config.radius.acct_listen,
@@ -237,17 +269,20 @@ async fn check_config(config: &Config, json: bool) -> Result<()> {
         }
     );
     for c in &config.radius.clients {
-        println!("  client       {} {}", c.name, c.network);
+        outln!("  client       {} {}", c.name, c.network);
     }
-    println!(
+    outln!(
         "  vlans        workspace {}  guest {}  quarantine {}",
-        config.vlans.workspace, config.vlans.guest, config.vlans.quarantine
+        config.vlans.workspace,
+        config.vlans.guest,
+        config.vlans.quarantine
     );
-    println!(
+    outln!(
         "  policy       at most {} devices per owner; contract dates in {}",
-        config.policy.max_devices_per_owner, config.policy.timezone
+        config.policy.max_devices_per_owner,
+        config.policy.timezone
     );
-    println!(
+    outln!(
         "  decisions    compliance older than {} is stale; not compliant -> {}; unknown device -> {}; SSIDs {}",
         config.policy.compliance_max_age,
         format!("{:?}", config.policy.not_compliant).to_lowercase(),
@@ -258,7 +293,7 @@ async fn check_config(config: &Config, json: bool) -> Result<()> {
             config.policy.ssids.join(", ")
         }
     );
-    println!(
+    outln!(
         "  mab          {}; registry cache {}",
         if config.radius.mab { "on" } else { "off" },
         if config.cache.enabled { "on" } else { "off" }
@@ -270,7 +305,7 @@ async fn check_config(config: &Config, json: bool) -> Result<()> {
             check::Level::Warning => "WARNING: ",
             check::Level::Error => "ERROR: ",
         };
-        println!("  {:<12} {level}{}", f.area, f.message);
+        outln!("  {:<12} {level}{}", f.area, f.message);
     }
     anyhow::ensure!(
         errors == 0,

@@ -89,7 +89,7 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
             if ctx.json {
                 return table::print_json(&owner);
             }
-            println!(
+            outln!(
                 "added {} ({}, {})",
                 owner.username,
                 escape(&owner.display_name),
@@ -170,7 +170,7 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
                 ("state", state(ctx, &owner).to_string()),
                 ("registered", super::when::minute(owner.created_at, ctx.tz)),
             ]);
-            println!();
+            outln!();
             super::device::print_devices(&devices, ctx.tz);
             Ok(())
         }
@@ -205,9 +205,9 @@ async fn set_disabled(ctx: &Context, username: &str, disabled: bool) -> Result<(
     }
     let word = if disabled { "disabled" } else { "enabled" };
     if before.is_some_and(|b| b.disabled == disabled) {
-        println!("{} was already {word}; nothing changed", owner.username);
+        outln!("{} was already {word}; nothing changed", owner.username);
     } else {
-        println!("{} {word}", owner.username);
+        outln!("{} {word}", owner.username);
     }
     Ok(())
 }
@@ -283,7 +283,7 @@ async fn import(ctx: &Context, file: &Path, skip_bad: bool) -> Result<()> {
     if ctx.json {
         return table::print_json(&report);
     }
-    println!(
+    outln!(
         "{total} rows: {} added, {} updated, {} unchanged, {} skipped",
         report.added,
         report.updated,
@@ -291,7 +291,7 @@ async fn import(ctx: &Context, file: &Path, skip_bad: bool) -> Result<()> {
         report.skipped.len()
     );
     for p in &report.skipped {
-        println!("  skipped {p}");
+        outln!("  skipped {p}");
     }
     Ok(())
 }

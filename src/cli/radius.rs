@@ -347,7 +347,7 @@ pub async fn why(
         ));
     }
     if lines.is_empty() {
-        println!("no decisions recorded for {who} (kept for the retention period)");
+        outln!("no decisions recorded for {who} (kept for the retention period)");
         if let (Some(mac), false) = (filter.mac, registered) {
             let answer = match config.policy.unknown_device {
                 poortwachter::policy::UnknownDevice::Registration
@@ -357,14 +357,14 @@ pub async fn why(
                 }
                 _ => "refused",
             };
-            println!("{mac} is not registered: a request from it is {answer} as an unknown device");
+            outln!("{mac} is not registered: a request from it is {answer} as an unknown device");
         }
         return Ok(());
     }
     // newest first, exact decisions and minute counts together
     lines.sort_by_key(|l| std::cmp::Reverse(l.0));
     for (_, line) in lines.iter().take(limit as usize) {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }
@@ -393,14 +393,17 @@ async fn print_posture(config: &Config, store: &dyn Store, device: &Device) -> R
         poortwachter::model::DeviceStatus::Active => String::new(),
         other => format!(", {other}"),
     };
-    println!(
+    outln!(
         "device {} ({}) of {}{status}: compliance: {} ({age})",
-        device.id, device.label, device.owner, device.compliance
+        device.id,
+        device.label,
+        device.owner,
+        device.compliance
     );
     match store.latest_posture(device.id).await? {
         // the latest report set the device's state, unless someone set it by hand since
         Some(r) if Some(r.collected_at) == device.compliance_checked_at => {
-            println!(
+            outln!(
                 "  posture report {} from {}{}: {}",
                 r.id,
                 r.submitted_by,
@@ -416,16 +419,16 @@ async fn print_posture(config: &Config, store: &dyn Store, device: &Device) -> R
                 }
             );
             for f in &r.failed {
-                println!("  failed {}: {}", f.check, f.message);
+                outln!("  failed {}: {}", f.check, f.message);
             }
         }
         _ => {
             if let Some(note) = &device.compliance_note {
-                println!("  note: {note}");
+                outln!("  note: {note}");
             }
         }
     }
-    println!();
+    outln!();
     Ok(())
 }
 
@@ -594,7 +597,7 @@ pub async fn session(
             .error_cause
             .map(|c| format!(": Error-Cause {c} {}", packet::error_cause_name(c)))
             .unwrap_or_default();
-        println!(
+        outln!(
             "Disconnect-Request for session {} ({}) to {}: {}{cause} after {} attempt(s)",
             record.session_id.unwrap_or_default(),
             record.acct_session_id,

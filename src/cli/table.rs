@@ -8,7 +8,7 @@ use serde::Serialize;
 /// cell (a User-Name or a reason from outside) are shown escaped, never sent to the terminal.
 pub fn print(headers: &[&str], rows: Vec<Vec<String>>) {
     if rows.is_empty() {
-        println!("(none)");
+        outln!("(none)");
         return;
     }
     let rows: Vec<Vec<String>> = rows
@@ -30,7 +30,7 @@ pub fn print(headers: &[&str], rows: Vec<Vec<String>>) {
                 out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     line(headers.to_vec());
     for row in &rows {
@@ -42,13 +42,13 @@ pub fn print(headers: &[&str], rows: Vec<Vec<String>>) {
 pub fn print_fields(fields: &[(&str, String)]) {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in fields {
-        println!("{k:width$}  {}", escape(v));
+        outln!("{k:width$}  {}", escape(v));
     }
 }
 
 /// Pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -44,12 +44,12 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> Result<()> {
                 value["token"] = serde_json::Value::from(secret.expose());
                 return table::print_json(&value);
             }
-            println!("token {} (scope {}) created", token.name, token.scope);
-            println!(
+            outln!("token {} (scope {}) created", token.name, token.scope);
+            outln!(
                 "\nthe token (shown once, stored only as a hash):\n  {}",
                 secret.expose()
             );
-            println!("\nuse it as: Authorization: Bearer <token>");
+            outln!("\nuse it as: Authorization: Bearer <token>");
             Ok(())
         }
         TokenCommand::List => {
@@ -84,7 +84,7 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> Result<()> {
             if ctx.json {
                 return table::print_json(&token);
             }
-            println!(
+            outln!(
                 "token {} is revoked (since {})",
                 token.name,
                 or_dash(token.revoked_at.map(|t| super::when::minute(t, ctx.tz)))

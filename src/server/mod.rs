@@ -441,16 +441,13 @@ impl Server {
                 abandoned.push(format!("the {name} listener thread (stuck for over 2 s)"));
             }
         }
-        let mut tasks = vec![
+        let tasks = vec![
             ("the registry watcher", watcher),
             ("the health reporter", reporter),
             ("the snapshot writer", snapshots),
             ("the accounting spool replay", replayer),
             ("the systemd watchdog", watchdog),
         ];
-        if let Some(e) = enforcer {
-            tasks.push(("the disconnect enforcer", e));
-        }
         for (name, task) in tasks {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), task)
@@ -459,6 +456,23 @@ impl Server {
             {
                 abort.abort();
                 abandoned.push(format!("{name} (stuck for over 2 s)"));
+            }
+        }
+        // The enforcer holds nothing that a stop must keep: a Disconnect it sent whose answer
+        // it has not stored yet is sent again by the next enforcer (at worst a second
+        // Disconnect-Request, NAKed with Session-Context-Not-Found once the session is gone).
+        // Stuck on a database that does not answer, it is cancelled and said so, not counted
+        // as abandoned work.
+        if let Some(e) = enforcer {
+            let abort = e.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), e)
+                .await
+                .is_err()
+            {
+                abort.abort();
+                tracing::warn!(
+                    "the disconnect enforcer was waiting on the registry database for over 2 s: cancelled (it keeps no state a stop must save)"
+                );
             }
         }
         let deadline = tokio::time::sleep(Duration::from_secs(10));
