@@ -157,6 +157,9 @@ struct Shared {
     no_grace: bool,
     /// Migrations still to run once the database answers (started from the snapshot).
     migrate_pending: AtomicBool,
+    /// `database.migrate_on_start`: whether this node may change the schema (a runtime role
+    /// without DDL rights may not) when the database returns after a start from the snapshot.
+    migrate_on_start: bool,
     /// Gives freed memory back to the OS (set by the binary: the library has no unsafe code).
     release_memory: std::sync::OnceLock<fn()>,
     /// Accounting waiting for the registry database.
@@ -260,6 +263,7 @@ impl Server {
             unseen: config.cache.unseen_while_degraded,
             no_grace: config.cache.stale_grace.0.is_zero(),
             migrate_pending: AtomicBool::new(false),
+            migrate_on_start: config.database.migrate_on_start,
             release_memory: std::sync::OnceLock::new(),
             spool: Arc::new(spool),
         });
@@ -1072,15 +1076,37 @@ async fn poll_changes(shared: &Shared, last: &mut Option<i64>) -> Option<bool> {
 /// cache for re-reading and ends the outage. False if the database failed again meanwhile.
 async fn recover(shared: &Shared) -> bool {
     if shared.migrate_pending.load(Ordering::Acquire) {
-        match shared.store.migrate().await {
+        // what a start with the database does: migrate if this node may, then check that
+        // this binary can work on the schema (`database.migrate_on_start = false`: check only)
+        let migrated = if shared.migrate_on_start {
+            shared.store.migrate().await
+        } else {
+            Ok(())
+        };
+        let checked = match migrated {
+            Ok(()) => shared.store.schema().await.and_then(|state| {
+                let verdict = state.verdict();
+                match verdict.refusal(false) {
+                    Some(refused) => Err(crate::registry::StoreError::Schema(refused)),
+                    None => {
+                        if let Some(warning) = verdict.warning() {
+                            tracing::warn!("{warning}");
+                        }
+                        Ok(())
+                    }
+                }
+            }),
+            Err(e) => Err(e),
+        };
+        match checked {
             Ok(()) => {
                 shared.migrate_pending.store(false, Ordering::Release);
                 tracing::info!(
-                    "registry schema checked and migrated after the start from the snapshot"
+                    "registry schema checked (and migrated, with database.migrate_on_start) after the start from the snapshot"
                 );
             }
             Err(e) => {
-                tracing::error!(error = %e, "the registry answers but its migration failed; still degraded");
+                tracing::error!(error = %e, "the registry answers but its schema cannot be used (migration or check failed); still degraded");
                 return false;
             }
         }
