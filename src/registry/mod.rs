@@ -288,6 +288,17 @@ impl DeviceRef {
 
 /// A URL the driver cannot parse most often holds a password with URL characters: say how
 /// to write it.
+/// Whether this binary can work on `store`'s schema, without migrating it: an older schema
+/// (`poortwachter migrate` first) and a newer incompatible one are refused. The one rule for
+/// a start, a command and a node's return from its snapshot.
+pub async fn check_store_schema(store: &dyn Store) -> Result<schema::SchemaVerdict, StoreError> {
+    let verdict = store.schema().await?.verdict();
+    match verdict.refusal(false) {
+        Some(refused) => Err(StoreError::Schema(refused)),
+        None => Ok(verdict),
+    }
+}
+
 fn url_hint(e: StoreError) -> StoreError {
     let text = e.to_string();
     if text.contains("invalid port number") || text.contains("relative URL without a base") {
@@ -359,11 +370,7 @@ impl Registry {
     /// one (`poortwachter migrate` first) and a newer incompatible one. The verdict says
     /// whether it is newer but compatible ([`schema::SchemaVerdict::warning`]).
     pub async fn check_schema(&self) -> Result<schema::SchemaVerdict, RegistryError> {
-        let verdict = self.store.schema().await?.verdict();
-        match verdict.refusal(false) {
-            Some(refused) => Err(StoreError::Schema(refused).into()),
-            None => Ok(verdict),
-        }
+        Ok(check_store_schema(self.store.as_ref()).await?)
     }
 
     /// The rules in force.

@@ -1084,18 +1084,13 @@ async fn recover(shared: &Shared) -> bool {
             Ok(())
         };
         let checked = match migrated {
-            Ok(()) => shared.store.schema().await.and_then(|state| {
-                let verdict = state.verdict();
-                match verdict.refusal(false) {
-                    Some(refused) => Err(crate::registry::StoreError::Schema(refused)),
-                    None => {
-                        if let Some(warning) = verdict.warning() {
-                            tracing::warn!("{warning}");
-                        }
-                        Ok(())
+            Ok(()) => crate::registry::check_store_schema(shared.store.as_ref())
+                .await
+                .map(|verdict| {
+                    if let Some(warning) = verdict.warning() {
+                        tracing::warn!("{warning}");
                     }
-                }
-            }),
+                }),
             Err(e) => Err(e),
         };
         match checked {
