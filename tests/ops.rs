@@ -6,9 +6,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::install::{require_root_and_no_install, Installed, Package};
+use support::serving::{free_udp_port, run_ok, verdict, Serving};
 use support::{Backend, PgServer, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poortwachter");
@@ -36,13 +38,6 @@ guest = 200
 quarantine = 666
 "#
     )
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A config file in a temp dir (also the working directory of every command).
@@ -143,140 +138,6 @@ impl Site {
     fn serve(&self) -> Serving {
         Serving::start(self.command(&["serve"]), self.dir.path(), self.auth, SECRET)
     }
-}
-
-/// A running `serve`, stopped by its PID with SIGTERM on drop.
-struct Serving {
-    child: Option<Child>,
-    log: PathBuf,
-    port: u16,
-    secret: String,
-}
-
-impl Serving {
-    /// Starts `command` (stderr to a file in `dir`); returns once it answers RADIUS.
-    fn start(mut command: Command, dir: &Path, port: u16, secret: &str) -> Serving {
-        let log = dir.join(format!("serve-{port}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start serve");
-        let mut s = Serving {
-            child: Some(child),
-            log,
-            port,
-            secret: secret.to_string(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = s.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                s.child = None;
-                panic!("serve ended ({status}): {}", s.log_text());
-            }
-            if s.ask("02:00:00:00:00:99").contains("Received ") {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not answer within 30 s: {}",
-                s.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// A MAB request for `mac`; what radclient printed.
-    fn ask(&self, mac: &str) -> String {
-        radclient(self.port, &self.secret, &mab(mac))
-    }
-
-    /// Stops it (SIGTERM); its log.
-    fn stop(mut self) -> String {
-        self.terminate();
-        self.log_text()
-    }
-
-    fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(40);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        self.terminate();
-    }
-}
-
-fn radclient(port: u16, secret: &str, attrs: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("radclient")
-        .args([
-            "-x",
-            "-r",
-            "1",
-            "-t",
-            "1",
-            &format!("127.0.0.1:{port}"),
-            "auth",
-            secret,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient not found: install Debian's freeradius-utils (scripts/test does)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(attrs.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("radclient ran");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn mab(mac: &str) -> String {
-    format!(
-        "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{mac}\"\n\
-         Called-Station-Id = \"00-11-22-33-44-55:Gemeente-Werkplek\"\nMessage-Authenticator = 0x00\n"
-    )
-}
-
-/// The reply code and VLAN radclient received.
-fn verdict(printed: &str) -> (String, Option<String>) {
-    let code = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("Received "))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or("none")
-        .to_string();
-    let vlan = printed
-        .lines()
-        .find(|l| l.contains("Tunnel-Private-Group-Id"))
-        .and_then(|l| l.split_once(" = "))
-        .map(|(_, v)| v.trim().trim_matches('"').to_string());
-    (code, vlan)
 }
 
 /// Adds a migration row the binary does not know, as a newer binary's `migrate` would.
@@ -715,34 +576,6 @@ fn a_closed_pipe_ends_the_listing_quietly() {
 }
 
 /// Runs `dpkg --purge poortwachter` and removes what the test made, whatever happens.
-struct Installed {
-    state_dir_was_there: bool,
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = Command::new("dpkg")
-            .args(["--purge", "poortwachter"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !self.state_dir_was_there {
-            let _ = std::fs::remove_dir_all("/var/lib/poortwachter");
-        }
-    }
-}
-
-fn run_ok(c: &mut Command) -> String {
-    let out = c.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{c:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The Debian package, installed for real and serving.
 ///
 /// Why for real: the package's promises are its maintainer scripts (the system user, the
@@ -759,29 +592,9 @@ fn run_ok(c: &mut Command) -> String {
 /// poortwachter is installed already.
 #[test]
 fn the_debian_package_installs_and_serves() {
-    let uid = run_ok(Command::new("id").arg("-u"));
-    assert_eq!(
-        uid.trim(),
-        "0",
-        "this test installs a package: run it as root (CI does)"
-    );
-    let installed = Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", "poortwachter"])
-        .output()
-        .expect("dpkg-query");
-    assert!(
-        !String::from_utf8_lossy(&installed.stdout).contains("installed"),
-        "poortwachter is installed on this machine; the test would remove it"
-    );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out_dir = tempfile::tempdir().expect("temp dir");
-    let deb = run_ok(
-        Command::new(root.join("scripts/package-deb"))
-            .env("BIN", BIN)
-            .env("OUT", out_dir.path())
-            .env("COMPRESS", "none"),
-    );
-    let deb = PathBuf::from(deb.trim());
+    require_root_and_no_install();
+    let package = Package::build(BIN);
+    let deb = package.deb.clone();
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(
         deb.file_name().and_then(|n| n.to_str()),
@@ -818,10 +631,7 @@ fn the_debian_package_installs_and_serves() {
         );
     }
 
-    let _guard = Installed {
-        state_dir_was_there: Path::new("/var/lib/poortwachter").exists(),
-    };
-    run_ok(Command::new("dpkg").arg("-i").arg(&deb));
+    let _guard = Installed::install(&package);
     use std::os::unix::fs::MetadataExt;
     let passwd = run_ok(Command::new("getent").args(["passwd", "poortwachter"]));
     assert!(passwd.contains(":/var/lib/poortwachter:"), "{passwd}");

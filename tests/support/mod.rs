@@ -4,6 +4,10 @@
 //! binary exits. Set POORTWACHTER_TEST_POSTGRES_URL to use an existing server instead.
 #![allow(dead_code)]
 
+pub mod install;
+pub mod peers;
+pub mod serving;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,183 @@
+//! A `poortwachter serve` process as a test runs it, and radclient run from a blocking context:
+//! the test sees the service from outside, as an access point and an administrator would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A UDP port nobody uses now on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A TCP port nobody uses now on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Runs `c`; panics with what it printed unless it succeeds; its stdout.
+pub fn run_ok(c: &mut Command) -> String {
+    let out = c.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{c:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running `serve`, stopped by its PID with SIGTERM on drop.
+pub struct Serving {
+    child: Option<Child>,
+    log: PathBuf,
+    port: u16,
+    secret: String,
+}
+
+impl Serving {
+    /// Starts `command` (stderr to a file in `dir`); returns once it answers RADIUS.
+    pub fn start(mut command: Command, dir: &Path, port: u16, secret: &str) -> Serving {
+        let log = dir.join(format!("serve-{port}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start serve");
+        let mut s = Serving {
+            child: Some(child),
+            log,
+            port,
+            secret: secret.to_string(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = s.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                s.child = None;
+                panic!("serve ended ({status}): {}", s.log_text());
+            }
+            if s.ask("02:00:00:00:00:99").contains("Received ") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not answer within 30 s: {}",
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Its process id (for `kill -HUP`, as the unit's ExecReload does).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("serve is running")
+    }
+
+    /// Whether it still runs (not ended, not stopped).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A MAB request for `mac`; what radclient printed.
+    pub fn ask(&self, mac: &str) -> String {
+        radclient_text(self.port, &self.secret, &mab(mac))
+    }
+
+    /// Stops it (SIGTERM); its log.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        self.log_text()
+    }
+
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+pub fn radclient_text(port: u16, secret: &str, attrs: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("radclient")
+        .args([
+            "-x",
+            "-r",
+            "1",
+            "-t",
+            "1",
+            &format!("127.0.0.1:{port}"),
+            "auth",
+            secret,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("radclient not found: install Debian's freeradius-utils (scripts/test does)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(attrs.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("radclient ran");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn mab(mac: &str) -> String {
+    format!(
+        "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{mac}\"\n\
+         Called-Station-Id = \"00-11-22-33-44-55:Gemeente-Werkplek\"\nMessage-Authenticator = 0x00\n"
+    )
+}
+
+/// The reply code and VLAN radclient received.
+pub fn verdict(printed: &str) -> (String, Option<String>) {
+    let code = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Received "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("none")
+        .to_string();
+    let vlan = printed
+        .lines()
+        .find(|l| l.contains("Tunnel-Private-Group-Id"))
+        .and_then(|l| l.split_once(" = "))
+        .map(|(_, v)| v.trim().trim_matches('"').to_string());
+    (code, vlan)
+}
