@@ -6,6 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::serving::{free_udp_port, mab, radclient_text};
 use support::{Backend, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poortwachter");
@@ -769,52 +770,9 @@ fn the_shipped_config_runs_as_it_is() {
     );
 }
 
-/// A free UDP port on loopback (bound and released; the server binds it right after).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Runs radclient once; returns what it printed.
+/// Runs radclient once with the test client's secret; returns what it printed.
 fn radclient(port: u16, kind: &str, attrs: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("radclient")
-        .args([
-            "-x",
-            "-r",
-            "1",
-            "-t",
-            "1",
-            &format!("127.0.0.1:{port}"),
-            kind,
-            "test-secret-0123456789",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("radclient not found: install Debian's freeradius-utils (scripts/test does)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(attrs.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("radclient ran");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn mab(mac: &str) -> String {
-    format!(
-        "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{mac}\"\n\
-         Called-Station-Id = \"00-11-22-33-44-55:Gemeente-Werkplek\"\nMessage-Authenticator = 0x00\n"
-    )
+    radclient_text(port, kind, "test-secret-0123456789", attrs)
 }
 
 /// Kills a process we started, by its PID, with SIGTERM.

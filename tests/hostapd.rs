@@ -30,6 +30,7 @@ use support::peers::{
     gist, hostapd, hostapd_cli, ip_program, wpa_cli, wpa_supplicant, AccessPoint, Issued, Outcome,
     Station,
 };
+use support::serving::free_udp_port;
 use support::{Backend, TestDb};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -108,14 +109,6 @@ async fn cli(config: &Path, args: &[&str]) -> String {
         "poortwachter {args:?} failed:\n{text}"
     );
     text
-}
-
-/// A UDP port nobody uses now on 127.0.0.1, for hostapd's DAS.
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("bind")
-        .port()
 }
 
 /// Our server with EAP-TLS (its CA from `poortwachter ca init`) and dynamic authorization to

@@ -32,6 +32,7 @@ use poortwachter::radius::crypto::{check_request_ma, sign_response, MaCheck};
 use poortwachter::radius::dict::{self, code};
 use poortwachter::radius::{Builder, Packet};
 use poortwachter::registry::{Change, DeviceRef, Registry, Rules};
+use support::serving::{free_tcp_port, free_udp_port};
 use support::{PgServer, Reply};
 use tokio::net::UdpSocket;
 
@@ -45,20 +46,6 @@ fn outage() -> Duration {
         .unwrap_or(15u64)
         .clamp(2, 120);
     Duration::from_secs(secs)
-}
-
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    }
 }
 
 /// One node: its ports, state directory and config file.
@@ -76,13 +63,13 @@ struct Node {
 impl Node {
     fn new(name: &'static str, url: &str, nas_port: u16, extra: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
-        let auth: SocketAddr = format!("127.0.0.1:{}", free_port(true))
+        let auth: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
             .parse()
             .expect("addr");
-        let acct: SocketAddr = format!("127.0.0.1:{}", free_port(true))
+        let acct: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
             .parse()
             .expect("addr");
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port(false))
+        let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
             .parse()
             .expect("addr");
         let text = format!(

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use poortwachter::radius::crypto::{check_response, sign_request};
 use poortwachter::radius::dict::{self, code};
 use poortwachter::radius::{Builder, Packet};
+use support::serving::free_udp_port;
 use support::PgServer;
 use tokio::net::UdpSocket;
 
@@ -35,13 +36,6 @@ const DURING: usize = 1_500;
 const STEPS: u8 = 3;
 /// Senders at once, each with its own socket (as many access points).
 const SENDERS: usize = 32;
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn config_text(url: &str, auth: u16, acct: u16, state: &Path) -> String {
     format!(

@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::serving::{free_tcp_port, free_udp_port};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -265,25 +267,11 @@ struct Site {
     api: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free TCP port")
-}
-
 impl Site {
     async fn new(backend: support::Backend, pki_extra: &str, eap_extra: &str) -> Site {
         let db = support::TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let (auth, api) = (free_port(), free_tcp_port());
+        let (auth, api) = (free_udp_port(), free_tcp_port());
         let site = Site {
             _db: db,
             config: dir.path().join("poortwachter.toml"),

@@ -17,6 +17,7 @@ use poortwachter::radius::dict::code;
 use poortwachter::radius::{Builder, Packet};
 use poortwachter::registry::{Registry, Rules};
 use serde_json::Value;
+use support::serving::{free_tcp_port, free_udp_port};
 use support::{Backend, TestDb};
 use tokio::net::UdpSocket;
 
@@ -27,20 +28,6 @@ const CLIENT: &str = "ap-stadhuis";
 /// Metrics the dashboard queries that a scrape of this test's server may lack: none. (Kept as
 /// a list so that a metric added to the dashboard before its code is named here, not skipped.)
 const PENDING: &[&str] = &[];
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 struct Ports {
     auth: u16,

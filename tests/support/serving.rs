@@ -97,7 +97,7 @@ impl Serving {
 
     /// A MAB request for `mac`; what radclient printed.
     pub fn ask(&self, mac: &str) -> String {
-        radclient_text(self.port, &self.secret, &mab(mac))
+        radclient_text(self.port, "auth", &self.secret, &mab(mac))
     }
 
     /// Stops it (SIGTERM); its log.
@@ -127,7 +127,9 @@ impl Drop for Serving {
     }
 }
 
-pub fn radclient_text(port: u16, secret: &str, attrs: &str) -> String {
+/// Runs radclient once (`kind`: auth, acct, status, disconnect...) to 127.0.0.1:`port`, one
+/// try with a 1 s timeout; what it printed.
+pub fn radclient_text(port: u16, kind: &str, secret: &str, attrs: &str) -> String {
     use std::io::Write;
     let mut child = Command::new("radclient")
         .args([
@@ -137,7 +139,7 @@ pub fn radclient_text(port: u16, secret: &str, attrs: &str) -> String {
             "-t",
             "1",
             &format!("127.0.0.1:{port}"),
-            "auth",
+            kind,
             secret,
         ])
         .stdin(Stdio::piped())
