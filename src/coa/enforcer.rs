@@ -106,8 +106,9 @@ impl NasClient {
         NasClient::new(&c.name, c.network, &c.secret, c.coa_port, c.coa_action)
     }
 
-    /// An entry signing with `secret`.
-    pub fn new(
+    /// An entry signing with `secret` (the configuration goes through
+    /// [`NasClient::from_config`]).
+    pub(crate) fn new(
         name: &str,
         network: IpNetwork,
         secret: &Secret,
