@@ -297,6 +297,8 @@ async fn sighup_adds_a_client_refuses_a_bad_config_and_keeps_the_process() {
     let log = node.wait_log("configuration reloaded", 1);
     assert!(log.contains("clients added: ap-b"), "{log}");
     assert!(!log.contains(SECRET_B), "a secret in the log:\n{log}");
+    // the CoA sender takes the new client too: nothing needs a restart
+    assert!(!log.contains("needs a restart"), "{log}");
     let r = answered_within(&node, SECRET_B, mac).await;
     assert_eq!(r.code.as_deref(), Some("Access-Reject"), "{}", r.output);
     assert!(node.alive(), "serve ended");
@@ -333,7 +335,6 @@ async fn sighup_adds_a_client_refuses_a_bad_config_and_keeps_the_process() {
         .replace(&format!("127.0.0.1:{}", node.ports.0), "127.0.0.1:1");
     std::fs::write(&node.config, text).unwrap();
     node.hup();
-    // (adding a client already logged one: the CoA sender keeps its list)
     let log = node.wait_log("radius.auth_listen", 1);
     assert!(
         log.lines()
@@ -743,4 +744,348 @@ async fn an_eap_tls_conversation_goes_on_across_reloads() {
     assert!(sent >= 2, "only {sent} reload(s) during the conversation");
     let log = node.wait_log("configuration reloaded", 2);
     assert!(log.contains("EAP: certificate reloaded"), "{log}");
+}
+
+/// A UDP socket standing in for an access point's dynamic-authorization port (RFC 5176).
+struct FakeNas(tokio::net::UdpSocket);
+
+impl FakeNas {
+    async fn bind() -> FakeNas {
+        FakeNas(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind the NAS socket"),
+        )
+    }
+
+    fn port(&self) -> u16 {
+        self.0.local_addr().expect("addr").port()
+    }
+
+    /// The next datagram, within `limit`.
+    async fn receive(&self, limit: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(limit, self.0.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) => Some((buf[..n].to_vec(), from)),
+            _ => None,
+        }
+    }
+
+    /// A Disconnect-Request for `acct_session_id` must arrive within 10 s, signed with
+    /// `secret` (RFC 5176 §2.3, and its Message-Authenticator) and not with `not_with`; it is
+    /// answered with a Disconnect-ACK signed with `secret`, as the NAS does.
+    async fn acknowledge_disconnect(&self, acct_session_id: &str, secret: &str, not_with: &str) {
+        use poortwachter::radius::crypto::{
+            check_accounting_authenticator, check_request_ma, sign_response, MaCheck,
+        };
+        use poortwachter::radius::dict::{self, code};
+        use poortwachter::radius::{Builder, Packet};
+        let (req, from) = self
+            .receive(Duration::from_secs(10))
+            .await
+            .expect("a Disconnect-Request at the NAS within 10 s");
+        let p = Packet::parse(&req).expect("the request parses");
+        assert_eq!(p.code(), code::DISCONNECT_REQUEST);
+        assert!(check_accounting_authenticator(&p, secret.as_bytes()));
+        assert!(!check_accounting_authenticator(&p, not_with.as_bytes()));
+        assert_eq!(check_request_ma(&p, secret.as_bytes()), MaCheck::Valid);
+        assert_eq!(p.text(dict::ACCT_SESSION_ID), Some(acct_session_id));
+        let (mut ack, off) = Builder::with_message_authenticator(
+            poortwachter::coa::packet::DISCONNECT_ACK,
+            p.identifier(),
+        )
+        .into_unsigned();
+        sign_response(&mut ack, off, &p.authenticator(), secret.as_bytes());
+        self.0.send_to(&ack, from).await.expect("answer");
+    }
+}
+
+/// `GET /api/v1/metrics` with `token`, as Prometheus scrapes it.
+fn scrape(api: u16, token: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("http://127.0.0.1:{api}/api/v1/metrics"),
+        ])
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Scrapes (up to 10 s) until the metrics hold `line`; the last scrape.
+fn scrape_until(api: u16, token: &str, line: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(api, token);
+        if text.lines().any(|l| l == line) || Instant::now() > until {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn helpdesk_token(config: &Path) -> String {
+    let token = cli_json(
+        config,
+        &[
+            "token",
+            "create",
+            "--name",
+            "monitoring",
+            "--scope",
+            "helpdesk",
+        ],
+    );
+    token["token"].as_str().expect("token").to_string()
+}
+
+/// A registered device (owner `username`, staff) for `mac`; its id.
+fn register(config: &Path, username: &str, mac: &str) -> String {
+    cli(
+        config,
+        &[
+            "owner",
+            "add",
+            username,
+            "--name",
+            "Test Owner",
+            "--role",
+            "staff",
+        ],
+    );
+    let device = cli_json(
+        config,
+        &[
+            "device", "register", "--owner", username, "--mac", mac, "--label", "Laptop", "--kind",
+            "laptop",
+        ],
+    );
+    device["id"].as_str().expect("id").to_string()
+}
+
+/// MAB with radclient, then an accounting Start echoing the Class, both with `secret`: the
+/// device is connected, its session open at the server.
+async fn connect(node: &Node, secret: &str, mac: &str, acct_session_id: &str) {
+    let r = answered_within(node, secret, mac).await;
+    assert_eq!(r.code.as_deref(), Some("Access-Accept"), "{}", r.output);
+    let class = r.attr("Class").expect("a Class").to_string();
+    let start = format!(
+        "Acct-Status-Type = Start\nAcct-Session-Id = \"{acct_session_id}\"\nUser-Name = \"{mac}\"\n\
+         Calling-Station-Id = \"{mac}\"\nNAS-IP-Address = 127.0.0.1\nClass = {class}\n"
+    );
+    let acct = SocketAddr::from(([127, 0, 0, 1], node.ports.1));
+    let r = radclient(acct, "acct", secret, &start).await;
+    assert_eq!(
+        r.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        r.output
+    );
+}
+
+/// What the registry recorded for the Disconnect/CoA-Requests of a session.
+async fn coa_results(url: &str, acct_session_id: &str) -> Vec<(String, String, String)> {
+    let pool = sqlx::PgPool::connect(url).await.expect("connect");
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT kind, result, nas_addr FROM coa_requests WHERE acct_session_id = $1 ORDER BY id",
+    )
+    .bind(acct_session_id)
+    .fetch_all(&pool)
+    .await
+    .expect("coa_requests");
+    pool.close().await;
+    rows
+}
+
+/// A client added by a reload gets Disconnect-Requests for its sessions, signed with its
+/// `secret` (not `secret_next`) and sent to its `coa_port`; a second reload that finishes the
+/// rotation and moves the port is used for the next one. No restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_added_by_reload_is_sent_disconnects_with_its_secret_and_port() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let api = free_tcp_port();
+    let extra = format!("[api]\nlisten = \"127.0.0.1:{api}\"");
+    // at start no client covers the loopback source
+    let campus = client(
+        "campus",
+        "10.99.0.0/16",
+        &format!("secret = \"{SECRET_A}\""),
+    );
+    let mut node = Node::start(&db.url, &campus, &extra, &[]);
+    let pid = node.child.id();
+    let token = helpdesk_token(&node.config);
+    let (mac1, mac2) = ("02-00-00-00-0c-01", "02-00-00-00-0c-02");
+    let device1 = register(&node.config, "a.staff", mac1);
+    let device2 = register(&node.config, "b.staff", mac2);
+    let r = mab_with(&node, SECRET_B, mac1).await;
+    assert_eq!(
+        r.code, None,
+        "answered before the client exists: {}",
+        r.output
+    );
+
+    // the access point's client is added by a reload, in the middle of a secret rotation
+    let (nas1, nas2) = (FakeNas::bind().await, FakeNas::bind().await);
+    let ap = |secret_lines: &str, port: u16| {
+        client(
+            "ap-new",
+            "127.0.0.1/32",
+            &format!("{secret_lines}\ncoa_port = {port}"),
+        )
+    };
+    let rotating = format!("secret = \"{SECRET_B}\"\nsecret_next = \"{NEXT}\"");
+    node.rewrite(&format!("{campus}\n{}", ap(&rotating, nas1.port())), &extra);
+    node.hup();
+    let log = node.wait_log("configuration reloaded", 1);
+    assert!(log.contains("clients added: ap-new"), "{log}");
+    connect(&node, SECRET_B, mac1, "sess-reload-1").await;
+
+    // revoked through the CLI: the Disconnect-Request reaches the new client's DAS port
+    cli(
+        &node.config,
+        &["device", "revoke", &device1, "--reason", "stolen"],
+    );
+    nas1.acknowledge_disconnect("sess-reload-1", SECRET_B, NEXT)
+        .await;
+    let metrics = scrape_until(
+        api,
+        &token,
+        "poortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 1",
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "poortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 1"),
+        "{metrics}"
+    );
+    let rows = coa_results(&db.url, "sess-reload-1").await;
+    assert_eq!(
+        rows,
+        [(
+            "disconnect".to_string(),
+            "ack".to_string(),
+            format!("127.0.0.1:{}", nas1.port())
+        )]
+    );
+
+    // the rotation ends (the new secret becomes `secret`) and the DAS port moves: reloaded,
+    // and the next Disconnect-Request uses both
+    node.rewrite(
+        &format!(
+            "{campus}\n{}",
+            ap(&format!("secret = \"{NEXT}\""), nas2.port())
+        ),
+        &extra,
+    );
+    node.hup();
+    let log = node.wait_log("configuration reloaded", 2);
+    assert!(log.contains("changed: ap-new"), "{log}");
+    connect(&node, NEXT, mac2, "sess-reload-2").await;
+    cli(
+        &node.config,
+        &["device", "revoke", &device2, "--reason", "sold"],
+    );
+    nas2.acknowledge_disconnect("sess-reload-2", NEXT, SECRET_B)
+        .await;
+    assert!(
+        nas1.receive(Duration::from_millis(300)).await.is_none(),
+        "a request went to the old port"
+    );
+    let metrics = scrape_until(
+        api,
+        &token,
+        "poortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 2",
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "poortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 2"),
+        "{metrics}"
+    );
+    let rows = coa_results(&db.url, "sess-reload-2").await;
+    assert_eq!(
+        rows,
+        [(
+            "disconnect".to_string(),
+            "ack".to_string(),
+            format!("127.0.0.1:{}", nas2.port())
+        )]
+    );
+    // nothing of this needed a restart, and it is the same process
+    let log = node.log_text();
+    assert!(!log.contains("needs a restart"), "{log}");
+    assert!(node.alive());
+    assert_eq!(node.child.id(), pid);
+}
+
+/// EAP-TLS off at start (no certificate yet): its metrics are there, zero, and after `ca init`
+/// and a reload that turns EAP on they count the engine in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eap_metrics_exist_before_and_after_a_reload_turns_eap_on() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let api = free_tcp_port();
+    let extra = format!("[api]\nlisten = \"127.0.0.1:{api}\"");
+    let c = client("campus", "127.0.0.0/8", &format!("secret = \"{SECRET_A}\""));
+    let node = Node::start(&db.url, &c, &extra, &[]);
+    assert!(
+        !node.log_text().contains("802.1X EAP-TLS enabled"),
+        "{}",
+        node.log_text()
+    );
+    let token = helpdesk_token(&node.config);
+    let metrics = scrape(api, &token);
+    for line in [
+        "poortwachter_eap_conversations 0",
+        "poortwachter_eap_conversations_evicted_total 0",
+        "poortwachter_eap_conversations_expired_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+
+    // the certificate appears, and a reload turns EAP-TLS on
+    cli(&node.config, &["ca", "init"]);
+    node.hup();
+    let log = node.wait_log("configuration reloaded", 1);
+    assert!(log.contains("EAP: enabled"), "{log}");
+
+    // a supplicant's EAP-Response/Identity opens a conversation: answered with a challenge
+    // (EAP-TLS Start), and the gauge counts it
+    let identity = "host/laptop";
+    let eap = format!(
+        "0201{:04x}01{}",
+        5 + identity.len(),
+        identity
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let attrs = format!(
+        "User-Name = \"{identity}\"\nCalling-Station-Id = \"02-00-00-00-0e-01\"\n\
+         Called-Station-Id = \"00-11-22-33-44-55:Werkplek\"\nNAS-Port-Type = Wireless-802.11\n\
+         EAP-Message = 0x{eap}\nMessage-Authenticator = 0x00\n"
+    );
+    let r = radclient(node.auth, "auth", SECRET_A, &attrs).await;
+    assert_eq!(r.code.as_deref(), Some("Access-Challenge"), "{}", r.output);
+    let metrics = scrape_until(api, &token, "poortwachter_eap_conversations 1");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "poortwachter_eap_conversations 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "# TYPE poortwachter_eap_conversations_evicted_total counter"),
+        "{metrics}"
+    );
 }

@@ -12,8 +12,9 @@ use crate::server::stats::Stats;
 pub struct Metrics {
     /// Packet counters.
     pub stats: Arc<Stats>,
-    /// The EAP engine, when EAP-TLS is on.
-    pub eap: Option<Arc<EapServer>>,
+    /// The RADIUS server's EAP engine, looked up at each scrape: its metrics are exported
+    /// from the start, zero while EAP-TLS is off, so that a reload turning it on finds them.
+    pub eap: Option<crate::server::LiveEap>,
     /// The listeners' heartbeats: `/api/v1/health` answers 503 when one has stalled.
     pub liveness: Option<Arc<crate::server::liveness::Liveness>>,
     /// Whether the registry database can be read: `/api/v1/ready` answers 503 "degraded"
@@ -75,8 +76,12 @@ pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
             u8::from(health.is_degraded())
         );
     }
-    if let Some(eap) = &m.eap {
-        let (open, evicted, expired) = eap.conversations();
+    if let Some(live) = &m.eap {
+        // a reload that turns EAP-TLS off and on again starts a new engine: its counters
+        // start again from zero, which Prometheus reads as a counter reset
+        let (open, evicted, expired) = live
+            .engine()
+            .map_or((0, 0, 0), |e: Arc<EapServer>| e.conversations());
         let _ = writeln!(
             out,
             "# HELP poortwachter_eap_conversations Unfinished EAP conversations held."

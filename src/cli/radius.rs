@@ -112,7 +112,7 @@ pub async fn serve(
     }
     let metrics = poortwachter::api::Metrics {
         stats: server.stats(),
-        eap: server.eap_engine(),
+        eap: Some(server.live_eap()),
         liveness: Some(server.liveness()),
         registry: Some(server.store_health()),
         decisions: Some(server.decisions()),

@@ -27,13 +27,14 @@ use super::packet::{
 };
 use crate::activity::{Session, SessionFilter};
 use crate::config::ops::CoaAction;
-use crate::config::Config;
+use crate::config::{ClientConfig, Config};
 use crate::model::{Device, Owner};
 use crate::policy::{self, AuthMethod, Decision, Outcome as PolicyOutcome};
 use crate::radius::crypto::Key;
 use crate::radius::EncodeError;
 use crate::registry::coa::CoaRecord;
 use crate::registry::{NewAuditEntry, Store, StoreError};
+use crate::secret::Secret;
 
 /// The actor of the enforcer's own audit entries and requests.
 pub const ENFORCER_ACTOR: &str = "poortwachter";
@@ -95,6 +96,44 @@ pub struct NasClient {
 }
 
 impl NasClient {
+    /// From its configuration entry. A Disconnect/CoA-Request is signed with the client's
+    /// `secret`, during a rotation too: `secret_next` is only tried on what the NAS sends us
+    /// (its requests, where the first secret failed), and an RFC 5176 request gets no second
+    /// try with another secret. So the access points' dynamic-authorization secret moves when
+    /// the rotation ends (`secret_next` becomes `secret`, reloaded). This is the one place
+    /// that rule is kept: the server and the CLI both build their entries here.
+    pub fn from_config(c: &ClientConfig) -> NasClient {
+        NasClient::new(&c.name, c.network, &c.secret, c.coa_port, c.coa_action)
+    }
+
+    /// An entry signing with `secret` (the configuration goes through
+    /// [`NasClient::from_config`]).
+    pub(crate) fn new(
+        name: &str,
+        network: IpNetwork,
+        secret: &Secret,
+        coa_port: u16,
+        action: CoaAction,
+    ) -> NasClient {
+        NasClient {
+            name: name.to_string(),
+            network,
+            key: Key::new(secret.expose().as_bytes()),
+            coa_port,
+            action,
+        }
+    }
+
+    /// The port its NAS listens on for RFC 5176 requests.
+    pub fn coa_port(&self) -> u16 {
+        self.coa_port
+    }
+
+    /// What it is sent when a session must change.
+    pub fn action(&self) -> CoaAction {
+        self.action
+    }
+
     /// Where the NAS of `session` listens for RFC 5176 requests, port `coa_port`: the first
     /// of its NAS-IP-Address, NAS-IPv6-Address, the source address of its accounting packets
     /// (and, for older rows, the stored NAS address) that lies in the client's network, else
@@ -136,9 +175,25 @@ impl NasClient {
     }
 }
 
-/// Every configured NAS client.
+/// Where a session's client is found by its name (`sessions.nas`), at each request: the
+/// clients in force. `serve` looks in the request path's own clients, which a reload swaps
+/// (`crate::server`); the CLI in the configuration it read ([`NasClients`]).
+pub trait NasDirectory: Send + Sync {
+    /// The client named `name`, if it is configured.
+    fn nas_client(&self, name: &str) -> Option<Arc<NasClient>>;
+}
+
+/// What the enforcer reads from the configuration in force each time it decides: the
+/// clients and the decision rules, so that a reload reaches it as it reaches the request
+/// path.
+pub trait InForce: NasDirectory {
+    /// The decision rules (policy, VLANs, roles).
+    fn rules(&self) -> policy::Rules;
+}
+
+/// The clients of one configuration, as read (for the CLI's `session kick`).
 #[derive(Debug)]
-pub struct NasClients(Vec<NasClient>);
+pub struct NasClients(Vec<Arc<NasClient>>);
 
 impl NasClients {
     /// From the configuration.
@@ -148,20 +203,15 @@ impl NasClients {
                 .radius
                 .clients
                 .iter()
-                .map(|c| NasClient {
-                    name: c.name.clone(),
-                    network: c.network,
-                    key: Key::new(c.secret.expose().as_bytes()),
-                    coa_port: c.coa_port,
-                    action: c.coa_action,
-                })
+                .map(|c| Arc::new(NasClient::from_config(c)))
                 .collect(),
         )
     }
+}
 
-    /// The client a session was reported by.
-    pub fn by_name(&self, name: &str) -> Option<&NasClient> {
-        self.0.iter().find(|c| c.name == name)
+impl NasDirectory for NasClients {
+    fn nas_client(&self, name: &str) -> Option<Arc<NasClient>> {
+        self.0.iter().find(|c| c.name == name).cloned()
     }
 }
 
@@ -310,7 +360,7 @@ pub struct Kick {
 /// the reason returned as the error.
 pub async fn kick(
     store: &dyn Store,
-    clients: &NasClients,
+    clients: &(impl NasDirectory + ?Sized),
     session: &Session,
     what: &Kick,
     retransmit: Retransmit,
@@ -318,7 +368,7 @@ pub async fn kick(
     let sent_at = Utc::now().trunc_subsecs(6);
     let event_time = u32::try_from(sent_at.timestamp()).unwrap_or(u32::MAX);
     let (identity, own_identification) = session_identity(session);
-    let prepared = match clients.by_name(&session.nas) {
+    let prepared = match clients.nas_client(&session.nas) {
         None => Err(KickError::UnknownClient(session.nas.clone())),
         Some(client) => match client.destination(session) {
             None => Err(KickError::NoAddress(session.acct_session_id.clone())),
@@ -463,8 +513,8 @@ struct Kicked {
 /// The background task.
 pub struct Enforcer {
     store: Arc<dyn Store>,
-    rules: policy::Rules,
-    clients: Arc<NasClients>,
+    /// The clients and rules in force, read at each decision (a reload swaps them).
+    in_force: Arc<dyn InForce>,
     retransmit: Retransmit,
     check_interval: Duration,
     kicked: Arc<Mutex<HashMap<i64, Kicked>>>,
@@ -480,15 +530,19 @@ type Subject = Option<Arc<(Device, Owner)>>;
 use crate::sync::lock;
 
 impl Enforcer {
-    /// From the configuration; `None` when `coa.enabled` is off.
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Option<Enforcer> {
+    /// From the configuration's `[coa]`, deciding with the clients and rules `in_force`
+    /// holds at each moment; `None` when `coa.enabled` is off.
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        in_force: Arc<dyn InForce>,
+    ) -> Option<Enforcer> {
         if !config.coa.enabled {
             return None;
         }
         Some(Enforcer {
             store,
-            rules: policy::Rules::from_config(config),
-            clients: Arc::new(NasClients::from_config(config)),
+            in_force,
             retransmit: Retransmit {
                 first_wait: config.coa.timeout.0,
                 retries: config.coa.retries,
@@ -643,6 +697,7 @@ impl Enforcer {
             }
         }
         let mut subjects = HashMap::new();
+        let rules = self.in_force.rules();
         for (device, trigger) in devices {
             let sessions = match self.store.open_sessions_of(device).await {
                 Ok(s) => s,
@@ -652,7 +707,8 @@ impl Enforcer {
                 }
             };
             for s in sessions {
-                self.consider(s, &trigger, &mut subjects, tasks).await;
+                self.consider(s, &trigger, &rules, &mut subjects, tasks)
+                    .await;
             }
         }
         last
@@ -681,8 +737,9 @@ impl Enforcer {
             lock(&self.kicked).retain(|id, _| ids.contains(id));
         }
         let mut subjects = HashMap::new();
+        let rules = self.in_force.rules();
         for s in open {
-            self.consider(s, "periodic check", &mut subjects, tasks)
+            self.consider(s, "periodic check", &rules, &mut subjects, tasks)
                 .await;
         }
     }
@@ -723,6 +780,7 @@ impl Enforcer {
         &self,
         session: Session,
         trigger: &str,
+        rules: &policy::Rules,
         subjects: &mut HashMap<Uuid, Subject>,
         tasks: &mut tokio::task::JoinSet<()>,
     ) {
@@ -753,7 +811,7 @@ impl Enforcer {
             &session,
             subject.as_deref().map(|(d, o)| (d, o)),
             Utc::now(),
-            &self.rules,
+            rules,
         ) else {
             return;
         };
@@ -801,7 +859,7 @@ impl Enforcer {
             );
             // a client no longer configured still gets a Disconnect "sent": kick records the
             // error (coa_requests and the audit log)
-            let (kind, change) = match self.clients.by_name(&session.nas) {
+            let (kind, change) = match self.in_force.nas_client(&session.nas) {
                 Some(client) => client.request_for(&decision),
                 None => (Kind::Disconnect, None),
             };
@@ -812,7 +870,7 @@ impl Enforcer {
                 actor: ENFORCER_ACTOR.to_string(),
             };
             let store = self.store.clone();
-            let clients = self.clients.clone();
+            let clients = self.in_force.clone();
             let table = self.kicked.clone();
             let retransmit = self.retransmit;
             let counts = self.counts.clone();
@@ -825,7 +883,7 @@ impl Enforcer {
                     };
                     counts.count(what.kind, result);
                 };
-                let mut outcome = kick(&*store, &clients, &session, &what, retransmit).await;
+                let mut outcome = kick(&*store, &*clients, &session, &what, retransmit).await;
                 counted(&what, &outcome);
                 // a CoA-NAK for any other reason than "no such session": the NAS cannot move
                 // the session, so end it
@@ -840,7 +898,7 @@ impl Enforcer {
                             reason: format!("{} (CoA-NAK, so Disconnect)", what.reason),
                             actor: what.actor.clone(),
                         };
-                        outcome = kick(&*store, &clients, &session, &fallback, retransmit).await;
+                        outcome = kick(&*store, &*clients, &session, &fallback, retransmit).await;
                         counted(&fallback, &outcome);
                     }
                 }
@@ -977,6 +1035,45 @@ mod tests {
             client("10.1.2.0/24").destination(&s),
             "10.1.2.7:3799".parse().ok()
         );
+    }
+
+    /// During a rotation a request to the NAS is signed with `secret`, never `secret_next`;
+    /// the CLI's clients are looked up by name.
+    #[test]
+    fn requests_are_signed_with_the_primary_secret() {
+        use crate::radius::crypto::check_accounting_authenticator;
+        let config = Config::from_toml(
+            "[database]\nurl = \"sqlite:var/t.db\"\n\
+             [[radius.clients]]\nname = \"ap\"\nnetwork = \"10.1.2.0/24\"\n\
+             secret = \"the-primary-secret-0123\"\nsecret_next = \"the-next-secret-45678\"\n\
+             coa_port = 4799\n\
+             [vlans]\nworkspace = 100\nguest = 200\nquarantine = 666\n",
+            std::path::Path::new("t.toml"),
+            Vec::new(),
+        )
+        .expect("config");
+        let clients = NasClients::from_config(&config);
+        assert!(clients.nas_client("other").is_none());
+        let ap = clients.nas_client("ap").expect("ap");
+        assert_eq!(ap.coa_port(), 4799);
+        let identity = SessionIdentity {
+            acct_session_id: "s1".into(),
+            calling_station_id: None,
+            user_name: None,
+            nas_ip: Some(Ipv4Addr::new(10, 1, 2, 3)),
+            nas_ipv6: None,
+            nas_identifier: None,
+        };
+        let req = build_request(Kind::Disconnect, 7, &identity, None, 1, &ap.key).expect("builds");
+        let p = crate::radius::Packet::parse(&req).expect("parses");
+        assert!(check_accounting_authenticator(
+            &p,
+            "the-primary-secret-0123".as_bytes()
+        ));
+        assert!(!check_accounting_authenticator(
+            &p,
+            "the-next-secret-45678".as_bytes()
+        ));
     }
 
     #[test]

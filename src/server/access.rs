@@ -22,6 +22,7 @@ use ipnetwork::IpNetwork;
 use zeroize::Zeroizing;
 
 use crate::activity::{DecisionAggregate, DecisionRecord, Sighting, AGGREGATE_OTHER_AP};
+use crate::coa::enforcer::NasClient;
 use crate::eap::eaptls::Established;
 use crate::eap::tls::Refusal;
 use crate::eap::{Answer, EapFailure, EapServer, Incoming, Suspended};
@@ -104,6 +105,9 @@ pub struct Client {
     pub mab_require_calling_station: bool,
     /// Its decision counters (`poortwachter_decisions_total`), found by name on first use.
     pub decisions: OnceLock<Arc<ClientDecisions>>,
+    /// The client as a Disconnect/CoA target (its `coa_port`, `coa_action` and the secret
+    /// requests to it are signed with): the enforcer finds it here, so a reload reaches it.
+    pub coa: Arc<NasClient>,
 }
 
 impl Client {
@@ -131,6 +135,7 @@ impl Client {
                 .mab_require_calling_station_id
                 .unwrap_or(radius.mab_require_calling_station_id),
             decisions: OnceLock::new(),
+            coa: Arc::new(NasClient::from_config(c)),
         }
     }
 
@@ -1572,6 +1577,13 @@ mod tests {
             mab: true,
             mab_require_calling_station: require_ma,
             decisions: OnceLock::new(),
+            coa: Arc::new(NasClient::new(
+                name,
+                network.parse().unwrap(),
+                &Secret::new(secret),
+                3799,
+                crate::config::ops::CoaAction::Disconnect,
+            )),
         }
     }
 

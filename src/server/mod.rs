@@ -166,6 +166,33 @@ struct Shared {
     spool: Arc<spool::Spool>,
 }
 
+/// The enforcer's view of the configuration: the request path's own clients and rules, as
+/// the last reload left them (no copy of its own to keep in step).
+impl crate::coa::enforcer::NasDirectory for Shared {
+    fn nas_client(&self, name: &str) -> Option<Arc<crate::coa::enforcer::NasClient>> {
+        let live = self.access.live();
+        let client = live.clients.iter().find(|c| c.name == name)?;
+        Some(client.coa.clone())
+    }
+}
+
+impl crate::coa::enforcer::InForce for Shared {
+    fn rules(&self) -> policy::Rules {
+        self.access.live().rules.clone()
+    }
+}
+
+/// The EAP engine a server has in force, looked up at each use: none while EAP-TLS is off.
+#[derive(Clone)]
+pub struct LiveEap(Arc<Shared>);
+
+impl LiveEap {
+    /// The engine now, if EAP-TLS is on.
+    pub fn engine(&self) -> Option<Arc<crate::eap::EapServer>> {
+        self.0.access.eap()
+    }
+}
+
 /// The running listeners.
 pub struct Server {
     shared: Arc<Shared>,
@@ -217,7 +244,6 @@ impl Server {
                 path: config.node.state_dir.clone(),
                 source: std::io::Error::other(e),
             })??;
-        let enforcer = crate::coa::enforcer::Enforcer::new(config, store.clone());
         let (recorder, writer) = Recorder::start(
             store.clone(),
             stats.clone(),
@@ -267,6 +293,9 @@ impl Server {
             release_memory: std::sync::OnceLock::new(),
             spool: Arc::new(spool),
         });
+        // it decides with the clients and rules the request path has in force
+        let enforcer =
+            crate::coa::enforcer::Enforcer::new(config, shared.store.clone(), shared.clone());
         Ok(Server {
             shared,
             auth,
@@ -305,9 +334,15 @@ impl Server {
         self.coa_counts.clone()
     }
 
-    /// The EAP engine, when EAP-TLS is set up (for its conversation counts).
+    /// The EAP engine now in force, when EAP-TLS is set up.
     pub fn eap_engine(&self) -> Option<Arc<crate::eap::EapServer>> {
         self.shared.access.eap()
+    }
+
+    /// The EAP engine in force at each look (for the metrics, made once at start while a
+    /// reload may turn EAP-TLS on or off).
+    pub fn live_eap(&self) -> LiveEap {
+        LiveEap(self.shared.clone())
     }
 
     /// The listeners' heartbeats (for the health endpoint).
