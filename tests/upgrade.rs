@@ -134,12 +134,19 @@ fn build_newer() -> PathBuf {
         }
     }
 
-    let seeded = seed_target(warm, &target.join("debug"));
+    // the profile the tests were built with, so that the seed is of use
+    let profile = warm.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+    let seeded = seed_target(warm, &target.join(profile));
     let started = Instant::now();
     let mut cargo = Command::new(env!("CARGO"));
     cargo
         .args(["build", "--locked", "--offline", "--bin", "poortwachter"])
         .args(["--example", "upgrade_unify"])
+        // the `dev` profile's directory is `debug`; the others are named as their profile
+        .args([
+            "--profile",
+            if profile == "debug" { "dev" } else { profile },
+        ])
         .current_dir(&source)
         .env("CARGO_TARGET_DIR", &target)
         .env("CARGO_INCREMENTAL", "0")
@@ -172,7 +179,7 @@ fn build_newer() -> PathBuf {
         started.elapsed().as_secs_f64(),
         warm.display()
     );
-    let bin = target.join("debug/poortwachter");
+    let bin = target.join(profile).join("poortwachter");
     assert!(bin.is_file(), "{} missing:\n{err}", bin.display());
     bin
 }
@@ -551,6 +558,10 @@ const ACCEPT_100: (&str, Option<&str>) = ("Access-Accept", Some("100"));
 const QUARANTINE: (&str, Option<&str>) = ("Access-Accept", Some("666"));
 const REJECT: (&str, Option<&str>) = ("Access-Reject", None);
 
+fn owned((code, vlan): (&str, Option<&str>)) -> (String, Option<String>) {
+    (code.to_string(), vlan.map(str::to_string))
+}
+
 /// An owner and compliant devices, through `node`'s command line.
 fn seed(node: &Node, owner: &str, macs: &[&str]) {
     node.ok(&[
@@ -678,10 +689,7 @@ async fn an_older_and_a_newer_node_side_by_side_on_one_schema() {
 
     // rollback: the newer node goes, the older keeps answering
     newer.stop();
-    assert_eq!(
-        older.mab(macs[0]).await,
-        (ACCEPT_100.0.into(), Some("100".into()))
-    );
+    assert_eq!(older.mab(macs[0]).await, owned(ACCEPT_100));
     // it started on its own schema: nothing to warn about then
     assert!(
         !older.logged("newer than this binary"),
@@ -769,10 +777,7 @@ async fn the_runtime_role_returns_from_its_snapshot() {
     pg.stop_immediate();
     node.start().await;
     assert!(node.logged("UNREACHABLE"), "{}", node.log_text());
-    assert_eq!(
-        node.mab(known).await,
-        (ACCEPT_100.0.into(), Some("100".into()))
-    );
+    assert_eq!(node.mab(known).await, owned(ACCEPT_100));
     assert_eq!(
         node.mab(late).await.0,
         "Access-Reject",
@@ -811,10 +816,7 @@ async fn the_runtime_role_returns_from_its_snapshot() {
     assert!(!since.contains("no longer degraded"), "{since}");
     let (status, body) = node.ready().await;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(
-        node.mab(known).await,
-        (ACCEPT_100.0.into(), Some("100".into()))
-    );
+    assert_eq!(node.mab(known).await, owned(ACCEPT_100));
     // registered with the older command line while the node is degraded
     let older_cli = Node::new("older cli", Path::new(OLDER), &url("poortwachter"), "");
     register(&older_cli, "r.runtime", while_degraded);
