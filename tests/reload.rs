@@ -1089,3 +1089,59 @@ async fn eap_metrics_exist_before_and_after_a_reload_turns_eap_on() {
         "{metrics}"
     );
 }
+
+/// A reload that changes the policy re-decides the open sessions at once, not at the next
+/// periodic check (`coa.check_interval`, 60 s): a device admitted into quarantine under
+/// `not_compliant = "quarantine"` is disconnected when the reload says "reject".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_the_policy_re_decides_open_sessions() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let nas = FakeNas::bind().await;
+    let ap = client(
+        "ap",
+        "127.0.0.1/32",
+        &format!("secret = \"{SECRET_A}\"\ncoa_port = {}", nas.port()),
+    );
+    let mut node = Node::start(&db.url, &ap, "", &[]);
+    let mac = "02-00-00-00-0d-01";
+    // registered, its compliance never checked: quarantine
+    register(&node.config, "c.staff", mac);
+    let r = answered_within(&node, SECRET_A, mac).await;
+    assert_eq!(
+        r.attr("Tunnel-Private-Group-Id"),
+        Some("666"),
+        "{}",
+        r.output
+    );
+    connect(&node, SECRET_A, mac, "sess-policy-1").await;
+    assert!(
+        nas.receive(Duration::from_millis(500)).await.is_none(),
+        "a request before any change"
+    );
+
+    let started = Instant::now();
+    node.rewrite(&ap, "[policy]\nnot_compliant = \"reject\"\n");
+    node.hup();
+    let log = node.wait_log("configuration reloaded", 1);
+    assert!(log.contains("rules changed: policy"), "{log}");
+    nas.acknowledge_disconnect("sess-policy-1", SECRET_A, SECRET_B)
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the Disconnect came {:?} after the reload",
+        started.elapsed()
+    );
+    let rows = coa_results(&db.url, "sess-policy-1").await;
+    assert_eq!(
+        rows,
+        [(
+            "disconnect".to_string(),
+            "ack".to_string(),
+            format!("127.0.0.1:{}", nas.port())
+        )]
+    );
+    // and the device is refused from now on
+    let r = mab_with(&node, SECRET_A, mac).await;
+    assert_eq!(r.code.as_deref(), Some("Access-Reject"), "{}", r.output);
+    assert!(node.alive());
+}

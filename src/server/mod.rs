@@ -160,6 +160,12 @@ struct Shared {
     /// `database.migrate_on_start`: whether this node may change the schema (a runtime role
     /// without DDL rights may not) when the database returns after a start from the snapshot.
     migrate_on_start: bool,
+    /// When the schema failure of a return from the snapshot was last logged, and how many
+    /// tries failed since: the probe retries every second, the log hears of it once a minute.
+    schema_failure_logged: std::sync::Mutex<Option<(Instant, u64)>>,
+    /// What wakes the enforcer: registry changes, a return from an outage, a reload that
+    /// changed the rules.
+    signals: Arc<Signals>,
     /// Gives freed memory back to the OS (set by the binary: the library has no unsafe code).
     release_memory: std::sync::OnceLock<fn()>,
     /// Accounting waiting for the registry database.
@@ -290,6 +296,8 @@ impl Server {
             no_grace: config.cache.stale_grace.0.is_zero(),
             migrate_pending: AtomicBool::new(false),
             migrate_on_start: config.database.migrate_on_start,
+            schema_failure_logged: std::sync::Mutex::new(None),
+            signals: Arc::new(Signals::default()),
             release_memory: std::sync::OnceLock::new(),
             spool: Arc::new(spool),
         });
@@ -427,7 +435,7 @@ impl Server {
             }
         }
         // every registry change wakes the enforcer too
-        let signals = Arc::new(Signals::default());
+        let signals = self.shared.signals.clone();
         let watcher = tokio::spawn(watch_registry(
             self.shared.clone(),
             self.poll_interval,
@@ -987,8 +995,9 @@ async fn load_by_certificate(
 struct Signals {
     /// The registry changed (the enforcer follows the audit log).
     changed: Arc<Notify>,
-    /// The registry answers again after an outage, or this node became the enforcer: every
-    /// open session is re-decided (those admitted while degraded included).
+    /// The registry answers again after an outage, this node became the enforcer, or a
+    /// reload changed the policy, VLANs or roles: every open session is re-decided (those
+    /// admitted while degraded included).
     recheck: Arc<Notify>,
 }
 
@@ -1131,12 +1140,42 @@ async fn recover(shared: &Shared) -> bool {
         match checked {
             Ok(()) => {
                 shared.migrate_pending.store(false, Ordering::Release);
+                *shared
+                    .schema_failure_logged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::info!(
                     "registry schema checked (and migrated, with database.migrate_on_start) after the start from the snapshot"
                 );
             }
             Err(e) => {
-                tracing::error!(error = %e, "the registry answers but its schema cannot be used (migration or check failed); still degraded");
+                // the guard lives only for this bookkeeping, never across an await
+                let failed_since = {
+                    let now = Instant::now();
+                    let mut last = shared
+                        .schema_failure_logged
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    match *last {
+                        Some((at, ref mut n))
+                            if now.duration_since(at) < SCHEMA_FAILURE_LOG_EVERY =>
+                        {
+                            *n += 1;
+                            None
+                        }
+                        Some((_, n)) => {
+                            *last = Some((now, 0));
+                            Some(n)
+                        }
+                        None => {
+                            *last = Some((now, 0));
+                            Some(0)
+                        }
+                    }
+                };
+                if let Some(not_logged) = failed_since {
+                    tracing::error!(error = %e, failed_since_last_line = not_logged, "the registry answers but its schema cannot be used (migration or check failed); still degraded");
+                }
                 return false;
             }
         }
@@ -1152,6 +1191,9 @@ async fn recover(shared: &Shared) -> bool {
     }
     true
 }
+
+/// How often a schema that keeps a returning node degraded is logged again.
+const SCHEMA_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// How often freed memory is given back to the OS.
 pub const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(10);

@@ -115,6 +115,12 @@ impl Reloader {
         };
         self.shared.access.replace(clients, rules, eap);
         *lock(&self.current) = new;
+        if !changes.rules_changed.is_empty() {
+            // sessions admitted under the old rules are decided again under the new ones
+            // (and disconnected or moved where the answer changed), not at the next periodic
+            // check
+            self.shared.signals.recheck.notify_one();
+        }
         Ok(changes)
     }
 }
