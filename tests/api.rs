@@ -145,6 +145,7 @@ impl Env {
             registry: None,
             decisions: None,
             coa: None,
+            config: None,
         };
         let api =
             Api::serve_with(Arc::new(config), registry.clone(), listener, Some(metrics)).unwrap();

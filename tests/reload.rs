@@ -1145,3 +1145,49 @@ async fn a_reload_that_changes_the_policy_re_decides_open_sessions() {
     assert_eq!(r.code.as_deref(), Some("Access-Reject"), "{}", r.output);
     assert!(node.alive());
 }
+
+/// `eap.enabled = false` at start: no server certificate gauge (EAP-TLS is off, its
+/// certificate is not a dependency); a reload with EAP-TLS on brings the gauge of the
+/// certificate now served, as the daily expiry log follows the configuration in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_certificate_gauge_follows_a_reload_that_turns_eap_on() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let api = free_tcp_port();
+    let extra = format!("[api]\nlisten = \"127.0.0.1:{api}\"");
+    let c = client("campus", "127.0.0.0/8", &format!("secret = \"{SECRET_A}\""));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (auth, acct) = (free_udp_port(), free_udp_port());
+    let config = dir.path().join("poortwachter.toml");
+    let on = config_text(&db.url, dir.path(), auth, acct, &c, &extra);
+    let off = on.replace("[eap]\n", "[eap]\nenabled = false\n");
+    assert_ne!(on, off);
+    std::fs::write(&config, &off).expect("write config");
+    cli(&config, &["migrate"]);
+    cli(&config, &["ca", "init"]);
+    let node = Node::spawn(dir, config, &db.url, (auth, acct), &[]);
+    let token = helpdesk_token(&node.config);
+    let gauge = "poortwachter_certificate_expiry_seconds{kind=\"server\"";
+    let metrics = scrape(api, &token);
+    assert!(
+        metrics.contains("poortwachter_certificate_expiry_seconds{kind=\"ca\""),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(gauge), "EAP-TLS is off:\n{metrics}");
+
+    std::fs::write(&node.config, &on).expect("rewrite config");
+    node.hup();
+    let log = node.wait_log("configuration reloaded", 1);
+    assert!(log.contains("EAP: enabled"), "{log}");
+    let metrics = scrape(api, &token);
+    let seconds: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with(gauge))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no server certificate gauge after the reload:\n{metrics}"));
+    // `ca init` made it for server_cert_lifetime (730 days by default)
+    assert!(
+        seconds > 700.0 * 86_400.0 && seconds <= 731.0 * 86_400.0,
+        "{seconds}"
+    );
+}

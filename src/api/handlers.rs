@@ -151,7 +151,10 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError
         ));
     };
     let mut text = super::metrics::render(m, Some(&state.conns));
-    let config = state.config.clone();
+    let config = match &m.config {
+        Some(in_force) => in_force.load_full(),
+        None => state.config.clone(),
+    };
     // a few small files read off the runtime
     let (judged, unreadable) = tokio::task::spawn_blocking(move || {
         crate::pki::check_certificates(&config, chrono::Utc::now())

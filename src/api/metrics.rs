@@ -24,6 +24,9 @@ pub struct Metrics {
     pub decisions: Option<Arc<crate::server::labelled::DecisionCounters>>,
     /// Disconnect/CoA results.
     pub coa: Option<Arc<crate::coa::counters::CoaCounters>>,
+    /// The configuration in force, reloads included: the certificate expiry gauges read the
+    /// files it names (`None`: the API's own configuration).
+    pub config: Option<Arc<arc_swap::ArcSwap<crate::config::Config>>>,
 }
 
 /// The exposition text (format 0.0.4): one counter per packet counter, named
@@ -197,6 +200,7 @@ mod tests {
                     "ap-1",
                 ]))),
                 coa: Some(Arc::new(Default::default())),
+                config: None,
             },
             Some(&api),
         );

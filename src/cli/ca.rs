@@ -3,6 +3,7 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
@@ -530,17 +531,17 @@ impl CertificateReport {
 
 /// Logs the certificates' expiry state ([`pki::log_expiry`]) now and then every day while
 /// `serve` runs; the task ends when the guard is dropped.
-pub fn watch_expiry(config: &Config) -> ExpiryWatch {
+pub fn watch_expiry(in_force: Arc<arc_swap::ArcSwap<Config>>) -> ExpiryWatch {
     // the first time before anything listens: in the log before the service is up
-    pki::log_expiry(config, chrono::Utc::now());
-    let config = config.clone();
+    pki::log_expiry(&in_force.load(), chrono::Utc::now());
     ExpiryWatch(tokio::spawn(async move {
         let day = std::time::Duration::from_secs(86_400);
         let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
         daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             daily.tick().await;
-            let config = config.clone();
+            // the files of the configuration in force (a reload may have changed them)
+            let config = in_force.load_full();
             let _ =
                 tokio::task::spawn_blocking(move || pki::log_expiry(&config, chrono::Utc::now()))
                     .await;

@@ -96,15 +96,16 @@ pub async fn serve(
 ) -> Result<()> {
     warn_placeholder_secrets(config);
     let server = Server::bind(config, store.clone()).await?;
-    // certificate expiry in the log: at start and daily
-    let _expiry = super::ca::watch_expiry(config);
+    let reloader = Arc::new(server.reloader(config));
+    // certificate expiry in the log: at start and daily, of the configuration in force
+    let _expiry = super::ca::watch_expiry(reloader.in_force());
     // installed before serving: SIGHUP's default action would end the process
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
     let reloads = tokio::spawn(reload_on_hangup(
         hangup,
         path.to_path_buf(),
-        Arc::new(server.reloader(config)),
+        reloader.clone(),
     ));
     server.release_memory_with(crate::release_memory);
     if let Some((snap, why)) = from_snapshot {
@@ -117,6 +118,7 @@ pub async fn serve(
         registry: Some(server.store_health()),
         decisions: Some(server.decisions()),
         coa: Some(server.coa_counters()),
+        config: Some(reloader.in_force()),
     };
     let api = poortwachter::api::spawn(config, store, Some(metrics)).await?;
     let asked = Arc::new(tokio::sync::Notify::new());

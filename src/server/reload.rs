@@ -9,11 +9,10 @@
 //! conversations go on (the engine stays; new handshakes use the new certificate), and a
 //! request in progress finishes with the client entry it came in with.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::config::{ClientConfig, Config};
 use crate::policy;
-use crate::sync::lock;
 
 use super::access::Client;
 use super::{eap, Shared};
@@ -51,8 +50,9 @@ pub struct Reloader {
     shared: Arc<Shared>,
     /// What the process was started with: keys that need a restart are compared to it.
     started: Config,
-    /// What is in force now.
-    current: Mutex<Config>,
+    /// What is in force now; shared with what reads the configuration of the moment (the
+    /// certificate expiry gauges and the daily expiry log).
+    current: Arc<arc_swap::ArcSwap<Config>>,
 }
 
 impl super::Server {
@@ -62,12 +62,17 @@ impl super::Server {
         Reloader {
             shared: self.shared.clone(),
             started: config.clone(),
-            current: Mutex::new(config.clone()),
+            current: Arc::new(arc_swap::ArcSwap::from_pointee(config.clone())),
         }
     }
 }
 
 impl Reloader {
+    /// The configuration in force, updated by every reload that is applied.
+    pub fn in_force(&self) -> Arc<arc_swap::ArcSwap<Config>> {
+        self.current.clone()
+    }
+
     /// Validates `new` (the EAP files read again) and puts what can change at run time in
     /// force; on an error nothing changes.
     pub fn apply(&self, new: Config) -> Result<Changes, ReloadError> {
@@ -81,7 +86,9 @@ impl Reloader {
             .collect();
         let rules = policy::Rules::from_config(&new);
 
-        let old = lock(&self.current).clone();
+        // one reload at a time (the SIGHUP task): nothing stores between this load and the
+        // store below
+        let old = self.current.load_full();
         let mut changes = diff(&old, &new);
         changes.needs_restart = needs_restart(&self.started, &new);
 
@@ -114,7 +121,7 @@ impl Reloader {
             }
         };
         self.shared.access.replace(clients, rules, eap);
-        *lock(&self.current) = new;
+        self.current.store(Arc::new(new));
         if !changes.rules_changed.is_empty() {
             // sessions admitted under the old rules are decided again under the new ones
             // (and disconnected or moved where the answer changed), not at the next periodic
