@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::serving::{free_tcp_port, free_udp_port};
 use support::{radclient, Backend, Reply, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poortwachter");
@@ -17,20 +18,6 @@ const SECRET_A: &str = "campus-secret-0123456789";
 const SECRET_B: &str = "ap-b-secret-9876543210";
 const NEXT: &str = "campus-next-secret-24680";
 const WRONG: &str = "wrong-secret-1357913579";
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn mab(mac: &str) -> String {
     format!(

@@ -40,6 +40,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use support::serving::{free_tcp_port, free_udp_port};
 use support::{Backend, PgServer, Reply, TestDb};
 
 /// The older binary: this test's own.
@@ -265,20 +266,6 @@ fn seed_target(warm: &Path, to: &Path) -> usize {
 // Nodes
 // ---------------------------------------------------------------------------------------------
 
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    }
-}
-
 /// One node: a binary, its config (own ports, own state directory) and, while it serves,
 /// its process and log.
 struct Node {
@@ -296,10 +283,10 @@ impl Node {
     /// `database` is added to the `[database]` table.
     fn new(name: &'static str, bin: &Path, url: &str, database: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
-        let auth: SocketAddr = format!("127.0.0.1:{}", free_port(true))
+        let auth: SocketAddr = format!("127.0.0.1:{}", free_udp_port())
             .parse()
             .expect("addr");
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port(false))
+        let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
             .parse()
             .expect("addr");
         let text = format!(
@@ -330,7 +317,7 @@ listen = "{api}"
 state_dir = "{state}"
 snapshot_interval = "10s"
 "#,
-            acct = free_port(true),
+            acct = free_udp_port(),
             state = dir.path().join("state").display(),
         );
         std::fs::write(dir.path().join("poortwachter.toml"), text).expect("config");
