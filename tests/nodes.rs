@@ -20,11 +20,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -32,7 +30,7 @@ use poortwachter::radius::crypto::{check_request_ma, sign_response, MaCheck};
 use poortwachter::radius::dict::{self, code};
 use poortwachter::radius::{Builder, Packet};
 use poortwachter::registry::{Change, DeviceRef, Registry, Rules};
-use support::serving::{free_tcp_port, free_udp_port};
+use support::serving::{free_tcp_port, free_udp_port, ServeProcess};
 use support::{PgServer, Reply};
 use tokio::net::UdpSocket;
 
@@ -55,9 +53,8 @@ struct Node {
     acct: SocketAddr,
     api: SocketAddr,
     dir: tempfile::TempDir,
-    child: Option<Child>,
-    /// What the process wrote to stderr, line by line.
-    log: Arc<Mutex<Vec<String>>>,
+    /// Its `serve`, with everything it wrote over every start.
+    process: ServeProcess,
 }
 
 impl Node {
@@ -121,8 +118,7 @@ snapshot_interval = "10s"
             acct,
             api,
             dir,
-            child: None,
-            log: Arc::new(Mutex::new(Vec::new())),
+            process: ServeProcess::new(name),
         }
     }
 
@@ -147,92 +143,25 @@ snapshot_interval = "10s"
         for (k, v) in envs {
             c.env(k, v);
         }
-        let mut child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        self.child = Some(child);
-        let start = Instant::now();
-        loop {
-            let r = support::radclient(
-                self.auth,
-                "status",
-                SECRET,
-                "Message-Authenticator = 0x00\n",
-            )
-            .await;
-            if r.code.is_some() {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("{} exited with {status}:\n{}", self.name, self.log_text());
-            }
-            assert!(
-                start.elapsed() < limit,
-                "{} did not answer within {limit:?}:\n{}",
-                self.name,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.process.start(c, self.auth, SECRET, limit).await;
     }
 
     fn log_text(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join("\n")
+        self.process.log_text()
     }
 
     fn logged(&self, needle: &str) -> bool {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|l| l.contains(needle))
+        self.process.logged(needle)
     }
 
     /// SIGTERM and wait (bounded by the service's own stop bound).
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // the process we started, by its PID
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(40);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("{} did not stop within 40 s", self.name);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        self.process.stop();
     }
 
     /// SIGKILL: the node dies.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     async fn mab(&self, mac: &str) -> Reply {
@@ -291,12 +220,6 @@ snapshot_interval = "10s"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -33,14 +33,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use support::serving::{free_tcp_port, free_udp_port};
+use support::serving::{free_tcp_port, free_udp_port, ServeProcess};
 use support::{Backend, PgServer, Reply, TestDb};
 
 /// The older binary: this test's own.
@@ -274,9 +273,8 @@ struct Node {
     auth: SocketAddr,
     api: SocketAddr,
     dir: tempfile::TempDir,
-    child: Option<Child>,
-    /// What `serve` wrote to stderr, line by line, over every start.
-    log: Arc<Mutex<Vec<String>>>,
+    /// Its `serve`, with what it wrote to stderr over every start.
+    process: ServeProcess,
 }
 
 impl Node {
@@ -327,8 +325,7 @@ snapshot_interval = "10s"
             auth,
             api,
             dir,
-            child: None,
-            log: Arc::new(Mutex::new(Vec::new())),
+            process: ServeProcess::new(name),
         }
     }
 
@@ -362,100 +359,29 @@ snapshot_interval = "10s"
 
     /// Starts `serve`; returns once it answers Status-Server (panics after 30 s).
     async fn start(&mut self) {
-        let mut child = self
-            .command(&["serve"])
-            .env("RUST_LOG", "info,sqlx=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        self.child = Some(child);
-        let start = Instant::now();
-        loop {
-            let r = support::radclient(
-                self.auth,
-                "status",
-                SECRET,
-                "Message-Authenticator = 0x00\n",
-            )
+        let mut c = self.command(&["serve"]);
+        c.env("RUST_LOG", "info,sqlx=warn");
+        self.process
+            .start(c, self.auth, SECRET, Duration::from_secs(30))
             .await;
-            if r.code.is_some() {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                panic!("{} exited with {status}:\n{}", self.name, self.log_text());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{} did not answer within 30 s:\n{}",
-                self.name,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     fn log_text(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join("\n")
+        self.process.log_text()
     }
 
     fn logged(&self, needle: &str) -> bool {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|l| l.contains(needle))
+        self.process.logged(needle)
     }
 
     /// Waits until a log line holds `needle` (panics after `limit`).
     async fn wait_logged(&self, needle: &str, limit: Duration) {
-        let start = Instant::now();
-        while !self.logged(needle) {
-            assert!(
-                start.elapsed() < limit,
-                "{}: no `{needle}` in the log within {limit:?}:\n{}",
-                self.name,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.process.wait_logged(needle, limit).await;
     }
 
     /// SIGTERM to the process we started, by its PID; waits (bounded) for the end.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(40);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("{} did not stop within 40 s", self.name);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        self.process.stop();
     }
 
     /// MAB for `mac`: the reply code and VLAN radclient printed.
@@ -516,15 +442,6 @@ snapshot_interval = "10s"
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

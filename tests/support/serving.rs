@@ -183,3 +183,138 @@ pub fn verdict(printed: &str) -> (String, Option<String>) {
         .map(|(_, v)| v.trim().trim_matches('"').to_string());
     (code, vlan)
 }
+
+/// A `serve` process of a node that a test starts, stops, kills and starts again, its stderr
+/// kept line by line over every start (a node's whole story, for assertions and failure
+/// messages). Ready once it answers Status-Server. Killed (SIGKILL) on drop.
+pub struct ServeProcess {
+    name: String,
+    child: Option<Child>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServeProcess {
+    pub fn new(name: &str) -> ServeProcess {
+        ServeProcess {
+            name: name.to_string(),
+            child: None,
+            log: Default::default(),
+        }
+    }
+
+    /// Starts `command` (a `serve`, stderr taken here) and returns once it answers
+    /// Status-Server on `auth` signed with `secret`; panics if it ends or after `limit`.
+    pub async fn start(
+        &mut self,
+        mut command: Command,
+        auth: std::net::SocketAddr,
+        secret: &str,
+        limit: Duration,
+    ) {
+        use std::io::{BufRead, BufReader};
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            let r =
+                super::radclient(auth, "status", secret, "Message-Authenticator = 0x00\n").await;
+            if r.code.is_some() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                panic!("{} exited with {status}:\n{}", self.name, self.log_text());
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{} did not answer within {limit:?}:\n{}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Everything it wrote to stderr, over every start.
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+
+    /// Whether a line holds `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    /// Waits until a line holds `needle` (panics after `limit`).
+    pub async fn wait_logged(&self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.logged(needle) {
+            assert!(
+                start.elapsed() < limit,
+                "{}: no `{needle}` in the log within {limit:?}:\n{}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM to the process we started, by its PID; waits for its end within the service's
+    /// own stop bound (panics past 40 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{} did not stop within 40 s", self.name);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// SIGKILL: the node dies.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
