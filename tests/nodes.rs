@@ -30,7 +30,7 @@ use poortwachter::radius::crypto::{check_request_ma, sign_response, MaCheck};
 use poortwachter::radius::dict::{self, code};
 use poortwachter::radius::{Builder, Packet};
 use poortwachter::registry::{Change, DeviceRef, Registry, Rules};
-use support::serving::{free_tcp_port, free_udp_port, ServeProcess};
+use support::serving::{api_ready, free_tcp_port, free_udp_port, ServeProcess};
 use support::{PgServer, Reply};
 use tokio::net::UdpSocket;
 
@@ -192,17 +192,7 @@ snapshot_interval = "10s"
 
     /// `GET /api/v1/ready`: the status code and body.
     async fn ready(&self) -> (u16, String) {
-        let out = tokio::process::Command::new("curl")
-            .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}"])
-            .arg(format!("http://{}/api/v1/ready", self.api))
-            .output()
-            .await
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        match text.rsplit_once('\n') {
-            Some((body, status)) => (status.trim().parse().unwrap_or(0), body.to_string()),
-            None => (0, text),
-        }
+        api_ready(self.api).await
     }
 
     async fn wait_ready(&self, limit: Duration) -> Duration {

@@ -39,7 +39,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use support::serving::{free_tcp_port, free_udp_port, ServeProcess};
+use support::serving::{api_ready, free_tcp_port, free_udp_port, ServeProcess};
 use support::{Backend, PgServer, Reply, TestDb};
 
 /// The older binary: this test's own.
@@ -414,17 +414,7 @@ snapshot_interval = "10s"
 
     /// `GET /api/v1/ready`: the status code and body.
     async fn ready(&self) -> (u16, String) {
-        let out = tokio::process::Command::new("curl")
-            .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}"])
-            .arg(format!("http://{}/api/v1/ready", self.api))
-            .output()
-            .await
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        match text.rsplit_once('\n') {
-            Some((body, status)) => (status.trim().parse().unwrap_or(0), body.to_string()),
-            None => (0, text),
-        }
+        api_ready(self.api).await
     }
 
     /// Waits for `GET /api/v1/ready` 200 (panics after `limit`); how long it took.

@@ -318,3 +318,19 @@ impl Drop for ServeProcess {
         self.kill();
     }
 }
+
+/// `GET /api/v1/ready` of a plain-HTTP API on `api` with curl: the status code (0 when none
+/// came) and the body.
+pub async fn api_ready(api: std::net::SocketAddr) -> (u16, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}"])
+        .arg(format!("http://{api}/api/v1/ready"))
+        .output()
+        .await
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    match text.rsplit_once('\n') {
+        Some((body, status)) => (status.trim().parse().unwrap_or(0), body.to_string()),
+        None => (0, text),
+    }
+}
