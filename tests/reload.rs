@@ -879,16 +879,25 @@ async fn connect(node: &Node, secret: &str, mac: &str, acct_session_id: &str) {
     );
 }
 
-/// What the registry recorded for the Disconnect/CoA-Requests of a session.
+/// What the registry recorded for the Disconnect/CoA-Requests of a session. The enforcer
+/// writes a request's row once its answer is in, after the NAS has sent it: read until there
+/// is one (at most 10 s).
 async fn coa_results(url: &str, acct_session_id: &str) -> Vec<(String, String, String)> {
     let pool = sqlx::PgPool::connect(url).await.expect("connect");
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT kind, result, nas_addr FROM coa_requests WHERE acct_session_id = $1 ORDER BY id",
-    )
-    .bind(acct_session_id)
-    .fetch_all(&pool)
-    .await
-    .expect("coa_requests");
+    let until = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT kind, result, nas_addr FROM coa_requests WHERE acct_session_id = $1 ORDER BY id",
+        )
+        .bind(acct_session_id)
+        .fetch_all(&pool)
+        .await
+        .expect("coa_requests");
+        if !rows.is_empty() || Instant::now() > until {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     pool.close().await;
     rows
 }
