@@ -224,7 +224,6 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
                 .await?;
             let history = ctx
                 .registry
-                .store()
                 .audit(&AuditFilter {
                     target_id: Some(device.id.to_string()),
                     actor: None,
