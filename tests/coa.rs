@@ -267,6 +267,7 @@ async fn expect_audit(rig: &Rig, device: uuid::Uuid, action: &str) {
                 target_id: Some(device.to_string()),
                 actor: None,
                 limit: Some(20),
+                offset: 0,
             })
             .await
             .expect("audit");
@@ -766,6 +767,7 @@ both_stores!(
                     target_id: Some(target.to_string()),
                     actor: None,
                     limit: Some(50),
+                    offset: 0,
                 })
                 .await
                 .expect("audit");
@@ -980,6 +982,7 @@ both_stores!(
                 target_id: Some(format!("session {}", session.id)),
                 actor: None,
                 limit: Some(5),
+                offset: 0,
             })
             .await
             .expect("audit");

@@ -710,14 +710,12 @@ pub async fn audit(
     // one more than asked: whether there is a next page
     let mut found = state
         .registry
-        .audit_page(
-            &AuditFilter {
-                target_id: q.target,
-                actor: q.by,
-                limit: Some(limit + 1),
-            },
-            q.offset,
-        )
+        .audit(&AuditFilter {
+            target_id: q.target,
+            actor: q.by,
+            limit: Some(limit + 1),
+            offset: q.offset,
+        })
         .await?;
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);

@@ -228,6 +228,7 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
                     target_id: Some(device.id.to_string()),
                     actor: None,
                     limit: Some(20),
+                    offset: 0,
                 })
                 .await?;
             if ctx.json {

@@ -211,6 +211,7 @@ pub async fn run(args: Args) -> Result<()> {
                     target_id: target,
                     actor: by,
                     limit: Some(limit),
+                    offset: 0,
                 })
                 .await?;
             if ctx.json {

@@ -5,7 +5,6 @@
 //! writes nothing.
 
 mod activity_sql;
-pub mod api_reads;
 pub mod coa;
 mod postgres;
 pub mod posture;

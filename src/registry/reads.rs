@@ -44,18 +44,9 @@ impl Registry {
         Ok(self.store.certificates(device_id).await?)
     }
 
-    /// Audit entries, newest first (`limit` default 50).
+    /// Audit entries, newest first, a page as the filter says (`limit` default 50).
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, RegistryError> {
         Ok(self.store.audit(filter).await?)
-    }
-
-    /// Audit entries as [`Registry::audit`] reads them, skipping the first `offset`: a page.
-    pub async fn audit_page(
-        &self,
-        filter: &AuditFilter,
-        offset: u64,
-    ) -> Result<Vec<AuditEntry>, RegistryError> {
-        Ok(self.store.audit_page(filter, offset).await?)
     }
 
     /// The RADIUS server's decisions, newest first.

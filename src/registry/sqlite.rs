@@ -296,11 +296,12 @@ impl Store for SqliteStore {
             "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
              WHERE ($1 IS NULL OR target_id = $1) \
                AND ($2 IS NULL OR actor = $2 OR substr(actor, 1, length($2) + 6) = $2 || ' (os: ') \
-             ORDER BY id DESC LIMIT $3",
+             ORDER BY id DESC LIMIT $3 OFFSET $4",
         )
         .bind(filter.target_id.as_deref())
         .bind(filter.actor.as_deref())
         .bind(i64::from(filter.limit.unwrap_or(50)))
+        .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         found.iter().map(rows::audit_entry).collect()
