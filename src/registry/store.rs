@@ -229,11 +229,6 @@ pub trait ActivityStore: Send + Sync + 'static {
     async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;
     /// A number that grows with every registry change (the newest audit entry's id).
     async fn change_marker(&self) -> Result<i64, StoreError>;
-    /// Change notifications pushed by the database, where it can (PostgreSQL); `None` means
-    /// poll [`ActivityStore::change_marker`].
-    async fn watch_changes(&self) -> Result<Option<ChangeWatch>, StoreError> {
-        Ok(None)
-    }
 }
 
 /// A storage backend: reads outside transactions, and [`StoreTx`] for changes.
@@ -253,6 +248,11 @@ pub trait Store:
         Err(StoreError::Unsupported(
             "this store is not copied by poortwachter; use the database's own backup tool",
         ))
+    }
+    /// Change notifications pushed by the database, where it can (PostgreSQL); `None` means
+    /// poll [`ActivityStore::change_marker`].
+    async fn watch_changes(&self) -> Result<Option<ChangeWatch>, StoreError> {
+        Ok(None)
     }
     /// Starts a write transaction. Dropping it without `commit` rolls back.
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
