@@ -162,7 +162,6 @@ impl Rig {
 
     async fn coa_records(&self) -> Vec<CoaRecord> {
         self.registry
-            .store()
             .coa_requests(None, 50)
             .await
             .expect("coa_requests")
@@ -215,7 +214,6 @@ async fn connect(rig: &Rig, mac: &str, acct_session_id: &str) -> Session {
     assert_eq!(reply.code.as_deref(), Some("Accounting-Response"));
     let sessions = rig
         .registry
-        .store()
         .sessions(&SessionFilter {
             active_only: true,
             mac: None,
@@ -265,11 +263,11 @@ async fn expect_audit(rig: &Rig, device: uuid::Uuid, action: &str) {
     loop {
         let entries = rig
             .registry
-            .store()
             .audit(&AuditFilter {
                 target_id: Some(device.to_string()),
                 actor: None,
                 limit: Some(20),
+                offset: 0,
             })
             .await
             .expect("audit");
@@ -422,7 +420,6 @@ both_stores!(
         loop {
             let s = rig
                 .registry
-                .store()
                 .session_by_id(session.id)
                 .await
                 .expect("session")
@@ -766,11 +763,11 @@ both_stores!(
         ] {
             let entries = rig
                 .registry
-                .store()
                 .audit(&AuditFilter {
                     target_id: Some(target.to_string()),
                     actor: None,
                     limit: Some(50),
+                    offset: 0,
                 })
                 .await
                 .expect("audit");
@@ -808,7 +805,6 @@ both_stores!(
         assert_eq!(reply.code.as_deref(), Some("Accounting-Response"));
         let open = rig
             .registry
-            .store()
             .sessions_by_acct_id("sess-nc-raw")
             .await
             .expect("sessions");
@@ -852,7 +848,6 @@ both_stores!(
         // only a fallback NAS identification: the NAS may simply not have matched it
         let again = rig
             .registry
-            .store()
             .session_by_id(session.id)
             .await
             .expect("read")
@@ -919,7 +914,8 @@ both_stores!(
         use poortwachter::coa::enforcer::{kick, Kick, KickError, NasClients};
         use poortwachter::coa::packet::Kind;
         let mut rig = Rig::start(backend).await;
-        let store = rig.registry.store();
+        let shared = rig.registry.store_arc();
+        let store = shared.as_ref();
         let now = Utc::now().trunc_subsecs(6);
         store
             .record_accounting(&AccountingUpdate {
@@ -986,6 +982,7 @@ both_stores!(
                 target_id: Some(format!("session {}", session.id)),
                 actor: None,
                 limit: Some(5),
+                offset: 0,
             })
             .await
             .expect("audit");

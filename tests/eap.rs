@@ -204,7 +204,6 @@ impl Rig {
         // the decision writer flushes every 100 ms
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.registry
-            .store()
             .decisions(&DecisionFilter {
                 mac: Some(MacAddr::parse_any(mac).expect("mac")),
                 username: None,

@@ -290,7 +290,6 @@ impl Rig {
         loop {
             let sessions = self
                 .registry
-                .store()
                 .sessions(&SessionFilter {
                     active_only: true,
                     mac: Some(want),
@@ -316,7 +315,6 @@ impl Rig {
         loop {
             let s = self
                 .registry
-                .store()
                 .session_by_id(id)
                 .await
                 .expect("read")
@@ -339,7 +337,6 @@ impl Rig {
         loop {
             let rows = self
                 .registry
-                .store()
                 .coa_requests(None, 50)
                 .await
                 .expect("coa_requests");

@@ -128,12 +128,7 @@ both_stores!(a_failing_then_a_passing_report, |b| async move {
         "{note}"
     );
     assert_eq!(db.count("posture_reports").await, 1);
-    let stored = reg
-        .store()
-        .latest_posture(d.id)
-        .await
-        .unwrap()
-        .expect("a report");
+    let stored = reg.latest_posture(d.id).await.unwrap().expect("a report");
     assert_eq!(stored.id, out.report_id);
     assert_eq!(stored.device_id, d.id);
     assert_eq!(stored.compliance, Compliance::Noncompliant);
@@ -145,7 +140,6 @@ both_stores!(a_failing_then_a_passing_report, |b| async move {
     assert_eq!(stored.failed.len(), 2);
     assert_eq!(stored.failed[1].check, "disk_encryption");
     let audit = reg
-        .store()
         .audit(&AuditFilter {
             target_id: Some(d.id.to_string()),
             ..Default::default()
@@ -174,13 +168,10 @@ both_stores!(a_failing_then_a_passing_report, |b| async move {
     let d = reg.find_device(&dev).await.unwrap();
     assert_eq!(d.compliance, Compliance::Compliant);
     assert_eq!(d.compliance_note.as_deref(), Some("all checks passed"));
-    let latest = reg.store().latest_posture(d.id).await.unwrap().unwrap();
+    let latest = reg.latest_posture(d.id).await.unwrap().unwrap();
     assert_eq!(latest.id, out2.report_id);
     assert!(latest.failed.is_empty());
-    assert_eq!(
-        reg.store().posture_reports(d.id, 10).await.unwrap().len(),
-        2
-    );
+    assert_eq!(reg.posture_reports(d.id, 10).await.unwrap().len(), 2);
     assert_eq!(counts(&db).await, [2, 4]);
 });
 
@@ -213,16 +204,11 @@ both_stores!(
         assert_eq!(reg.find_device(&dev).await.unwrap(), device_before);
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["applied"], false);
-        let stored = reg
-            .store()
-            .posture_reports(device_before.id, 10)
-            .await
-            .unwrap();
+        let stored = reg.posture_reports(device_before.id, 10).await.unwrap();
         assert_eq!(stored.len(), 2);
         assert_eq!(stored[0].id, out.report_id);
         assert_eq!(stored[0].compliance, Compliance::Noncompliant);
         let audit = reg
-            .store()
             .audit(&AuditFilter {
                 target_id: Some(device_before.id.to_string()),
                 ..Default::default()
@@ -299,7 +285,7 @@ both_stores!(
 
         // retention 30 days: the laptop's report of 40 days ago goes; the phone's only report,
         // as old, stays: it is that device's latest
-        let store = reg.store();
+        let store = reg.store_arc();
         assert_eq!(
             store
                 .purge_posture_reports(now() - Duration::days(30))
@@ -402,7 +388,6 @@ both_stores!(a_refused_report_writes_nothing, |b| async move {
     assert_eq!(counts(&db).await, before);
     assert_eq!(reg.find_device(&dev).await.unwrap(), device_before);
     assert!(reg
-        .store()
         .latest_posture(device_before.id)
         .await
         .unwrap()

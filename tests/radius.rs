@@ -125,7 +125,6 @@ impl Rig {
 /// Sessions not yet stopped, newest first.
 async fn active_sessions(rig: &Rig) -> Vec<poortwachter::activity::Session> {
     rig.registry
-        .store()
         .sessions(&SessionFilter {
             active_only: true,
             mac: None,
@@ -138,7 +137,6 @@ async fn active_sessions(rig: &Rig) -> Vec<poortwachter::activity::Session> {
 /// Every stored decision about one MAC, newest first.
 async fn decisions_for(rig: &Rig, mac: &str) -> Vec<poortwachter::activity::DecisionRecord> {
     rig.registry
-        .store()
         .decisions(&DecisionFilter {
             mac: Some(MacAddr::parse_any(mac).expect("mac")),
             username: None,
@@ -389,7 +387,6 @@ both_stores!(mab_decision_table, |backend| async move {
     let unknown = MacAddr::parse_any("02-00-00-00-00-99").expect("mac");
     let counted = rig
         .registry
-        .store()
         .decision_aggregates(unknown, 5)
         .await
         .expect("counts");
@@ -407,7 +404,6 @@ both_stores!(mab_decision_table, |backend| async move {
     for (mac, want, vlan, reason) in cases.iter().filter(|c| c.3 != "unknown_device") {
         let found = rig
             .registry
-            .store()
             .decisions(&DecisionFilter {
                 mac: Some(MacAddr::parse_any(mac).expect("mac")),
                 username: None,
@@ -433,7 +429,6 @@ both_stores!(mab_decision_table, |backend| async move {
     }
     let expired = rig
         .registry
-        .store()
         .decisions(&DecisionFilter {
             mac: None,
             username: Some("O.OUD".into()),
@@ -450,7 +445,6 @@ both_stores!(mab_decision_table, |backend| async move {
     // an accepted device is marked last seen
     let seen = rig
         .registry
-        .store()
         .device_by_mac(MacAddr::parse_any("02-00-00-00-00-01").expect("mac"))
         .await
         .expect("read")
@@ -649,7 +643,6 @@ both_stores!(accounting_start_interim_stop, |backend| async move {
     );
     let all = rig
         .registry
-        .store()
         .sessions(&SessionFilter::default())
         .await
         .expect("sessions");
@@ -784,7 +777,6 @@ both_stores!(
         rig.stop().await;
         let found = rig
             .registry
-            .store()
             .decisions(&DecisionFilter {
                 mac: Some(mac),
                 username: None,
@@ -846,7 +838,6 @@ both_stores!(ipv6_listener_and_client, |backend| async move {
     let stats = task.await.expect("server");
     assert_eq!(stats.accepts.load(Ordering::Relaxed), 1);
     let found = registry
-        .store()
         .decisions(&DecisionFilter {
             mac: None,
             username: Some("t.temp".into()),
@@ -894,7 +885,6 @@ both_stores!(
         let unknown = MacAddr::parse_any("02-00-00-00-00-99").expect("mac");
         let counted = rig
             .registry
-            .store()
             .decision_aggregates(unknown, 5)
             .await
             .expect("counts");
@@ -985,7 +975,6 @@ both_stores!(
         rig.stop().await;
         let reasons: Vec<String> = rig
             .registry
-            .store()
             .decisions(&DecisionFilter {
                 mac: None,
                 username: Some("s.staff".into()),

@@ -78,14 +78,13 @@ fn mac(s: &str) -> MacAddr {
 }
 
 async fn audit_len(reg: &Registry) -> usize {
-    reg.store()
-        .audit(&AuditFilter {
-            limit: Some(10_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .len()
+    reg.audit(&AuditFilter {
+        limit: Some(10_000),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .len()
 }
 
 both_stores!(owner_round_trips_and_is_found_in_any_case, |b| async move {
@@ -95,7 +94,6 @@ both_stores!(owner_round_trips_and_is_found_in_any_case, |b| async move {
     let added = reg.add_owner(new, &ict()).await.unwrap();
     assert_eq!(added.username, "E.Jansen");
     let found = reg
-        .store()
         .owner("e.jansen")
         .await
         .unwrap()
@@ -106,7 +104,7 @@ both_stores!(owner_round_trips_and_is_found_in_any_case, |b| async move {
     assert_eq!(found.valid_until, Some(date("2027-06-30")));
     assert_eq!(found.created_at, now());
     assert_eq!(db.count("owners").await, 1);
-    let audit = reg.store().audit(&AuditFilter::default()).await.unwrap();
+    let audit = reg.audit(&AuditFilter::default()).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor, "ict.beheer");
     assert_eq!(audit[0].action, "owner.add");
@@ -169,14 +167,13 @@ both_stores!(register_device_normalizes_macs_and_audits, |b| async move {
     assert_eq!(dev.status, DeviceStatus::Active);
     assert_eq!(dev.compliance, Compliance::Unknown);
     assert_eq!(dev.created_by, "ict.beheer");
-    let stored = reg.store().device(dev.id).await.unwrap().unwrap();
+    let stored = reg.device(dev.id).await.unwrap().unwrap();
     assert_eq!(stored, dev);
     assert_eq!(
         stored.macs,
         vec![mac("00:1b:21:0a:bc:01"), mac("00:1b:21:0a:bc:02")]
     );
     let by_mac = reg
-        .store()
         .device_by_mac(mac("00:1B:21:0A:BC:02"))
         .await
         .unwrap()
@@ -185,7 +182,6 @@ both_stores!(register_device_normalizes_macs_and_audits, |b| async move {
     assert_eq!(db.count("devices").await, 1);
     assert_eq!(db.count("device_macs").await, 2);
     let audit = reg
-        .store()
         .audit(&AuditFilter {
             target_id: Some(dev.id.to_string()),
             ..Default::default()
@@ -379,12 +375,11 @@ both_stores!(device_lifecycle_and_its_audit_trail, |b| async move {
             "{err}"
         );
     }
-    let stored = reg.store().device(dev.id).await.unwrap().unwrap();
+    let stored = reg.device(dev.id).await.unwrap().unwrap();
     assert_eq!(stored.status, DeviceStatus::Revoked);
     assert_eq!(stored.status_reason.as_deref(), Some("gestolen"));
 
     let trail = reg
-        .store()
         .audit(&AuditFilter {
             target_id: Some(dev.id.to_string().to_uppercase()),
             ..Default::default()
@@ -429,11 +424,10 @@ both_stores!(compliance_is_recorded_with_time_and_note, |b| async move {
         .unwrap();
     assert_eq!(updated.compliance, Compliance::Noncompliant);
     assert_eq!(updated.compliance_checked_at, Some(later.now));
-    let stored = reg.store().device(dev.id).await.unwrap().unwrap();
+    let stored = reg.device(dev.id).await.unwrap().unwrap();
     assert_eq!(stored, updated);
     assert_eq!(stored.compliance_note.as_deref(), Some("virusscanner uit"));
     let trail = reg
-        .store()
         .audit(&AuditFilter {
             target_id: Some(dev.id.to_string()),
             ..Default::default()
@@ -482,7 +476,6 @@ both_stores!(
             reg.add_owner(staff(u), &ict()).await.unwrap();
         }
         let names: Vec<String> = reg
-            .store()
             .owners()
             .await
             .unwrap()
@@ -536,21 +529,13 @@ both_stores!(owner_disable_enable_is_audited_once, |b| async move {
         .await
         .unwrap();
     assert!(!o.disabled);
-    assert!(
-        !reg.store()
-            .owner("j.devries")
-            .await
-            .unwrap()
-            .unwrap()
-            .disabled
-    );
+    assert!(!reg.owner("j.devries").await.unwrap().unwrap().disabled);
     let err = reg
         .set_owner_disabled("niemand", true, &ict())
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::UnknownOwner(_)));
     let actions: Vec<String> = reg
-        .store()
         .audit(&AuditFilter::default())
         .await
         .unwrap()
@@ -590,7 +575,7 @@ both_stores!(import_adds_updates_and_reports_unchanged, |b| async move {
     assert_eq!((report.added, report.updated, report.unchanged), (2, 1, 0));
     assert_eq!(calls.last(), Some(&(3, 3)));
     assert_eq!(db.count("owners").await, 3);
-    let jan = reg.store().owner("j.devries").await.unwrap().unwrap();
+    let jan = reg.owner("j.devries").await.unwrap().unwrap();
     assert_eq!(
         jan.username, "j.devries",
         "the username keeps its registered form"
@@ -613,7 +598,6 @@ both_stores!(import_adds_updates_and_reports_unchanged, |b| async move {
     assert_eq!((report.added, report.updated, report.unchanged), (0, 0, 3));
     assert_eq!(db.count("audit_log").await, audit_before);
     let trail = reg
-        .store()
         .audit(&AuditFilter {
             target_id: Some("j.devries".into()),
             ..Default::default()
@@ -758,7 +742,7 @@ both_stores!(audit_log_is_append_only, |b| async move {
     if b == Backend::Postgres {
         assert!(db.execute("TRUNCATE audit_log").await.is_err());
     }
-    let audit = reg.store().audit(&AuditFilter::default()).await.unwrap();
+    let audit = reg.audit(&AuditFilter::default()).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor, "ict.beheer");
 });
@@ -772,7 +756,6 @@ both_stores!(audit_filters_by_target_and_actor, |b| async move {
     };
     reg.add_owner(staff("a.bakker"), &other).await.unwrap();
     let by_target = reg
-        .store()
         .audit(&AuditFilter {
             target_id: Some("A.BAKKER".into()),
             ..Default::default()
@@ -782,7 +765,6 @@ both_stores!(audit_filters_by_target_and_actor, |b| async move {
     assert_eq!(by_target.len(), 1);
     assert_eq!(by_target[0].actor, "helpdesk.piet");
     let by_actor = reg
-        .store()
         .audit(&AuditFilter {
             actor: Some("ict.beheer".into()),
             ..Default::default()
@@ -792,7 +774,6 @@ both_stores!(audit_filters_by_target_and_actor, |b| async move {
     assert_eq!(by_actor.len(), 1);
     assert_eq!(by_actor[0].target_id, "j.devries");
     let limited = reg
-        .store()
         .audit(&AuditFilter {
             limit: Some(1),
             ..Default::default()
@@ -842,7 +823,7 @@ both_stores!(
             .await
             .unwrap();
         assert_eq!(report.updated, 1);
-        let tim = reg.store().owner("t.tijdelijk").await.unwrap().unwrap();
+        let tim = reg.owner("t.tijdelijk").await.unwrap().unwrap();
         assert_eq!(tim.display_name, "Tim Tijdelijk");
         assert_eq!(tim.email.as_deref(), Some("t.tijdelijk@gemeente.example"));
         assert_eq!(tim.department.as_deref(), Some("Burgerzaken"));
@@ -901,7 +882,7 @@ fn acct(
 both_stores!(sessions_and_decision_retention, |b| async move {
     use poortwachter::activity::{AcctKind, DecisionFilter, DecisionRecord, SessionFilter};
     let (db, reg) = registry(b, 3).await;
-    let store = reg.store();
+    let store = reg.store_arc();
     let t0 = now();
     // Interim before Start (a lost Start) creates the session; Start then updates it
     store
@@ -1053,7 +1034,7 @@ both_stores!(
     |b| async move {
         use poortwachter::activity::{DecisionAggregate, AGGREGATE_SAMPLE};
         let (db, reg) = registry(b, 3).await;
-        let store = reg.store();
+        let store = reg.store_arc();
         let t0 = now();
         let sample: Vec<MacAddr> = (0..AGGREGATE_SAMPLE as u32)
             .map(|n| mac(&format!("02:66:00:00:00:{n:02x}")))
@@ -1120,7 +1101,7 @@ both_stores!(
 both_stores!(sessions_out_of_order_and_per_access_point, |b| async move {
     use poortwachter::activity::{AcctKind, SessionFilter};
     let (db, reg) = registry(b, 3).await;
-    let store = reg.store();
+    let store = reg.store_arc();
     let t0 = now();
     // the Stop overtakes its Start: one closed session, no open one left behind
     store
@@ -1211,8 +1192,7 @@ both_stores!(
             .await
             .unwrap();
         assert_eq!(
-            reg.store()
-                .device_by_cert_fingerprint(&"a".repeat(64))
+            reg.device_by_cert_fingerprint(&"a".repeat(64))
                 .await
                 .unwrap(),
             None
@@ -1223,7 +1203,6 @@ both_stores!(
             .unwrap();
         assert_eq!(first.cert_serial.as_deref(), Some("0badc0de"));
         let found = reg
-            .store()
             .device_by_cert_fingerprint(&"a".repeat(64))
             .await
             .unwrap()
@@ -1231,7 +1210,6 @@ both_stores!(
         assert_eq!(found, first);
         // the lookup takes any case
         assert!(reg
-            .store()
             .device_by_cert_fingerprint(&"A".repeat(64))
             .await
             .unwrap()
@@ -1248,13 +1226,12 @@ both_stores!(
         assert_eq!(second.cert_fingerprint, Some("b".repeat(64)));
         // only the current certificate identifies the device
         assert_eq!(
-            reg.store()
-                .device_by_cert_fingerprint(&"a".repeat(64))
+            reg.device_by_cert_fingerprint(&"a".repeat(64))
                 .await
                 .unwrap(),
             None
         );
-        let certs = reg.store().certificates(dev.id).await.unwrap();
+        let certs = reg.certificates(dev.id).await.unwrap();
         assert_eq!(db.count("certificates").await, 2);
         assert_eq!(certs.len(), 2);
         assert_eq!(certs[0].serial, "7e57", "newest first");
@@ -1267,7 +1244,6 @@ both_stores!(
         assert_eq!(certs[1].issued_by, "ict.beheer");
 
         let audit = reg
-            .store()
             .audit(&AuditFilter {
                 target_id: Some(dev.id.to_string()),
                 ..Default::default()
@@ -1424,7 +1400,7 @@ both_stores!(
             audit_before + 1,
             "only the revocation"
         );
-        let stored = reg.store().device(dev.id).await.unwrap().unwrap();
+        let stored = reg.device(dev.id).await.unwrap().unwrap();
         assert_eq!(stored.cert_fingerprint, None);
         assert_eq!(stored.cert_serial, None);
     }
@@ -1490,7 +1466,8 @@ both_stores!(
             Restart(chrono::DateTime<Utc>),
         }
         let (db, reg) = registry(b, 3).await;
-        let store = reg.store();
+        let shared = reg.store_arc();
+        let store = shared.as_ref();
         let t0 = now();
         let s = |n: i64| t0 + Duration::seconds(n);
         let ops = [

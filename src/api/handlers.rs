@@ -189,10 +189,8 @@ pub async fn list_owners(
     let limit = check_limit(q.limit, DEFAULT_LIMIT)?;
     let owners = state
         .registry
-        .store()
         .owners()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .into_iter()
         .filter(|o| q.role.is_none_or(|r| o.role == r))
         .filter(|o| q.disabled.is_none_or(|d| o.disabled == d))
@@ -361,12 +359,7 @@ pub async fn get_device(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let device = state.registry.find_device(&device_ref(&id)?).await?;
-    let certificates = state
-        .registry
-        .store()
-        .certificates(device.id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let certificates = state.registry.certificates(device.id).await?;
     let mut value = serde_json::to_value(&device).map_err(|e| ApiError::internal(&e))?;
     value["certificates"] =
         serde_json::to_value(&certificates).map_err(|e| ApiError::internal(&e))?;
@@ -661,12 +654,7 @@ pub async fn sessions(
         mac: query_mac(q.mac)?,
         limit: Some(check_limit(q.limit, 50)?),
     };
-    let found = state
-        .registry
-        .store()
-        .sessions(&filter)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let found = state.registry.sessions(&filter).await?;
     Ok(Json(serde_json::json!({ "items": found })))
 }
 
@@ -687,18 +675,16 @@ pub async fn decisions(
         username: q.username,
         limit: Some(check_limit(q.limit, 20)?),
     };
-    let store = state.registry.store();
-    let found = store
-        .decisions(&filter)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let found = state.registry.decisions(&filter).await?;
     // requests for unregistered devices are counted per minute, not stored one row each: for
     // a MAC, the minutes whose sample holds it
     let counted = match filter.mac {
-        Some(mac) => store
-            .decision_aggregates(mac, filter.limit.unwrap_or(20))
-            .await
-            .map_err(|e| ApiError::internal(&e))?,
+        Some(mac) => {
+            state
+                .registry
+                .decision_aggregates(mac, filter.limit.unwrap_or(20))
+                .await?
+        }
         None => Vec::new(),
     };
     Ok(Json(
@@ -724,17 +710,13 @@ pub async fn audit(
     // one more than asked: whether there is a next page
     let mut found = state
         .registry
-        .store()
-        .audit_page(
-            &AuditFilter {
-                target_id: q.target,
-                actor: q.by,
-                limit: Some(limit + 1),
-            },
-            q.offset,
-        )
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .audit(&AuditFilter {
+            target_id: q.target,
+            actor: q.by,
+            limit: Some(limit + 1),
+            offset: q.offset,
+        })
+        .await?;
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
     let next = q.offset + found.len() as u64;

@@ -52,7 +52,6 @@ pub async fn copy(ctx: &Context, config: &Config, to: &Path) -> Result<()> {
         to.display()
     );
     ctx.registry
-        .store()
         .copy_into(to)
         .await
         .with_context(|| format!("backup into {}", to.display()))?;

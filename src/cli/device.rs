@@ -224,11 +224,11 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
                 .await?;
             let history = ctx
                 .registry
-                .store()
                 .audit(&AuditFilter {
                     target_id: Some(device.id.to_string()),
                     actor: None,
                     limit: Some(20),
+                    offset: 0,
                 })
                 .await?;
             if ctx.json {

@@ -191,14 +191,14 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Serve => unreachable!("handled above"),
         Command::Backup { to } => backup::copy(&ctx, &config, &to).await,
         Command::Why { who, limit } => {
-            radius::why(&config, ctx.registry.store(), &who, limit, ctx.json).await
+            radius::why(&config, &ctx.registry, &who, limit, ctx.json).await
         }
         Command::Sessions { active, mac, limit } => {
-            radius::sessions(&config, ctx.registry.store(), active, mac, limit, ctx.json).await
+            radius::sessions(&config, &ctx.registry, active, mac, limit, ctx.json).await
         }
         Command::Session(cmd) => {
             let actor = ctx.change().actor;
-            radius::session(&config, ctx.registry.store(), &actor, cmd, ctx.json).await
+            radius::session(&config, &ctx.registry, &actor, cmd, ctx.json).await
         }
         Command::Owner(cmd) => owner::run(&ctx, cmd).await,
         Command::Device(cmd) => device::run(&ctx, &config, cmd).await,
@@ -207,11 +207,11 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Audit { target, by, limit } => {
             let entries = ctx
                 .registry
-                .store()
                 .audit(&AuditFilter {
                     target_id: target,
                     actor: by,
                     limit: Some(limit),
+                    offset: 0,
                 })
                 .await?;
             if ctx.json {

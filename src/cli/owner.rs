@@ -106,7 +106,6 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
                 .transpose()?;
             let owners: Vec<Owner> = ctx
                 .registry
-                .store()
                 .owners()
                 .await?
                 .into_iter()
@@ -116,7 +115,7 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
                 return table::print_json(&owners);
             }
             let mut counts: HashMap<uuid::Uuid, usize> = HashMap::new();
-            for d in ctx.registry.store().devices(None).await? {
+            for d in ctx.registry.devices(None).await? {
                 if d.status != poortwachter::model::DeviceStatus::Revoked {
                     *counts.entry(d.owner_id).or_default() += 1;
                 }

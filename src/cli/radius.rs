@@ -266,7 +266,7 @@ async fn stop_guard(asked: Arc<tokio::sync::Notify>) -> Result<()> {
 /// `why MAC-or-username`: the latest decisions, newest first.
 pub async fn why(
     config: &Config,
-    store: &dyn Store,
+    registry: &Registry,
     who: &str,
     limit: u32,
     json: bool,
@@ -285,20 +285,20 @@ pub async fn why(
             limit: Some(limit),
         },
     };
-    let found = store.decisions(&filter).await?;
+    let found = registry.decisions(&filter).await?;
     if json {
         return table::print_json(&found);
     }
     let mut registered = false;
     let mut counted = Vec::new();
     if let Some(mac) = filter.mac {
-        if let Some(device) = store.device_by_mac(mac).await? {
+        if let Some(device) = registry.device_by_mac(mac).await? {
             registered = true;
-            print_posture(config, store, &device).await?;
+            print_posture(config, registry, &device).await?;
         }
         // a request for an unregistered device is counted per minute, not stored one row
         // each: found when the MAC is in that minute's sample
-        counted = store.decision_aggregates(mac, limit).await?;
+        counted = registry.decision_aggregates(mac, limit).await?;
     }
     let tz = config.policy.timezone;
     let mut lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
@@ -373,7 +373,7 @@ pub async fn why(
 
 /// The device's compliance for `why`: its state, when it goes (or went) stale, and the checks
 /// its latest posture report failed.
-async fn print_posture(config: &Config, store: &dyn Store, device: &Device) -> Result<()> {
+async fn print_posture(config: &Config, registry: &Registry, device: &Device) -> Result<()> {
     let tz = config.policy.timezone;
     let now = chrono::Utc::now();
     let max_age = config.policy.compliance_max_age.chrono();
@@ -402,7 +402,7 @@ async fn print_posture(config: &Config, store: &dyn Store, device: &Device) -> R
         device.owner,
         device.compliance
     );
-    match store.latest_posture(device.id).await? {
+    match registry.latest_posture(device.id).await? {
         // the latest report set the device's state, unless someone set it by hand since
         Some(r) if Some(r.collected_at) == device.compliance_checked_at => {
             outln!(
@@ -437,7 +437,7 @@ async fn print_posture(config: &Config, store: &dyn Store, device: &Device) -> R
 /// `sessions [--active] [--mac M]`.
 pub async fn sessions(
     config: &Config,
-    store: &dyn Store,
+    registry: &Registry,
     active_only: bool,
     mac: Option<String>,
     limit: u32,
@@ -446,7 +446,7 @@ pub async fn sessions(
     let mac = mac
         .map(|m| MacAddr::parse_any(&m).map_err(|e| anyhow::anyhow!("--mac: {e}")))
         .transpose()?;
-    let found = store
+    let found = registry
         .sessions(&SessionFilter {
             active_only,
             mac,
@@ -511,7 +511,7 @@ pub enum SessionCommand {
 /// (non-zero) unless the NAS acknowledged.
 pub async fn session(
     config: &Config,
-    store: &dyn Store,
+    registry: &Registry,
     actor: &str,
     cmd: SessionCommand,
     json: bool,
@@ -531,13 +531,13 @@ pub async fn session(
         (None, None) => None,
     };
     let session = match row {
-        Some(n) => match store.session_by_id(n).await? {
+        Some(n) => match registry.session_by_id(n).await? {
             Some(s) => s,
             None => anyhow::bail!("no session with row id {n}"),
         },
         None => {
             anyhow::ensure!(!id.is_empty(), "give an Acct-Session-Id, `#N` or `--row N`");
-            let found = store.sessions_by_acct_id(id).await?;
+            let found = registry.sessions_by_acct_id(id).await?;
             let open: Vec<_> = found.iter().filter(|s| s.stopped_at.is_none()).collect();
             match open.as_slice() {
                 [one] => (*one).clone(),
@@ -546,7 +546,7 @@ pub async fn session(
                     None => {
                         let digits = id.bytes().all(|b| b.is_ascii_digit());
                         match id.parse::<i64>() {
-                            Ok(n) if digits && store.session_by_id(n).await?.is_some() => {
+                            Ok(n) if digits && registry.session_by_id(n).await?.is_some() => {
                                 anyhow::bail!(
                                     "no session has Acct-Session-Id `{id}`; for the session \
                                      in row {n} give `#{n}` or `--row {n}`"
@@ -591,7 +591,9 @@ pub async fn session(
         retries: config.coa.retries,
     };
     let clients = NasClients::from_config(config);
-    let record = kick(store, &clients, &session, &what, retransmit).await?;
+    // the kick is the enforcer's, which writes through the store as the server does
+    let store = registry.store_arc();
+    let record = kick(store.as_ref(), &clients, &session, &what, retransmit).await?;
     if json {
         table::print_json(&record)?;
     } else {

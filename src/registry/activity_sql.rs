@@ -1,11 +1,43 @@
-//! The [`super::ActivityStore`] statements, written once for both backends: a macro expands
-//! them for each store type, with the few spellings that differ passed in.
+//! The [`super::ActivityStore`] statements, written once for both backends: functions generic
+//! over the sqlx database, implemented for every [`PoolStore`]; a backend says only how it
+//! spells the few things that differ ([`Dialect`], in the backend's own file).
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use uuid::Uuid;
 
-use crate::activity::DecisionRecord;
+use crate::activity::{
+    AccountingUpdate, AcctKind, DecisionAggregate, DecisionFilter, DecisionRecord, Session,
+    SessionFilter, Sighting,
+};
+use crate::mac::MacAddr;
 
-use super::StoreError;
+use super::rows;
+use super::store::{ActivityStore, StoreError};
+
+/// What differs between the databases in the shared statements.
+pub(crate) trait Dialect: Database {
+    /// The cast a text parameter needs where it may be NULL (`::text` in PostgreSQL).
+    const TXT: &'static str;
+    /// Compares the column `{col}` with `$2`, ignoring ASCII case.
+    const USER_EQ: &'static str;
+    /// Inserts the decisions of the JSON array `$1` ([`decisions_json`]).
+    const INSERT_DECISIONS_JSON: &'static str;
+    /// Records the sightings of the JSON array `$1` ([`sightings_json`]).
+    const UPDATE_SEEN_JSON: &'static str;
+    /// How many rows a statement changed (sqlx has no common trait for it).
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+}
+
+/// A store over one sqlx pool: what the statements written once run on.
+pub(crate) trait PoolStore: Send + Sync + 'static {
+    /// Its database.
+    type Db: Dialect;
+    /// Its pool.
+    fn pool(&self) -> &Pool<Self::Db>;
+}
 
 /// A decision as the batch insert's JSON carries it; `at` in the text form sqlx writes to
 /// SQLite (RFC 3339 with `+00:00`), which PostgreSQL reads as timestamptz.
@@ -28,7 +60,7 @@ struct DecisionJson<'a> {
     degraded: bool,
 }
 
-/// Decisions as one JSON array for `$insert_json`.
+/// Decisions as one JSON array for [`Dialect::INSERT_DECISIONS_JSON`].
 pub fn decisions_json(rows: &[DecisionRecord]) -> Result<String, StoreError> {
     let rows: Vec<DecisionJson<'_>> = rows
         .iter()
@@ -63,8 +95,8 @@ struct SightingJson<'a> {
     mac: Option<String>,
 }
 
-/// Sightings as one JSON array for `$update_seen_json`.
-pub fn sightings_json(rows: &[crate::activity::Sighting]) -> Result<String, StoreError> {
+/// Sightings as one JSON array for [`Dialect::UPDATE_SEEN_JSON`].
+pub fn sightings_json(rows: &[Sighting]) -> Result<String, StoreError> {
     let rows: Vec<SightingJson<'_>> = rows
         .iter()
         .map(|s| SightingJson {
@@ -78,353 +110,342 @@ pub fn sightings_json(rows: &[crate::activity::Sighting]) -> Result<String, Stor
     serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Implements `ActivityStore` for `$store` (a struct with a `pool` field of database `$db`).
-/// `$txt` is the cast a text parameter needs when it may be NULL (`"::text"` in PostgreSQL,
-/// `""` in SQLite); `$user_eq` compares `username`/`owner` columns (named by `{col}`)
-/// case-insensitively with `$2`.
-macro_rules! impl_activity_store {
-    (
-        $store:ty,
-        $db:ty,
-        txt = $txt:literal,
-        user_eq = $user_eq:literal,
-        insert_json = $insert_json:expr,
-        update_seen_json = $update_seen_json:expr
-    ) => {
-        #[async_trait::async_trait]
-        impl $crate::registry::ActivityStore for $store {
-            async fn insert_decisions(
-                &self,
-                rows: &[$crate::activity::DecisionRecord],
-            ) -> Result<(), StoreError> {
-                // one statement per batch: the rows travel as one JSON array that the
-                // database unpacks, instead of thirteen bound parameters per row
-                let mut tx = self.pool.begin().await?;
-                for chunk in rows.chunks(4_000) {
-                    let json = super::activity_sql::decisions_json(chunk)?;
-                    sqlx::query($insert_json)
-                        .bind(json)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn decisions(
-                &self,
-                filter: &$crate::activity::DecisionFilter,
-            ) -> Result<Vec<$crate::activity::DecisionRecord>, StoreError> {
-                let sql = format!(
-                    "SELECT {} FROM decisions WHERE ($1{txt} IS NOT NULL AND mac = $1) \
-                     OR ($2{txt} IS NOT NULL AND {}) ORDER BY at DESC, id DESC LIMIT $3",
-                    rows::DECISION_COLUMNS,
-                    $user_eq.replace("{col}", "owner"),
-                    txt = $txt,
-                );
-                let found = sqlx::query(&sql)
-                    .bind(filter.mac.map(|m| m.to_string()))
-                    .bind(filter.username.clone())
-                    .bind(i64::from(filter.limit.unwrap_or(20)))
-                    .fetch_all(&self.pool)
-                    .await?;
-                found.iter().map(rows::decision).collect()
-            }
-
-            async fn purge_decisions(
-                &self,
-                before: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, StoreError> {
-                // ids grow with time: delete below the first id that is young enough, in
-                // batches, so that no single statement holds SQLite's write lock for long
-                let bounds: (Option<i64>, Option<i64>) = sqlx::query_as(
-                    "SELECT (SELECT MIN(id) FROM decisions), COALESCE((SELECT id FROM decisions \
-                     WHERE at >= $1 ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM decisions))",
-                )
-                .bind(before)
-                .fetch_one(&self.pool)
+/// The activity statements on any [`PoolStore`]. The bounds say what the two sqlx drivers
+/// both have: an executor, and the column types bound and read here.
+#[async_trait]
+impl<S> ActivityStore for S
+where
+    S: PoolStore,
+    for<'c> &'c mut <S::Db as Database>::Connection: Executor<'c, Database = S::Db>,
+    for<'q> <S::Db as Database>::Arguments<'q>: IntoArguments<'q, S::Db>,
+    for<'q> &'q str: Encode<'q, S::Db>,
+    for<'q> String: Encode<'q, S::Db>,
+    for<'q> Option<String>: Encode<'q, S::Db>,
+    for<'q> i64: Encode<'q, S::Db>,
+    for<'q> Option<i64>: Encode<'q, S::Db>,
+    for<'q> Option<Uuid>: Encode<'q, S::Db>,
+    for<'q> DateTime<Utc>: Encode<'q, S::Db>,
+    for<'q> Option<DateTime<Utc>>: Encode<'q, S::Db>,
+    for<'r> &'r str: ColumnIndex<<S::Db as Database>::Row>,
+    for<'r> i64: Decode<'r, S::Db>,
+    for<'r> i32: Decode<'r, S::Db>,
+    for<'r> bool: Decode<'r, S::Db>,
+    for<'r> Uuid: Decode<'r, S::Db>,
+    for<'r> String: Decode<'r, S::Db>,
+    for<'r> DateTime<Utc>: Decode<'r, S::Db>,
+    for<'r> (i64,): FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> (Option<i64>, Option<i64>): FromRow<'r, <S::Db as Database>::Row>,
+    str: Type<S::Db>,
+    String: Type<S::Db>,
+    i64: Type<S::Db>,
+    i32: Type<S::Db>,
+    bool: Type<S::Db>,
+    Uuid: Type<S::Db>,
+    DateTime<Utc>: Type<S::Db>,
+{
+    async fn insert_decisions(&self, rows: &[DecisionRecord]) -> Result<(), StoreError> {
+        // one statement per batch: the rows travel as one JSON array that the
+        // database unpacks, instead of thirteen bound parameters per row
+        let mut tx = self.pool().begin().await?;
+        for chunk in rows.chunks(4_000) {
+            let json = decisions_json(chunk)?;
+            sqlx::query(<S::Db as Dialect>::INSERT_DECISIONS_JSON)
+                .bind(json)
+                .execute(&mut *tx)
                 .await?;
-                let (Some(mut low), Some(end)) = bounds else {
-                    return Ok(0);
-                };
-                let mut deleted = 0;
-                while low < end {
-                    let high = (low + 10_000).min(end);
-                    let done = sqlx::query("DELETE FROM decisions WHERE id >= $1 AND id < $2")
-                        .bind(low)
-                        .bind(high)
-                        .execute(&self.pool)
-                        .await?;
-                    deleted += done.rows_affected();
-                    low = high;
-                }
-                Ok(deleted)
-            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 
-            async fn insert_decision_aggregates(
-                &self,
-                rows: &[$crate::activity::DecisionAggregate],
-            ) -> Result<(), StoreError> {
-                // a few rows a minute, however many requests they count: one statement each
-                let mut tx = self.pool.begin().await?;
-                for r in rows {
-                    let macs = r
-                        .macs
-                        .iter()
-                        .map(|m| m.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    sqlx::query(
-                        "INSERT INTO decision_aggregates (minute, nas, ap, method, outcome, \
-                         reason, count, macs, message) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(r.minute)
-                    .bind(&r.nas)
-                    .bind(&r.ap)
-                    .bind(&r.method)
-                    .bind(&r.outcome)
-                    .bind(&r.reason)
-                    .bind(i64::try_from(r.count).unwrap_or(i64::MAX))
-                    .bind(macs)
-                    .bind(&r.message)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
+    async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM decisions WHERE ($1{txt} IS NOT NULL AND mac = $1) \
+             OR ($2{txt} IS NOT NULL AND {}) ORDER BY at DESC, id DESC LIMIT $3",
+            rows::DECISION_COLUMNS,
+            <S::Db as Dialect>::USER_EQ.replace("{col}", "owner"),
+            txt = <S::Db as Dialect>::TXT,
+        );
+        let found = sqlx::query(&sql)
+            .bind(filter.mac.map(|m| m.to_string()))
+            .bind(filter.username.clone())
+            .bind(i64::from(filter.limit.unwrap_or(20)))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::decision).collect()
+    }
 
-            async fn decision_aggregates(
-                &self,
-                mac: $crate::mac::MacAddr,
-                limit: u32,
-            ) -> Result<Vec<$crate::activity::DecisionAggregate>, StoreError> {
-                // no index: a scan of a table that grows by a bounded number of rows an
-                // hour, for the helpdesk; MACs are comma-separated, so a match never spans two
-                let sql = format!(
-                    "SELECT {} FROM decision_aggregates WHERE macs LIKE $1 \
-                     ORDER BY minute DESC, id DESC LIMIT $2",
-                    rows::AGGREGATE_COLUMNS,
-                );
-                let found = sqlx::query(&sql)
-                    .bind(format!("%{mac}%"))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?;
-                found.iter().map(rows::aggregate).collect()
-            }
-
-            async fn purge_decision_aggregates(
-                &self,
-                before: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM decision_aggregates WHERE minute < $1")
-                    .bind(before)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn record_sightings(
-                &self,
-                seen: &[$crate::activity::Sighting],
-            ) -> Result<(), StoreError> {
-                // one statement per batch, the rows as one JSON array
-                for chunk in seen.chunks(4_000) {
-                    let json = super::activity_sql::sightings_json(chunk)?;
-                    sqlx::query($update_seen_json)
-                        .bind(json)
-                        .execute(&self.pool)
-                        .await?;
-                }
-                Ok(())
-            }
-
-            async fn record_accounting(
-                &self,
-                u: &$crate::activity::AccountingUpdate,
-            ) -> Result<(), StoreError> {
-                use $crate::activity::AcctKind;
-                let stopped = (u.kind == AcctKind::Stop).then_some(u.at);
-                let mac = u.mac.map(|m| m.to_string());
-                let started = u.at - chrono::Duration::seconds(u.session_time.max(0));
-                // packets of one session may arrive out of order (each is stored by its own
-                // task, and NASes retransmit): an update applies only if it is not older than
-                // what the open row holds; a unique-index race with a concurrent first packet
-                // is retried once
-                for _ in 0..2 {
-                    let updated = sqlx::query(
-                        "UPDATE sessions SET updated_at = $4, \
-                         nas_ip = COALESCE($5, nas_ip), nas_port = COALESCE($6, nas_port), \
-                         username = COALESCE($7, username), mac = COALESCE($8, mac), \
-                         ssid = COALESCE($9, ssid), device_id = COALESCE($10, device_id), \
-                         owner = COALESCE($11, owner), framed_ip = COALESCE($12, framed_ip), \
-                         class = COALESCE($13, class), session_time = $14, \
-                         input_octets = $15, output_octets = $16, input_packets = $17, \
-                         output_packets = $18, terminate_cause = $19, stopped_at = $20, \
-                         raw_calling_station_id = COALESCE(raw_calling_station_id, $21), \
-                         raw_nas_identifier = COALESCE(raw_nas_identifier, $22), \
-                         raw_nas_ip_address = COALESCE(raw_nas_ip_address, $23), \
-                         raw_nas_ipv6_address = COALESCE(raw_nas_ipv6_address, $24), \
-                         source_ip = COALESCE(source_ip, $25) \
-                         WHERE nas = $1 AND nas_key = $2 AND acct_session_id = $3 \
-                         AND stopped_at IS NULL AND updated_at <= $4 AND session_time <= $14",
-                    )
-                    .bind(&u.nas)
-                    .bind(&u.nas_key)
-                    .bind(&u.acct_session_id)
-                    .bind(u.at)
-                    .bind(&u.nas_ip)
-                    .bind(u.nas_port)
-                    .bind(&u.username)
-                    .bind(&mac)
-                    .bind(&u.ssid)
-                    .bind(u.device_id)
-                    .bind(&u.owner)
-                    .bind(&u.framed_ip)
-                    .bind(&u.class)
-                    .bind(u.session_time)
-                    .bind(u.input_octets)
-                    .bind(u.output_octets)
-                    .bind(u.input_packets)
-                    .bind(u.output_packets)
-                    .bind(&u.terminate_cause)
-                    .bind(stopped)
-                    .bind(&u.raw.calling_station_id)
-                    .bind(&u.raw.nas_identifier)
-                    .bind(&u.raw.nas_ip_address)
-                    .bind(&u.raw.nas_ipv6_address)
-                    .bind(&u.raw.source_ip)
-                    .execute(&self.pool)
-                    .await?;
-                    if updated.rows_affected() > 0 {
-                        return Ok(());
-                    }
-                    // an open row that is newer than this packet, or an ended row whose span
-                    // overlaps it (a late Interim-Update, a repeated Stop, a Start that arrived
-                    // after its Stop): nothing to change
-                    let known: Option<i64> = sqlx::query_scalar(
-                        "SELECT id FROM sessions WHERE nas = $1 AND nas_key = $2 \
-                         AND acct_session_id = $3 AND (stopped_at IS NULL \
-                         OR (started_at <= $4 AND stopped_at >= $5)) LIMIT 1",
-                    )
-                    .bind(&u.nas)
-                    .bind(&u.nas_key)
-                    .bind(&u.acct_session_id)
-                    .bind(u.at)
-                    .bind(started)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    if known.is_some() {
-                        return Ok(());
-                    }
-                    // a new session (or one whose Start was lost)
-                    let inserted = sqlx::query(
-                        "INSERT INTO sessions (nas, nas_key, acct_session_id, nas_ip, nas_port, \
-                         username, mac, ssid, device_id, owner, framed_ip, class, started_at, \
-                         updated_at, stopped_at, session_time, input_octets, output_octets, \
-                         input_packets, output_packets, terminate_cause, \
-                         raw_calling_station_id, raw_nas_identifier, raw_nas_ip_address, \
-                         raw_nas_ipv6_address, source_ip) VALUES ($1, $2, $3, $4, \
-                         $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                         $20, $21, $22, $23, $24, $25, $26)",
-                    )
-                    .bind(&u.nas)
-                    .bind(&u.nas_key)
-                    .bind(&u.acct_session_id)
-                    .bind(&u.nas_ip)
-                    .bind(u.nas_port)
-                    .bind(&u.username)
-                    .bind(&mac)
-                    .bind(&u.ssid)
-                    .bind(u.device_id)
-                    .bind(&u.owner)
-                    .bind(&u.framed_ip)
-                    .bind(&u.class)
-                    .bind(started)
-                    .bind(u.at)
-                    .bind(stopped)
-                    .bind(u.session_time)
-                    .bind(u.input_octets)
-                    .bind(u.output_octets)
-                    .bind(u.input_packets)
-                    .bind(u.output_packets)
-                    .bind(&u.terminate_cause)
-                    .bind(&u.raw.calling_station_id)
-                    .bind(&u.raw.nas_identifier)
-                    .bind(&u.raw.nas_ip_address)
-                    .bind(&u.raw.nas_ipv6_address)
-                    .bind(&u.raw.source_ip)
-                    .execute(&self.pool)
-                    .await;
-                    match inserted {
-                        Ok(_) => return Ok(()),
-                        Err(e) => match StoreError::from(e) {
-                            StoreError::Unique(_) => continue,
-                            other => return Err(other),
-                        },
-                    }
-                }
-                Err(StoreError::Unique(format!(
-                    "session {} of {} changed concurrently",
-                    u.acct_session_id, u.nas
-                )))
-            }
-
-            async fn close_sessions(
-                &self,
-                nas: &str,
-                nas_key: &str,
-                at: chrono::DateTime<chrono::Utc>,
-                cause: &str,
-            ) -> Result<u64, StoreError> {
-                // only sessions last heard of before the restart: one that started after it
-                // is the access point's new session (and a replayed Accounting-On, applied a
-                // second time after later Starts, must leave those open)
-                let done = sqlx::query(
-                    "UPDATE sessions SET stopped_at = $3, updated_at = $3, terminate_cause = $4 \
-                     WHERE nas = $1 AND nas_key = $2 AND stopped_at IS NULL AND updated_at <= $3",
-                )
-                .bind(nas)
-                .bind(nas_key)
-                .bind(at)
-                .bind(cause)
-                .execute(&self.pool)
+    async fn purge_decisions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // ids grow with time: delete below the first id that is young enough, in
+        // batches, so that no single statement holds SQLite's write lock for long
+        let bounds: (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MIN(id) FROM decisions), COALESCE((SELECT id FROM decisions \
+             WHERE at >= $1 ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM decisions))",
+        )
+        .bind(before)
+        .fetch_one(self.pool())
+        .await?;
+        let (Some(mut low), Some(end)) = bounds else {
+            return Ok(0);
+        };
+        let mut deleted = 0;
+        while low < end {
+            let high = (low + 10_000).min(end);
+            let done = sqlx::query("DELETE FROM decisions WHERE id >= $1 AND id < $2")
+                .bind(low)
+                .bind(high)
+                .execute(self.pool())
                 .await?;
-                Ok(done.rows_affected())
-            }
+            deleted += <S::Db as Dialect>::rows_affected(&done);
+            low = high;
+        }
+        Ok(deleted)
+    }
 
-            async fn sessions(
-                &self,
-                filter: &$crate::activity::SessionFilter,
-            ) -> Result<Vec<$crate::activity::Session>, StoreError> {
-                let sql = format!(
-                    "SELECT {} FROM sessions WHERE ($1 = 0 OR stopped_at IS NULL) \
-                     AND ($2{txt} IS NULL OR mac = $2) ORDER BY id DESC LIMIT $3",
-                    rows::SESSION_COLUMNS,
-                    txt = $txt,
-                );
-                let found = sqlx::query(&sql)
-                    .bind(i64::from(filter.active_only))
-                    .bind(filter.mac.map(|m| m.to_string()))
-                    .bind(i64::from(filter.limit.unwrap_or(50)))
-                    .fetch_all(&self.pool)
-                    .await?;
-                found.iter().map(rows::session).collect()
-            }
+    async fn insert_decision_aggregates(
+        &self,
+        rows: &[DecisionAggregate],
+    ) -> Result<(), StoreError> {
+        // a few rows a minute, however many requests they count: one statement each
+        let mut tx = self.pool().begin().await?;
+        for r in rows {
+            let macs = r
+                .macs
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            sqlx::query(
+                "INSERT INTO decision_aggregates (minute, nas, ap, method, outcome, \
+                 reason, count, macs, message) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(r.minute)
+            .bind(&r.nas)
+            .bind(&r.ap)
+            .bind(&r.method)
+            .bind(&r.outcome)
+            .bind(&r.reason)
+            .bind(i64::try_from(r.count).unwrap_or(i64::MAX))
+            .bind(macs)
+            .bind(&r.message)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 
-            async fn change_marker(&self) -> Result<i64, StoreError> {
-                let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_log")
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(id)
-            }
+    async fn decision_aggregates(
+        &self,
+        mac: MacAddr,
+        limit: u32,
+    ) -> Result<Vec<DecisionAggregate>, StoreError> {
+        // no index: a scan of a table that grows by a bounded number of rows an
+        // hour, for the helpdesk; MACs are comma-separated, so a match never spans two
+        let sql = format!(
+            "SELECT {} FROM decision_aggregates WHERE macs LIKE $1 \
+             ORDER BY minute DESC, id DESC LIMIT $2",
+            rows::AGGREGATE_COLUMNS,
+        );
+        let found = sqlx::query(&sql)
+            .bind(format!("%{mac}%"))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::aggregate).collect()
+    }
 
-            async fn watch_changes(&self) -> Result<Option<$crate::registry::ChangeWatch>, StoreError> {
-                self.watch().await
+    async fn purge_decision_aggregates(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM decision_aggregates WHERE minute < $1")
+            .bind(before)
+            .execute(self.pool())
+            .await?;
+        Ok(<S::Db as Dialect>::rows_affected(&done))
+    }
+
+    async fn record_sightings(&self, seen: &[Sighting]) -> Result<(), StoreError> {
+        // one statement per batch, the rows as one JSON array
+        for chunk in seen.chunks(4_000) {
+            let json = sightings_json(chunk)?;
+            sqlx::query(<S::Db as Dialect>::UPDATE_SEEN_JSON)
+                .bind(json)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn record_accounting(&self, u: &AccountingUpdate) -> Result<(), StoreError> {
+        let stopped = (u.kind == AcctKind::Stop).then_some(u.at);
+        let mac = u.mac.map(|m| m.to_string());
+        let started = u.at - chrono::Duration::seconds(u.session_time.max(0));
+        // packets of one session may arrive out of order (each is stored by its own
+        // task, and NASes retransmit): an update applies only if it is not older than
+        // what the open row holds; a unique-index race with a concurrent first packet
+        // is retried once
+        for _ in 0..2 {
+            let updated = sqlx::query(
+                "UPDATE sessions SET updated_at = $4, \
+                 nas_ip = COALESCE($5, nas_ip), nas_port = COALESCE($6, nas_port), \
+                 username = COALESCE($7, username), mac = COALESCE($8, mac), \
+                 ssid = COALESCE($9, ssid), device_id = COALESCE($10, device_id), \
+                 owner = COALESCE($11, owner), framed_ip = COALESCE($12, framed_ip), \
+                 class = COALESCE($13, class), session_time = $14, \
+                 input_octets = $15, output_octets = $16, input_packets = $17, \
+                 output_packets = $18, terminate_cause = $19, stopped_at = $20, \
+                 raw_calling_station_id = COALESCE(raw_calling_station_id, $21), \
+                 raw_nas_identifier = COALESCE(raw_nas_identifier, $22), \
+                 raw_nas_ip_address = COALESCE(raw_nas_ip_address, $23), \
+                 raw_nas_ipv6_address = COALESCE(raw_nas_ipv6_address, $24), \
+                 source_ip = COALESCE(source_ip, $25) \
+                 WHERE nas = $1 AND nas_key = $2 AND acct_session_id = $3 \
+                 AND stopped_at IS NULL AND updated_at <= $4 AND session_time <= $14",
+            )
+            .bind(&u.nas)
+            .bind(&u.nas_key)
+            .bind(&u.acct_session_id)
+            .bind(u.at)
+            .bind(&u.nas_ip)
+            .bind(u.nas_port)
+            .bind(&u.username)
+            .bind(&mac)
+            .bind(&u.ssid)
+            .bind(u.device_id)
+            .bind(&u.owner)
+            .bind(&u.framed_ip)
+            .bind(&u.class)
+            .bind(u.session_time)
+            .bind(u.input_octets)
+            .bind(u.output_octets)
+            .bind(u.input_packets)
+            .bind(u.output_packets)
+            .bind(&u.terminate_cause)
+            .bind(stopped)
+            .bind(&u.raw.calling_station_id)
+            .bind(&u.raw.nas_identifier)
+            .bind(&u.raw.nas_ip_address)
+            .bind(&u.raw.nas_ipv6_address)
+            .bind(&u.raw.source_ip)
+            .execute(self.pool())
+            .await?;
+            if <S::Db as Dialect>::rows_affected(&updated) > 0 {
+                return Ok(());
+            }
+            // an open row that is newer than this packet, or an ended row whose span
+            // overlaps it (a late Interim-Update, a repeated Stop, a Start that arrived
+            // after its Stop): nothing to change
+            let known: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE nas = $1 AND nas_key = $2 \
+                 AND acct_session_id = $3 AND (stopped_at IS NULL \
+                 OR (started_at <= $4 AND stopped_at >= $5)) LIMIT 1",
+            )
+            .bind(&u.nas)
+            .bind(&u.nas_key)
+            .bind(&u.acct_session_id)
+            .bind(u.at)
+            .bind(started)
+            .fetch_optional(self.pool())
+            .await?;
+            if known.is_some() {
+                return Ok(());
+            }
+            // a new session (or one whose Start was lost)
+            let inserted = sqlx::query(
+                "INSERT INTO sessions (nas, nas_key, acct_session_id, nas_ip, nas_port, \
+                 username, mac, ssid, device_id, owner, framed_ip, class, started_at, \
+                 updated_at, stopped_at, session_time, input_octets, output_octets, \
+                 input_packets, output_packets, terminate_cause, \
+                 raw_calling_station_id, raw_nas_identifier, raw_nas_ip_address, \
+                 raw_nas_ipv6_address, source_ip) VALUES ($1, $2, $3, $4, \
+                 $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                 $20, $21, $22, $23, $24, $25, $26)",
+            )
+            .bind(&u.nas)
+            .bind(&u.nas_key)
+            .bind(&u.acct_session_id)
+            .bind(&u.nas_ip)
+            .bind(u.nas_port)
+            .bind(&u.username)
+            .bind(&mac)
+            .bind(&u.ssid)
+            .bind(u.device_id)
+            .bind(&u.owner)
+            .bind(&u.framed_ip)
+            .bind(&u.class)
+            .bind(started)
+            .bind(u.at)
+            .bind(stopped)
+            .bind(u.session_time)
+            .bind(u.input_octets)
+            .bind(u.output_octets)
+            .bind(u.input_packets)
+            .bind(u.output_packets)
+            .bind(&u.terminate_cause)
+            .bind(&u.raw.calling_station_id)
+            .bind(&u.raw.nas_identifier)
+            .bind(&u.raw.nas_ip_address)
+            .bind(&u.raw.nas_ipv6_address)
+            .bind(&u.raw.source_ip)
+            .execute(self.pool())
+            .await;
+            match inserted {
+                Ok(_) => return Ok(()),
+                Err(e) => match StoreError::from(e) {
+                    StoreError::Unique(_) => continue,
+                    other => return Err(other),
+                },
             }
         }
-    };
+        Err(StoreError::Unique(format!(
+            "session {} of {} changed concurrently",
+            u.acct_session_id, u.nas
+        )))
+    }
+
+    async fn close_sessions(
+        &self,
+        nas: &str,
+        nas_key: &str,
+        at: DateTime<Utc>,
+        cause: &str,
+    ) -> Result<u64, StoreError> {
+        // only sessions last heard of before the restart: one that started after it
+        // is the access point's new session (and a replayed Accounting-On, applied a
+        // second time after later Starts, must leave those open)
+        let done = sqlx::query(
+            "UPDATE sessions SET stopped_at = $3, updated_at = $3, terminate_cause = $4 \
+             WHERE nas = $1 AND nas_key = $2 AND stopped_at IS NULL AND updated_at <= $3",
+        )
+        .bind(nas)
+        .bind(nas_key)
+        .bind(at)
+        .bind(cause)
+        .execute(self.pool())
+        .await?;
+        Ok(<S::Db as Dialect>::rows_affected(&done))
+    }
+
+    async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE ($1 = 0 OR stopped_at IS NULL) \
+             AND ($2{txt} IS NULL OR mac = $2) ORDER BY id DESC LIMIT $3",
+            rows::SESSION_COLUMNS,
+            txt = <S::Db as Dialect>::TXT,
+        );
+        let found = sqlx::query(&sql)
+            .bind(i64::from(filter.active_only))
+            .bind(filter.mac.map(|m| m.to_string()))
+            .bind(i64::from(filter.limit.unwrap_or(50)))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::session).collect()
+    }
+
+    async fn change_marker(&self) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_log")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(id)
+    }
 }
-pub(crate) use impl_activity_store;

@@ -5,11 +5,11 @@
 //! writes nothing.
 
 mod activity_sql;
-pub mod api_reads;
 pub mod coa;
 mod postgres;
 pub mod posture;
 pub mod probe;
+mod reads;
 mod rows;
 pub mod schema;
 mod sql;
@@ -378,14 +378,9 @@ impl Registry {
         &self.rules
     }
 
-    /// A shared handle on the store, for the server's tasks.
+    /// A shared handle on the store, for the server's tasks and the enforcer's kick.
     pub fn store_arc(&self) -> Arc<dyn Store> {
         self.store.clone()
-    }
-
-    /// The store underneath, for reads.
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
     }
 
     /// An owner by username, in any case. The username is checked first: PostgreSQL and

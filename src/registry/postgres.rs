@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::mac::MacAddr;
 use crate::model::{AuditEntry, Device, Owner};
 
+use super::activity_sql::{Dialect, PoolStore};
 use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
 use super::schema::{self, SchemaState, SchemaVerdict};
 use super::sql;
@@ -156,6 +157,10 @@ impl Store for PgStore {
         Ok(state)
     }
 
+    async fn watch_changes(&self) -> Result<Option<super::ChangeWatch>, StoreError> {
+        self.watch().await
+    }
+
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
         Ok(Box::new(PgTx {
             tx: self.pool.begin().await?,
@@ -249,11 +254,12 @@ impl Store for PgStore {
             "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
              WHERE ($1::text IS NULL OR lower(target_id) = lower($1)) \
                AND ($2::text IS NULL OR actor = $2 OR substr(actor, 1, length($2) + 6) = $2 || ' (os: ') \
-             ORDER BY id DESC LIMIT $3",
+             ORDER BY id DESC LIMIT $3 OFFSET $4",
         )
         .bind(filter.target_id.as_deref())
         .bind(filter.actor.as_deref())
         .bind(i64::from(filter.limit.unwrap_or(50)))
+        .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         found.iter().map(rows::audit_entry).collect()
@@ -352,21 +358,30 @@ impl PgStore {
     }
 }
 
-super::activity_sql::impl_activity_store!(
-    PgStore,
-    sqlx::Postgres,
-    txt = "::text",
-    user_eq = "lower({col}) = lower($2)",
-    insert_json = "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
-         device_id, owner, outcome, vlan, reason, message, repeats, degraded) \
-         SELECT at, nas, nas_ip, username, mac, ssid, method, device_id, owner, outcome, vlan, \
-         reason, message, repeats, degraded FROM jsonb_to_recordset($1::text::jsonb) AS x(at timestamptz, \
-         nas text, nas_ip text, username text, mac text, ssid text, method text, device_id uuid, \
-         owner text, outcome text, vlan integer, reason text, message text, repeats integer, \
-         degraded boolean)",
-    update_seen_json = "UPDATE devices d SET last_seen_at = x.at, last_seen_nas = x.nas, \
-         last_seen_ssid = x.ssid, last_seen_mac = coalesce(x.mac, d.last_seen_mac) \
-         FROM jsonb_to_recordset($1::text::jsonb) \
-         AS x(id uuid, at timestamptz, nas text, ssid text, mac macaddr) \
-         WHERE d.id = x.id AND (d.last_seen_at IS NULL OR d.last_seen_at < x.at)"
-);
+impl PoolStore for PgStore {
+    type Db = Postgres;
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Dialect for Postgres {
+    const TXT: &'static str = "::text";
+    const USER_EQ: &'static str = "lower({col}) = lower($2)";
+    const INSERT_DECISIONS_JSON: &'static str = "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
+        device_id, owner, outcome, vlan, reason, message, repeats, degraded) \
+        SELECT at, nas, nas_ip, username, mac, ssid, method, device_id, owner, outcome, vlan, \
+        reason, message, repeats, degraded FROM jsonb_to_recordset($1::text::jsonb) AS x(at timestamptz, \
+        nas text, nas_ip text, username text, mac text, ssid text, method text, device_id uuid, \
+        owner text, outcome text, vlan integer, reason text, message text, repeats integer, \
+        degraded boolean)";
+    const UPDATE_SEEN_JSON: &'static str =
+        "UPDATE devices d SET last_seen_at = x.at, last_seen_nas = x.nas, \
+        last_seen_ssid = x.ssid, last_seen_mac = coalesce(x.mac, d.last_seen_mac) \
+        FROM jsonb_to_recordset($1::text::jsonb) \
+        AS x(id uuid, at timestamptz, nas text, ssid text, mac macaddr) \
+        WHERE d.id = x.id AND (d.last_seen_at IS NULL OR d.last_seen_at < x.at)";
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteQueryResult, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::mac::MacAddr;
 use crate::model::{AuditEntry, Device, Owner};
 
+use super::activity_sql::{Dialect, PoolStore};
 use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
 use super::schema::{self, SchemaState, SchemaVerdict};
 use super::sql;
@@ -296,11 +297,12 @@ impl Store for SqliteStore {
             "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
              WHERE ($1 IS NULL OR target_id = $1) \
                AND ($2 IS NULL OR actor = $2 OR substr(actor, 1, length($2) + 6) = $2 || ' (os: ') \
-             ORDER BY id DESC LIMIT $3",
+             ORDER BY id DESC LIMIT $3 OFFSET $4",
         )
         .bind(filter.target_id.as_deref())
         .bind(filter.actor.as_deref())
         .bind(i64::from(filter.limit.unwrap_or(50)))
+        .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         found.iter().map(rows::audit_entry).collect()
@@ -309,30 +311,34 @@ impl Store for SqliteStore {
 
 sql::impl_store_tx!(SqliteTx);
 
-impl SqliteStore {
-    /// SQLite cannot push notifications: callers poll the change marker.
-    async fn watch(&self) -> Result<Option<super::ChangeWatch>, StoreError> {
-        Ok(None)
+impl PoolStore for SqliteStore {
+    type Db = Sqlite;
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 }
 
-super::activity_sql::impl_activity_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    txt = "",
-    user_eq = "{col} = $2",
-    insert_json = "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
-         device_id, owner, outcome, vlan, reason, message, repeats, degraded) \
-         SELECT j.value ->> 'at', j.value ->> 'nas', j.value ->> 'nas_ip', \
-         j.value ->> 'username', j.value ->> 'mac', j.value ->> 'ssid', j.value ->> 'method', \
-         unhex(replace(j.value ->> 'device_id', '-', '')), j.value ->> 'owner', \
-         j.value ->> 'outcome', j.value ->> 'vlan', j.value ->> 'reason', j.value ->> 'message', \
-         j.value ->> 'repeats', coalesce(j.value ->> 'degraded', 0) \
-         FROM json_each($1) AS j",
-    update_seen_json = "UPDATE devices SET last_seen_at = x.at, last_seen_nas = x.nas, \
-         last_seen_ssid = x.ssid, last_seen_mac = coalesce(x.mac, devices.last_seen_mac) \
-         FROM (SELECT unhex(replace(j.value ->> 'id', '-', '')) AS id, \
-         j.value ->> 'at' AS at, j.value ->> 'nas' AS nas, j.value ->> 'ssid' AS ssid, \
-         j.value ->> 'mac' AS mac FROM json_each($1) AS j) AS x \
-         WHERE devices.id = x.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < x.at)"
-);
+impl Dialect for Sqlite {
+    const TXT: &'static str = "";
+    // `username` and `owner` are COLLATE NOCASE
+    const USER_EQ: &'static str = "{col} = $2";
+    const INSERT_DECISIONS_JSON: &'static str =
+        "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
+        device_id, owner, outcome, vlan, reason, message, repeats, degraded) \
+        SELECT j.value ->> 'at', j.value ->> 'nas', j.value ->> 'nas_ip', \
+        j.value ->> 'username', j.value ->> 'mac', j.value ->> 'ssid', j.value ->> 'method', \
+        unhex(replace(j.value ->> 'device_id', '-', '')), j.value ->> 'owner', \
+        j.value ->> 'outcome', j.value ->> 'vlan', j.value ->> 'reason', j.value ->> 'message', \
+        j.value ->> 'repeats', coalesce(j.value ->> 'degraded', 0) \
+        FROM json_each($1) AS j";
+    const UPDATE_SEEN_JSON: &'static str =
+        "UPDATE devices SET last_seen_at = x.at, last_seen_nas = x.nas, \
+        last_seen_ssid = x.ssid, last_seen_mac = coalesce(x.mac, devices.last_seen_mac) \
+        FROM (SELECT unhex(replace(j.value ->> 'id', '-', '')) AS id, \
+        j.value ->> 'at' AS at, j.value ->> 'nas' AS nas, j.value ->> 'ssid' AS ssid, \
+        j.value ->> 'mac' AS mac FROM json_each($1) AS j) AS x \
+        WHERE devices.id = x.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < x.at)";
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}

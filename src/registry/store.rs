@@ -150,6 +150,8 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     /// At most this many (default 50).
     pub limit: Option<u32>,
+    /// Skipping the first this many (a page further on).
+    pub offset: u64,
 }
 
 /// Notifications that the registry changed in another process (PostgreSQL LISTEN/NOTIFY).
@@ -227,21 +229,12 @@ pub trait ActivityStore: Send + Sync + 'static {
     async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;
     /// A number that grows with every registry change (the newest audit entry's id).
     async fn change_marker(&self) -> Result<i64, StoreError>;
-    /// Change notifications pushed by the database, where it can (PostgreSQL); `None` means
-    /// poll [`ActivityStore::change_marker`].
-    async fn watch_changes(&self) -> Result<Option<ChangeWatch>, StoreError> {
-        Ok(None)
-    }
 }
 
 /// A storage backend: reads outside transactions, and [`StoreTx`] for changes.
 #[async_trait]
 pub trait Store:
-    ActivityStore
-    + super::tokens::TokenStore
-    + super::posture::PostureStore
-    + super::coa::CoaStore
-    + super::api_reads::ApiStore
+    ActivityStore + super::tokens::TokenStore + super::posture::PostureStore + super::coa::CoaStore
 {
     /// Applies pending migrations; refuses a newer schema that is incompatible with this
     /// binary ([`super::schema`]).
@@ -255,6 +248,11 @@ pub trait Store:
         Err(StoreError::Unsupported(
             "this store is not copied by poortwachter; use the database's own backup tool",
         ))
+    }
+    /// Change notifications pushed by the database, where it can (PostgreSQL); `None` means
+    /// poll [`ActivityStore::change_marker`].
+    async fn watch_changes(&self) -> Result<Option<ChangeWatch>, StoreError> {
+        Ok(None)
     }
     /// Starts a write transaction. Dropping it without `commit` rolls back.
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
@@ -287,7 +285,7 @@ pub trait Store:
     ) -> Result<Vec<WithdrawnCertificate>, StoreError>;
     /// Ids starting with these lowercase hex digits (hyphens removed).
     async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
-    /// Audit entries, newest first.
+    /// Audit entries, newest first, a page as the filter says.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
     /// Tries to become the one node that enforces (sends Disconnect/CoA requests) among the
     /// nodes sharing this registry: `None` while another node is. A store only one process
