@@ -902,6 +902,27 @@ async fn coa_results(url: &str, acct_session_id: &str) -> Vec<(String, String, S
     rows
 }
 
+/// The metrics count `n` acknowledged Disconnect-Requests (within 10 s).
+async fn assert_acked(api: u16, token: &str, n: u32) {
+    let line = format!("poortwachter_coa_requests_total{{kind=\"disconnect\",result=\"ack\"}} {n}");
+    let metrics = scrape_until(api, token, &line);
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
+}
+
+/// The registry recorded exactly one Disconnect-Request for the session, acknowledged by the
+/// NAS on 127.0.0.1:`port`.
+async fn assert_one_acked_disconnect(url: &str, acct_session_id: &str, port: u16) {
+    let rows = coa_results(url, acct_session_id).await;
+    assert_eq!(
+        rows,
+        [(
+            "disconnect".to_string(),
+            "ack".to_string(),
+            format!("127.0.0.1:{port}")
+        )]
+    );
+}
+
 /// A client added by a reload gets Disconnect-Requests for its sessions, signed with its
 /// `secret` (not `secret_next`) and sent to its `coa_port`; a second reload that finishes the
 /// rotation and moves the port is used for the next one. No restart.
@@ -952,26 +973,8 @@ async fn a_client_added_by_reload_is_sent_disconnects_with_its_secret_and_port()
     );
     nas1.acknowledge_disconnect("sess-reload-1", SECRET_B, NEXT)
         .await;
-    let metrics = scrape_until(
-        api,
-        &token,
-        "poortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 1",
-    );
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "poortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 1"),
-        "{metrics}"
-    );
-    let rows = coa_results(&db.url, "sess-reload-1").await;
-    assert_eq!(
-        rows,
-        [(
-            "disconnect".to_string(),
-            "ack".to_string(),
-            format!("127.0.0.1:{}", nas1.port())
-        )]
-    );
+    assert_acked(api, &token, 1).await;
+    assert_one_acked_disconnect(&db.url, "sess-reload-1", nas1.port()).await;
 
     // the rotation ends (the new secret becomes `secret`) and the DAS port moves: reloaded,
     // and the next Disconnect-Request uses both
@@ -996,26 +999,8 @@ async fn a_client_added_by_reload_is_sent_disconnects_with_its_secret_and_port()
         nas1.receive(Duration::from_millis(300)).await.is_none(),
         "a request went to the old port"
     );
-    let metrics = scrape_until(
-        api,
-        &token,
-        "poortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 2",
-    );
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "poortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 2"),
-        "{metrics}"
-    );
-    let rows = coa_results(&db.url, "sess-reload-2").await;
-    assert_eq!(
-        rows,
-        [(
-            "disconnect".to_string(),
-            "ack".to_string(),
-            format!("127.0.0.1:{}", nas2.port())
-        )]
-    );
+    assert_acked(api, &token, 2).await;
+    assert_one_acked_disconnect(&db.url, "sess-reload-2", nas2.port()).await;
     // nothing of this needed a restart, and it is the same process
     let log = node.log_text();
     assert!(!log.contains("needs a restart"), "{log}");
@@ -1127,15 +1112,7 @@ async fn a_reload_that_changes_the_policy_re_decides_open_sessions() {
         "the Disconnect came {:?} after the reload",
         started.elapsed()
     );
-    let rows = coa_results(&db.url, "sess-policy-1").await;
-    assert_eq!(
-        rows,
-        [(
-            "disconnect".to_string(),
-            "ack".to_string(),
-            format!("127.0.0.1:{}", nas.port())
-        )]
-    );
+    assert_one_acked_disconnect(&db.url, "sess-policy-1", nas.port()).await;
     // and the device is refused from now on
     let r = mab_with(&node, SECRET_A, mac).await;
     assert_eq!(r.code.as_deref(), Some("Access-Reject"), "{}", r.output);

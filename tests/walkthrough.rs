@@ -618,54 +618,29 @@ async fn from_the_package_to_production_and_a_reload_while_connected() {
         d
     };
     let (dir1, dir2, dir3) = (ap_dir("ap1"), ap_dir("ap2"), ap_dir("ap3"));
-    let ap1 = AccessPoint::start_with(
-        &dir1,
-        &ApSettings {
-            auth: auth_addr,
-            acct: acct_addr,
-            das_port: das1,
-            secret: SECRET_CONTROLLERS,
-            source: Some("127.0.0.1"),
-            ssid: Some(SSID),
-            vlans: &vlans,
-        },
-    )
-    .await;
+    // an access point of a group: its source address, secret and DAS port; the SSID and VLANs
+    // of the site
+    let group = |das_port: u16, secret: &'static str, source: &'static str| ApSettings {
+        auth: auth_addr,
+        acct: acct_addr,
+        das_port,
+        secret,
+        source: Some(source),
+        ssid: Some(SSID),
+        vlans: &vlans,
+    };
+    let ap1 = AccessPoint::start_with(&dir1, &group(das1, SECRET_CONTROLLERS, "127.0.0.1")).await;
     let station1 = Station::start(&ap1, &dir1, &laptop1, true, mac1, SERVER_NAME);
     admitted(&ap1, &station1, mac1, 100).await;
     assert_eq!(peer_certs(&station1, 0).last(), Some(&first_cert));
 
     // --- the town office's access point (group stadskantoor-aps), an intern: guest VLAN
-    let ap2 = AccessPoint::start_with(
-        &dir2,
-        &ApSettings {
-            auth: auth_addr,
-            acct: acct_addr,
-            das_port: das2,
-            secret: SECRET_STADSKANTOOR,
-            source: Some("127.0.0.2"),
-            ssid: Some(SSID),
-            vlans: &vlans,
-        },
-    )
-    .await;
+    let ap2 = AccessPoint::start_with(&dir2, &group(das2, SECRET_STADSKANTOOR, "127.0.0.2")).await;
     let station2 = Station::start(&ap2, &dir2, &laptop2, false, mac2, SERVER_NAME);
     admitted(&ap2, &station2, mac2, 200).await;
 
     // --- day two: the library's access points, not yet a client: ignored, and logged
-    let ap3 = AccessPoint::start_with(
-        &dir3,
-        &ApSettings {
-            auth: auth_addr,
-            acct: acct_addr,
-            das_port: das3,
-            secret: SECRET_BIBLIOTHEEK,
-            source: Some("127.0.0.3"),
-            ssid: Some(SSID),
-            vlans: &vlans,
-        },
-    )
-    .await;
+    let ap3 = AccessPoint::start_with(&dir3, &group(das3, SECRET_BIBLIOTHEEK, "127.0.0.3")).await;
     let station3 = Station::start(&ap3, &dir3, &laptop3, true, mac3, SERVER_NAME);
     let early = station3.outcome(Duration::from_secs(4)).await;
     assert!(early.is_none(), "an unknown client was answered: {early:?}");
