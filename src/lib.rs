@@ -9,6 +9,7 @@ pub mod api;
 pub mod coa;
 pub mod config;
 pub mod eap;
+pub mod import;
 pub mod logging;
 pub mod mac;
 pub mod model;

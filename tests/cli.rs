@@ -603,7 +603,7 @@ both_stores!(
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            stdout.contains("2501 rows: 2500 added, 1 updated, 0 unchanged, 0 skipped"),
+            stdout.contains("2501 rows: 2500 added, 1 updated, 0 unchanged, 0 disabled, 0 enabled again, 0 left alone, 0 skipped"),
             "{stdout}"
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
