@@ -446,7 +446,8 @@ async fn import(ctx: &Context, file: &Path, feed: Feed) -> Result<()> {
     let mut options = ImportOptions::import(csv.columns, feed.skip_bad);
     options.disable_missing = feed.disable_missing;
     options.missing_reason = "niet meer in de HR-export / no longer in the HR export".to_string();
-    options.max_disable = Some(feed.confirm_disable.unwrap_or(0));
+    // a dry run shows everything it would disable; a real one needs the count confirmed
+    options.max_disable = (!feed.dry_run).then(|| feed.confirm_disable.unwrap_or(0));
     options.dry_run = feed.dry_run;
     let result = ctx
         .registry
