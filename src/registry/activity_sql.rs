@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
 use crate::activity::{
@@ -15,29 +15,8 @@ use crate::activity::{
 use crate::mac::MacAddr;
 
 use super::rows;
+use super::sql::{nocase_eq, Dialect, PoolStore};
 use super::store::{ActivityStore, StoreError};
-
-/// What differs between the databases in the shared statements.
-pub(crate) trait Dialect: Database {
-    /// The cast a text parameter needs where it may be NULL (`::text` in PostgreSQL).
-    const TXT: &'static str;
-    /// Compares the column `{col}` with `$2`, ignoring ASCII case.
-    const USER_EQ: &'static str;
-    /// Inserts the decisions of the JSON array `$1` ([`decisions_json`]).
-    const INSERT_DECISIONS_JSON: &'static str;
-    /// Records the sightings of the JSON array `$1` ([`sightings_json`]).
-    const UPDATE_SEEN_JSON: &'static str;
-    /// How many rows a statement changed (sqlx has no common trait for it).
-    fn rows_affected(done: &Self::QueryResult) -> u64;
-}
-
-/// A store over one sqlx pool: what the statements written once run on.
-pub(crate) trait PoolStore: Send + Sync + 'static {
-    /// Its database.
-    type Db: Dialect;
-    /// Its pool.
-    fn pool(&self) -> &Pool<Self::Db>;
-}
 
 /// A decision as the batch insert's JSON carries it; `at` in the text form sqlx writes to
 /// SQLite (RFC 3339 with `+00:00`), which PostgreSQL reads as timestamptz.
@@ -166,7 +145,7 @@ where
             "SELECT {} FROM decisions WHERE ($1{txt} IS NOT NULL AND mac = $1) \
              OR ($2{txt} IS NOT NULL AND {}) ORDER BY at DESC, id DESC LIMIT $3",
             rows::DECISION_COLUMNS,
-            <S::Db as Dialect>::USER_EQ.replace("{col}", "owner"),
+            nocase_eq::<S::Db>("owner", "$2"),
             txt = <S::Db as Dialect>::TXT,
         );
         let found = sqlx::query(&sql)

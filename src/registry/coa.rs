@@ -2,18 +2,19 @@
 //! a point, a device's open sessions) and the log of Disconnect/CoA requests, on both stores.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
 use crate::activity::Session;
 use crate::model::AuditEntry;
 use crate::registry::NewAuditEntry;
 
-use super::postgres::PgStore;
 use super::rows;
-use super::sqlite::SqliteStore;
-use super::{sql, StoreError};
+use super::sql::{self, Dialect, PoolStore};
+use super::StoreError;
 
 /// One Disconnect-Request or CoA-Request sent, and its answer: a row of `coa_requests`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -120,17 +121,27 @@ where
     })
 }
 
-/// Inserts one request row through executor `$ex`; evaluates to its id.
-macro_rules! insert_coa {
-    ($ex:expr, $r:expr) => {{
-        let r: &CoaRecord = $r;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO coa_requests (session_id, acct_session_id, nas, nas_addr, \
-             device_id, kind, reason, actor, sent_at, answered_at, result, error_cause, \
-             attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             RETURNING id",
-        )
-        .bind(r.session_id)
+/// `INSERT INTO coa_requests`, bound by [`bind_coa`]; returns the id.
+const INSERT_COA: &str = "INSERT INTO coa_requests (session_id, acct_session_id, nas, \
+     nas_addr, device_id, kind, reason, actor, sent_at, answered_at, result, error_cause, \
+     attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
+
+/// Binds a request's columns as `$1..$13`.
+fn bind_coa<'q, DB>(
+    q: sqlx::query::QueryScalar<'q, DB, i64, <DB as Database>::Arguments<'q>>,
+    r: &'q CoaRecord,
+) -> sqlx::query::QueryScalar<'q, DB, i64, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    String: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<i32>: Encode<'q, DB> + Type<DB>,
+    i32: Encode<'q, DB> + Type<DB>,
+    Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
+{
+    q.bind(r.session_id)
         .bind(&r.acct_session_id)
         .bind(&r.nas)
         .bind(&r.nas_addr)
@@ -143,153 +154,181 @@ macro_rules! insert_coa {
         .bind(&r.result)
         .bind(r.error_cause.and_then(|c| i32::try_from(c).ok()))
         .bind(i32::try_from(r.attempts).unwrap_or(i32::MAX))
-        .fetch_one($ex)
-        .await?;
-        id
-    }};
 }
 
-/// The same statements for both stores; `$nulli64` is how a possibly-NULL integer parameter
-/// is spelled in a comparison, `$mac_text` how `device_macs.mac` reads as the text form
-/// `sessions.mac` holds.
-macro_rules! impl_coa_store {
-    ($store:ty, $nulli64:literal, $mac_text:literal) => {
-        #[async_trait]
-        impl CoaStore for $store {
-            async fn audit_after(
-                &self,
-                after: i64,
-                limit: u32,
-            ) -> Result<Vec<AuditEntry>, StoreError> {
-                let sql = format!(
-                    "{} WHERE a.id > $1 ORDER BY a.id LIMIT $2",
-                    super::rows::AUDIT_SELECT
-                );
-                let found = sqlx::query(&sql)
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?;
-                found.iter().map(rows::audit_entry).collect()
-            }
+/// The dynamic-authorization statements on any [`PoolStore`], the same for both stores.
+#[async_trait]
+impl<S, DB> CoaStore for S
+where
+    S: PoolStore<Db = DB>,
+    DB: Dialect,
+    for<'c> &'c mut <DB as Database>::Connection: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> String: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> bool: Encode<'q, DB>,
+    for<'q> Option<i32>: Encode<'q, DB>,
+    for<'q> i32: Encode<'q, DB>,
+    for<'q> i64: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB>,
+    for<'q> Option<NaiveDate>: Encode<'q, DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB>,
+    for<'q> Option<DateTime<Utc>>: Encode<'q, DB>,
+    for<'q> Json<&'q serde_json::Value>: Encode<'q, DB>,
+    for<'q> Option<Json<&'q serde_json::Value>>: Encode<'q, DB>,
+    for<'r> &'r str: ColumnIndex<<DB as Database>::Row>,
+    for<'r> bool: Decode<'r, DB>,
+    for<'r> i32: Decode<'r, DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> String: Decode<'r, DB>,
+    for<'r> Uuid: Decode<'r, DB>,
+    for<'r> NaiveDate: Decode<'r, DB>,
+    for<'r> DateTime<Utc>: Decode<'r, DB>,
+    for<'r> Json<serde_json::Value>: Decode<'r, DB>,
+    for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    str: Type<DB>,
+    String: Type<DB>,
+    bool: Type<DB>,
+    i32: Type<DB>,
+    i64: Type<DB>,
+    Uuid: Type<DB>,
+    NaiveDate: Type<DB>,
+    DateTime<Utc>: Type<DB>,
+    Json<serde_json::Value>: Type<DB>,
+    for<'q> Json<&'q serde_json::Value>: Type<DB>,
+{
+    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = format!(
+            "{} WHERE a.id > $1 ORDER BY a.id LIMIT $2",
+            rows::AUDIT_SELECT
+        );
+        let found = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::audit_entry).collect()
+    }
 
-            async fn open_sessions_of(&self, device_id: Uuid) -> Result<Vec<Session>, StoreError> {
-                let sql = format!(
-                    "SELECT {} FROM sessions WHERE stopped_at IS NULL AND (device_id = $1 \
-                     OR mac IN (SELECT {} FROM device_macs WHERE device_id = $1)) ORDER BY id",
-                    rows::SESSION_COLUMNS,
-                    $mac_text
-                );
-                let found = sqlx::query(&sql)
-                    .bind(device_id)
-                    .fetch_all(&self.pool)
-                    .await?;
-                found.iter().map(rows::session).collect()
-            }
+    async fn open_sessions_of(&self, device_id: Uuid) -> Result<Vec<Session>, StoreError> {
+        // `device_macs.mac` read as the text `sessions.mac` holds
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE stopped_at IS NULL AND (device_id = $1 \
+             OR mac IN (SELECT mac{} FROM device_macs WHERE device_id = $1)) ORDER BY id",
+            rows::SESSION_COLUMNS,
+            DB::TXT
+        );
+        let found = sqlx::query(&sql)
+            .bind(device_id)
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::session).collect()
+    }
 
-            async fn session_by_id(&self, id: i64) -> Result<Option<Session>, StoreError> {
-                let sql = format!(
-                    "SELECT {} FROM sessions WHERE id = $1",
-                    rows::SESSION_COLUMNS
-                );
-                let found = sqlx::query(&sql)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                found.as_ref().map(rows::session).transpose()
-            }
+    async fn session_by_id(&self, id: i64) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE id = $1",
+            rows::SESSION_COLUMNS
+        );
+        let found = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        found.as_ref().map(rows::session).transpose()
+    }
 
-            async fn sessions_by_acct_id(
-                &self,
-                acct_session_id: &str,
-            ) -> Result<Vec<Session>, StoreError> {
-                let sql = format!(
-                    "SELECT {} FROM sessions WHERE acct_session_id = $1 \
-                     ORDER BY (stopped_at IS NULL) DESC, id DESC LIMIT 20",
-                    rows::SESSION_COLUMNS
-                );
-                let found = sqlx::query(&sql)
-                    .bind(acct_session_id)
-                    .fetch_all(&self.pool)
-                    .await?;
-                found.iter().map(rows::session).collect()
-            }
+    async fn sessions_by_acct_id(&self, acct_session_id: &str) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE acct_session_id = $1 \
+             ORDER BY (stopped_at IS NULL) DESC, id DESC LIMIT 20",
+            rows::SESSION_COLUMNS
+        );
+        let found = sqlx::query(&sql)
+            .bind(acct_session_id)
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::session).collect()
+    }
 
-            async fn end_session(
-                &self,
-                id: i64,
-                at: DateTime<Utc>,
-                cause: &str,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE sessions SET stopped_at = $2, updated_at = $2, terminate_cause = $3 \
-                     WHERE id = $1 AND stopped_at IS NULL",
-                )
-                .bind(id)
+    async fn end_session(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        cause: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(END_SESSION)
+            .bind(id)
+            .bind(at)
+            .bind(cause)
+            .execute(self.pool())
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn insert_coa_request(&self, r: &CoaRecord) -> Result<i64, StoreError> {
+        let id = bind_coa(sqlx::query_scalar(INSERT_COA), r)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(id)
+    }
+
+    async fn record_kick(
+        &self,
+        r: &CoaRecord,
+        close: Option<(i64, DateTime<Utc>, &str)>,
+        audit: &(dyn Fn(i64) -> NewAuditEntry + Sync),
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let id = bind_coa(sqlx::query_scalar(INSERT_COA), r)
+            .fetch_one(&mut *tx)
+            .await?;
+        if let Some((session, at, cause)) = close {
+            sqlx::query(END_SESSION)
+                .bind(session)
                 .bind(at)
                 .bind(cause)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            async fn insert_coa_request(&self, r: &CoaRecord) -> Result<i64, StoreError> {
-                Ok(insert_coa!(&self.pool, r))
-            }
-
-            async fn record_kick(
-                &self,
-                r: &CoaRecord,
-                close: Option<(i64, DateTime<Utc>, &str)>,
-                audit: &(dyn Fn(i64) -> NewAuditEntry + Sync),
-            ) -> Result<i64, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let id = insert_coa!(&mut *tx, r);
-                if let Some((session, at, cause)) = close {
-                    sqlx::query(
-                        "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
-                         terminate_cause = $3 WHERE id = $1 AND stopped_at IS NULL",
-                    )
-                    .bind(session)
-                    .bind(at)
-                    .bind(cause)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let entry = audit(id);
-                sql::append_audit!(tx, &entry).await?;
-                tx.commit().await?;
-                Ok(id)
-            }
-
-            async fn purge_coa_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM coa_requests WHERE sent_at < $1")
-                    .bind(before)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn coa_requests(
-                &self,
-                session_id: Option<i64>,
-                limit: u32,
-            ) -> Result<Vec<CoaRecord>, StoreError> {
-                let sql = format!(
-                    "SELECT {COA_COLUMNS} FROM coa_requests \
-                     WHERE ({} IS NULL OR session_id = $1) ORDER BY id DESC LIMIT $2",
-                    $nulli64
-                );
-                let found = sqlx::query(&sql)
-                    .bind(session_id)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?;
-                found.iter().map(coa_record).collect()
-            }
         }
-    };
+        let entry = audit(id);
+        sql::append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn purge_coa_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM coa_requests WHERE sent_at < $1")
+            .bind(before)
+            .execute(self.pool())
+            .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    async fn coa_requests(
+        &self,
+        session_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<CoaRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COA_COLUMNS} FROM coa_requests \
+             WHERE ($1{} IS NULL OR session_id = $1) ORDER BY id DESC LIMIT $2",
+            DB::BIGINT
+        );
+        let found = sqlx::query(&sql)
+            .bind(session_id)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(coa_record).collect()
+    }
 }
 
-impl_coa_store!(SqliteStore, "$1", "mac");
-impl_coa_store!(PgStore, "$1::bigint", "mac::text");
+/// Closes an open session: `$1` its id, `$2` when, `$3` the terminate cause.
+const END_SESSION: &str = "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
+     terminate_cause = $3 WHERE id = $1 AND stopped_at IS NULL";

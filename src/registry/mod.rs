@@ -14,6 +14,7 @@ pub mod posture;
 pub mod privacy;
 pub mod probe;
 mod reads;
+mod registry_sql;
 mod rows;
 pub mod schema;
 mod sql;
@@ -38,7 +39,7 @@ pub use owners::{
 };
 pub use store::{
     ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, Leadership, NewAuditEntry,
-    RegistryChange, Store, StoreError, StoreTx, WithdrawnCertificate,
+    ReadStore, RegistryChange, Store, StoreError, StoreTx, WithdrawnCertificate,
 };
 
 /// Registry rules that come from the config.

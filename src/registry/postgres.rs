@@ -6,23 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgQueryResult};
-use sqlx::{Postgres, Transaction};
-use uuid::Uuid;
+use sqlx::Postgres;
 
-use crate::mac::MacAddr;
-use crate::model::{AuditEntry, Device, Owner};
-
-use super::activity_sql::{Dialect, PoolStore};
-use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
+use super::registry_sql::SqlTx;
 use super::schema::{self, SchemaState, SchemaVerdict};
-use super::sql;
-use super::store::{
-    AuditFilter, DeviceCertificate, Leadership, NewAuditEntry, RegistryChange, Store, StoreError,
-    StoreTx, WithdrawnCertificate,
-};
-
-/// A MAC row (text in, macaddr in the table).
-const INSERT_MAC: &str = "INSERT INTO device_macs (mac, device_id) VALUES ($1::macaddr, $2)";
+use super::sql::{Dialect, PoolStore};
+use super::store::{Leadership, RegistryChange, Store, StoreError, StoreTx};
 
 /// The schema migrations. Applied migrations this binary does not know (a newer node ran
 /// them) are not an error: [`super::schema`] decides whether they are compatible.
@@ -56,65 +45,6 @@ impl PgStore {
             .connect_lazy(url)?;
         Ok(PgStore { pool })
     }
-}
-
-struct PgTx {
-    tx: Transaction<'static, Postgres>,
-}
-
-async fn owner_by_name(
-    conn: &mut PgConnection,
-    username: &str,
-    lock: bool,
-) -> Result<Option<Owner>, StoreError> {
-    let sql = format!(
-        "SELECT {OWNER_COLUMNS} FROM owners o WHERE lower(o.username) = lower($1){}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let row = sqlx::query(&sql)
-        .bind(username)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(rows::owner).transpose()
-}
-
-/// Devices matching `condition` (on `d`, `o` or `m`), `$1` bound to `arg`.
-async fn devices_where<A>(
-    conn: &mut PgConnection,
-    condition: &str,
-    arg: A,
-    lock: bool,
-) -> Result<Vec<Device>, StoreError>
-where
-    A: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
-{
-    let sql = format!(
-        "SELECT {DEVICE_COLUMNS}, m.mac::text AS mac FROM devices d \
-         JOIN owners o ON o.id = d.owner_id \
-         LEFT JOIN device_macs m ON m.device_id = d.id \
-         WHERE {condition} ORDER BY d.created_at, d.id, m.mac{}",
-        if lock { " FOR UPDATE OF d" } else { "" }
-    );
-    let found = sqlx::query(&sql).bind(arg).fetch_all(conn).await?;
-    rows::devices(&found)
-}
-
-async fn device_by_id(
-    conn: &mut PgConnection,
-    id: Uuid,
-    lock: bool,
-) -> Result<Option<Device>, StoreError> {
-    Ok(devices_where(conn, "d.id = $1", id, lock).await?.pop())
-}
-
-async fn device_by_mac(
-    conn: &mut PgConnection,
-    mac: MacAddr,
-) -> Result<Option<Device>, StoreError> {
-    let condition = "d.id = (SELECT device_id FROM device_macs WHERE mac = $1::macaddr)";
-    Ok(devices_where(conn, condition, mac.to_string(), false)
-        .await?
-        .pop())
 }
 
 #[async_trait]
@@ -162,108 +92,7 @@ impl Store for PgStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
-        Ok(Box::new(PgTx {
-            tx: self.pool.begin().await?,
-        }))
-    }
-
-    async fn owner(&self, username: &str) -> Result<Option<Owner>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        owner_by_name(&mut conn, username, false).await
-    }
-
-    async fn owners(&self) -> Result<Vec<Owner>, StoreError> {
-        let sql = format!(
-            "SELECT {OWNER_COLUMNS} FROM owners o ORDER BY lower(o.username) COLLATE \"C\""
-        );
-        let found = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        found.iter().map(rows::owner).collect()
-    }
-
-    async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        device_by_id(&mut conn, id, false).await
-    }
-
-    async fn device_by_mac(&self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        device_by_mac(&mut conn, mac).await
-    }
-
-    async fn devices(&self, owner: Option<&str>) -> Result<Vec<Device>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        match owner {
-            Some(username) => {
-                devices_where(&mut conn, "lower(o.username) = lower($1)", username, false).await
-            }
-            None => devices_where(&mut conn, "$1::boolean", true, false).await,
-        }
-    }
-
-    async fn device_by_cert_fingerprint(
-        &self,
-        fingerprint: &str,
-    ) -> Result<Option<Device>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let fingerprint = fingerprint.to_ascii_lowercase();
-        Ok(
-            devices_where(&mut conn, "d.cert_fingerprint = $1", fingerprint, false)
-                .await?
-                .pop(),
-        )
-    }
-
-    async fn certificates(&self, device_id: Uuid) -> Result<Vec<DeviceCertificate>, StoreError> {
-        let found = sqlx::query(sql::DEVICE_CERTIFICATES)
-            .bind(device_id)
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(rows::certificate).collect()
-    }
-
-    async fn current_certificates(&self) -> Result<Vec<DeviceCertificate>, StoreError> {
-        let found = sqlx::query(sql::CURRENT_CERTIFICATES)
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(rows::certificate).collect()
-    }
-
-    async fn withdrawn_certificates(
-        &self,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<WithdrawnCertificate>, StoreError> {
-        let found = sqlx::query(sql::WITHDRAWN_CERTIFICATES)
-            .bind(at)
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(rows::withdrawn_certificate).collect()
-    }
-
-    async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError> {
-        let ids = sqlx::query_scalar(
-            "SELECT id FROM devices WHERE replace(id::text, '-', '') LIKE $1 || '%' ORDER BY id LIMIT 10",
-        )
-        .bind(hex_prefix)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids)
-    }
-
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let sql = format!(
-            "{} WHERE ($1::text IS NULL OR lower(a.target_id) = lower($1) OR lower(p.target) = lower($1)) \
-               AND ($2::text IS NULL OR a.actor = $2 OR substr(a.actor, 1, length($2) + 6) = $2 || ' (os: ') \
-             ORDER BY a.id DESC LIMIT $3 OFFSET $4",
-            rows::AUDIT_SELECT
-        );
-        let found = sqlx::query(&sql)
-            .bind(filter.target_id.as_deref())
-            .bind(filter.actor.as_deref())
-            .bind(i64::from(filter.limit.unwrap_or(50)))
-            .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(rows::audit_entry).collect()
+        Ok(Box::new(SqlTx::begin(&self.pool).await?))
     }
 
     /// A session-level advisory lock on a connection of its own: PostgreSQL releases it when
@@ -310,8 +139,6 @@ impl Leadership for PgLeadership {
         false
     }
 }
-
-sql::impl_store_tx!(PgTx);
 
 /// The channel the `audit_log_notify` trigger signals on.
 const CHANGE_CHANNEL: &str = "poortwachter_registry";
@@ -368,7 +195,17 @@ impl PoolStore for PgStore {
 
 impl Dialect for Postgres {
     const TXT: &'static str = "::text";
-    const USER_EQ: &'static str = "lower({col}) = lower($2)";
+    const BOOL: &'static str = "::boolean";
+    const BIGINT: &'static str = "::bigint";
+    const MACADDR: &'static str = "::macaddr";
+    const NOCASE_EQ: &'static str = "lower({col}) = lower({arg})";
+    const BYTEWISE: &'static str = " COLLATE \"C\"";
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    // an owner's or device's rows stay locked until the change commits: changes to one owner
+    // or device line up across processes and nodes
+    const LOCK: &'static str = " FOR UPDATE";
+    const LOCK_DEVICES: &'static str = " FOR UPDATE OF d";
+    const ID_HEX: &'static str = "replace(id::text, '-', '')";
     const INSERT_DECISIONS_JSON: &'static str = "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
         device_id, owner, outcome, vlan, reason, message, repeats, degraded) \
         SELECT at, nas, nas_ip, username, mac, ssid, method, device_id, owner, outcome, vlan, \

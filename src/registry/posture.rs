@@ -3,19 +3,18 @@
 //! compliance in one transaction with its audit entry.
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Row, Type};
 use uuid::Uuid;
 
 use crate::config::ops::ComplianceConfig;
 use crate::model::{Compliance, Device, DeviceStatus, FieldError};
 use crate::posture::{self, PostureOutcome, PostureReport, RecordedCheck, StoredReport};
 
-use super::postgres::PgStore;
-use super::sql::Q;
-use super::sqlite::SqliteStore;
+use super::sql::{Dialect, PoolStore, Q};
 use super::store::StoreError;
 use super::{audit, Change, DeviceRef, Registry, RegistryError};
 
@@ -126,14 +125,59 @@ pub trait PostureStore: Send + Sync + 'static {
     async fn purge_posture_reports(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// The posture statements on any [`PoolStore`], the same for both stores.
 #[async_trait]
-impl PostureStore for SqliteStore {
+impl<S, DB> PostureStore for S
+where
+    S: PoolStore<Db = DB>,
+    DB: Dialect,
+    for<'c> &'c mut <DB as Database>::Connection: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> String: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> bool: Encode<'q, DB>,
+    for<'q> Option<i32>: Encode<'q, DB>,
+    for<'q> i32: Encode<'q, DB>,
+    for<'q> i64: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB>,
+    for<'q> Option<NaiveDate>: Encode<'q, DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB>,
+    for<'q> Option<DateTime<Utc>>: Encode<'q, DB>,
+    for<'q> Json<&'q serde_json::Value>: Encode<'q, DB>,
+    for<'q> Option<Json<&'q serde_json::Value>>: Encode<'q, DB>,
+    for<'r> &'r str: ColumnIndex<<DB as Database>::Row>,
+    for<'r> bool: Decode<'r, DB>,
+    for<'r> i32: Decode<'r, DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> String: Decode<'r, DB>,
+    for<'r> Uuid: Decode<'r, DB>,
+    for<'r> NaiveDate: Decode<'r, DB>,
+    for<'r> DateTime<Utc>: Decode<'r, DB>,
+    for<'r> Json<serde_json::Value>: Decode<'r, DB>,
+    for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    str: Type<DB>,
+    String: Type<DB>,
+    bool: Type<DB>,
+    i32: Type<DB>,
+    i64: Type<DB>,
+    Uuid: Type<DB>,
+    NaiveDate: Type<DB>,
+    DateTime<Utc>: Type<DB>,
+    Json<serde_json::Value>: Type<DB>,
+    for<'q> Json<&'q serde_json::Value>: Type<DB>,
+{
     async fn purge_posture_reports(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(PURGE_POSTURE_REPORTS)
             .bind(before)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
-        Ok(done.rows_affected())
+        Ok(DB::rows_affected(&done))
     }
 
     async fn posture_reports(
@@ -144,31 +188,7 @@ impl PostureStore for SqliteStore {
         let found = sqlx::query(DEVICE_POSTURE_REPORTS)
             .bind(device_id)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(stored_report).collect()
-    }
-}
-
-#[async_trait]
-impl PostureStore for PgStore {
-    async fn purge_posture_reports(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(PURGE_POSTURE_REPORTS)
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn posture_reports(
-        &self,
-        device_id: Uuid,
-        limit: u32,
-    ) -> Result<Vec<StoredReport>, StoreError> {
-        let found = sqlx::query(DEVICE_POSTURE_REPORTS)
-            .bind(device_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         found.iter().map(stored_report).collect()
     }

@@ -1,16 +1,23 @@
 //! Statements that read the same in PostgreSQL and SQLite (`$n` placeholders work in both),
-//! with their binders written once over any sqlx database. An UPDATE binds the same list as
-//! its INSERT and uses what it needs: both databases accept unreferenced parameters.
+//! with their binders and the audit append written once over any sqlx database; and
+//! [`Dialect`], how each database spells the little that differs (implemented in the backend's
+//! own file), with [`PoolStore`], the store the statements written once run on. An UPDATE
+//! binds the same list as its INSERT and uses what it needs: both databases accept
+//! unreferenced parameters.
+//!
+//! The generic code states what it needs of the database as a `where` list (the two sqlx
+//! drivers both have it): an executor, and the column types bound and read. Rust does not
+//! carry such bounds from a trait to its users, so each generic `impl` repeats the list.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Database, Encode, Type};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 use uuid::Uuid;
 
 use crate::model::{Device, Owner};
 
-use super::store::DeviceCertificate;
+use super::store::{DeviceCertificate, NewAuditEntry, StoreError};
 
 /// A query with its arguments, for database `DB`.
 pub type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -266,244 +273,114 @@ where
         .bind(chain)
 }
 
-/// Appends an audit entry in transaction `$tx` (an expression `&mut *$tx` takes): its public
-/// row linked onto the chain, its personal part apart ([`super::audit`]). Evaluates to
-/// `Result<(), StoreError>`.
-macro_rules! append_audit {
-    ($tx:expr, $entry:expr) => {
-        async {
-            let entry: &$crate::registry::NewAuditEntry = $entry;
-            let sealed = $crate::registry::audit::seal(entry);
-            let prev: String = sqlx::query_scalar($crate::registry::sql::AUDIT_HEAD_TAKE)
-                .fetch_one(&mut *$tx)
-                .await?;
-            let chain = $crate::registry::audit::link_sealed(&prev, &sealed);
-            let id: i64 = $crate::registry::sql::bind_sealed(
-                sqlx::query_scalar($crate::registry::sql::INSERT_SEALED_AUDIT),
-                &sealed,
-                &chain,
-            )
-            .fetch_one(&mut *$tx)
+/// Appends an audit entry in transaction `tx`: its public row linked onto the chain, its
+/// personal part apart ([`super::audit`]).
+pub(crate) async fn append_audit<DB>(
+    tx: &mut Transaction<'_, DB>,
+    entry: &NewAuditEntry,
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    for<'q> String: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> i64: Encode<'q, DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB>,
+    for<'q> Option<Json<&'q serde_json::Value>>: Encode<'q, DB>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    str: Type<DB>,
+    String: Type<DB>,
+    i64: Type<DB>,
+    Uuid: Type<DB>,
+    DateTime<Utc>: Type<DB>,
+    Json<serde_json::Value>: Type<DB>,
+    for<'q> Json<&'q serde_json::Value>: Type<DB>,
+{
+    let sealed = super::audit::seal(entry);
+    let prev: String = sqlx::query_scalar(AUDIT_HEAD_TAKE)
+        .fetch_one(&mut **tx)
+        .await?;
+    let chain = super::audit::link_sealed(&prev, &sealed);
+    let id: i64 = bind_sealed(sqlx::query_scalar(INSERT_SEALED_AUDIT), &sealed, &chain)
+        .fetch_one(&mut **tx)
+        .await?;
+    if let Some(p) = &sealed.personal {
+        let device = (sealed.target_type == "device")
+            .then(|| Uuid::parse_str(&sealed.target_id).ok())
+            .flatten();
+        sqlx::query(INSERT_AUDIT_PERSONAL)
+            .bind(id)
+            .bind(p.owner_id)
+            .bind(&p.salt)
+            .bind(&p.target)
+            .bind(p.before.as_ref().map(Json))
+            .bind(p.after.as_ref().map(Json))
+            .bind(device)
+            .execute(&mut **tx)
             .await?;
-            if let Some(p) = &sealed.personal {
-                let device = (sealed.target_type == "device")
-                    .then(|| uuid::Uuid::parse_str(&sealed.target_id).ok())
-                    .flatten();
-                sqlx::query($crate::registry::sql::INSERT_AUDIT_PERSONAL)
-                    .bind(id)
-                    .bind(p.owner_id)
-                    .bind(&p.salt)
-                    .bind(&p.target)
-                    .bind(p.before.as_ref().map(sqlx::types::Json))
-                    .bind(p.after.as_ref().map(sqlx::types::Json))
-                    .bind(device)
-                    .execute(&mut *$tx)
-                    .await?;
-            }
-            sqlx::query($crate::registry::sql::AUDIT_HEAD_SET)
-                .bind(&chain)
-                .execute(&mut *$tx)
-                .await?;
-            Ok::<(), $crate::registry::StoreError>(())
-        }
-    };
+    }
+    sqlx::query(AUDIT_HEAD_SET)
+        .bind(&chain)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
-pub(crate) use append_audit;
 
-/// Implements [`super::StoreTx`] for a backend's transaction type `$tx` (a struct with a
-/// `tx: sqlx::Transaction<'static, DB>` field). The backend module provides what differs:
-/// `owner_by_name(conn, username, lock)`, `device_by_id(conn, id, lock)`,
-/// `device_by_mac(conn, mac)` and the `INSERT_MAC` statement; the rest is the same SQL.
-macro_rules! impl_store_tx {
-    ($tx:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::registry::StoreTx for $tx {
-            async fn owner_for_update(
-                &mut self,
-                username: &str,
-            ) -> Result<Option<$crate::model::Owner>, StoreError> {
-                owner_by_name(&mut self.tx, username, true).await
-            }
-
-            async fn insert_owner(&mut self, o: &$crate::model::Owner) -> Result<(), StoreError> {
-                sql::bind_owner(sqlx::query(sql::INSERT_OWNER), o)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn update_owner(&mut self, o: &$crate::model::Owner) -> Result<(), StoreError> {
-                sql::bind_owner(sqlx::query(sql::UPDATE_OWNER), o)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn count_devices_in_use(
-                &mut self,
-                owner_id: uuid::Uuid,
-            ) -> Result<u32, StoreError> {
-                let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES_IN_USE)
-                    .bind(owner_id)
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                Ok(u32::try_from(n).unwrap_or(u32::MAX))
-            }
-
-            async fn device_for_update(
-                &mut self,
-                id: uuid::Uuid,
-            ) -> Result<Option<$crate::model::Device>, StoreError> {
-                device_by_id(&mut self.tx, id, true).await
-            }
-
-            async fn device_by_mac(
-                &mut self,
-                mac: $crate::mac::MacAddr,
-            ) -> Result<Option<$crate::model::Device>, StoreError> {
-                device_by_mac(&mut self.tx, mac).await
-            }
-
-            async fn insert_device(&mut self, d: &$crate::model::Device) -> Result<(), StoreError> {
-                sql::bind_device(sqlx::query(sql::INSERT_DEVICE), d)
-                    .execute(&mut *self.tx)
-                    .await?;
-                for mac in &d.macs {
-                    sqlx::query(INSERT_MAC)
-                        .bind(mac.to_string())
-                        .bind(d.id)
-                        .execute(&mut *self.tx)
-                        .await?;
-                }
-                Ok(())
-            }
-
-            async fn update_device(&mut self, d: &$crate::model::Device) -> Result<(), StoreError> {
-                sql::bind_device(sqlx::query(sql::UPDATE_DEVICE), d)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn set_device_macs(
-                &mut self,
-                device_id: uuid::Uuid,
-                macs: &[$crate::mac::MacAddr],
-            ) -> Result<(), StoreError> {
-                sqlx::query(sql::DELETE_DEVICE_MACS)
-                    .bind(device_id)
-                    .execute(&mut *self.tx)
-                    .await?;
-                for mac in macs {
-                    sqlx::query(INSERT_MAC)
-                        .bind(mac.to_string())
-                        .bind(device_id)
-                        .execute(&mut *self.tx)
-                        .await?;
-                }
-                Ok(())
-            }
-
-            async fn delete_device(&mut self, id: uuid::Uuid) -> Result<(), StoreError> {
-                for statement in sql::DELETE_DEVICE {
-                    sqlx::query(statement)
-                        .bind(id)
-                        .execute(&mut *self.tx)
-                        .await?;
-                }
-                Ok(())
-            }
-
-            async fn count_devices(&mut self, owner_id: uuid::Uuid) -> Result<u32, StoreError> {
-                let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES)
-                    .bind(owner_id)
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                Ok(u32::try_from(n).unwrap_or(u32::MAX))
-            }
-
-            async fn owners_of_source(
-                &mut self,
-                source: $crate::model::OwnerSource,
-            ) -> Result<Vec<$crate::model::Owner>, StoreError> {
-                let rows = sqlx::query(&sql::owners_of_source())
-                    .bind(source.as_str())
-                    .fetch_all(&mut *self.tx)
-                    .await?;
-                rows.iter()
-                    .map(|r| $crate::registry::rows::owner(r))
-                    .collect()
-            }
-
-            async fn erase_owner_data(
-                &mut self,
-                owner: &$crate::model::Owner,
-                at: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), StoreError> {
-                for statement in sql::ERASE_OWNER_DATA {
-                    sqlx::query(statement)
-                        .bind(owner.id)
-                        .bind(&owner.username)
-                        .bind(at)
-                        .execute(&mut *self.tx)
-                        .await?;
-                }
-                Ok(())
-            }
-
-            async fn delete_owner(&mut self, id: uuid::Uuid) -> Result<(), StoreError> {
-                sqlx::query(sql::DELETE_OWNER)
-                    .bind(id)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn supersede_certificates(
-                &mut self,
-                device_id: uuid::Uuid,
-                at: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, StoreError> {
-                let done = sqlx::query(sql::SUPERSEDE_CERTIFICATES)
-                    .bind(device_id)
-                    .bind(at)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn insert_certificate(
-                &mut self,
-                c: &$crate::registry::DeviceCertificate,
-            ) -> Result<(), StoreError> {
-                sql::bind_certificate(sqlx::query(sql::INSERT_CERTIFICATE), c)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn insert_posture_report(
-                &mut self,
-                r: &$crate::registry::posture::NewPostureReport,
-            ) -> Result<i64, StoreError> {
-                let row = $crate::registry::posture::bind_posture_report(
-                    sqlx::query($crate::registry::posture::INSERT_POSTURE_REPORT),
-                    r,
-                )
-                .fetch_one(&mut *self.tx)
-                .await?;
-                Ok(sqlx::Row::try_get(&row, 0)?)
-            }
-
-            async fn append_audit(&mut self, e: &NewAuditEntry) -> Result<(), StoreError> {
-                sql::append_audit!(self.tx, e).await
-            }
-
-            async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-                self.tx.commit().await?;
-                Ok(())
-            }
-        }
-    };
+/// What differs between the databases in the statements written once for both.
+pub(crate) trait Dialect: Database {
+    /// The cast to text (`::text` in PostgreSQL): of a parameter that may be NULL, or of a
+    /// `macaddr` column read as the text `sessions.mac` holds.
+    const TXT: &'static str;
+    /// The cast of a boolean parameter (`::boolean` in PostgreSQL).
+    const BOOL: &'static str;
+    /// The cast of an integer parameter that may be NULL (`::bigint` in PostgreSQL).
+    const BIGINT: &'static str;
+    /// The cast of a MAC parameter (text) to `device_macs.mac` (`::macaddr` in PostgreSQL).
+    const MACADDR: &'static str;
+    /// Compares the column `{col}` with `{arg}`, ignoring ASCII case ([`nocase_eq`]).
+    const NOCASE_EQ: &'static str;
+    /// Makes an `ORDER BY` of text bytewise (` COLLATE "C"` in PostgreSQL).
+    const BYTEWISE: &'static str;
+    /// Opens a write transaction (SQLite's `BEGIN IMMEDIATE` takes the one write lock up
+    /// front: a read-then-write transaction then never fails to upgrade its lock).
+    const BEGIN_WRITE: &'static str;
+    /// Locks the rows a `SELECT` in a write transaction reads (` FOR UPDATE` in PostgreSQL;
+    /// none in SQLite, whose write transaction holds the one write lock).
+    const LOCK: &'static str;
+    /// Locks the device rows (`d`) of a `SELECT` joined with other tables.
+    const LOCK_DEVICES: &'static str;
+    /// A device's id (`id`) as lowercase hex without hyphens.
+    const ID_HEX: &'static str;
+    /// Inserts the decisions of the JSON array `$1`
+    /// ([`super::activity_sql::decisions_json`]).
+    const INSERT_DECISIONS_JSON: &'static str;
+    /// Records the sightings of the JSON array `$1`
+    /// ([`super::activity_sql::sightings_json`]).
+    const UPDATE_SEEN_JSON: &'static str;
+    /// How many rows a statement changed (sqlx has no common trait for it).
+    fn rows_affected(done: &Self::QueryResult) -> u64;
 }
-pub(crate) use impl_store_tx;
+
+/// `col = arg` ignoring ASCII case, as database `DB` spells it.
+pub(crate) fn nocase_eq<DB: Dialect>(col: &str, arg: &str) -> String {
+    DB::NOCASE_EQ.replace("{col}", col).replace("{arg}", arg)
+}
+
+/// A store over one sqlx pool: what the statements written once run on.
+pub(crate) trait PoolStore: Send + Sync + 'static {
+    /// Its database.
+    type Db: Dialect;
+    /// Its pool.
+    fn pool(&self) -> &Pool<Self::Db>;
+}
+
+/// Opens a write transaction ([`Dialect::BEGIN_WRITE`]).
+pub(crate) async fn begin_write<DB: Dialect>(
+    pool: &Pool<DB>,
+) -> Result<Transaction<'static, DB>, StoreError> {
+    Ok(pool.begin_with(DB::BEGIN_WRITE).await?)
+}

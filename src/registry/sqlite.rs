@@ -8,25 +8,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteQueryResult, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
-use uuid::Uuid;
+use sqlx::Sqlite;
 
-use crate::mac::MacAddr;
-use crate::model::{AuditEntry, Device, Owner};
-
-use super::activity_sql::{Dialect, PoolStore};
-use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
+use super::registry_sql::SqlTx;
 use super::schema::{self, SchemaState, SchemaVerdict};
-use super::sql;
-use super::store::{
-    AuditFilter, DeviceCertificate, NewAuditEntry, Store, StoreError, StoreTx, WithdrawnCertificate,
-};
-
-/// A MAC row (text in, TEXT in the table).
-const INSERT_MAC: &str = "INSERT INTO device_macs (mac, device_id) VALUES ($1, $2)";
+use super::sql::{Dialect, PoolStore};
+use super::store::{Store, StoreError, StoreTx};
 
 /// The schema migrations. Applied migrations this binary does not know (a newer binary ran
 /// them) are not an error: [`super::schema`] decides whether they are compatible.
@@ -94,60 +84,6 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
         })
 }
 
-struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
-}
-
-/// No row locks in SQLite: a write transaction (`BEGIN IMMEDIATE`) holds the one write lock.
-async fn owner_by_name(
-    conn: &mut SqliteConnection,
-    username: &str,
-    _lock: bool,
-) -> Result<Option<Owner>, StoreError> {
-    // `username` is COLLATE NOCASE
-    let sql = format!("SELECT {OWNER_COLUMNS} FROM owners o WHERE o.username = $1");
-    let row = sqlx::query(&sql)
-        .bind(username)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(rows::owner).transpose()
-}
-
-/// Devices matching `condition` (on `d`, `o` or `m`), `$1` bound to `arg`.
-async fn devices_where<A>(
-    conn: &mut SqliteConnection,
-    condition: &str,
-    arg: A,
-) -> Result<Vec<Device>, StoreError>
-where
-    A: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + Send,
-{
-    let sql = format!(
-        "SELECT {DEVICE_COLUMNS}, m.mac AS mac FROM devices d \
-         JOIN owners o ON o.id = d.owner_id \
-         LEFT JOIN device_macs m ON m.device_id = d.id \
-         WHERE {condition} ORDER BY d.created_at, d.id, m.mac"
-    );
-    let found = sqlx::query(&sql).bind(arg).fetch_all(conn).await?;
-    rows::devices(&found)
-}
-
-async fn device_by_id(
-    conn: &mut SqliteConnection,
-    id: Uuid,
-    _lock: bool,
-) -> Result<Option<Device>, StoreError> {
-    Ok(devices_where(conn, "d.id = $1", id).await?.pop())
-}
-
-async fn device_by_mac(
-    conn: &mut SqliteConnection,
-    mac: MacAddr,
-) -> Result<Option<Device>, StoreError> {
-    let condition = "d.id = (SELECT device_id FROM device_macs WHERE mac = $1)";
-    Ok(devices_where(conn, condition, mac.to_string()).await?.pop())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -205,112 +141,9 @@ impl Store for SqliteStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
-        Ok(Box::new(SqliteTx {
-            // IMMEDIATE takes the write lock up front: a read-then-write transaction can then
-            // never fail to upgrade its lock under a concurrent writer
-            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-        }))
-    }
-
-    async fn owner(&self, username: &str) -> Result<Option<Owner>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        owner_by_name(&mut conn, username, false).await
-    }
-
-    async fn owners(&self) -> Result<Vec<Owner>, StoreError> {
-        let sql = format!("SELECT {OWNER_COLUMNS} FROM owners o ORDER BY lower(o.username)");
-        let found = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        found.iter().map(rows::owner).collect()
-    }
-
-    async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        device_by_id(&mut conn, id, false).await
-    }
-
-    async fn device_by_mac(&self, mac: MacAddr) -> Result<Option<Device>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        device_by_mac(&mut conn, mac).await
-    }
-
-    async fn devices(&self, owner: Option<&str>) -> Result<Vec<Device>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        match owner {
-            Some(username) => {
-                devices_where(&mut conn, "o.username = $1", username.to_owned()).await
-            }
-            None => devices_where(&mut conn, "$1", true).await,
-        }
-    }
-
-    async fn device_by_cert_fingerprint(
-        &self,
-        fingerprint: &str,
-    ) -> Result<Option<Device>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let fingerprint = fingerprint.to_ascii_lowercase();
-        Ok(
-            devices_where(&mut conn, "d.cert_fingerprint = $1", fingerprint)
-                .await?
-                .pop(),
-        )
-    }
-
-    async fn certificates(&self, device_id: Uuid) -> Result<Vec<DeviceCertificate>, StoreError> {
-        let found = sqlx::query(sql::DEVICE_CERTIFICATES)
-            .bind(device_id)
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(rows::certificate).collect()
-    }
-
-    async fn current_certificates(&self) -> Result<Vec<DeviceCertificate>, StoreError> {
-        let found = sqlx::query(sql::CURRENT_CERTIFICATES)
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(rows::certificate).collect()
-    }
-
-    async fn withdrawn_certificates(
-        &self,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<WithdrawnCertificate>, StoreError> {
-        let found = sqlx::query(sql::WITHDRAWN_CERTIFICATES)
-            .bind(at)
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(rows::withdrawn_certificate).collect()
-    }
-
-    async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError> {
-        let ids = sqlx::query_scalar(
-            "SELECT id FROM devices WHERE lower(hex(id)) LIKE $1 || '%' ORDER BY id LIMIT 10",
-        )
-        .bind(hex_prefix)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids)
-    }
-
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let sql = format!(
-            "{} WHERE ($1 IS NULL OR a.target_id = $1 OR lower(p.target) = lower($1)) \
-               AND ($2 IS NULL OR a.actor = $2 OR substr(a.actor, 1, length($2) + 6) = $2 || ' (os: ') \
-             ORDER BY a.id DESC LIMIT $3 OFFSET $4",
-            rows::AUDIT_SELECT
-        );
-        let found = sqlx::query(&sql)
-            .bind(filter.target_id.as_deref())
-            .bind(filter.actor.as_deref())
-            .bind(i64::from(filter.limit.unwrap_or(50)))
-            .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        found.iter().map(rows::audit_entry).collect()
+        Ok(Box::new(SqlTx::begin(&self.pool).await?))
     }
 }
-
-sql::impl_store_tx!(SqliteTx);
 
 impl PoolStore for SqliteStore {
     type Db = Sqlite;
@@ -321,8 +154,19 @@ impl PoolStore for SqliteStore {
 
 impl Dialect for Sqlite {
     const TXT: &'static str = "";
-    // `username` and `owner` are COLLATE NOCASE
-    const USER_EQ: &'static str = "{col} = $2";
+    const BOOL: &'static str = "";
+    const BIGINT: &'static str = "";
+    const MACADDR: &'static str = "";
+    // `username`, `owner`, `target_id` are COLLATE NOCASE
+    const NOCASE_EQ: &'static str = "{col} = {arg}";
+    const BYTEWISE: &'static str = "";
+    // IMMEDIATE takes the write lock up front: a read-then-write transaction can then never
+    // fail to upgrade its lock under a concurrent writer
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    // no row locks: a write transaction holds the one write lock
+    const LOCK: &'static str = "";
+    const LOCK_DEVICES: &'static str = "";
+    const ID_HEX: &'static str = "lower(hex(id))";
     const INSERT_DECISIONS_JSON: &'static str =
         "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
         device_id, owner, outcome, vlan, reason, message, repeats, degraded) \

@@ -250,31 +250,9 @@ pub trait ActivityStore: Send + Sync + 'static {
     async fn change_marker(&self) -> Result<i64, StoreError>;
 }
 
-/// A storage backend: reads outside transactions, and [`StoreTx`] for changes.
+/// The registry's reads outside a transaction: owners, devices, certificates, the audit log.
 #[async_trait]
-pub trait Store:
-    ActivityStore + super::tokens::TokenStore + super::posture::PostureStore + super::coa::CoaStore
-{
-    /// Applies pending migrations; refuses a newer schema that is incompatible with this
-    /// binary ([`super::schema`]).
-    async fn migrate(&self) -> Result<(), StoreError>;
-    /// The binary's and the database's migrations, and the compatibility mark.
-    async fn schema(&self) -> Result<super::schema::SchemaState, StoreError>;
-    /// A consistent copy of the whole database into the new file `to`, while it is in use
-    /// (`poortwachter backup`). Only an embedded store can; PostgreSQL has pg_dump.
-    async fn copy_into(&self, to: &std::path::Path) -> Result<(), StoreError> {
-        let _ = to;
-        Err(StoreError::Unsupported(
-            "this store is not copied by poortwachter; use the database's own backup tool",
-        ))
-    }
-    /// Change notifications pushed by the database, where it can (PostgreSQL); `None` means
-    /// poll [`ActivityStore::change_marker`].
-    async fn watch_changes(&self) -> Result<Option<ChangeWatch>, StoreError> {
-        Ok(None)
-    }
-    /// Starts a write transaction. Dropping it without `commit` rolls back.
-    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
+pub trait ReadStore: Send + Sync + 'static {
     /// An owner by username, in any case.
     async fn owner(&self, username: &str) -> Result<Option<Owner>, StoreError>;
     /// All owners by username.
@@ -306,6 +284,39 @@ pub trait Store:
     async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
     /// Audit entries, newest first, a page as the filter says.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// A storage backend: what only it does (its schema, its transactions, its locks), with the
+/// reads and statements written once for every backend as supertraits, and [`StoreTx`] for
+/// changes.
+#[async_trait]
+pub trait Store:
+    ActivityStore
+    + ReadStore
+    + super::tokens::TokenStore
+    + super::posture::PostureStore
+    + super::coa::CoaStore
+{
+    /// Applies pending migrations; refuses a newer schema that is incompatible with this
+    /// binary ([`super::schema`]).
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// The binary's and the database's migrations, and the compatibility mark.
+    async fn schema(&self) -> Result<super::schema::SchemaState, StoreError>;
+    /// A consistent copy of the whole database into the new file `to`, while it is in use
+    /// (`poortwachter backup`). Only an embedded store can; PostgreSQL has pg_dump.
+    async fn copy_into(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        let _ = to;
+        Err(StoreError::Unsupported(
+            "this store is not copied by poortwachter; use the database's own backup tool",
+        ))
+    }
+    /// Change notifications pushed by the database, where it can (PostgreSQL); `None` means
+    /// poll [`ActivityStore::change_marker`].
+    async fn watch_changes(&self) -> Result<Option<ChangeWatch>, StoreError> {
+        Ok(None)
+    }
+    /// Starts a write transaction. Dropping it without `commit` rolls back.
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
     /// Tries to become the one node that enforces (sends Disconnect/CoA requests) among the
     /// nodes sharing this registry: `None` while another node is. A store only one process
     /// serves (SQLite) always grants it.

@@ -10,14 +10,16 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use rand::RngCore as _;
 use serde::Serialize;
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Row, Type};
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::postgres::PgStore;
-use super::sqlite::SqliteStore;
+use super::sql::{self, Dialect, PoolStore};
 use super::store::{NewAuditEntry, StoreError};
 use super::{Change, Registry, RegistryError};
 
@@ -239,109 +241,145 @@ fn token_audit(
     )
 }
 
-/// The same SQL on both stores; `$begin` opens a write transaction, `$lock` locks a row read
-/// in it.
-macro_rules! impl_token_store {
-    ($store:ty, begin = $begin:expr, lock = $lock:expr) => {
-        #[async_trait]
-        impl TokenStore for $store {
-            async fn insert_token(
-                &self,
-                token: &ApiToken,
-                hash: &str,
-                audit: &NewAuditEntry,
-            ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin_with($begin).await?;
-                sqlx::query(
-                    "INSERT INTO api_tokens (name, scope, token_hash, created_at, created_by) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&token.name)
-                .bind(token.scope.as_str())
-                .bind(hash)
-                .bind(token.created_at)
-                .bind(&token.created_by)
-                .execute(&mut *tx)
-                .await?;
-                super::sql::append_audit!(tx, audit).await?;
-                tx.commit().await?;
-                Ok(())
-            }
+/// The tokens on any [`PoolStore`]: the same SQL on both stores, written in a write
+/// transaction ([`Dialect::BEGIN_WRITE`]) with the token's row locked ([`Dialect::LOCK`]).
+#[async_trait]
+impl<S, DB> TokenStore for S
+where
+    S: PoolStore<Db = DB>,
+    DB: Dialect,
+    for<'c> &'c mut <DB as Database>::Connection: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> String: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> bool: Encode<'q, DB>,
+    for<'q> Option<i32>: Encode<'q, DB>,
+    for<'q> i32: Encode<'q, DB>,
+    for<'q> i64: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB>,
+    for<'q> Option<NaiveDate>: Encode<'q, DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB>,
+    for<'q> Option<DateTime<Utc>>: Encode<'q, DB>,
+    for<'q> Json<&'q serde_json::Value>: Encode<'q, DB>,
+    for<'q> Option<Json<&'q serde_json::Value>>: Encode<'q, DB>,
+    for<'r> &'r str: ColumnIndex<<DB as Database>::Row>,
+    for<'r> bool: Decode<'r, DB>,
+    for<'r> i32: Decode<'r, DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> String: Decode<'r, DB>,
+    for<'r> Uuid: Decode<'r, DB>,
+    for<'r> NaiveDate: Decode<'r, DB>,
+    for<'r> DateTime<Utc>: Decode<'r, DB>,
+    for<'r> Json<serde_json::Value>: Decode<'r, DB>,
+    for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    str: Type<DB>,
+    String: Type<DB>,
+    bool: Type<DB>,
+    i32: Type<DB>,
+    i64: Type<DB>,
+    Uuid: Type<DB>,
+    NaiveDate: Type<DB>,
+    DateTime<Utc>: Type<DB>,
+    Json<serde_json::Value>: Type<DB>,
+    for<'q> Json<&'q serde_json::Value>: Type<DB>,
+{
+    async fn insert_token(
+        &self,
+        token: &ApiToken,
+        hash: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = sql::begin_write(self.pool()).await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (name, scope, token_hash, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token.name)
+        .bind(token.scope.as_str())
+        .bind(hash)
+        .bind(token.created_at)
+        .bind(&token.created_by)
+        .execute(&mut *tx)
+        .await?;
+        sql::append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 
-            async fn token(&self, name: &str) -> Result<Option<ApiToken>, StoreError> {
-                let sql = format!("SELECT {TOKEN_COLUMNS} WHERE lower(name) = lower($1)");
-                let row = sqlx::query(&sql)
-                    .bind(name)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map(token_row).transpose()
-            }
+    async fn token(&self, name: &str) -> Result<Option<ApiToken>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} WHERE lower(name) = lower($1)");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(token_row).transpose()
+    }
 
-            async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
-                let sql = format!("SELECT {TOKEN_COLUMNS} WHERE token_hash = $1");
-                let row = sqlx::query(&sql)
-                    .bind(hash)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map(token_row).transpose()
-            }
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} WHERE token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(hash)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(token_row).transpose()
+    }
 
-            async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-                let sql = format!("SELECT {TOKEN_COLUMNS} ORDER BY lower(name)");
-                let found = sqlx::query(&sql).fetch_all(&self.pool).await?;
-                found.iter().map(token_row).collect()
-            }
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} ORDER BY lower(name)");
+        let found = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        found.iter().map(token_row).collect()
+    }
 
-            async fn revoke_token(
-                &self,
-                name: &str,
-                change: &Change,
-            ) -> Result<Option<ApiToken>, StoreError> {
-                let mut tx = self.pool.begin_with($begin).await?;
-                let sql = format!(
-                    "SELECT {TOKEN_COLUMNS} WHERE lower(name) = lower($1){}",
-                    $lock
-                );
-                let row = sqlx::query(&sql)
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(before) = row.as_ref().map(token_row).transpose()? else {
-                    return Ok(None);
-                };
-                if before.revoked_at.is_some() {
-                    return Ok(Some(before));
-                }
-                let after = ApiToken {
-                    revoked_at: Some(change.now),
-                    ..before.clone()
-                };
-                sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE name = $1")
-                    .bind(&before.name)
-                    .bind(change.now)
-                    .execute(&mut *tx)
-                    .await?;
-                let audit = token_audit(change, "token.revoke", Some(&before), &after);
-                super::sql::append_audit!(tx, &audit).await?;
-                tx.commit().await?;
-                Ok(Some(after))
-            }
-
-            async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-                sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE name = $1")
-                    .bind(name)
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
+    async fn revoke_token(
+        &self,
+        name: &str,
+        change: &Change,
+    ) -> Result<Option<ApiToken>, StoreError> {
+        let mut tx = sql::begin_write(self.pool()).await?;
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} WHERE lower(name) = lower($1){}",
+            DB::LOCK
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(before) = row.as_ref().map(token_row).transpose()? else {
+            return Ok(None);
+        };
+        if before.revoked_at.is_some() {
+            return Ok(Some(before));
         }
-    };
-}
+        let after = ApiToken {
+            revoked_at: Some(change.now),
+            ..before.clone()
+        };
+        sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE name = $1")
+            .bind(&before.name)
+            .bind(change.now)
+            .execute(&mut *tx)
+            .await?;
+        let audit = token_audit(change, "token.revoke", Some(&before), &after);
+        sql::append_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(Some(after))
+    }
 
-// SQLite: IMMEDIATE takes the one write lock up front, as the registry's transactions do
-impl_token_store!(SqliteStore, begin = "BEGIN IMMEDIATE", lock = "");
-impl_token_store!(PgStore, begin = "BEGIN", lock = " FOR UPDATE");
+    async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE name = $1")
+            .bind(name)
+            .bind(at)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
 
 /// How often `last_used_at` is written for one token, at most.
 const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
