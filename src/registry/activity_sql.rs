@@ -3,8 +3,10 @@
 //! spells the few things that differ ([`Dialect`], in the backend's own file).
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
@@ -92,38 +94,51 @@ pub fn sightings_json(rows: &[Sighting]) -> Result<String, StoreError> {
 /// The activity statements on any [`PoolStore`]. The bounds say what the two sqlx drivers
 /// both have: an executor, and the column types bound and read here.
 #[async_trait]
-impl<S> ActivityStore for S
+impl<S, DB> ActivityStore for S
 where
-    S: PoolStore,
-    for<'c> &'c mut <S::Db as Database>::Connection: Executor<'c, Database = S::Db>,
-    for<'q> <S::Db as Database>::Arguments<'q>: IntoArguments<'q, S::Db>,
-    for<'q> &'q str: Encode<'q, S::Db>,
-    for<'q> String: Encode<'q, S::Db>,
-    for<'q> Option<String>: Encode<'q, S::Db>,
-    for<'q> i64: Encode<'q, S::Db>,
-    for<'q> Option<i64>: Encode<'q, S::Db>,
-    for<'q> Option<Uuid>: Encode<'q, S::Db>,
-    for<'q> DateTime<Utc>: Encode<'q, S::Db>,
-    for<'q> Option<DateTime<Utc>>: Encode<'q, S::Db>,
-    for<'r> &'r str: ColumnIndex<<S::Db as Database>::Row>,
-    for<'r> i64: Decode<'r, S::Db>,
-    for<'r> i32: Decode<'r, S::Db>,
-    for<'r> bool: Decode<'r, S::Db>,
-    for<'r> Uuid: Decode<'r, S::Db>,
-    for<'r> String: Decode<'r, S::Db>,
-    for<'r> DateTime<Utc>: Decode<'r, S::Db>,
-    for<'r> (i64,): FromRow<'r, <S::Db as Database>::Row>,
-    for<'r> (String,): FromRow<'r, <S::Db as Database>::Row>,
-    for<'r> (Option<i64>, Option<i64>): FromRow<'r, <S::Db as Database>::Row>,
-    str: Type<S::Db>,
-    String: Type<S::Db>,
-    i64: Type<S::Db>,
-    i32: Type<S::Db>,
-    bool: Type<S::Db>,
-    Uuid: Type<S::Db>,
-    DateTime<Utc>: Type<S::Db>,
-    for<'r> sqlx::types::Json<serde_json::Value>: Decode<'r, S::Db>,
-    sqlx::types::Json<serde_json::Value>: Type<S::Db>,
+    S: PoolStore<Db = DB>,
+    DB: Dialect,
+    for<'c> &'c mut <DB as Database>::Connection: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> String: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> bool: Encode<'q, DB>,
+    for<'q> Option<i32>: Encode<'q, DB>,
+    for<'q> i32: Encode<'q, DB>,
+    for<'q> i64: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB>,
+    for<'q> Option<NaiveDate>: Encode<'q, DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB>,
+    for<'q> Option<DateTime<Utc>>: Encode<'q, DB>,
+    for<'q> Json<&'q serde_json::Value>: Encode<'q, DB>,
+    for<'q> Option<Json<&'q serde_json::Value>>: Encode<'q, DB>,
+    for<'r> &'r str: ColumnIndex<<DB as Database>::Row>,
+    for<'r> bool: Decode<'r, DB>,
+    for<'r> i32: Decode<'r, DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> String: Decode<'r, DB>,
+    for<'r> Uuid: Decode<'r, DB>,
+    for<'r> NaiveDate: Decode<'r, DB>,
+    for<'r> DateTime<Utc>: Decode<'r, DB>,
+    for<'r> Json<serde_json::Value>: Decode<'r, DB>,
+    for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Option<i64>, Option<i64>): FromRow<'r, <DB as Database>::Row>,
+    str: Type<DB>,
+    String: Type<DB>,
+    bool: Type<DB>,
+    i32: Type<DB>,
+    i64: Type<DB>,
+    Uuid: Type<DB>,
+    NaiveDate: Type<DB>,
+    DateTime<Utc>: Type<DB>,
+    Json<serde_json::Value>: Type<DB>,
+    for<'q> Json<&'q serde_json::Value>: Type<DB>,
 {
     async fn insert_decisions(&self, rows: &[DecisionRecord]) -> Result<(), StoreError> {
         // one statement per batch: the rows travel as one JSON array that the
@@ -131,7 +146,7 @@ where
         let mut tx = self.pool().begin().await?;
         for chunk in rows.chunks(4_000) {
             let json = decisions_json(chunk)?;
-            sqlx::query(<S::Db as Dialect>::INSERT_DECISIONS_JSON)
+            sqlx::query(DB::INSERT_DECISIONS_JSON)
                 .bind(json)
                 .execute(&mut *tx)
                 .await?;
@@ -145,8 +160,8 @@ where
             "SELECT {} FROM decisions WHERE ($1{txt} IS NOT NULL AND mac = $1) \
              OR ($2{txt} IS NOT NULL AND {}) ORDER BY at DESC, id DESC LIMIT $3",
             rows::DECISION_COLUMNS,
-            nocase_eq::<S::Db>("owner", "$2"),
-            txt = <S::Db as Dialect>::TXT,
+            nocase_eq::<DB>("owner", "$2"),
+            txt = DB::TXT,
         );
         let found = sqlx::query(&sql)
             .bind(filter.mac.map(|m| m.to_string()))
@@ -178,7 +193,7 @@ where
                 .bind(high)
                 .execute(self.pool())
                 .await?;
-            deleted += <S::Db as Dialect>::rows_affected(&done);
+            deleted += DB::rows_affected(&done);
             low = high;
         }
         Ok(deleted)
@@ -243,14 +258,14 @@ where
             .bind(before)
             .execute(self.pool())
             .await?;
-        Ok(<S::Db as Dialect>::rows_affected(&done))
+        Ok(DB::rows_affected(&done))
     }
 
     async fn record_sightings(&self, seen: &[Sighting]) -> Result<(), StoreError> {
         // one statement per batch, the rows as one JSON array
         for chunk in seen.chunks(4_000) {
             let json = sightings_json(chunk)?;
-            sqlx::query(<S::Db as Dialect>::UPDATE_SEEN_JSON)
+            sqlx::query(DB::UPDATE_SEEN_JSON)
                 .bind(json)
                 .execute(self.pool())
                 .await?;
@@ -311,7 +326,7 @@ where
             .bind(&u.raw.source_ip)
             .execute(self.pool())
             .await?;
-            if <S::Db as Dialect>::rows_affected(&updated) > 0 {
+            if DB::rows_affected(&updated) > 0 {
                 return Ok(());
             }
             // an open row that is newer than this packet, or an ended row whose span
@@ -405,7 +420,7 @@ where
         .bind(cause)
         .execute(self.pool())
         .await?;
-        Ok(<S::Db as Dialect>::rows_affected(&done))
+        Ok(DB::rows_affected(&done))
     }
 
     async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
@@ -413,7 +428,7 @@ where
             "SELECT {} FROM sessions WHERE ($1 = 0 OR stopped_at IS NULL) \
              AND ($2{txt} IS NULL OR mac = $2) ORDER BY id DESC LIMIT $3",
             rows::SESSION_COLUMNS,
-            txt = <S::Db as Dialect>::TXT,
+            txt = DB::TXT,
         );
         let found = sqlx::query(&sql)
             .bind(i64::from(filter.active_only))
@@ -424,12 +439,67 @@ where
         found.iter().map(rows::session).collect()
     }
 
+    async fn open_sessions_of(&self, device_id: Uuid) -> Result<Vec<Session>, StoreError> {
+        // `device_macs.mac` read as the text `sessions.mac` holds
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE stopped_at IS NULL AND (device_id = $1 \
+             OR mac IN (SELECT mac{} FROM device_macs WHERE device_id = $1)) ORDER BY id",
+            rows::SESSION_COLUMNS,
+            DB::TXT
+        );
+        let found = sqlx::query(&sql)
+            .bind(device_id)
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::session).collect()
+    }
+
+    async fn session_by_id(&self, id: i64) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE id = $1",
+            rows::SESSION_COLUMNS
+        );
+        let found = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        found.as_ref().map(rows::session).transpose()
+    }
+
+    async fn sessions_by_acct_id(&self, acct_session_id: &str) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE acct_session_id = $1 \
+             ORDER BY (stopped_at IS NULL) DESC, id DESC LIMIT 20",
+            rows::SESSION_COLUMNS
+        );
+        let found = sqlx::query(&sql)
+            .bind(acct_session_id)
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::session).collect()
+    }
+
+    async fn end_session(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        cause: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(super::sql::END_SESSION)
+            .bind(id)
+            .bind(at)
+            .bind(cause)
+            .execute(self.pool())
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
     async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(super::sql::PURGE_SESSIONS)
             .bind(before)
             .execute(self.pool())
             .await?;
-        Ok(<S::Db as Dialect>::rows_affected(&done))
+        Ok(DB::rows_affected(&done))
     }
 
     async fn purge_orphan_audit_personal(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -437,7 +507,7 @@ where
             .bind(before)
             .execute(self.pool())
             .await?;
-        Ok(<S::Db as Dialect>::rows_affected(&done))
+        Ok(DB::rows_affected(&done))
     }
 
     async fn audit_chain(
@@ -458,7 +528,7 @@ where
     }
 
     async fn audit_head(&self) -> Result<String, StoreError> {
-        let head: String = sqlx::query_scalar::<S::Db, String>(super::sql::AUDIT_HEAD)
+        let head: String = sqlx::query_scalar::<DB, String>(super::sql::AUDIT_HEAD)
             .fetch_one(self.pool())
             .await?;
         Ok(head)

@@ -1,5 +1,7 @@
-//! Storage for dynamic authorization (RFC 5176): what the enforcer reads (the audit log after
-//! a point, a device's open sessions) and the log of Disconnect/CoA requests, on both stores.
+//! Storage for dynamic authorization (RFC 5176): the log of Disconnect/CoA requests, on both
+//! stores. What the enforcer reads besides (the audit log after a point, a device's open
+//! sessions) is with the audit log ([`super::ReadStore`]) and the sessions
+//! ([`super::ActivityStore`]).
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -8,11 +10,8 @@ use sqlx::types::Json;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
-use crate::activity::Session;
-use crate::model::AuditEntry;
 use crate::registry::NewAuditEntry;
 
-use super::rows;
 use super::sql::{self, Dialect, PoolStore};
 use super::StoreError;
 
@@ -49,24 +48,9 @@ pub struct CoaRecord {
     pub attempts: u32,
 }
 
-/// The dynamic-authorization part of a storage backend.
+/// The log of Disconnect and CoA requests (RFC 5176) of a storage backend.
 #[async_trait]
 pub trait CoaStore: Send + Sync + 'static {
-    /// Audit entries with an id above `after`, oldest first, at most `limit`.
-    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
-    /// A device's sessions that have not stopped, oldest first.
-    async fn open_sessions_of(&self, device_id: Uuid) -> Result<Vec<Session>, StoreError>;
-    /// A session by row id.
-    async fn session_by_id(&self, id: i64) -> Result<Option<Session>, StoreError>;
-    /// Sessions with this Acct-Session-Id, open ones first, then newest first.
-    async fn sessions_by_acct_id(&self, acct_session_id: &str) -> Result<Vec<Session>, StoreError>;
-    /// Closes one open session (the NAS said it has no such session); false if it was closed.
-    async fn end_session(
-        &self,
-        id: i64,
-        at: DateTime<Utc>,
-        cause: &str,
-    ) -> Result<bool, StoreError>;
     /// Records a request sent; returns its id.
     async fn insert_coa_request(&self, r: &CoaRecord) -> Result<i64, StoreError>;
     /// In one transaction: records a request sent, closes the session (`close`: row id, time,
@@ -192,6 +176,7 @@ where
     for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Option<i64>, Option<i64>): FromRow<'r, <DB as Database>::Row>,
     str: Type<DB>,
     String: Type<DB>,
     bool: Type<DB>,
@@ -203,74 +188,6 @@ where
     Json<serde_json::Value>: Type<DB>,
     for<'q> Json<&'q serde_json::Value>: Type<DB>,
 {
-    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let sql = format!(
-            "{} WHERE a.id > $1 ORDER BY a.id LIMIT $2",
-            rows::AUDIT_SELECT
-        );
-        let found = sqlx::query(&sql)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        found.iter().map(rows::audit_entry).collect()
-    }
-
-    async fn open_sessions_of(&self, device_id: Uuid) -> Result<Vec<Session>, StoreError> {
-        // `device_macs.mac` read as the text `sessions.mac` holds
-        let sql = format!(
-            "SELECT {} FROM sessions WHERE stopped_at IS NULL AND (device_id = $1 \
-             OR mac IN (SELECT mac{} FROM device_macs WHERE device_id = $1)) ORDER BY id",
-            rows::SESSION_COLUMNS,
-            DB::TXT
-        );
-        let found = sqlx::query(&sql)
-            .bind(device_id)
-            .fetch_all(self.pool())
-            .await?;
-        found.iter().map(rows::session).collect()
-    }
-
-    async fn session_by_id(&self, id: i64) -> Result<Option<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM sessions WHERE id = $1",
-            rows::SESSION_COLUMNS
-        );
-        let found = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        found.as_ref().map(rows::session).transpose()
-    }
-
-    async fn sessions_by_acct_id(&self, acct_session_id: &str) -> Result<Vec<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM sessions WHERE acct_session_id = $1 \
-             ORDER BY (stopped_at IS NULL) DESC, id DESC LIMIT 20",
-            rows::SESSION_COLUMNS
-        );
-        let found = sqlx::query(&sql)
-            .bind(acct_session_id)
-            .fetch_all(self.pool())
-            .await?;
-        found.iter().map(rows::session).collect()
-    }
-
-    async fn end_session(
-        &self,
-        id: i64,
-        at: DateTime<Utc>,
-        cause: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(END_SESSION)
-            .bind(id)
-            .bind(at)
-            .bind(cause)
-            .execute(self.pool())
-            .await?;
-        Ok(DB::rows_affected(&done) > 0)
-    }
-
     async fn insert_coa_request(&self, r: &CoaRecord) -> Result<i64, StoreError> {
         let id = bind_coa(sqlx::query_scalar(INSERT_COA), r)
             .fetch_one(self.pool())
@@ -289,7 +206,7 @@ where
             .fetch_one(&mut *tx)
             .await?;
         if let Some((session, at, cause)) = close {
-            sqlx::query(END_SESSION)
+            sqlx::query(sql::END_SESSION)
                 .bind(session)
                 .bind(at)
                 .bind(cause)
@@ -328,7 +245,3 @@ where
         found.iter().map(coa_record).collect()
     }
 }
-
-/// Closes an open session: `$1` its id, `$2` when, `$3` the terminate cause.
-const END_SESSION: &str = "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
-     terminate_cause = $3 WHERE id = $1 AND stopped_at IS NULL";

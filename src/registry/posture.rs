@@ -161,6 +161,7 @@ where
     for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Option<i64>, Option<i64>): FromRow<'r, <DB as Database>::Row>,
     str: Type<DB>,
     String: Type<DB>,
     bool: Type<DB>,

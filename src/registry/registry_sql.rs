@@ -76,6 +76,7 @@ where
     for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Option<i64>, Option<i64>): FromRow<'r, <DB as Database>::Row>,
     str: Type<DB>,
     String: Type<DB>,
     bool: Type<DB>,
@@ -215,6 +216,7 @@ where
     for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Option<i64>, Option<i64>): FromRow<'r, <DB as Database>::Row>,
     str: Type<DB>,
     String: Type<DB>,
     bool: Type<DB>,
@@ -409,6 +411,7 @@ where
     for<'r> (i64,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (String,): FromRow<'r, <DB as Database>::Row>,
     for<'r> (Uuid,): FromRow<'r, <DB as Database>::Row>,
+    for<'r> (Option<i64>, Option<i64>): FromRow<'r, <DB as Database>::Row>,
     str: Type<DB>,
     String: Type<DB>,
     bool: Type<DB>,
@@ -523,6 +526,19 @@ where
             .bind(filter.actor.as_deref())
             .bind(i64::from(filter.limit.unwrap_or(50)))
             .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::audit_entry).collect()
+    }
+
+    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = format!(
+            "{} WHERE a.id > $1 ORDER BY a.id LIMIT $2",
+            rows::AUDIT_SELECT
+        );
+        let found = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
         found.iter().map(rows::audit_entry).collect()

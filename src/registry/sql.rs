@@ -98,6 +98,10 @@ pub const ERASE_OWNER_DATA: &[&str] = &[
     "DELETE FROM audit_personal WHERE owner_id = $1",
 ];
 
+/// Closes an open session: `$1` its id, `$2` when, `$3` the terminate cause.
+pub const END_SESSION: &str = "UPDATE sessions SET stopped_at = $2, updated_at = $2, \
+     terminate_cause = $3 WHERE id = $1 AND stopped_at IS NULL";
+
 /// Sessions that stopped before `$1`.
 pub const PURGE_SESSIONS: &str =
     "DELETE FROM sessions WHERE stopped_at IS NOT NULL AND stopped_at < $1";

@@ -192,8 +192,9 @@ impl RegistryChange {
     }
 }
 
-/// What the RADIUS server records. Single statements (or one short transaction each), not
-/// part of the audited registry changes.
+/// What the RADIUS server records (decisions, sightings, accounting sessions) and its reads.
+/// Single statements (or one short transaction each), not part of the audited registry
+/// changes.
 #[async_trait]
 pub trait ActivityStore: Send + Sync + 'static {
     /// Appends decisions, in one transaction.
@@ -233,6 +234,19 @@ pub trait ActivityStore: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// Sessions, newest first.
     async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;
+    /// A device's sessions that have not stopped, oldest first.
+    async fn open_sessions_of(&self, device_id: Uuid) -> Result<Vec<Session>, StoreError>;
+    /// A session by row id.
+    async fn session_by_id(&self, id: i64) -> Result<Option<Session>, StoreError>;
+    /// Sessions with this Acct-Session-Id, open ones first, then newest first.
+    async fn sessions_by_acct_id(&self, acct_session_id: &str) -> Result<Vec<Session>, StoreError>;
+    /// Closes one open session (the NAS said it has no such session); false if it was closed.
+    async fn end_session(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        cause: &str,
+    ) -> Result<bool, StoreError>;
     /// Deletes sessions that stopped before `before`; returns how many.
     async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Deletes the personal parts of audit entries older than `before` about nobody
@@ -250,7 +264,8 @@ pub trait ActivityStore: Send + Sync + 'static {
     async fn change_marker(&self) -> Result<i64, StoreError>;
 }
 
-/// The registry's reads outside a transaction: owners, devices, certificates, the audit log.
+/// The registry's reads outside a transaction: owners, devices, certificates, the audit log
+/// (a page of it, or what follows a point for the enforcer).
 #[async_trait]
 pub trait ReadStore: Send + Sync + 'static {
     /// An owner by username, in any case.
@@ -284,6 +299,8 @@ pub trait ReadStore: Send + Sync + 'static {
     async fn device_ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
     /// Audit entries, newest first, a page as the filter says.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Audit entries with an id above `after`, oldest first, at most `limit`.
+    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
 /// A storage backend: what only it does (its schema, its transactions, its locks), with the
