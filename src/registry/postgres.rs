@@ -9,8 +9,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::Postgres;
 
 use super::registry_sql::SqlTx;
-use super::schema::{self, SchemaState, SchemaVerdict};
-use super::sql::{Dialect, PoolStore};
+use super::schema::SchemaState;
+use super::sql::{self, Dialect, PoolStore};
 use super::store::{Leadership, RegistryChange, Store, StoreError, StoreTx};
 
 /// The schema migrations. Applied migrations this binary does not know (a newer node ran
@@ -50,41 +50,11 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let verdict = self.schema().await?.verdict();
-        if let Some(refused) = verdict.refusal(true) {
-            return Err(refused.into());
-        }
-        // nothing pending: no DDL at all, which a runtime role could not run
-        if matches!(verdict, SchemaVerdict::Behind { .. }) {
-            MIGRATOR.run(&self.pool).await?;
-        }
-        Ok(())
+        sql::migrate(&self.pool, &MIGRATOR).await
     }
 
     async fn schema(&self) -> Result<SchemaState, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let exists = |table: &'static str| {
-            sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL").bind(table)
-        };
-        let mut state = SchemaState {
-            known: schema::known(&MIGRATOR),
-            ..SchemaState::default()
-        };
-        if exists("_sqlx_migrations").fetch_one(&mut *conn).await? {
-            let applied: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-            state.applied = schema::ids(applied);
-        }
-        if exists("schema_compat").fetch_one(&mut *conn).await? {
-            state.min_binary_migration =
-                sqlx::query_scalar("SELECT max(min_binary_migration) FROM schema_compat")
-                    .fetch_one(&mut *conn)
-                    .await?;
-        }
-        Ok(state)
+        sql::schema_state(&self.pool, &MIGRATOR).await
     }
 
     async fn watch_changes(&self) -> Result<Option<super::ChangeWatch>, StoreError> {
@@ -205,6 +175,7 @@ impl Dialect for Postgres {
     // or device line up across processes and nodes
     const LOCK: &'static str = " FOR UPDATE";
     const LOCK_DEVICES: &'static str = " FOR UPDATE OF d";
+    const TABLE_EXISTS: &'static str = "SELECT to_regclass($1) IS NOT NULL";
     const ID_HEX: &'static str = "replace(id::text, '-', '')";
     const INSERT_DECISIONS_JSON: &'static str = "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
         device_id, owner, outcome, vlan, reason, message, repeats, degraded) \

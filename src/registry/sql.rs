@@ -10,6 +10,7 @@
 //! carry such bounds from a trait to its users, so each generic `impl` repeats the list.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 use crate::model::{Device, Owner};
 
+use super::schema::{self, SchemaState, SchemaVerdict};
 use super::store::{DeviceCertificate, NewAuditEntry, StoreError};
 
 /// A query with its arguments, for database `DB`.
@@ -357,6 +359,8 @@ pub(crate) trait Dialect: Database {
     const LOCK: &'static str;
     /// Locks the device rows (`d`) of a `SELECT` joined with other tables.
     const LOCK_DEVICES: &'static str;
+    /// Whether the table named by the one parameter exists (one boolean).
+    const TABLE_EXISTS: &'static str;
     /// A device's id (`id`) as lowercase hex without hyphens.
     const ID_HEX: &'static str;
     /// Inserts the decisions of the JSON array `$1`
@@ -380,6 +384,69 @@ pub(crate) trait PoolStore: Send + Sync + 'static {
     type Db: Dialect;
     /// Its pool.
     fn pool(&self) -> &Pool<Self::Db>;
+}
+
+/// The binary's migrations (`migrator`) and the database's, and the compatibility mark.
+pub(crate) async fn schema_state<DB>(
+    pool: &Pool<DB>,
+    migrator: &Migrator,
+) -> Result<SchemaState, StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    for<'r> (bool,): FromRow<'r, DB::Row>,
+    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
+    str: Type<DB>,
+{
+    let mut conn = pool.acquire().await?;
+    let exists = |table: &'static str| sqlx::query_scalar::<_, bool>(DB::TABLE_EXISTS).bind(table);
+    let mut state = SchemaState {
+        known: schema::known(migrator),
+        ..SchemaState::default()
+    };
+    if exists("_sqlx_migrations").fetch_one(&mut *conn).await? {
+        let applied: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        state.applied = schema::ids(applied);
+    }
+    if exists("schema_compat").fetch_one(&mut *conn).await? {
+        state.min_binary_migration =
+            sqlx::query_scalar("SELECT max(min_binary_migration) FROM schema_compat")
+                .fetch_one(&mut *conn)
+                .await?;
+    }
+    Ok(state)
+}
+
+/// Applies `migrator`'s pending migrations; refuses a newer schema that is incompatible with
+/// this binary ([`super::schema`]).
+pub(crate) async fn migrate<DB>(pool: &Pool<DB>, migrator: &Migrator) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    DB::Connection: Migrate,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB>,
+    for<'r> (bool,): FromRow<'r, DB::Row>,
+    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
+    str: Type<DB>,
+{
+    let verdict = schema_state(pool, migrator).await?.verdict();
+    if let Some(refused) = verdict.refusal(true) {
+        return Err(refused.into());
+    }
+    // nothing pending: no DDL at all, which a runtime role could not run
+    if matches!(verdict, SchemaVerdict::Behind { .. }) {
+        migrator.run(pool).await?;
+    }
+    Ok(())
 }
 
 /// Opens a write transaction ([`Dialect::BEGIN_WRITE`]).

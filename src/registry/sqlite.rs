@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use sqlx::Sqlite;
 
 use super::registry_sql::SqlTx;
-use super::schema::{self, SchemaState, SchemaVerdict};
-use super::sql::{Dialect, PoolStore};
+use super::schema::SchemaState;
+use super::sql::{self, Dialect, PoolStore};
 use super::store::{Store, StoreError, StoreTx};
 
 /// The schema migrations. Applied migrations this binary does not know (a newer binary ran
@@ -87,44 +87,11 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let verdict = self.schema().await?.verdict();
-        if let Some(refused) = verdict.refusal(true) {
-            return Err(refused.into());
-        }
-        // nothing pending: no DDL at all, which a runtime role could not run
-        if matches!(verdict, SchemaVerdict::Behind { .. }) {
-            MIGRATOR.run(&self.pool).await?;
-        }
-        Ok(())
+        sql::migrate(&self.pool, &MIGRATOR).await
     }
 
     async fn schema(&self) -> Result<SchemaState, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let exists = |table: &'static str| {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?",
-            )
-            .bind(table)
-        };
-        let mut state = SchemaState {
-            known: schema::known(&MIGRATOR),
-            ..SchemaState::default()
-        };
-        if exists("_sqlx_migrations").fetch_one(&mut *conn).await? {
-            let applied: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version",
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-            state.applied = schema::ids(applied);
-        }
-        if exists("schema_compat").fetch_one(&mut *conn).await? {
-            state.min_binary_migration =
-                sqlx::query_scalar("SELECT max(min_binary_migration) FROM schema_compat")
-                    .fetch_one(&mut *conn)
-                    .await?;
-        }
-        Ok(state)
+        sql::schema_state(&self.pool, &MIGRATOR).await
     }
 
     async fn copy_into(&self, to: &Path) -> Result<(), StoreError> {
@@ -166,6 +133,8 @@ impl Dialect for Sqlite {
     // no row locks: a write transaction holds the one write lock
     const LOCK: &'static str = "";
     const LOCK_DEVICES: &'static str = "";
+    const TABLE_EXISTS: &'static str =
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?";
     const ID_HEX: &'static str = "lower(hex(id))";
     const INSERT_DECISIONS_JSON: &'static str =
         "INSERT INTO decisions (at, nas, nas_ip, username, mac, ssid, method, \
