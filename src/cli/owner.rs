@@ -55,7 +55,10 @@ pub enum OwnerCommand {
         /// Import the good rows and report the bad ones, instead of importing nothing.
         #[arg(long)]
         skip_bad: bool,
-    },
+    },    /// Sync owners from the directory (`[directory]`, LDAP): adds and updates the owners it
+    /// has, disables those it no longer has (or has disabled), leaves owners added by hand
+    /// alone. Prints the diff.
+    Sync(super::directory::SyncArgs),
 }
 
 pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
@@ -176,6 +179,7 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
         OwnerCommand::Disable { username } => set_disabled(ctx, &username, true).await,
         OwnerCommand::Enable { username } => set_disabled(ctx, &username, false).await,
         OwnerCommand::Import { file, skip_bad } => import(ctx, &file, skip_bad).await,
+        OwnerCommand::Sync(_) => unreachable!("cli::run sends it to cli::directory"),
     }
 }
 

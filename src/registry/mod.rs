@@ -29,7 +29,7 @@ use crate::model::{
 };
 
 pub use store::{
-    ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, Leadership, NewAuditEntry,
+    ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, Duty, Leadership, NewAuditEntry,
     RegistryChange, Store, StoreError, StoreTx, WithdrawnCertificate,
 };
 
