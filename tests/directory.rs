@@ -166,9 +166,7 @@ fn people() -> String {
 
 fn command(config: &Path, json: bool, args: &[&str]) -> std::process::Output {
     let mut c = Command::new(BIN);
-    c.arg("--config")
-        .arg(config)
-        .args(["--actor", "ict.test"]);
+    c.arg("--config").arg(config).args(["--actor", "ict.test"]);
     if json {
         c.arg("--json");
     }
@@ -187,7 +185,10 @@ fn cli(config: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "poortwachter {args:?} failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "poortwachter {args:?} failed:\n{text}"
+    );
     text
 }
 
@@ -211,14 +212,27 @@ fn cli_fails(config: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!out.status.success(), "poortwachter {args:?} succeeded:\n{text}");
+    assert!(
+        !out.status.success(),
+        "poortwachter {args:?} succeeded:\n{text}"
+    );
     text
 }
 
 fn counts(sync: &Value) -> [u64; 6] {
     let r = &sync["report"];
-    ["added", "updated", "disabled", "enabled", "left_alone", "unchanged"]
-        .map(|k| r[k].as_u64().unwrap_or_else(|| panic!("no {k} in {sync:#}")))
+    [
+        "added",
+        "updated",
+        "disabled",
+        "enabled",
+        "left_alone",
+        "unchanged",
+    ]
+    .map(|k| {
+        r[k].as_u64()
+            .unwrap_or_else(|| panic!("no {k} in {sync:#}"))
+    })
 }
 
 fn change<'a>(sync: &'a Value, username: &str) -> &'a Value {
@@ -236,7 +250,15 @@ both_stores!(
         let site = Site::new(backend, &people(), "max_disable = 10").await;
         cli(
             &site.config,
-            &["owner", "add", "m.handmatig", "--name", "M. Handmatig", "--role", "staff"],
+            &[
+                "owner",
+                "add",
+                "m.handmatig",
+                "--name",
+                "M. Handmatig",
+                "--role",
+                "staff",
+            ],
         );
 
         // the first sync, dry: everything reported, nothing written
@@ -260,7 +282,11 @@ both_stores!(
         assert_eq!(jan["email"], "j.jansen@gemeente.test");
         assert_eq!(jan["department"], "Burgerzaken");
         assert_eq!(jan["source"], "directory");
-        assert_eq!(jan["external_id"].as_str().map(str::len), Some(36), "{jan:#}");
+        assert_eq!(
+            jan["external_id"].as_str().map(str::len),
+            Some(36),
+            "{jan:#}"
+        );
         let intern = site.owner("s.stagiair");
         assert_eq!(intern["role"], "intern");
         assert_eq!(intern["valid_until"], "2027-01-31");
@@ -279,7 +305,10 @@ both_stores!(
         let (before, audit) = (site.owners(), site.audit_len());
         let dry = site.sync(&["--dry-run"]);
         assert_eq!(counts(&dry), [0, 1, 0, 0, 1, 3], "{dry:#}");
-        assert_eq!(change(&dry, "j.jansen")["fields"], serde_json::json!(["department"]));
+        assert_eq!(
+            change(&dry, "j.jansen")["fields"],
+            serde_json::json!(["department"])
+        );
         assert_eq!(site.owners(), before);
         assert_eq!(site.audit_len(), audit);
         let applied = site.sync(&[]);
@@ -307,7 +336,8 @@ both_stores!(
         assert_eq!(counts(&again), [0, 0, 0, 0, 1, 2], "{again:#}");
 
         // back in the directory: enabled again by the feed that disabled them
-        site.slapd.add(&person("k.vertrekker", "Kees Vertrekker", "Financien", ""));
+        site.slapd
+            .add(&person("k.vertrekker", "Kees Vertrekker", "Financien", ""));
         let back = site.sync(&[]);
         assert_eq!(counts(&back), [0, 0, 0, 1, 1, 2], "{back:#}");
         assert_eq!(site.owner("k.vertrekker")["disabled"], false);
@@ -352,8 +382,11 @@ both_stores!(
 async fn tls_with_the_directory_ca_and_refusals() {
     let site = Site::new(Backend::Sqlite, &people(), "").await;
     let tls = |url: &str, ca: &Path, extra: &str| {
-        openldap_directory(&site.slapd, &format!("ca_file = \"{}\"\n{extra}", ca.display()))
-            .replace(&site.slapd.url(), url)
+        openldap_directory(
+            &site.slapd,
+            &format!("ca_file = \"{}\"\n{extra}", ca.display()),
+        )
+        .replace(&site.slapd.url(), url)
     };
     // LDAPS
     site.write(&tls(&site.slapd.ldaps_url(), &site.slapd.ca_file(), ""));
@@ -365,19 +398,30 @@ async fn tls_with_the_directory_ca_and_refusals() {
     let again = site.sync(&["--dry-run"]);
     assert_eq!(counts(&again)[5], 5, "{again:#}");
     // a CA that did not sign the directory's certificate
-    site.write(&tls(&site.slapd.ldaps_url(), &site.slapd.other_ca_file(), ""));
+    site.write(&tls(
+        &site.slapd.ldaps_url(),
+        &site.slapd.other_ca_file(),
+        "",
+    ));
     let err = cli_fails(&site.config, &["owner", "sync"]);
     assert!(err.contains("cannot connect to the directory"), "{err}");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
-    site.write(&tls(&starttls, &site.slapd.other_ca_file(), "starttls = true"));
+    site.write(&tls(
+        &starttls,
+        &site.slapd.other_ca_file(),
+        "starttls = true",
+    ));
     let err = cli_fails(&site.config, &["owner", "sync"]);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     // a wrong password: refused, never printed
     site.write(&tls(&site.slapd.ldaps_url(), &site.slapd.ca_file(), ""));
     std::fs::write(site.config.with_file_name("ldap.pw"), "not-the-password\n").expect("pw");
     let text = std::fs::read_to_string(&site.config).expect("config");
-    std::fs::write(&site.config, text.replace("bind_password_file", "#bind_password_file"))
-        .expect("config");
+    std::fs::write(
+        &site.config,
+        text.replace("bind_password_file", "#bind_password_file"),
+    )
+    .expect("config");
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&site.config)
@@ -390,9 +434,14 @@ async fn tls_with_the_directory_ca_and_refusals() {
     assert!(err.contains("refused the bind"), "{err}");
     assert!(!err.contains("wrong-password-42"), "{err}");
     // plain LDAP to a host that is not loopback is refused by the configuration
-    site.write(&openldap_directory(&site.slapd, "").replace(&site.slapd.url(), "ldap://dc1.gemeente.test"));
+    site.write(
+        &openldap_directory(&site.slapd, "").replace(&site.slapd.url(), "ldap://dc1.gemeente.test"),
+    );
     let err = cli_fails(&site.config, &["check-config"]);
-    assert!(err.contains("directory.url") && err.contains("clear text"), "{err}");
+    assert!(
+        err.contains("directory.url") && err.contains("clear text"),
+        "{err}"
+    );
 }
 
 /// An Active Directory-shaped directory (Debian's msuser schema): `sAMAccountName`,
@@ -479,11 +528,16 @@ role = "intern"
     );
     // with the DN as the external id every entry reads
     let text = std::fs::read_to_string(&site.config).expect("config");
-    std::fs::write(&site.config, text.replace("external_id = \"objectGUID\"\n", ""))
-        .expect("config");
+    std::fs::write(
+        &site.config,
+        text.replace("external_id = \"objectGUID\"\n", ""),
+    )
+    .expect("config");
     let applied = site.sync(&[]);
     assert_eq!(counts(&applied)[0], 4, "{applied:#}");
-    assert!(applied["report"]["skipped"].as_array().is_some_and(Vec::is_empty));
+    assert!(applied["report"]["skipped"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
     let intern = site.owner("ad.intern");
     assert_eq!(intern["role"], "intern");
     assert_eq!(intern["valid_until"], "2026-10-31");
@@ -616,7 +670,11 @@ fn scrape(api: u16, token: &str) -> String {
         ])
         .output()
         .expect("curl not found: install Debian's curl (scripts/test does)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -668,8 +726,16 @@ both_stores!(
         cli(
             &site.config,
             &[
-                "device", "register", "--owner", "k.vertrekker", "--mac", mac, "--label",
-                "Laptop", "--kind", "laptop",
+                "device",
+                "register",
+                "--owner",
+                "k.vertrekker",
+                "--mac",
+                mac,
+                "--label",
+                "Laptop",
+                "--kind",
+                "laptop",
             ],
         );
         let to = |port| SocketAddr::from(([127, 0, 0, 1], port));
@@ -681,7 +747,12 @@ both_stores!(
              Calling-Station-Id = \"{mac}\"\nNAS-IP-Address = 127.0.0.1\nClass = {class}\n"
         );
         let r = radclient(to(acct), "acct", SECRET, &start).await;
-        assert_eq!(r.code.as_deref(), Some("Accounting-Response"), "{}", r.output);
+        assert_eq!(
+            r.code.as_deref(),
+            Some("Accounting-Response"),
+            "{}",
+            r.output
+        );
 
         // the leaver goes from the directory; the next scheduled sync disables them and the
         // access point is told to disconnect the session
@@ -700,7 +771,14 @@ both_stores!(
         // the monitoring sees when the last sync applied, and no failure
         let token = cli_json(
             &site.config,
-            &["token", "create", "--name", "monitoring", "--scope", "helpdesk"],
+            &[
+                "token",
+                "create",
+                "--name",
+                "monitoring",
+                "--scope",
+                "helpdesk",
+            ],
         )["token"]
             .as_str()
             .expect("token")

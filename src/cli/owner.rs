@@ -55,7 +55,8 @@ pub enum OwnerCommand {
         /// Import the good rows and report the bad ones, instead of importing nothing.
         #[arg(long)]
         skip_bad: bool,
-    },    /// Sync owners from the directory (`[directory]`, LDAP): adds and updates the owners it
+    },
+    /// Sync owners from the directory (`[directory]`, LDAP): adds and updates the owners it
     /// has, disables those it no longer has (or has disabled), leaves owners added by hand
     /// alone. Prints the diff.
     Sync(super::directory::SyncArgs),

@@ -412,7 +412,10 @@ pub(super) fn problems(config: &Config, push: &mut impl FnMut(String, String)) {
         if !g.group.contains('=') {
             push(
                 format!("directory.role_groups[{i}].group"),
-                format!("`{}` is not a DN such as cn=interns,ou=groups,dc=example,dc=nl", g.group),
+                format!(
+                    "`{}` is not a DN such as cn=interns,ou=groups,dc=example,dc=nl",
+                    g.group
+                ),
             );
         }
     }
@@ -422,7 +425,8 @@ pub(super) fn problems(config: &Config, push: &mut impl FnMut(String, String)) {
             "must be 0s (not scheduled) or at least 60s".into(),
         );
     }
-    if d.connect_timeout.0 < Duration::from_secs(1) || d.connect_timeout.0 > Duration::from_secs(300)
+    if d.connect_timeout.0 < Duration::from_secs(1)
+        || d.connect_timeout.0 > Duration::from_secs(300)
     {
         push(
             "directory.connect_timeout".into(),
@@ -505,7 +509,10 @@ base_dn = "OU=Medewerkers,DC=gemeente,DC=example"
         assert_eq!(d.max_disable, MaxDisable::Count(25));
         let m = d.mapping();
         assert_eq!(m.display_name, ["displayName"]);
-        assert!(matches!(m.disabled, Some(DisabledRule::AccountControl { .. })));
+        assert!(matches!(
+            m.disabled,
+            Some(DisabledRule::AccountControl { .. })
+        ));
         assert_eq!(
             m.role_groups,
             [(
@@ -546,7 +553,10 @@ base_dn = "OU=Medewerkers,DC=gemeente,DC=example"
 
     #[test]
     fn plain_ldap_only_on_loopback_or_when_allowed() {
-        let text = BASE.replace("ldaps://dc1.gemeente.example", "ldap://dc1.gemeente.example");
+        let text = BASE.replace(
+            "ldaps://dc1.gemeente.example",
+            "ldap://dc1.gemeente.example",
+        );
         assert_eq!(keys(&text), ["directory.url"]);
         let msg = load(&text, &[]).unwrap_err().to_string();
         assert!(msg.contains("clear text"), "{msg}");
@@ -611,9 +621,14 @@ base_dn = "OU=Medewerkers,DC=gemeente,DC=example"
         let text = format!("{BASE}interval = \"10s\"\npage_size = 5000\nfilter = \"uid=*\"\n");
         assert_eq!(
             keys(&text),
-            ["directory.filter", "directory.interval", "directory.page_size"]
+            [
+                "directory.filter",
+                "directory.interval",
+                "directory.page_size"
+            ]
         );
-        let text = format!("{BASE}[[directory.role_groups]]\ngroup = \"interns\"\nrole = \"intern\"\n");
+        let text =
+            format!("{BASE}[[directory.role_groups]]\ngroup = \"interns\"\nrole = \"intern\"\n");
         assert_eq!(keys(&text), ["directory.role_groups[0].group"]);
         let text = format!("{BASE}[[directory.role_groups]]\ngroup = \"cn=x\"\nrole = \"boss\"\n");
         let msg = load(&text, &[]).unwrap_err().to_string();

@@ -35,11 +35,14 @@ pub fn bind_password(config: &DirectoryConfig) -> Result<Secret, DirectoryError>
         return Ok(p.clone());
     }
     let Some(file) = &config.bind_password_file else {
-        return Err(DirectoryError::Password("no bind password is configured".into()));
+        return Err(DirectoryError::Password(
+            "no bind password is configured".into(),
+        ));
     };
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| {
-        DirectoryError::Password(format!("cannot read {}: {e}", file.display()))
-    })?);
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| {
+            DirectoryError::Password(format!("cannot read {}: {e}", file.display()))
+        })?);
     let line = text.lines().next().unwrap_or_default();
     if line.is_empty() {
         return Err(DirectoryError::Password(format!(
@@ -61,9 +64,7 @@ fn tls_config(config: &DirectoryConfig) -> Result<Arc<rustls::ClientConfig>, Dir
             })?;
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    DirectoryError::Tls(format!("ca_file {}: {e}", file.display()))
-                })?;
+                .map_err(|e| DirectoryError::Tls(format!("ca_file {}: {e}", file.display())))?;
             if certs.is_empty() {
                 return Err(DirectoryError::Tls(format!(
                     "ca_file {} holds no certificate",
@@ -71,9 +72,9 @@ fn tls_config(config: &DirectoryConfig) -> Result<Arc<rustls::ClientConfig>, Dir
                 )));
             }
             for c in certs {
-                roots.add(c).map_err(|e| {
-                    DirectoryError::Tls(format!("ca_file {}: {e}", file.display()))
-                })?;
+                roots
+                    .add(c)
+                    .map_err(|e| DirectoryError::Tls(format!("ca_file {}: {e}", file.display())))?;
             }
         }
         None => {
@@ -113,19 +114,20 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
     }
     let url = config.url.trim().to_string();
     let read = async {
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)
-            .await
-            .map_err(|source| DirectoryError::Connect {
-                url: url.clone(),
-                source,
-            })?;
+        let (conn, mut ldap) =
+            LdapConnAsync::with_settings(settings, &url)
+                .await
+                .map_err(|error| DirectoryError::Connect {
+                    url: url.clone(),
+                    error,
+                })?;
         ldap3::drive!(conn);
         ldap.simple_bind(&config.bind_dn, password.expose())
             .await
             .and_then(|r| r.success())
-            .map_err(|source| DirectoryError::Bind {
+            .map_err(|error| DirectoryError::Bind {
                 dn: config.bind_dn.clone(),
-                source,
+                error,
             })?;
         let attrs = mapping.attributes();
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
@@ -134,9 +136,9 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
                 i32::try_from(config.page_size).unwrap_or(500),
             )),
         ];
-        let search = |source| DirectoryError::Search {
+        let search = |error| DirectoryError::Search {
             base: config.base_dn.clone(),
-            source,
+            error,
         };
         let mut stream = ldap
             .streaming_search_with(
@@ -168,9 +170,9 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
                     )
                     .await
                     .and_then(|r| r.success())
-                    .map_err(|source| DirectoryError::Group {
+                    .map_err(|error| DirectoryError::Group {
                         group: group.clone(),
-                        source,
+                        error,
                     })?;
                 let Some(first) = found.into_iter().next() else {
                     return Err(DirectoryError::GroupMissing(group.clone()));

@@ -106,10 +106,11 @@ impl DisabledRule {
                 .and_then(|v| v.parse::<i64>().ok())
                 // a signed 32-bit value in AD: read its bits
                 .is_some_and(|v| (v as u64) & ACCOUNT_DISABLE != 0),
-            DisabledRule::Values { attribute, values } => e
-                .values(attribute)
-                .iter()
-                .any(|v| values.iter().any(|d| d.trim().eq_ignore_ascii_case(v.trim()))),
+            DisabledRule::Values { attribute, values } => e.values(attribute).iter().any(|v| {
+                values
+                    .iter()
+                    .any(|d| d.trim().eq_ignore_ascii_case(v.trim()))
+            }),
             DisabledRule::Present { attribute } => e.first(attribute).is_some(),
         }
     }
@@ -260,7 +261,11 @@ fn map_entry(
 
 fn role_of(e: &Entry, username: &str, groups: &GroupMembers, m: &Mapping) -> Role {
     let member_of: HashSet<String> = match m.membership {
-        Membership::MemberOf => e.values("memberOf").iter().map(|g| normalize_dn(g)).collect(),
+        Membership::MemberOf => e
+            .values("memberOf")
+            .iter()
+            .map(|g| normalize_dn(g))
+            .collect(),
         Membership::GroupMember => HashSet::new(),
     };
     m.role_groups
@@ -276,38 +281,31 @@ fn role_of(e: &Entry, username: &str, groups: &GroupMembers, m: &Mapping) -> Rol
 /// escaped separators (`\,`) stay.
 pub fn normalize_dn(dn: &str) -> String {
     let mut out = String::with_capacity(dn.len());
-    let mut escaped = false;
-    let mut pending_space = false;
+    let (mut escaped, mut after_separator, mut space) = (false, true, false);
     for c in dn.trim().chars() {
         if escaped {
             out.extend(c.to_lowercase());
-            escaped = false;
+            (escaped, after_separator) = (false, false);
             continue;
         }
         match c {
-            '\\' => {
-                if pending_space {
-                    out.push(' ');
-                    pending_space = false;
-                }
-                out.push('\\');
-                escaped = true;
-            }
             ',' | '=' | '+' => {
-                pending_space = false;
-                while out.ends_with(' ') && !out.ends_with("\\ ") {
-                    out.pop();
-                }
                 out.push(c);
+                (after_separator, space) = (true, false);
             }
-            ' ' if out.ends_with([',', '=', '+']) || out.is_empty() => {}
-            ' ' => pending_space = true,
+            ' ' => space = !after_separator,
             c => {
-                if pending_space {
+                if space {
                     out.push(' ');
-                    pending_space = false;
+                    space = false;
                 }
-                out.extend(c.to_lowercase());
+                if c == '\\' {
+                    out.push(c);
+                    escaped = true;
+                } else {
+                    out.extend(c.to_lowercase());
+                }
+                after_separator = false;
             }
         }
     }
@@ -365,12 +363,17 @@ fn generalized_time(v: &str) -> Option<DateTime<Utc>> {
     }
     let num = |r: std::ops::Range<usize>| main.get(r).and_then(|s| s.parse::<u32>().ok());
     let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(4..6)?, num(6..8)?)?;
-    let time = date.and_hms_opt(num(8..10)?, num(10..12).unwrap_or(0), num(12..14).unwrap_or(0))?;
+    let time = date.and_hms_opt(
+        num(8..10)?,
+        num(10..12).unwrap_or(0),
+        num(12..14).unwrap_or(0),
+    )?;
     let offset_secs = match zone.as_bytes().first()? {
         b'Z' | b'z' if zone.len() == 1 => 0,
         sign @ (b'+' | b'-') => {
             let digits = &zone[1..];
-            if !(digits.len() == 2 || digits.len() == 4) || !digits.bytes().all(|b| b.is_ascii_digit())
+            if !(digits.len() == 2 || digits.len() == 4)
+                || !digits.bytes().all(|b| b.is_ascii_digit())
             {
                 return None;
             }
@@ -412,8 +415,14 @@ mod tests {
             }),
             membership: Membership::GroupMember,
             role_groups: vec![
-                ("cn=stagiairs,ou=groepen,dc=gemeente,dc=test".into(), Role::Intern),
-                ("cn=inhuur,ou=groepen,dc=gemeente,dc=test".into(), Role::Contractor),
+                (
+                    "cn=stagiairs,ou=groepen,dc=gemeente,dc=test".into(),
+                    Role::Intern,
+                ),
+                (
+                    "cn=inhuur,ou=groepen,dc=gemeente,dc=test".into(),
+                    Role::Contractor,
+                ),
             ],
             default_role: Role::Staff,
         }
@@ -437,16 +446,23 @@ mod tests {
     #[test]
     fn an_entry_becomes_an_owner_with_its_role_from_a_group() {
         let mut e = person("j.jansen");
-        e.attrs.insert("displayname".into(), vec!["Jan Jansen".into()]);
-        e.attrs.insert("mail".into(), vec!["j.jansen@gemeente.test".into()]);
-        e.attrs.insert("departmentnumber".into(), vec!["Burgerzaken".into()]);
-        e.attrs.insert("employeeenddate".into(), vec!["2027-01-31".into()]);
+        e.attrs
+            .insert("displayname".into(), vec!["Jan Jansen".into()]);
+        e.attrs
+            .insert("mail".into(), vec!["j.jansen@gemeente.test".into()]);
+        e.attrs
+            .insert("departmentnumber".into(), vec!["Burgerzaken".into()]);
+        e.attrs
+            .insert("employeeenddate".into(), vec!["2027-01-31".into()]);
         let mut groups = GroupMembers::default();
         groups.add_group(
             "cn=Stagiairs, ou=Groepen, dc=gemeente, dc=test",
             &Entry::new(
                 "cn=Stagiairs,ou=Groepen,dc=gemeente,dc=test",
-                [("member", vec!["UID=j.jansen, OU=Mensen,DC=gemeente,DC=test"])],
+                [(
+                    "member",
+                    vec!["UID=j.jansen, OU=Mensen,DC=gemeente,DC=test"],
+                )],
             ),
         );
         let out = map_entries(&[e], &groups, &mapping(), &TZ);
@@ -475,10 +491,17 @@ mod tests {
             );
         }
         let out = map_entries(&[person("both"), person("none")], &groups, &mapping(), &TZ);
-        let roles: Vec<Role> = out.rows.iter().map(|r| r.owner.clone().unwrap().role).collect();
+        let roles: Vec<Role> = out
+            .rows
+            .iter()
+            .map(|r| r.owner.clone().unwrap().role)
+            .collect();
         assert_eq!(roles, [Role::Intern, Role::Staff]);
         // cn is the display name when displayName is absent
-        assert_eq!(out.rows[1].owner.clone().unwrap().display_name, "Common Name");
+        assert_eq!(
+            out.rows[1].owner.clone().unwrap().display_name,
+            "Common Name"
+        );
     }
 
     #[test]
@@ -504,14 +527,18 @@ mod tests {
     #[test]
     fn disabled_entries_are_left_out() {
         let mut gone = person("o.uitdienst");
-        gone.attrs.insert("employeetype".into(), vec!["uit dienst".into()]);
+        gone.attrs
+            .insert("employeetype".into(), vec!["uit dienst".into()]);
         let out = map_entries(
             &[gone, person("still.here")],
             &GroupMembers::default(),
             &mapping(),
             &TZ,
         );
-        assert_eq!(out.disabled, ["uid=o.uitdienst,ou=Mensen,dc=gemeente,dc=test"]);
+        assert_eq!(
+            out.disabled,
+            ["uid=o.uitdienst,ou=Mensen,dc=gemeente,dc=test"]
+        );
         assert_eq!(out.rows.len(), 1);
         assert_eq!(out.rows[0].line, 2);
 
@@ -555,9 +582,15 @@ mod tests {
             .iter()
             .map(|r| r.owner.clone().unwrap_err())
             .collect();
-        assert!(errors[0].starts_with("uid=x,ou=Mensen") && errors[0].contains("no display name"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("uid=x,ou=Mensen") && errors[0].contains("no display name"),
+            "{errors:?}"
+        );
         assert!(errors[1].contains("no `uid`"), "{errors:?}");
-        assert!(errors[2].contains("employeeEndDate: `31-01-2027` is not a date"), "{errors:?}");
+        assert!(
+            errors[2].contains("employeeEndDate: `31-01-2027` is not a date"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -575,7 +608,10 @@ mod tests {
 
     #[test]
     fn contract_end_in_each_spelling() {
-        assert_eq!(contract_end("2026-10-31", &TZ), Ok(Some(date("2026-10-31"))));
+        assert_eq!(
+            contract_end("2026-10-31", &TZ),
+            Ok(Some(date("2026-10-31")))
+        );
         // AD "end of 31-10-2026" in Amsterdam: accountExpires is 2026-11-01 00:00 CET
         // = 2026-10-31T23:00:00Z
         let at = DateTime::parse_from_rfc3339("2026-10-31T23:00:00Z").unwrap();
@@ -595,7 +631,14 @@ mod tests {
         ] {
             assert_eq!(contract_end(gt, &TZ), Ok(Some(date(day))), "{gt}");
         }
-        for bad in ["", "tomorrow", "2026-13-01", "20261331000000Z", "20261031", "123"] {
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-13-01",
+            "20261331000000Z",
+            "20261031",
+            "123",
+        ] {
             assert!(contract_end(bad, &TZ).is_err(), "{bad}");
         }
     }
@@ -606,7 +649,10 @@ mod tests {
             normalize_dn(" CN=Stagiairs , OU=Groepen,  DC=gemeente,DC=test "),
             "cn=stagiairs,ou=groepen,dc=gemeente,dc=test"
         );
-        assert_eq!(normalize_dn("cn=Jansen\\, Jan,ou=X"), "cn=jansen\\, jan,ou=x");
+        assert_eq!(
+            normalize_dn("cn=Jansen\\, Jan,ou=X"),
+            "cn=jansen\\, jan,ou=x"
+        );
         assert_eq!(normalize_dn("cn=Jan  de Vries"), "cn=jan de vries");
     }
 }

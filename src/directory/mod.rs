@@ -18,7 +18,9 @@ use serde::Serialize;
 
 use crate::config::directory::DirectoryConfig;
 use crate::model::OwnerSource;
-use crate::registry::{Change, ImportColumns, ImportOptions, ImportReport, Registry, RegistryError};
+use crate::registry::{
+    Change, ImportColumns, ImportOptions, ImportReport, Registry, RegistryError,
+};
 
 /// The reason written on an owner the directory no longer has as active (Dutch first: the
 /// service desk reads it).
@@ -38,36 +40,39 @@ pub enum DirectoryError {
     #[error("directory TLS: {0}")]
     Tls(String),
     /// No connection (TCP, TLS, StartTLS).
-    #[error("cannot connect to the directory at {url}: {source}")]
+    #[error("cannot connect to the directory at {url}: {error}")]
     Connect {
         /// The URL.
         url: String,
-        /// What failed.
-        source: ::ldap3::LdapError,
+        /// What failed (its own causes in its text: not a `source`, which would print them
+        /// twice).
+        error: ::ldap3::LdapError,
     },
     /// The bind was refused.
-    #[error("the directory refused the bind as {dn}: {source}")]
+    #[error("the directory refused the bind as {dn}: {error}")]
     Bind {
         /// The bind DN.
         dn: String,
         /// The directory's answer.
-        source: ::ldap3::LdapError,
+        error: ::ldap3::LdapError,
     },
     /// The search failed.
-    #[error("the directory search under {base} failed: {source}")]
+    #[error("the directory search under {base} failed: {error}")]
     Search {
         /// The base DN.
         base: String,
-        /// What failed.
-        source: ::ldap3::LdapError,
+        /// What failed (its own causes in its text: not a `source`, which would print them
+        /// twice).
+        error: ::ldap3::LdapError,
     },
     /// A role group could not be read.
-    #[error("cannot read the role group {group}: {source}")]
+    #[error("cannot read the role group {group}: {error}")]
     Group {
         /// Its DN.
         group: String,
-        /// What failed.
-        source: ::ldap3::LdapError,
+        /// What failed (its own causes in its text: not a `source`, which would print them
+        /// twice).
+        error: ::ldap3::LdapError,
     },
     /// A role group is not in the directory (its members would silently get the default
     /// role).

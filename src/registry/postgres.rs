@@ -17,8 +17,8 @@ use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
 use super::schema::{self, SchemaState, SchemaVerdict};
 use super::sql;
 use super::store::{
-    AuditFilter, DeviceCertificate, Duty, Leadership, NewAuditEntry, RegistryChange, Store, StoreError,
-    StoreTx, WithdrawnCertificate,
+    AuditFilter, DeviceCertificate, Duty, Leadership, NewAuditEntry, RegistryChange, Store,
+    StoreError, StoreTx, WithdrawnCertificate,
 };
 
 /// A MAC row (text in, macaddr in the table).

@@ -138,8 +138,10 @@ impl DirectorySync {
                 }
             }
             Ok(Ok(Err(e))) => {
-                self.counters
-                    .failed(matches!(e, directory::DirectoryError::TooManyDisabled { .. }));
+                self.counters.failed(matches!(
+                    e,
+                    directory::DirectoryError::TooManyDisabled { .. }
+                ));
                 tracing::warn!(error = %e, "directory sync failed; nothing changed");
             }
             Ok(Err(e)) => {

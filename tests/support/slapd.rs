@@ -117,12 +117,26 @@ impl Slapd {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 panic!("slapd ended ({status}): {}", self.log());
             }
             let out = Command::new(program("ldapsearch", "ldap-utils"))
-                .args(["-x", "-H", &self.url(), "-b", "", "-s", "base", "-o", "nettimeout=1"])
+                .args([
+                    "-x",
+                    "-H",
+                    &self.url(),
+                    "-b",
+                    "",
+                    "-s",
+                    "base",
+                    "-o",
+                    "nettimeout=1",
+                ])
                 .output()
                 .expect("ldapsearch");
             if out.status.success() {
@@ -239,10 +253,11 @@ fn write_tls_files(dir: &Path) {
     let (ca_pem, issuer) = ca("poortwachter test directory CA");
     let (other_pem, _) = ca("some other CA");
     let key = KeyPair::generate().expect("key");
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("params");
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let cert = params.signed_by(&key, &issuer).expect("server certificate");
     std::fs::write(dir.join("ca.pem"), ca_pem).expect("ca.pem");
     std::fs::write(dir.join("other-ca.pem"), other_pem).expect("other-ca.pem");
