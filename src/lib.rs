@@ -10,6 +10,7 @@ pub mod coa;
 pub mod config;
 pub mod directory;
 pub mod eap;
+pub mod import;
 pub mod logging;
 pub mod mac;
 pub mod model;

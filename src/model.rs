@@ -109,6 +109,39 @@ word_enum!(
     }
 );
 
+word_enum!(
+    /// What manages an owner's record: ICT by hand, the HR CSV import, the directory sync or
+    /// SCIM provisioning. A feed changes and disables only the owners it manages
+    /// ([`OwnerSource::claims`]), so that a sync leaves the people added by hand alone.
+    OwnerSource, "owner source" {
+        /// Added or taken over by hand (`owner add`, the API, `owner edit --source manual`).
+        Manual = "manual",
+        /// The HR CSV import (`owner import`).
+        Import = "import",
+        /// The directory sync over LDAP (`owner sync`).
+        Directory = "directory",
+        /// An identity provider over SCIM.
+        Scim = "scim",
+    }
+);
+
+impl OwnerSource {
+    /// Whether a feed of this source may update (and so take over) an owner now managed by
+    /// `current`. The import takes over owners added by hand, as an HR export names everyone;
+    /// the directory and SCIM take over what the import manages (moving from a CSV to a
+    /// directory), never what was added by hand.
+    pub fn claims(self, current: OwnerSource) -> bool {
+        use OwnerSource::*;
+        matches!(
+            (self, current),
+            (Manual, Manual)
+                | (Import, Manual | Import)
+                | (Directory, Import | Directory)
+                | (Scim, Import | Scim)
+        )
+    }
+}
+
 /// A person who owns devices: an employee, temp, intern or contractor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
@@ -128,12 +161,32 @@ pub struct Owner {
     pub valid_from: Option<NaiveDate>,
     /// Last day of access (inclusive), if set; required unless staff.
     pub valid_until: Option<NaiveDate>,
-    /// Disabled by ICT.
+    /// Disabled by ICT or by a feed.
     pub disabled: bool,
     /// When registered.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// What manages the record.
+    #[serde(default = "manual")]
+    pub source: OwnerSource,
+    /// The person's id in the feed that manages them (directory entry, SCIM id).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Why the owner is disabled.
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+    /// Since when the owner is disabled.
+    #[serde(default)]
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// The feed that disabled the owner (it enables them again when they return to it);
+    /// `None` when disabled by hand.
+    #[serde(default)]
+    pub disabled_by_source: Option<OwnerSource>,
+}
+
+fn manual() -> OwnerSource {
+    OwnerSource::Manual
 }
 
 impl Owner {
@@ -555,6 +608,11 @@ mod tests {
             disabled: false,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            source: crate::model::OwnerSource::Manual,
+            external_id: None,
+            disabled_reason: None,
+            disabled_at: None,
+            disabled_by_source: None,
         };
         // 2026-11-01 00:00 in Amsterdam (CET, after DST ended on 25 Oct) is 23:00 UTC on the 31st.
         let end = full.access_ends_at(&tz).unwrap();

@@ -664,6 +664,11 @@ mod tests {
             disabled: false,
             created_at: now() - chrono::Duration::days(100),
             updated_at: now() - chrono::Duration::days(100),
+            source: crate::model::OwnerSource::Manual,
+            external_id: None,
+            disabled_reason: None,
+            disabled_at: None,
+            disabled_by_source: None,
         }
     }
 

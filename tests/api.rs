@@ -1573,3 +1573,177 @@ async fn a_stalled_tls_handshake_is_closed_at_header_timeout() {
     );
     env.stop().await;
 }
+
+both_stores!(patch_and_delete_owners_and_devices, |b| async move {
+    let env = Env::new(b).await;
+    let mut body = owner_body("t.tijdelijk");
+    body["role"] = json!("temp");
+    body["valid_until"] = json!("2026-12-31");
+    body["department"] = json!("ICT");
+    env.post("/api/v1/owners", &env.admin, body).await;
+    let r = env
+        .post(
+            "/api/v1/devices",
+            &env.admin,
+            json!({"owner": "t.tijdelijk", "macs": ["02:00:5e:10:00:01"], "label": "Telefoon", "kind": "phone"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let id = r.json()["device"]["id"].as_str().unwrap().to_string();
+
+    // a contract extension; null clears the department
+    let patch = |path: &str, token: &str, body: &str| {
+        let (path, token, body) = (path.to_string(), token.to_string(), body.to_string());
+        let env = &env;
+        async move { env.call("PATCH", &path, Some(&token), Some(&body)).await }
+    };
+    let r = patch(
+        "/api/v1/owners/t.tijdelijk",
+        &env.admin,
+        r#"{"valid_until": "2027-06-30", "department": null}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["valid_until"], "2027-06-30");
+    assert_eq!(r.json()["department"], Value::Null);
+    assert_eq!(r.json()["email"], "jan@example.org");
+
+    // refused, naming the field, writing nothing
+    let counts = env.counts().await;
+    for (body, field, status) in [
+        (r#"{"valid_until": null}"#, "valid_until", 400),
+        (r#"{"valid_until": "30-06-2027"}"#, "valid_until", 400),
+        (r#"{"email": "geen"}"#, "email", 400),
+        (r#"{"username": "ander"}"#, "username", 400),
+        (r#"{"display_name": ""}"#, "display_name", 400),
+    ] {
+        let r = patch("/api/v1/owners/t.tijdelijk", &env.admin, body).await;
+        assert_eq!(r.error(status).as_deref(), Some(field), "{body}");
+    }
+    patch("/api/v1/owners/niemand", &env.admin, "{}")
+        .await
+        .error(404);
+    // a reading token reads only
+    patch(
+        "/api/v1/owners/t.tijdelijk",
+        &env.helpdesk,
+        r#"{"role": "staff"}"#,
+    )
+    .await
+    .error(403);
+    env.call(
+        "DELETE",
+        "/api/v1/owners/t.tijdelijk",
+        Some(&env.helpdesk),
+        None,
+    )
+    .await
+    .error(403);
+    env.call(
+        "DELETE",
+        &format!("/api/v1/devices/{id}"),
+        Some(&env.helpdesk),
+        None,
+    )
+    .await
+    .error(403);
+    // an owner with a device is not deleted
+    let r = env
+        .call(
+            "DELETE",
+            "/api/v1/owners/t.tijdelijk",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.error(409).as_deref(), Some("username"));
+    assert_eq!(env.counts().await, counts, "refused: nothing written");
+
+    // the device: a new private MAC, the old one freed
+    let r = patch(
+        &format!("/api/v1/devices/{id}"),
+        &env.admin,
+        r#"{"add_macs": ["02:00:5e:10:00:02"], "remove_macs": ["02-00-5E-10-00-01"], "label": "Telefoon (nieuw)"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["macs"], json!(["02:00:5e:10:00:02"]));
+    assert_eq!(r.json()["id"], id.as_str());
+    let counts = env.counts().await;
+    for (body, field, status) in [
+        (r#"{"add_macs": ["zz:zz"]}"#, "add_macs", 400),
+        (
+            r#"{"remove_macs": ["02:00:5e:10:00:02"]}"#,
+            "remove_macs",
+            400,
+        ),
+        (
+            r#"{"remove_macs": ["02:00:5e:10:00:09"]}"#,
+            "remove_macs",
+            400,
+        ),
+        (r#"{"kind": "fiets"}"#, "kind", 400),
+        (r#"{"macs": []}"#, "macs", 400),
+    ] {
+        let r = patch(&format!("/api/v1/devices/{id}"), &env.admin, body).await;
+        assert_eq!(r.error(status).as_deref(), Some(field), "{body}");
+    }
+    assert_eq!(env.counts().await, counts, "refused: nothing written");
+    let compliant = env
+        .get("/api/v1/devices?compliance=compliant", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(compliant["items"], json!([]));
+    let unknown = env
+        .get("/api/v1/devices?compliance=unknown", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(unknown["items"][0]["id"], id.as_str());
+    let found = env
+        .get("/api/v1/owners?search=tijdelijk%20VRIES", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(found["items"][0]["username"], "t.tijdelijk");
+    assert_eq!(found["items"][0]["source"], "manual");
+
+    // delete the device, then the owner
+    let r = env
+        .call(
+            "DELETE",
+            &format!("/api/v1/devices/{id}"),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = env
+        .call(
+            "DELETE",
+            "/api/v1/owners/t.tijdelijk",
+            Some(&env.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(env.db.count("owners").await, 0);
+    let audit = env
+        .get("/api/v1/audit?target=t.tijdelijk", &env.helpdesk)
+        .await
+        .json();
+    assert_eq!(audit["items"][0]["action"], "owner.delete");
+    assert_eq!(audit["items"][0]["actor"], "api:admin-1");
+    assert_eq!(audit["items"][1]["action"], "owner.edit");
+
+    // disable with a reason
+    env.post("/api/v1/owners", &env.admin, owner_body("v.vertrek"))
+        .await;
+    let r = env
+        .post(
+            "/api/v1/owners/v.vertrek/disable",
+            &env.admin,
+            json!({"reason": "uit dienst"}),
+        )
+        .await;
+    assert_eq!(r.json()["disabled_reason"], "uit dienst");
+    env.stop().await;
+});

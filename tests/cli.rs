@@ -603,7 +603,7 @@ both_stores!(
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            stdout.contains("2501 rows: 2500 added, 1 updated, 0 unchanged, 0 skipped"),
+            stdout.contains("2501 rows: 2500 added, 1 updated, 0 unchanged, 0 disabled, 0 enabled again, 0 left alone, 0 skipped"),
             "{stdout}"
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1558,3 +1558,217 @@ async fn serve_stops_within_its_bound_while_the_database_hangs() {
     );
     assert!(took < std::time::Duration::from_secs(34), "took {took:?}");
 }
+
+/// Excel's "CSV (gescheiden door lijstscheidingsteken)" on a Dutch Windows: Windows-1252,
+/// CRLF, `;`, Dutch headers and dates, and a column the import does not know.
+fn excel_export(people: &[(&str, &str, &str, &str)]) -> Vec<u8> {
+    let mut text = String::from(
+        "Gebruikersnaam;Volledige naam;E-mailadres;Rol;Afdeling;Begindatum;Einddatum;Kostenplaats\r\n",
+    );
+    for (user, name, role, until) in people {
+        text.push_str(&format!(
+            "{user};{name};{user}@gemeente.example;{role};Burgerzaken;01-09-2026;{until};4100\r\n"
+        ));
+    }
+    // Windows-1252: every character here is in Latin-1 or is the euro sign
+    text.chars()
+        .map(|c| match c {
+            '€' => 0x80,
+            c => u8::try_from(u32::from(c)).expect("Latin-1"),
+        })
+        .collect()
+}
+
+both_stores!(
+    an_excel_export_imports_and_a_full_export_disables_the_missing,
+    |b| async move {
+        let cli = Cli::new(b).await;
+        let bad = excel_export(&[
+            ("j.jansen", "José Jansen", "medewerker", ""),
+            ("s.stagiair", "Sanne Stagiair", "stagiair", "31-01-2027"),
+            ("x.fout", "Xander Fout", "baas", ""),
+            ("u.uitzend", "Ümit Uitzend", "uitzendkracht", "2027-02-28"),
+        ]);
+        let file = cli.dir.path().join("hr-bad.csv");
+        std::fs::write(&file, &bad).unwrap();
+        let stderr = cli.fails(&["owner", "import", path(&file)]);
+        // the header is line 1 and rows follow: x.fout is on line 4, with CRLF too
+        assert!(stderr.contains("line 4: role: `baas`"), "{stderr}");
+        assert!(stderr.contains("Windows-1252"), "{stderr}");
+        assert!(stderr.contains("CSV UTF-8"), "{stderr}");
+        assert!(stderr.contains("`Kostenplaats` is not known"), "{stderr}");
+        assert_eq!(cli.db.count("owners").await, 0);
+
+        let good = excel_export(&[
+            ("j.jansen", "José Jansen", "medewerker", ""),
+            ("s.stagiair", "Sanne Stagiair", "stagiair", "31-01-2027"),
+            ("u.uitzend", "Ümit Uitzend", "uitzendkracht", "2027-02-28"),
+        ]);
+        std::fs::write(&file, &good).unwrap();
+        let out = cli.ok(&["owner", "import", path(&file)]);
+        assert!(out.contains("3 rows: 3 added"), "{out}");
+        let jose = cli.json(&["owner", "show", "j.jansen"]);
+        assert_eq!(jose["owner"]["display_name"], "José Jansen");
+        assert_eq!(jose["owner"]["valid_from"], "2026-09-01");
+        assert_eq!(jose["owner"]["source"], "import");
+        let sanne = cli.json(&["owner", "show", "s.stagiair"]);
+        assert_eq!(sanne["owner"]["role"], "intern");
+        assert_eq!(sanne["owner"]["valid_until"], "2027-01-31");
+        // an external added by hand
+        cli.ok(&[
+            "owner",
+            "add",
+            "e.extern",
+            "--name",
+            "Eva Extern",
+            "--role",
+            "staff",
+        ]);
+
+        // the next full export lacks u.uitzend
+        let next = excel_export(&[
+            ("j.jansen", "José Jansen", "medewerker", ""),
+            ("s.stagiair", "Sanne Stagiair", "stagiair", "31-01-2027"),
+        ]);
+        std::fs::write(&file, &next).unwrap();
+        let counts = cli.counts().await;
+        let stderr = cli.fails(&["owner", "import", "--disable-missing", path(&file)]);
+        assert!(stderr.contains("would disable u.uitzend"), "{stderr}");
+        assert!(stderr.contains("--confirm-disable 1"), "{stderr}");
+        assert_eq!(cli.counts().await, counts, "refused: nothing written");
+        let dry = cli.ok(&[
+            "owner",
+            "import",
+            "--disable-missing",
+            "--dry-run",
+            path(&file),
+        ]);
+        assert!(dry.contains("dry run: nothing was written"), "{dry}");
+        assert!(
+            dry.contains("disable") && dry.contains("u.uitzend"),
+            "{dry}"
+        );
+        assert_eq!(cli.counts().await, counts, "dry run: nothing written");
+        let out = cli.ok(&[
+            "owner",
+            "import",
+            "--disable-missing",
+            "--confirm-disable",
+            "1",
+            path(&file),
+        ]);
+        assert!(out.contains("1 disabled"), "{out}");
+        let umit = cli.json(&["owner", "show", "u.uitzend"]);
+        assert_eq!(umit["owner"]["disabled"], true);
+        assert_eq!(umit["owner"]["disabled_by_source"], "import");
+        let shown = cli.ok(&["owner", "show", "u.uitzend"]);
+        assert!(shown.contains("niet meer in de HR-export"), "{shown}");
+        let eva = cli.json(&["owner", "show", "e.extern"]);
+        assert_eq!(eva["owner"]["disabled"], false);
+        let disabled = cli.json(&["owner", "list", "--disabled"]);
+        assert_eq!(disabled.as_array().unwrap().len(), 1);
+        let found = cli.json(&["owner", "list", "--search", "JANSEN"]);
+        assert_eq!(found[0]["username"], "j.jansen");
+        let audit = cli.json(&["audit", "--target", "u.uitzend"]);
+        assert_eq!(audit[0]["action"], "owner.import.disable");
+        assert_eq!(audit[0]["actor"], "ict.anna");
+    }
+);
+
+both_stores!(edits_and_deletes_from_the_command_line, |b| async move {
+    let cli = Cli::new(b).await;
+    cli.ok(&[
+        "owner",
+        "add",
+        "t.tijdelijk",
+        "--name",
+        "Tim Tijdelijk",
+        "--role",
+        "temp",
+        "--until",
+        "2026-12-31",
+    ]);
+    cli.ok(&[
+        "device",
+        "register",
+        "--owner",
+        "t.tijdelijk",
+        "--mac",
+        "02:11:22:33:44:55",
+        "--label",
+        "Laptop",
+    ]);
+    let out = cli.ok(&["owner", "edit", "t.tijdelijk", "--until", "2027-06-30"]);
+    assert!(out.contains("t.tijdelijk changed"), "{out}");
+    let tim = cli.json(&["owner", "show", "t.tijdelijk"]);
+    assert_eq!(tim["owner"]["valid_until"], "2027-06-30");
+    let counts = cli.counts().await;
+    let stderr = cli.fails(&["owner", "edit", "t.tijdelijk", "--until", ""]);
+    assert!(stderr.contains("--until"), "{stderr}");
+    let stderr = cli.fails(&["owner", "edit", "t.tijdelijk", "--email", "geen"]);
+    assert!(stderr.contains("--email"), "{stderr}");
+    let stderr = cli.fails(&["owner", "edit", "t.tijdelijk"]);
+    assert!(stderr.contains("nothing to change"), "{stderr}");
+    let stderr = cli.fails(&["owner", "delete", "t.tijdelijk"]);
+    assert!(stderr.contains("still has 1 device"), "{stderr}");
+    assert_eq!(cli.counts().await, counts, "refused: nothing written");
+
+    // the phone's private MAC changed: edit it, keep the device
+    let out = cli.ok(&[
+        "device",
+        "edit",
+        "02:11:22:33:44:55",
+        "--add-mac",
+        "02:11:22:33:44:66",
+        "--remove-mac",
+        "02-11-22-33-44-55",
+        "--kind",
+        "phone",
+    ]);
+    assert!(out.contains("02:11:22:33:44:66"), "{out}");
+    let listed = cli.json(&["device", "list", "--owner", "t.tijdelijk"]);
+    assert_eq!(listed[0]["macs"], serde_json::json!(["02:11:22:33:44:66"]));
+    assert_eq!(listed[0]["kind"], "phone");
+    let stderr = cli.fails(&[
+        "device",
+        "edit",
+        "02:11:22:33:44:66",
+        "--remove-mac",
+        "02:11:22:33:44:66",
+    ]);
+    assert!(stderr.contains("--remove-mac"), "{stderr}");
+    let unknown = cli.json(&["device", "list", "--compliance", "unknown"]);
+    assert_eq!(unknown.as_array().unwrap().len(), 1);
+    let stderr = cli.fails(&["device", "list", "--compliance", "groen"]);
+    assert!(stderr.contains("--compliance"), "{stderr}");
+
+    let out = cli.ok(&["device", "delete", "02:11:22:33:44:66"]);
+    assert!(out.contains("deleted device"), "{out}");
+    let out = cli.ok(&["owner", "delete", "t.tijdelijk"]);
+    assert!(out.contains("deleted t.tijdelijk"), "{out}");
+    assert_eq!(cli.db.count("owners").await, 0);
+    assert_eq!(cli.db.count("devices").await, 0);
+    let audit = cli.json(&["audit", "--target", "t.tijdelijk"]);
+    assert_eq!(audit[0]["action"], "owner.delete");
+    assert_eq!(audit[0]["before"]["display_name"], "Tim Tijdelijk");
+
+    // disable with a reason, shown to the service desk
+    cli.ok(&[
+        "owner",
+        "add",
+        "v.vertrek",
+        "--name",
+        "Vera Vertrek",
+        "--role",
+        "staff",
+    ]);
+    cli.ok(&[
+        "owner",
+        "disable",
+        "v.vertrek",
+        "--reason",
+        "uit dienst per 1 december",
+    ]);
+    let shown = cli.ok(&["owner", "show", "v.vertrek"]);
+    assert!(shown.contains("uit dienst per 1 december"), "{shown}");
+});

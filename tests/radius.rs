@@ -273,7 +273,7 @@ async fn seed(reg: &Registry) {
     compliance(reg, f, Compliance::Compliant, &now).await;
     let g = device(reg, "d.dicht", "02-00-00-00-00-07", &now).await;
     compliance(reg, g, Compliance::Compliant, &now).await;
-    reg.set_owner_disabled("d.dicht", true, &now)
+    reg.set_owner_disabled("d.dicht", true, None, &now)
         .await
         .expect("disable");
     let h = device(reg, "i.intern", "02-00-00-00-00-08", &now).await;

@@ -9,8 +9,8 @@ use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use poortwachter::mac::MacAddr;
 use poortwachter::model::{Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, Role};
 use poortwachter::registry::{
-    AuditFilter, Change, DeviceRef, ImportColumns, ImportRow, NewCertificate, Registry,
-    RegistryError, RevocationCause, Rules,
+    AuditFilter, Change, DeviceRef, ImportColumns, ImportOptions, ImportRow, NewCertificate,
+    Registry, RegistryError, RevocationCause, Rules,
 };
 use support::{Backend, TestDb};
 
@@ -244,7 +244,7 @@ both_stores!(
         assert!(matches!(err, RegistryError::UnknownOwner(_)), "{err}");
 
         reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
-        reg.set_owner_disabled("j.devries", true, &ict())
+        reg.set_owner_disabled("j.devries", true, None, &ict())
             .await
             .unwrap();
         let err = reg
@@ -452,7 +452,10 @@ both_stores!(lookups_check_the_username_first, |b| async move {
             matches!(err, RegistryError::Field(ref f) if f.field == "username"),
             "{err}"
         );
-        assert!(reg.set_owner_disabled(name, true, &ict()).await.is_err());
+        assert!(reg
+            .set_owner_disabled(name, true, None, &ict())
+            .await
+            .is_err());
         assert!(reg.devices(Some(name)).await.is_err());
     }
     assert!(reg.owner("KEES").await.unwrap().is_some());
@@ -515,23 +518,23 @@ both_stores!(owner_disable_enable_is_audited_once, |b| async move {
     let (db, reg) = registry(b, 3).await;
     reg.add_owner(staff("j.devries"), &ict()).await.unwrap();
     let o = reg
-        .set_owner_disabled("J.DEVRIES", true, &ict())
+        .set_owner_disabled("J.DEVRIES", true, None, &ict())
         .await
         .unwrap();
     assert!(o.disabled);
     // disabling again changes nothing and writes nothing
-    reg.set_owner_disabled("j.devries", true, &ict())
+    reg.set_owner_disabled("j.devries", true, None, &ict())
         .await
         .unwrap();
     assert_eq!(db.count("audit_log").await, 2);
     let o = reg
-        .set_owner_disabled("j.devries", false, &ict())
+        .set_owner_disabled("j.devries", false, None, &ict())
         .await
         .unwrap();
     assert!(!o.disabled);
     assert!(!reg.owner("j.devries").await.unwrap().unwrap().disabled);
     let err = reg
-        .set_owner_disabled("niemand", true, &ict())
+        .set_owner_disabled("niemand", true, None, &ict())
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::UnknownOwner(_)));
@@ -549,6 +552,7 @@ fn row(line: u64, owner: NewOwner) -> ImportRow {
     ImportRow {
         line,
         owner: Ok(owner),
+        external_id: None,
     }
 }
 
@@ -567,9 +571,12 @@ both_stores!(import_adds_updates_and_reports_unchanged, |b| async move {
     ];
     let mut calls = Vec::new();
     let report = reg
-        .import_owners(rows, ImportColumns::ALL, false, &ict(), &mut |d, t| {
-            calls.push((d, t))
-        })
+        .import_owners(
+            rows,
+            &ImportOptions::import(ImportColumns::ALL, false),
+            &ict(),
+            &mut |d, t| calls.push((d, t)),
+        )
         .await
         .unwrap();
     assert_eq!((report.added, report.updated, report.unchanged), (2, 1, 0));
@@ -592,7 +599,12 @@ both_stores!(import_adds_updates_and_reports_unchanged, |b| async move {
         row(4, staff("a.bakker")),
     ];
     let report = reg
-        .import_owners(rows, ImportColumns::ALL, false, &ict(), &mut |_, _| {})
+        .import_owners(
+            rows,
+            &ImportOptions::import(ImportColumns::ALL, false),
+            &ict(),
+            &mut |_, _| {},
+        )
         .await
         .unwrap();
     assert_eq!((report.added, report.updated, report.unchanged), (0, 0, 3));
@@ -625,6 +637,7 @@ both_stores!(
                 ImportRow {
                     line: 4,
                     owner: Err("role: `baas` is not a role".into()),
+                    external_id: None,
                 },
                 row(5, temp("t.oud", "2025-01-31")),
                 row(6, staff("A.Bakker")),
@@ -634,8 +647,7 @@ both_stores!(
         let err = reg
             .import_owners(
                 bad_rows(),
-                ImportColumns::ALL,
-                false,
+                &ImportOptions::import(ImportColumns::ALL, false),
                 &ict(),
                 &mut |_, _| {},
             )
@@ -661,7 +673,12 @@ both_stores!(
         assert_eq!(db.count("audit_log").await, 0);
 
         let report = reg
-            .import_owners(bad_rows(), ImportColumns::ALL, true, &ict(), &mut |_, _| {})
+            .import_owners(
+                bad_rows(),
+                &ImportOptions::import(ImportColumns::ALL, true),
+                &ict(),
+                &mut |_, _| {},
+            )
             .await
             .unwrap();
         assert_eq!(report.added, 2);
@@ -815,8 +832,7 @@ both_stores!(
         let report = reg
             .import_owners(
                 vec![row(2, bare.clone())],
-                columns,
-                false,
+                &ImportOptions::import(columns, false),
                 &ict(),
                 &mut |_, _| {},
             )
@@ -832,8 +848,7 @@ both_stores!(
         let err = reg
             .import_owners(
                 vec![row(2, bare)],
-                ImportColumns::ALL,
-                false,
+                &ImportOptions::import(ImportColumns::ALL, false),
                 &ict(),
                 &mut |_, _| {},
             )
@@ -1423,7 +1438,7 @@ both_stores!(
             .await
             .unwrap_err();
         assert!(matches!(err, RegistryError::OwnerExpired { .. }), "{err}");
-        reg.set_owner_disabled("t.tijdelijk", true, &ict())
+        reg.set_owner_disabled("t.tijdelijk", true, None, &ict())
             .await
             .unwrap();
         let err = reg

@@ -36,10 +36,10 @@ pub const PUBLIC_ROUTES: &[&str] = &["/api/v1/health", "/api/v1/ready", "/api/v1
 /// The one route a posture token may use (with POST).
 pub const POSTURE_ROUTE: &str = "/api/v1/devices/{id}/posture";
 
-/// Whether `scope` may call `method` on `route`. Methods no route has (DELETE, PATCH...)
-/// pass for reading scopes, so that they get their 405.
+/// Whether `scope` may call `method` on `route`: a reading scope only reads (GET, HEAD);
+/// every other method (POST, PUT, PATCH, DELETE, ...) writes.
 pub fn allowed(scope: TokenScope, method: &Method, route: &str) -> bool {
-    let write = method == Method::POST || method == Method::PUT;
+    let write = !(method == Method::GET || method == Method::HEAD);
     match scope {
         TokenScope::Admin => true,
         TokenScope::Helpdesk => !write,
@@ -109,6 +109,8 @@ mod tests {
         let dev = "/api/v1/devices/{id}";
         assert!(allowed(TokenScope::Helpdesk, &Method::GET, dev));
         assert!(!allowed(TokenScope::Helpdesk, &Method::POST, dev));
+        assert!(!allowed(TokenScope::Helpdesk, &Method::PATCH, dev));
+        assert!(!allowed(TokenScope::Helpdesk, &Method::DELETE, dev));
         assert!(!allowed(TokenScope::Helpdesk, &Method::POST, POSTURE_ROUTE));
         assert!(allowed(TokenScope::Admin, &Method::POST, dev));
         assert!(allowed(TokenScope::Admin, &Method::POST, POSTURE_ROUTE));

@@ -109,6 +109,11 @@ impl From<RegistryError> for ApiError {
             RegistryError::StatusTransition { .. } => (StatusCode::CONFLICT, Some("status")),
             RegistryError::DeviceNotActive { .. } => (StatusCode::CONFLICT, Some("status")),
             RegistryError::ImportRejected(_) => (StatusCode::BAD_REQUEST, None),
+            RegistryError::OwnerHasDevices { .. } => (StatusCode::CONFLICT, Some("username")),
+            RegistryError::DeviceCertificateValid { .. } => {
+                (StatusCode::CONFLICT, Some("certificate"))
+            }
+            RegistryError::TooManyMissing { .. } => (StatusCode::CONFLICT, None),
             _ => return ApiError::internal(&e),
         };
         ApiError {

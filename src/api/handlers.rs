@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::activity::{DecisionFilter, SessionFilter};
 use crate::mac::MacAddr;
-use crate::model::{parse_date, Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, Role};
+use crate::model::{
+    parse_date, Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, OwnerSource, Role,
+};
 use crate::pki::{self, Ca};
-use crate::registry::{AuditFilter, Change, DeviceRef, NewCertificate};
+use crate::registry::{AuditFilter, Change, DeviceEdit, DeviceRef, NewCertificate, OwnerEdit};
 
 use super::auth::Caller;
 use super::body::{JsonBody, Params};
@@ -175,7 +177,10 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerQuery {
+    /// Words that must each occur in the username, name or e-mail address.
+    search: Option<String>,
     role: Option<Role>,
+    source: Option<OwnerSource>,
     disabled: Option<bool>,
     limit: Option<u32>,
     #[serde(default)]
@@ -187,14 +192,18 @@ pub async fn list_owners(
     Params(q): Params<OwnerQuery>,
 ) -> ApiResult<Json<Page<crate::model::Owner>>> {
     let limit = check_limit(q.limit, DEFAULT_LIMIT)?;
+    if q.search.as_ref().is_some_and(|s| s.chars().count() > 200) {
+        return Err(ApiError::field("search", "longer than 200 characters"));
+    }
     let owners = state
         .registry
-        .owners()
-        .await?
-        .into_iter()
-        .filter(|o| q.role.is_none_or(|r| o.role == r))
-        .filter(|o| q.disabled.is_none_or(|d| o.disabled == d))
-        .collect();
+        .find_owners(&crate::registry::OwnerQuery {
+            search: q.search,
+            role: q.role,
+            source: q.source,
+            disabled: q.disabled,
+        })
+        .await?;
     Ok(Json(page(owners, limit, q.offset)))
 }
 
@@ -260,20 +269,104 @@ pub async fn add_owner(
     Ok((StatusCode::CREATED, Json(owner)))
 }
 
+/// Reads a field that may be absent (keep), `null` (clear) or a value (set): `None`,
+/// `Some(None)`, `Some(Some(v))`.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /owners/{u}`: a merge patch (RFC 7396): a field left out stays, `null` clears an
+/// optional one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerPatch {
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    email: Option<Option<String>>,
+    role: Option<Role>,
+    #[serde(default, deserialize_with = "nullable")]
+    department: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    valid_from: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    valid_until: Option<Option<String>>,
+    source: Option<OwnerSource>,
+}
+
+pub async fn edit_owner(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(username): Path<String>,
+    JsonBody(body): JsonBody<OwnerPatch>,
+) -> ApiResult<Json<crate::model::Owner>> {
+    let date = |field: &'static str, v: Option<Option<String>>| -> ApiResult<_> {
+        Ok(match v {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(d)) => Some(Some(parse_date(field, &d)?)),
+        })
+    };
+    let edit = OwnerEdit {
+        display_name: body.display_name,
+        email: body.email,
+        role: body.role,
+        department: body.department,
+        valid_from: date("valid_from", body.valid_from)?,
+        valid_until: date("valid_until", body.valid_until)?,
+        source: body.source,
+        external_id: None,
+    };
+    let owner = state
+        .registry
+        .edit_owner(&username, edit, &change(&caller))
+        .await
+        .map_err(|e| {
+            ApiError::from(e)
+                .rename_field("name", "display_name")
+                .rename_field("until", "valid_until")
+        })?;
+    Ok(Json(owner))
+}
+
+pub async fn delete_owner(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .registry
+        .delete_owner(&username, &change(&caller))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Actions without fields take no body (or `{}`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoFields {}
+
+/// `POST /owners/{u}/disable`: why, as the service desk will read it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
 
 async fn owner_disabled(
     state: ApiState,
     caller: Caller,
     username: String,
     disabled: bool,
+    reason: Option<String>,
 ) -> ApiResult<Json<crate::model::Owner>> {
     let owner = state
         .registry
-        .set_owner_disabled(&username, disabled, &change(&caller))
+        .set_owner_disabled(&username, disabled, reason, &change(&caller))
         .await
         .map_err(|e| ApiError::from(e).rename_field("owner", "username"))?;
     Ok(Json(owner))
@@ -283,9 +376,9 @@ pub async fn disable_owner(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(username): Path<String>,
-    JsonBody(NoFields {}): JsonBody<NoFields>,
+    JsonBody(body): JsonBody<DisableBody>,
 ) -> ApiResult<Json<crate::model::Owner>> {
-    owner_disabled(state, caller, username, true).await
+    owner_disabled(state, caller, username, true, body.reason).await
 }
 
 pub async fn enable_owner(
@@ -294,7 +387,7 @@ pub async fn enable_owner(
     Path(username): Path<String>,
     JsonBody(NoFields {}): JsonBody<NoFields>,
 ) -> ApiResult<Json<crate::model::Owner>> {
-    owner_disabled(state, caller, username, false).await
+    owner_disabled(state, caller, username, false, None).await
 }
 
 // ---- devices
@@ -304,6 +397,7 @@ pub async fn enable_owner(
 pub struct DeviceQuery {
     owner: Option<String>,
     status: Option<DeviceStatus>,
+    compliance: Option<Compliance>,
     /// Days: only active devices whose current certificate ends within them (or has ended),
     /// soonest first.
     expiring_within: Option<u32>,
@@ -350,8 +444,63 @@ pub async fn list_devices(
     let devices = devices
         .into_iter()
         .filter(|d| q.status.is_none_or(|s| d.status == s))
+        .filter(|d| q.compliance.is_none_or(|c| d.compliance == c))
         .collect();
     Ok(Json(page(devices, limit, q.offset)))
+}
+
+/// `PATCH /devices/{id}`: label, kind, MACs to add and to remove.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePatch {
+    label: Option<String>,
+    kind: Option<DeviceKind>,
+    #[serde(default)]
+    add_macs: Vec<String>,
+    #[serde(default)]
+    remove_macs: Vec<String>,
+}
+
+pub async fn edit_device(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<DevicePatch>,
+) -> ApiResult<Json<crate::model::Device>> {
+    let macs = |field: &'static str, list: &[String]| -> ApiResult<Vec<MacAddr>> {
+        list.iter()
+            .map(|m| MacAddr::parse_any(m).map_err(|e| ApiError::field(field, format!("{m}: {e}"))))
+            .collect()
+    };
+    let edit = DeviceEdit {
+        label: body.label,
+        kind: body.kind,
+        add_macs: macs("add_macs", &body.add_macs)?,
+        remove_macs: macs("remove_macs", &body.remove_macs)?,
+    };
+    let device = state
+        .registry
+        .edit_device(&device_ref(&id)?, edit, &change(&caller))
+        .await
+        .map_err(|e| {
+            ApiError::from(e)
+                .rename_field("add_mac", "add_macs")
+                .rename_field("remove_mac", "remove_macs")
+                .rename_field("mac", "add_macs")
+        })?;
+    Ok(Json(device))
+}
+
+pub async fn delete_device(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .registry
+        .delete_device(&device_ref(&id)?, &change(&caller))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn get_device(

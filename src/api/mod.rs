@@ -103,14 +103,24 @@ fn routes(
             "/owners",
             get(handlers::list_owners).post(handlers::add_owner),
         )
-        .route("/owners/{username}", get(handlers::get_owner))
+        .route(
+            "/owners/{username}",
+            get(handlers::get_owner)
+                .patch(handlers::edit_owner)
+                .delete(handlers::delete_owner),
+        )
         .route("/owners/{username}/disable", post(handlers::disable_owner))
         .route("/owners/{username}/enable", post(handlers::enable_owner))
         .route(
             "/devices",
             get(handlers::list_devices).post(handlers::register_device),
         )
-        .route("/devices/{id}", get(handlers::get_device))
+        .route(
+            "/devices/{id}",
+            get(handlers::get_device)
+                .patch(handlers::edit_device)
+                .delete(handlers::delete_device),
+        )
         .route("/devices/{id}/revoke", post(handlers::revoke_device))
         .route("/devices/{id}/lost", post(handlers::lost_device))
         .route("/devices/{id}/found", post(handlers::found_device))

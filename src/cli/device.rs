@@ -1,4 +1,4 @@
-//! `poortwachter device ...`: register, list, show, revoke, lost, found, compliance,
+//! `poortwachter device ...`: register, list, show, edit, delete, revoke, lost, found, compliance,
 //! posture, issue-cert.
 
 use std::path::{Path, PathBuf};
@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use poortwachter::config::Config;
+use poortwachter::mac::MacAddr;
 use poortwachter::model::{Compliance, Device, DeviceKind, DeviceStatus, NewDevice};
 use poortwachter::pki::{self, Ca, OneTimePassword, ProfileSettings, Staging};
 use poortwachter::posture::PostureReport;
-use poortwachter::registry::{AuditFilter, DeviceRef, NewCertificate};
+use poortwachter::registry::{
+    AuditFilter, DeviceEdit, DeviceQuery, DeviceRef, NewCertificate, RegistryError,
+};
 use poortwachter::text::escape;
 
 use super::table::{self, or_dash};
@@ -41,6 +44,9 @@ pub enum DeviceCommand {
         /// Only this status: active, lost or revoked.
         #[arg(long)]
         status: Option<String>,
+        /// Only this compliance state: compliant, noncompliant or unknown.
+        #[arg(long)]
+        compliance: Option<String>,
         /// Only active devices whose current certificate ends within DAYS days (or has
         /// ended), soonest first, with its end.
         #[arg(long, value_name = "DAYS")]
@@ -48,6 +54,27 @@ pub enum DeviceCommand {
     },
     /// One device, by id (or its first 4+ hex digits) or by MAC, with its history.
     Show { device: String },
+    /// Change a device's label or kind, or its MACs (a phone's new private MAC): the device
+    /// keeps its id, certificate and history. A removed MAC is free for another device.
+    Edit {
+        device: String,
+        /// What it is, e.g. "ThinkPad X1 (personal)".
+        #[arg(long)]
+        label: Option<String>,
+        /// laptop, tablet, phone or other.
+        #[arg(long)]
+        kind: Option<String>,
+        /// A MAC address to add; repeat for more.
+        #[arg(long = "add-mac", value_name = "MAC")]
+        add_mac: Vec<String>,
+        /// A MAC address to remove; repeat for more. At least one stays.
+        #[arg(long = "remove-mac", value_name = "MAC")]
+        remove_mac: Vec<String>,
+    },
+    /// Delete a device registered by mistake or long gone, with its MACs, certificates and
+    /// posture reports (the audit log keeps its record). Refused while its certificate is
+    /// valid: revoke it, and delete it once the certificate has ended.
+    Delete { device: String },
     /// Refuse this device for good (stolen, sold, replaced).
     Revoke {
         device: String,
@@ -168,11 +195,12 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
         DeviceCommand::List {
             owner,
             status,
+            compliance,
             expiring_within: Some(days),
         } => {
             anyhow::ensure!(
-                owner.is_none() && status.is_none(),
-                "--expiring-within: not together with --owner or --status (it lists active devices of every owner)"
+                owner.is_none() && status.is_none() && compliance.is_none(),
+                "--expiring-within: not together with --owner, --status or --compliance (it lists active devices of every owner)"
             );
             let found = ctx
                 .registry
@@ -191,26 +219,30 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
         DeviceCommand::List {
             owner,
             status,
+            compliance,
             expiring_within: None,
         } => {
-            let status: Option<DeviceStatus> = status
-                .map(|s| {
-                    s.parse()
-                        .map_err(|e: String| anyhow::anyhow!("--status: {e}"))
-                })
-                .transpose()?;
-            if let Some(o) = &owner {
+            let query = DeviceQuery {
+                status: status
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e: String| anyhow::anyhow!("--status: {e}"))
+                    })
+                    .transpose()?,
+                compliance: compliance
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e: String| anyhow::anyhow!("--compliance: {e}"))
+                    })
+                    .transpose()?,
+                owner,
+            };
+            if let Some(o) = &query.owner {
                 if ctx.registry.owner(o).await?.is_none() {
                     anyhow::bail!("no owner {o} in the registry");
                 }
             }
-            let devices: Vec<Device> = ctx
-                .registry
-                .devices(owner.as_deref())
-                .await?
-                .into_iter()
-                .filter(|d| status.is_none_or(|s| d.status == s))
-                .collect();
+            let devices: Vec<Device> = ctx.registry.find_devices(&query).await?;
             if ctx.json {
                 return table::print_json(&devices);
             }
@@ -291,6 +323,83 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
         }
         DeviceCommand::Lost { device, reason } => {
             set_status(ctx, &device, DeviceStatus::Lost, reason).await
+        }
+        DeviceCommand::Edit {
+            device,
+            label,
+            kind,
+            add_mac,
+            remove_mac,
+        } => {
+            let macs = |option: &str, list: Vec<String>| -> Result<Vec<MacAddr>> {
+                list.iter()
+                    .map(|m| {
+                        MacAddr::parse_any(m).map_err(|e| anyhow::anyhow!("{option} {m}: {e}"))
+                    })
+                    .collect()
+            };
+            let edit = DeviceEdit {
+                label,
+                kind: kind
+                    .map(|k| {
+                        k.parse()
+                            .map_err(|e: String| anyhow::anyhow!("--kind: {e}"))
+                    })
+                    .transpose()?,
+                add_macs: macs("--add-mac", add_mac)?,
+                remove_macs: macs("--remove-mac", remove_mac)?,
+            };
+            if edit == DeviceEdit::default() {
+                anyhow::bail!("nothing to change: give --label, --kind, --add-mac or --remove-mac");
+            }
+            let device = ctx
+                .registry
+                .edit_device(&DeviceRef::parse(&device)?, edit, &ctx.change())
+                .await
+                .map_err(|e| match e {
+                    RegistryError::Field(mut f) => {
+                        f.field = match f.field {
+                            "add_mac" => "--add-mac",
+                            "remove_mac" => "--remove-mac",
+                            "mac" => "--add-mac",
+                            "label" => "--label",
+                            other => other,
+                        };
+                        RegistryError::Field(f)
+                    }
+                    other => other,
+                })?;
+            if ctx.json {
+                return table::print_json(&device);
+            }
+            outln!(
+                "device {} ({}): {}",
+                device.id,
+                escape(&device.label),
+                device
+                    .macs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+        DeviceCommand::Delete { device } => {
+            let device = ctx
+                .registry
+                .delete_device(&DeviceRef::parse(&device)?, &ctx.change())
+                .await?;
+            if ctx.json {
+                return table::print_json(&device);
+            }
+            outln!(
+                "deleted device {} ({}) of {}; its MACs are free, the audit log keeps the record",
+                device.id,
+                escape(&device.label),
+                device.owner
+            );
+            Ok(())
         }
         DeviceCommand::Found { device } => {
             set_status(ctx, &device, DeviceStatus::Active, None).await

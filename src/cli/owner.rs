@@ -1,4 +1,5 @@
-//! `poortwachter owner ...`: add, list, show, disable, enable, and the HR CSV import.
+//! `poortwachter owner ...`: add, list, show, edit, disable, enable, delete, and the HR CSV
+//! import.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -6,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
+use poortwachter::import::read_owner_csv;
 use poortwachter::model::{parse_date, NewOwner, Owner, Role};
-use poortwachter::registry::{ImportColumns, ImportRow, RegistryError};
+use poortwachter::registry::{
+    ChangeKind, ImportOptions, ImportReport, OwnerEdit, OwnerQuery, RegistryError,
+};
 use poortwachter::text::escape;
 
 use super::table::{self, or_dash};
@@ -36,25 +40,81 @@ pub enum OwnerCommand {
         #[arg(long)]
         until: Option<String>,
     },
-    /// All owners.
+    /// Owners, by username; all of them unless filtered.
     List {
+        /// Words that must each occur in the username, name or e-mail address.
+        #[arg(long)]
+        search: Option<String>,
         /// Only this role.
         #[arg(long)]
         role: Option<String>,
+        /// Only owners managed by: manual, import, directory or scim.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only disabled owners.
+        #[arg(long, conflicts_with = "enabled")]
+        disabled: bool,
+        /// Only enabled owners.
+        #[arg(long)]
+        enabled: bool,
     },
     /// One owner with their devices.
     Show { username: String },
-    /// Refuse all of this owner's devices from now on.
-    Disable { username: String },
+    /// Change an owner's details: a contract extension, a new department, a corrected name.
+    /// `--email ''` (an empty value) clears an optional field.
+    Edit {
+        username: String,
+        /// Full name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// staff, temp, intern or contractor.
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        department: Option<String>,
+        /// First day of access, YYYY-MM-DD.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day of access (end of contract), YYYY-MM-DD.
+        #[arg(long)]
+        until: Option<String>,
+        /// What manages the record: `manual` keeps the directory sync and imports away from
+        /// it; import, directory or scim hands it to that feed.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Refuse all of this owner's devices from now on, and disconnect their sessions.
+    Disable {
+        username: String,
+        /// Why, as the service desk will read it ("uit dienst per 1 december").
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Undo `disable`.
     Enable { username: String },
-    /// Add or update owners from an HR or directory export (CSV with a header row:
-    /// username, name, email, role, department, valid_until; optionally valid_from).
+    /// Delete an owner registered by mistake. Refused while they have devices; a leaver is
+    /// disabled instead, which keeps their history until it is erased.
+    Delete { username: String },
+    /// Add or update owners from an HR export (CSV, `;` or `,`, UTF-8 or Windows-1252, with a
+    /// header row: username, name, email, role, department, valid_from, valid_until, or the
+    /// Dutch gebruikersnaam, naam, e-mailadres, rol, afdeling, begindatum, einddatum).
     Import {
         file: PathBuf,
         /// Import the good rows and report the bad ones, instead of importing nothing.
         #[arg(long)]
         skip_bad: bool,
+        /// The file is everyone (a full export): owners it manages that the file lacks are
+        /// disabled. Refused unless --confirm-disable gives at least their number.
+        #[arg(long)]
+        disable_missing: bool,
+        /// How many owners --disable-missing may disable (the count a dry run reported).
+        #[arg(long, value_name = "COUNT", requires = "disable_missing")]
+        confirm_disable: Option<u64>,
+        /// Show what would change, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Sync owners from the directory (`[directory]`, LDAP): adds and updates the owners it
     /// has, disables those it no longer has (or has disabled), leaves owners added by hand
@@ -101,20 +161,20 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
             );
             Ok(())
         }
-        OwnerCommand::List { role } => {
-            let role: Option<Role> = role
-                .map(|r| {
-                    r.parse()
-                        .map_err(|e: String| anyhow::anyhow!("--role: {e}"))
-                })
-                .transpose()?;
-            let owners: Vec<Owner> = ctx
-                .registry
-                .owners()
-                .await?
-                .into_iter()
-                .filter(|o| role.is_none_or(|r| o.role == r))
-                .collect();
+        OwnerCommand::List {
+            search,
+            role,
+            source,
+            disabled,
+            enabled,
+        } => {
+            let query = OwnerQuery {
+                search,
+                role: role.map(|r| word("--role", &r)).transpose()?,
+                source: source.map(|s| word("--source", &s)).transpose()?,
+                disabled: (disabled || enabled).then_some(disabled),
+            };
+            let owners: Vec<Owner> = ctx.registry.find_owners(&query).await?;
             if ctx.json {
                 return table::print_json(&owners);
             }
@@ -171,15 +231,111 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
                 ("valid from", or_dash(owner.valid_from)),
                 ("valid until", or_dash(owner.valid_until)),
                 ("state", state(ctx, &owner).to_string()),
+                (
+                    "disabled",
+                    match (&owner.disabled_at, &owner.disabled_reason) {
+                        (Some(at), reason) => format!(
+                            "{} ({}{})",
+                            super::when::minute(*at, ctx.tz),
+                            owner
+                                .disabled_by_source
+                                .map(|s| format!("by the {s} feed: "))
+                                .unwrap_or_default(),
+                            reason
+                                .as_deref()
+                                .map(escape)
+                                .unwrap_or("no reason given".into())
+                        ),
+                        (None, _) => "-".into(),
+                    },
+                ),
+                ("managed by", owner.source.to_string()),
                 ("registered", super::when::minute(owner.created_at, ctx.tz)),
             ]);
             outln!();
             super::device::print_devices(&devices, ctx.tz);
             Ok(())
         }
-        OwnerCommand::Disable { username } => set_disabled(ctx, &username, true).await,
-        OwnerCommand::Enable { username } => set_disabled(ctx, &username, false).await,
-        OwnerCommand::Import { file, skip_bad } => import(ctx, &file, skip_bad).await,
+        OwnerCommand::Edit {
+            username,
+            name,
+            email,
+            role,
+            department,
+            from,
+            until,
+            source,
+        } => {
+            let edit = OwnerEdit {
+                display_name: name,
+                email: email.map(optional),
+                role: role.map(|r| word("--role", &r)).transpose()?,
+                department: department.map(optional),
+                valid_from: from.map(|d| optional_date("--from", d)).transpose()?,
+                valid_until: until.map(|d| optional_date("--until", d)).transpose()?,
+                source: source.map(|s| word("--source", &s)).transpose()?,
+                external_id: None,
+            };
+            if edit == OwnerEdit::default() {
+                anyhow::bail!(
+                    "nothing to change: give --name, --email, --role, --department, --from, \
+                     --until or --source"
+                );
+            }
+            let before = ctx.registry.owner(&username).await?;
+            let owner = ctx
+                .registry
+                .edit_owner(&username, edit, &ctx.change())
+                .await
+                .map_err(cli_field_names)?;
+            if ctx.json {
+                return table::print_json(&owner);
+            }
+            if before.as_ref() == Some(&owner) {
+                outln!(
+                    "{} already had these details; nothing changed",
+                    owner.username
+                );
+            } else {
+                outln!("{} changed", owner.username);
+            }
+            Ok(())
+        }
+        OwnerCommand::Disable { username, reason } => {
+            set_disabled(ctx, &username, true, reason).await
+        }
+        OwnerCommand::Enable { username } => set_disabled(ctx, &username, false, None).await,
+        OwnerCommand::Delete { username } => {
+            let owner = ctx.registry.delete_owner(&username, &ctx.change()).await?;
+            if ctx.json {
+                return table::print_json(&owner);
+            }
+            outln!(
+                "deleted {} ({}); the audit log keeps the record",
+                owner.username,
+                escape(&owner.display_name)
+            );
+            Ok(())
+        }
+        OwnerCommand::Import {
+            file,
+            skip_bad,
+            disable_missing,
+            confirm_disable,
+            dry_run,
+        } => {
+            import(
+                ctx,
+                &file,
+                Feed {
+                    skip_bad,
+                    disable_missing,
+                    confirm_disable,
+                    dry_run,
+                },
+            )
+            .await
+        }
         OwnerCommand::Sync(_) => unreachable!("cli::run sends it to cli::directory"),
     }
 }
@@ -198,11 +354,16 @@ fn state(ctx: &Context, o: &Owner) -> &'static str {
     }
 }
 
-async fn set_disabled(ctx: &Context, username: &str, disabled: bool) -> Result<()> {
+async fn set_disabled(
+    ctx: &Context,
+    username: &str,
+    disabled: bool,
+    reason: Option<String>,
+) -> Result<()> {
     let before = ctx.registry.owner(username).await?;
     let owner = ctx
         .registry
-        .set_owner_disabled(username, disabled, &ctx.change())
+        .set_owner_disabled(username, disabled, reason, &ctx.change())
         .await?;
     if ctx.json {
         return table::print_json(&owner);
@@ -233,34 +394,41 @@ fn cli_field_names(e: RegistryError) -> RegistryError {
     }
 }
 
-const COLUMNS: &[(&str, &[&str], bool)] = &[
-    (
-        "username",
-        &["username", "user", "uid", "gebruikersnaam"],
-        true,
-    ),
-    (
-        "name",
-        &["name", "display_name", "displayname", "naam"],
-        true,
-    ),
-    ("email", &["email", "mail", "e-mail"], false),
-    ("role", &["role", "rol"], true),
-    ("department", &["department", "afdeling"], false),
-    ("valid_from", &["valid_from", "start", "from"], false),
-    (
-        "valid_until",
-        &["valid_until", "end", "until", "einddatum"],
-        false,
-    ),
-];
+/// A closed word (`--role intern`), its error naming the option.
+fn word<T: std::str::FromStr<Err = String>>(option: &str, text: &str) -> Result<T> {
+    text.parse()
+        .map_err(|e: String| anyhow::anyhow!("{option}: {e}"))
+}
+
+/// An optional text option: empty clears it.
+fn optional(text: String) -> Option<String> {
+    Some(text).filter(|t| !t.trim().is_empty())
+}
+
+/// An optional date option: empty clears it.
+fn optional_date(option: &'static str, text: String) -> Result<Option<chrono::NaiveDate>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(parse_date(option, &text)?))
+}
+
+/// How `owner import` applies the file.
+struct Feed {
+    skip_bad: bool,
+    disable_missing: bool,
+    confirm_disable: Option<u64>,
+    dry_run: bool,
+}
 
 /// Reads the CSV into rows (bad ones carry their reason), then imports in one transaction.
-async fn import(ctx: &Context, file: &Path, skip_bad: bool) -> Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let (rows, columns) = parse_csv(&text).with_context(|| format!("{}", file.display()))?;
-    let total = rows.len() as u64;
+async fn import(ctx: &Context, file: &Path, feed: Feed) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let csv = read_owner_csv(&bytes).with_context(|| format!("{}", file.display()))?;
+    for warning in &csv.warnings {
+        eprintln!("warning: {}: {warning}", file.display());
+    }
+    let total = csv.rows.len() as u64;
     let tty = std::io::stderr().is_terminal();
     let mut last_step = 0;
     let mut progress = move |done: u64, total: u64| {
@@ -280,111 +448,87 @@ async fn import(ctx: &Context, file: &Path, skip_bad: bool) -> Result<()> {
             }
         }
     };
-    let report = ctx
+    let mut options = ImportOptions::import(csv.columns, feed.skip_bad);
+    options.disable_missing = feed.disable_missing;
+    options.missing_reason = "niet meer in de HR-export / no longer in the HR export".to_string();
+    // a dry run shows everything it would disable; a real one needs the count confirmed
+    options.max_disable = (!feed.dry_run).then(|| feed.confirm_disable.unwrap_or(0));
+    options.dry_run = feed.dry_run;
+    let result = ctx
         .registry
-        .import_owners(rows, columns, skip_bad, &ctx.change(), &mut progress)
-        .await?;
+        .import_owners(csv.rows.clone(), &options, &ctx.change(), &mut progress)
+        .await;
+    let report = match result {
+        Err(RegistryError::TooManyMissing { missing, .. }) if !feed.dry_run => {
+            // name them: what a confirmation would disable
+            let preview = ImportOptions {
+                max_disable: None,
+                dry_run: true,
+                ..options.clone()
+            };
+            let report = ctx
+                .registry
+                .import_owners(csv.rows, &preview, &ctx.change(), &mut |_, _| {})
+                .await?;
+            for c in report
+                .changes
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Disabled)
+            {
+                eprintln!("  would disable {}", c.username);
+            }
+            anyhow::bail!(
+                "{missing} owner(s) managed by the import are not in {} and would be disabled; \
+                 nothing changed. If the file is complete, run again with \
+                 --disable-missing --confirm-disable {missing}",
+                file.display()
+            );
+        }
+        other => other?,
+    };
     if ctx.json {
         return table::print_json(&report);
     }
-    outln!(
-        "{total} rows: {} added, {} updated, {} unchanged, {} skipped",
-        report.added,
-        report.updated,
-        report.unchanged,
-        report.skipped.len()
-    );
-    for p in &report.skipped {
-        outln!("  skipped {p}");
-    }
+    print_report(total, &report);
     Ok(())
 }
 
-fn parse_csv(text: &str) -> Result<(Vec<ImportRow>, ImportColumns)> {
-    let first_line = text.lines().next().unwrap_or_default();
-    // Dutch spreadsheet exports use ';'
-    let delimiter = if first_line.contains(';') && !first_line.contains(',') {
-        b';'
-    } else {
-        b','
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
-    let headers: Vec<String> = reader
-        .headers()
-        .context("cannot read the header row")?
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
-    let mut index = HashMap::new();
-    for (name, aliases, required) in COLUMNS {
-        match headers.iter().position(|h| aliases.contains(&h.as_str())) {
-            Some(i) => {
-                index.insert(*name, i);
-            }
-            None if *required => anyhow::bail!(
-                "the header row has no `{name}` column (found: {})",
-                headers.join(", ")
-            ),
-            None => {}
+/// An import's or sync's report: the counts, and every change on a dry run.
+pub fn print_report(total: u64, report: &ImportReport) {
+    if report.dry_run {
+        outln!("dry run: nothing was written");
+        for c in &report.changes {
+            let what = match c.kind {
+                ChangeKind::Added => "add".to_string(),
+                ChangeKind::Updated => format!("update ({})", c.fields.join(", ")),
+                ChangeKind::Enabled => "enable again".to_string(),
+                ChangeKind::Disabled => "disable".to_string(),
+                ChangeKind::LeftAlone => format!(
+                    "leave alone (managed by {})",
+                    c.managed_by.map(|s| s.to_string()).unwrap_or_default()
+                ),
+            };
+            outln!("  {what:<24} {}", c.username);
         }
     }
-    let columns = ImportColumns {
-        email: index.contains_key("email"),
-        department: index.contains_key("department"),
-        valid_from: index.contains_key("valid_from"),
-        valid_until: index.contains_key("valid_until"),
-    };
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                rows.push(ImportRow {
-                    line,
-                    owner: Err(format!("not readable as CSV: {e}")),
-                });
-                continue;
-            }
-        };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        if record.iter().all(|f| f.is_empty()) {
-            continue;
-        }
-        let field = |name: &str| -> Option<String> {
-            index
-                .get(name)
-                .and_then(|&i| record.get(i))
-                .map(str::to_string)
-                .filter(|s| !s.is_empty())
-        };
-        rows.push(ImportRow {
-            line,
-            owner: row_owner(&field),
-        });
+    outln!(
+        "{total} rows: {} added, {} updated, {} unchanged, {} disabled, {} enabled again, \
+         {} left alone, {} skipped",
+        report.added,
+        report.updated,
+        report.unchanged,
+        report.disabled,
+        report.enabled,
+        report.left_alone,
+        report.skipped.len()
+    );
+    if report.left_alone > 0 && !report.dry_run {
+        outln!(
+            "  left alone: owners added by hand or managed by another feed (owner edit \
+             --source to hand one over)"
+        );
     }
-    Ok((rows, columns))
-}
-
-fn row_owner(field: &dyn Fn(&str) -> Option<String>) -> Result<NewOwner, String> {
-    let role_text = field("role").ok_or("role: empty")?;
-    let role: Role = role_text.parse().map_err(|e| format!("role: {e}"))?;
-    let date = |name: &'static str| -> Result<Option<chrono::NaiveDate>, String> {
-        field(name)
-            .map(|d| parse_date(name, &d).map_err(|e| e.to_string()))
-            .transpose()
-    };
-    Ok(NewOwner {
-        username: field("username").unwrap_or_default(),
-        display_name: field("name").unwrap_or_default(),
-        email: field("email"),
-        role,
-        department: field("department"),
-        valid_from: date("valid_from")?,
-        valid_until: date("valid_until")?,
-    })
+    for p in &report.skipped {
+        outln!("  skipped {p}");
+    }
 }

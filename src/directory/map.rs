@@ -210,9 +210,20 @@ pub fn map_entries(
             out.disabled.push(e.dn.clone());
             continue;
         }
-        out.rows.push(ImportRow {
-            line: i as u64 + 1,
-            owner: map_entry(e, groups, mapping, tz).map_err(|m| format!("{}: {m}", e.dn)),
+        let owner = external_id(e, mapping)
+            .and_then(|id| Ok((map_entry(e, groups, mapping, tz)?, id)))
+            .map_err(|m| format!("{}: {m}", e.dn));
+        out.rows.push(match owner {
+            Ok((owner, id)) => ImportRow {
+                line: i as u64 + 1,
+                owner: Ok(owner),
+                external_id: Some(id),
+            },
+            Err(why) => ImportRow {
+                line: i as u64 + 1,
+                owner: Err(why),
+                external_id: None,
+            },
         });
     }
     out
@@ -239,14 +250,6 @@ fn map_entry(
         },
         None => None,
     };
-    let external_id = match &m.external_id {
-        Some(attr) => Some(
-            e.first(attr)
-                .ok_or_else(|| format!("no `{attr}` (the external id)"))?
-                .to_string(),
-        ),
-        None => Some(e.dn.clone()),
-    };
     Ok(NewOwner {
         username: username.to_string(),
         display_name: display_name.to_string(),
@@ -255,8 +258,18 @@ fn map_entry(
         department: e.first(&m.department).map(str::to_string),
         valid_from: None,
         valid_until,
-        external_id,
     })
+}
+
+/// The entry's id in the directory: the `external_id` attribute, or its DN.
+fn external_id(e: &Entry, m: &Mapping) -> Result<String, String> {
+    match &m.external_id {
+        Some(attr) => e
+            .first(attr)
+            .map(str::to_string)
+            .ok_or_else(|| format!("no `{attr}` (the external id)")),
+        None => Ok(e.dn.clone()),
+    }
 }
 
 fn role_of(e: &Entry, username: &str, groups: &GroupMembers, m: &Mapping) -> Role {
@@ -476,7 +489,7 @@ mod tests {
         assert_eq!(owner.role, Role::Intern);
         assert_eq!(owner.valid_until, Some(date("2027-01-31")));
         assert_eq!(
-            owner.external_id.as_deref(),
+            out.rows[0].external_id.as_deref(),
             Some("6f1d2c3a-0000-4000-8000-000000000001")
         );
     }
@@ -601,7 +614,7 @@ mod tests {
         };
         let out = map_entries(&[person("a")], &GroupMembers::default(), &m, &TZ);
         assert_eq!(
-            out.rows[0].owner.clone().unwrap().external_id.as_deref(),
+            out.rows[0].external_id.as_deref(),
             Some("uid=a,ou=Mensen,dc=gemeente,dc=test")
         );
     }

@@ -144,19 +144,6 @@ pub async fn sync(
         &mapping,
         &registry.rules().timezone,
     );
-    let mut import = ImportOptions {
-        columns: ImportColumns::ALL,
-        skip_bad: true,
-        source: OwnerSource::Directory,
-        disable_missing: true,
-        missing_reason: MISSING_REASON.to_string(),
-        dry_run: true,
-    };
-    let quiet = &mut |_: u64, _: u64| {};
-    // first without writing: the safeguard looks at what it would disable
-    let preview = registry
-        .import_owners(mapped.rows.clone(), &import, change, quiet)
-        .await?;
     let managed = registry
         .owners()
         .await?
@@ -164,22 +151,28 @@ pub async fn sync(
         .filter(|o| o.source == OwnerSource::Directory && !o.disabled)
         .count() as u64;
     let limit = config.max_disable.limit(managed);
-    if preview.disabled > limit && !opts.force {
-        return Err(DirectoryError::TooManyDisabled {
-            would: preview.disabled,
-            managed,
-            max: config.max_disable,
-            limit,
-        });
-    }
-    let report = if opts.dry_run {
-        preview
-    } else {
-        import.dry_run = false;
-        registry
-            .import_owners(mapped.rows, &import, change, quiet)
-            .await?
+    let import = ImportOptions {
+        columns: ImportColumns::ALL,
+        skip_bad: true,
+        source: OwnerSource::Directory,
+        disable_missing: true,
+        missing_reason: MISSING_REASON.to_string(),
+        // the registry refuses, writing nothing, past the limit
+        max_disable: (!opts.force).then_some(limit),
+        dry_run: opts.dry_run,
     };
+    let report = registry
+        .import_owners(mapped.rows, &import, change, &mut |_, _| {})
+        .await
+        .map_err(|e| match e {
+            RegistryError::TooManyMissing { missing, .. } => DirectoryError::TooManyDisabled {
+                would: missing,
+                managed,
+                max: config.max_disable,
+                limit,
+            },
+            other => DirectoryError::Registry(other),
+        })?;
     Ok(SyncOutcome {
         entries: fetched.entries.len() as u64,
         disabled_in_directory: mapped.disabled.len() as u64,

@@ -6,6 +6,8 @@
 
 mod activity_sql;
 pub mod coa;
+mod devices;
+mod owners;
 mod postgres;
 pub mod posture;
 pub mod probe;
@@ -28,6 +30,10 @@ use crate::model::{
     validate_username, Compliance, Device, DeviceStatus, FieldError, NewDevice, NewOwner, Owner,
 };
 
+pub use devices::{DeviceEdit, DeviceQuery};
+pub use owners::{
+    ChangeKind, ImportColumns, ImportOptions, ImportReport, OwnerChange, OwnerEdit, OwnerQuery,
+};
 pub use store::{
     ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, Duty, Leadership, NewAuditEntry,
     RegistryChange, Store, StoreError, StoreTx, WithdrawnCertificate,
@@ -134,6 +140,32 @@ pub enum RegistryError {
         /// What was refused, as the end of the sentence: `gets a certificate`.
         what: &'static str,
     },
+    /// `owner delete` of an owner who still has devices.
+    #[error("{owner} still has {devices} device(s); delete those first (device delete), or disable the owner instead (owner disable), which keeps the history")]
+    OwnerHasDevices {
+        /// Username.
+        owner: String,
+        /// How many.
+        devices: u32,
+    },
+    /// `device delete` of a device with a certificate that is still valid.
+    #[error("device {device} has a certificate valid until {until}; it stays on the CRL until then: revoke the device now and delete it after that date")]
+    DeviceCertificateValid {
+        /// Device id.
+        device: Uuid,
+        /// When its last certificate ends.
+        until: DateTime<Utc>,
+    },
+    /// A full export that would disable more owners than allowed: nothing written.
+    #[error("{missing} owner(s) managed by {feed} are not in the export and would be disabled, more than the {max} allowed; nothing changed (check the export, or allow it: --confirm-disable {missing} / directory.max_disable)")]
+    TooManyMissing {
+        /// Owners that would be disabled.
+        missing: u64,
+        /// The limit.
+        max: u64,
+        /// The feed.
+        feed: crate::model::OwnerSource,
+    },
     /// A CSV import with bad rows, none written.
     #[error("{} bad row(s), nothing imported:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     ImportRejected(Vec<RowProblem>),
@@ -160,47 +192,12 @@ impl std::fmt::Display for RowProblem {
 /// One row of an owner import: its line and what it holds (or why it could not be read).
 #[derive(Debug, Clone)]
 pub struct ImportRow {
-    /// 1-based line in the file.
+    /// 1-based line in the file (the entry's number in a directory search).
     pub line: u64,
     /// The owner, or the reason the row is bad.
     pub owner: Result<NewOwner, String>,
-}
-
-/// Which optional columns an import file has. A known owner keeps the stored value of a
-/// column the file does not have (an export without email addresses must not erase them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImportColumns {
-    /// `email`
-    pub email: bool,
-    /// `department`
-    pub department: bool,
-    /// `valid_from`
-    pub valid_from: bool,
-    /// `valid_until`
-    pub valid_until: bool,
-}
-
-impl ImportColumns {
-    /// Every column present.
-    pub const ALL: ImportColumns = ImportColumns {
-        email: true,
-        department: true,
-        valid_from: true,
-        valid_until: true,
-    };
-}
-
-/// What an import did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ImportReport {
-    /// New owners.
-    pub added: u64,
-    /// Owners whose fields changed.
-    pub updated: u64,
-    /// Owners already as in the file.
-    pub unchanged: u64,
-    /// Rows skipped (`--skip-bad`).
-    pub skipped: Vec<RowProblem>,
+    /// The person's id in the feed (a directory entry's UUID), kept on the owner.
+    pub external_id: Option<String>,
 }
 
 /// A certificate just issued to a device, to record: what identifies and dates it.
@@ -394,243 +391,6 @@ impl Registry {
     pub async fn devices(&self, owner: Option<&str>) -> Result<Vec<Device>, RegistryError> {
         let owner = owner.map(validate_username).transpose()?;
         Ok(self.store.devices(owner.as_deref()).await?)
-    }
-
-    /// Registers a person. Refuses a username in use (in any case) and a contract that has
-    /// already ended.
-    pub async fn add_owner(&self, new: NewOwner, change: &Change) -> Result<Owner, RegistryError> {
-        let new = new.validate()?;
-        let owner = self.owner_from_new(new, change)?;
-        let mut tx = self.store.begin().await?;
-        if let Some(existing) = tx.owner_for_update(&owner.username).await? {
-            return Err(RegistryError::OwnerExists(existing.username));
-        }
-        tx.insert_owner(&owner)
-            .await
-            .map_err(|e| unique_as(e, || RegistryError::OwnerExists(owner.username.clone())))?;
-        tx.append_audit(&audit(
-            change,
-            "owner.add",
-            "owner",
-            &owner.username,
-            None::<&Owner>,
-            Some(&owner),
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(owner)
-    }
-
-    fn owner_from_new(&self, new: NewOwner, change: &Change) -> Result<Owner, RegistryError> {
-        let owner = Owner {
-            id: Uuid::new_v4(),
-            username: new.username,
-            display_name: new.display_name,
-            email: new.email,
-            role: new.role,
-            department: new.department,
-            valid_from: new.valid_from,
-            valid_until: new.valid_until,
-            disabled: false,
-            created_at: change.now,
-            updated_at: change.now,
-        };
-        self.check_not_expired(&owner, change)?;
-        Ok(owner)
-    }
-
-    fn check_not_expired(&self, owner: &Owner, change: &Change) -> Result<(), RegistryError> {
-        match owner.valid_until {
-            Some(last_day) if owner.has_expired(change.now, &self.rules.timezone) => {
-                Err(RegistryError::OwnerExpired {
-                    owner: owner.username.clone(),
-                    last_day,
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Disables or re-enables an owner. Unchanged state writes nothing.
-    pub async fn set_owner_disabled(
-        &self,
-        username: &str,
-        disabled: bool,
-        change: &Change,
-    ) -> Result<Owner, RegistryError> {
-        let username = validate_username(username)?;
-        let mut tx = self.store.begin().await?;
-        let before = tx
-            .owner_for_update(&username)
-            .await?
-            .ok_or_else(|| RegistryError::UnknownOwner(username.to_string()))?;
-        if before.disabled == disabled {
-            return Ok(before);
-        }
-        let after = Owner {
-            disabled,
-            updated_at: change.now,
-            ..before.clone()
-        };
-        tx.update_owner(&after).await?;
-        let action = if disabled {
-            "owner.disable"
-        } else {
-            "owner.enable"
-        };
-        tx.append_audit(&audit(
-            change,
-            action,
-            "owner",
-            &after.username,
-            Some(&before),
-            Some(&after),
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(after)
-    }
-
-    /// Imports owners (an HR or directory export) in one transaction: new usernames are added,
-    /// known ones updated; an optional column the file lacks (`columns`) keeps the stored
-    /// value. Any bad row rejects the whole file unless `skip_bad`.
-    /// `progress(done, total)` is called as rows are written.
-    pub async fn import_owners(
-        &self,
-        rows: Vec<ImportRow>,
-        columns: ImportColumns,
-        skip_bad: bool,
-        change: &Change,
-        progress: &mut (dyn FnMut(u64, u64) + Send),
-    ) -> Result<ImportReport, RegistryError> {
-        let total = rows.len() as u64;
-        let mut report = ImportReport::default();
-        let mut bad = Vec::new();
-        let mut seen = std::collections::HashMap::new();
-        let mut tx = self.store.begin().await?;
-        for (done, row) in rows.into_iter().enumerate() {
-            if done % 500 == 0 {
-                progress(done as u64, total);
-            }
-            let line = row.line;
-            let mut bad_row = |message: String| bad.push(RowProblem { line, message });
-            let raw = match row.owner {
-                Ok(raw) => raw,
-                Err(message) => {
-                    bad_row(message);
-                    continue;
-                }
-            };
-            let username = match validate_username(&raw.username) {
-                Ok(u) => u,
-                Err(e) => {
-                    bad_row(e.to_string());
-                    continue;
-                }
-            };
-            if let Some(first) = seen.insert(username.to_ascii_lowercase(), line) {
-                bad_row(format!("{username} appears again (first on line {first})"));
-                continue;
-            }
-            let existing = tx.owner_for_update(&username).await?;
-            // a column the file does not have keeps what is stored
-            let merged = match &existing {
-                Some(before) => NewOwner {
-                    email: if columns.email {
-                        raw.email
-                    } else {
-                        before.email.clone()
-                    },
-                    department: if columns.department {
-                        raw.department
-                    } else {
-                        before.department.clone()
-                    },
-                    valid_from: if columns.valid_from {
-                        raw.valid_from
-                    } else {
-                        before.valid_from
-                    },
-                    valid_until: if columns.valid_until {
-                        raw.valid_until
-                    } else {
-                        before.valid_until
-                    },
-                    ..raw
-                },
-                None => raw,
-            };
-            let new = match merged.validate() {
-                Ok(new) => new,
-                Err(e) => {
-                    bad_row(e.to_string());
-                    continue;
-                }
-            };
-            match existing {
-                None => {
-                    let owner = match self.owner_from_new(new, change) {
-                        Ok(o) => o,
-                        Err(e) => {
-                            bad_row(e.to_string());
-                            continue;
-                        }
-                    };
-                    tx.insert_owner(&owner).await?;
-                    tx.append_audit(&audit(
-                        change,
-                        "owner.import.add",
-                        "owner",
-                        &owner.username,
-                        None::<&Owner>,
-                        Some(&owner),
-                    ))
-                    .await?;
-                    report.added += 1;
-                }
-                Some(before) => {
-                    let after = Owner {
-                        display_name: new.display_name,
-                        email: new.email,
-                        role: new.role,
-                        department: new.department,
-                        valid_from: new.valid_from,
-                        valid_until: new.valid_until,
-                        updated_at: change.now,
-                        ..before.clone()
-                    };
-                    if (Owner {
-                        updated_at: before.updated_at,
-                        ..after.clone()
-                    }) == before
-                    {
-                        report.unchanged += 1;
-                        continue;
-                    }
-                    tx.update_owner(&after).await?;
-                    tx.append_audit(&audit(
-                        change,
-                        "owner.import.update",
-                        "owner",
-                        &after.username,
-                        Some(&before),
-                        Some(&after),
-                    ))
-                    .await?;
-                    report.updated += 1;
-                }
-            }
-        }
-        progress(total, total);
-        if !bad.is_empty() {
-            if !skip_bad {
-                // dropping the transaction rolls it back: nothing written
-                return Err(RegistryError::ImportRejected(bad));
-            }
-            report.skipped = bad;
-        }
-        tx.commit().await?;
-        Ok(report)
     }
 
     /// Registers a device for its owner: the owner must exist, be enabled, not have ended

@@ -16,7 +16,8 @@ use super::StoreError;
 
 /// Columns of `owners`, in the order the backends select them.
 pub const OWNER_COLUMNS: &str = "o.id, o.username, o.display_name, o.email, o.role, o.department, \
-     o.valid_from, o.valid_until, o.disabled, o.created_at, o.updated_at";
+     o.valid_from, o.valid_until, o.disabled, o.created_at, o.updated_at, o.source, \
+     o.external_id, o.disabled_reason, o.disabled_at, o.disabled_by_source";
 
 /// Columns of a device row joined with its owner's username and one of its MACs (as text).
 pub const DEVICE_COLUMNS: &str = "d.id, d.owner_id, o.username AS owner, d.label, d.kind, \
@@ -52,6 +53,14 @@ where
         disabled: row.try_get("disabled")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        source: word("source", row.try_get("source")?)?,
+        external_id: row.try_get("external_id")?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        disabled_at: row.try_get("disabled_at")?,
+        disabled_by_source: row
+            .try_get::<Option<String>, _>("disabled_by_source")?
+            .map(|s| word("disabled_by_source", s))
+            .transpose()?,
     })
 }
 

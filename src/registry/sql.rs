@@ -17,13 +17,15 @@ pub type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
 
 /// `INSERT INTO owners`, bound by [`bind_owner`].
 pub const INSERT_OWNER: &str = "INSERT INTO owners (id, username, display_name, email, role, \
-     department, valid_from, valid_until, disabled, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     department, valid_from, valid_until, disabled, created_at, updated_at, source, external_id, \
+     disabled_reason, disabled_at, disabled_by_source) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 /// `UPDATE owners` by id (the username never changes), bound by [`bind_owner`].
 pub const UPDATE_OWNER: &str = "UPDATE owners SET display_name = $3, email = $4, role = $5, \
-     department = $6, valid_from = $7, valid_until = $8, disabled = $9, updated_at = $11 \
-     WHERE id = $1";
+     department = $6, valid_from = $7, valid_until = $8, disabled = $9, updated_at = $11, \
+     source = $12, external_id = $13, disabled_reason = $14, disabled_at = $15, \
+     disabled_by_source = $16 WHERE id = $1";
 
 /// Devices of an owner that count against the limit.
 pub const COUNT_DEVICES_IN_USE: &str =
@@ -43,6 +45,32 @@ pub const UPDATE_DEVICE: &str = "UPDATE devices SET label = $3, kind = $4, statu
      status_reason = $6, status_changed_at = $7, compliance = $8, compliance_checked_at = $9, \
      compliance_note = $10, cert_fingerprint = $11, cert_serial = $12, updated_at = $15 \
      WHERE id = $1";
+
+/// A device's MACs, all removed (before writing its new list): `$1` device id.
+pub const DELETE_DEVICE_MACS: &str = "DELETE FROM device_macs WHERE device_id = $1";
+
+/// What goes with a deleted device, in this order, then the device itself: `$1` device id.
+/// Its decisions and sessions hold its MAC, not a reference, and age out with the retention.
+pub const DELETE_DEVICE: &[&str] = &[
+    "DELETE FROM posture_reports WHERE device_id = $1",
+    "DELETE FROM certificates WHERE device_id = $1",
+    "DELETE FROM device_macs WHERE device_id = $1",
+    "DELETE FROM devices WHERE id = $1",
+];
+
+/// The owners a source manages: `$1` the source.
+pub fn owners_of_source() -> String {
+    format!(
+        "SELECT {} FROM owners o WHERE o.source = $1",
+        super::rows::OWNER_COLUMNS
+    )
+}
+
+/// An owner without devices: `$1` owner id.
+pub const DELETE_OWNER: &str = "DELETE FROM owners WHERE id = $1";
+
+/// Devices of an owner, any status: `$1` owner id.
+pub const COUNT_DEVICES: &str = "SELECT count(*) FROM devices WHERE owner_id = $1";
 
 /// `INSERT INTO audit_log`, bound by [`bind_audit`].
 pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target_type, \
@@ -77,7 +105,7 @@ pub const WITHDRAWN_CERTIFICATES: &str = "SELECT c.serial, c.fingerprint, c.devi
      WHERE c.not_after > $1 AND (c.superseded_at IS NOT NULL OR d.status <> 'active') \
      ORDER BY c.issued_at, c.serial";
 
-/// Binds an owner's columns as `$1..$11`.
+/// Binds an owner's columns as `$1..$16`.
 pub fn bind_owner<'q, DB>(q: Q<'q, DB>, o: &'q Owner) -> Q<'q, DB>
 where
     DB: Database,
@@ -88,6 +116,8 @@ where
     Option<NaiveDate>: Encode<'q, DB> + Type<DB>,
     bool: Encode<'q, DB> + Type<DB>,
     DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     q.bind(o.id)
         .bind(&o.username)
@@ -100,6 +130,11 @@ where
         .bind(o.disabled)
         .bind(o.created_at)
         .bind(o.updated_at)
+        .bind(o.source.as_str())
+        .bind(&o.external_id)
+        .bind(&o.disabled_reason)
+        .bind(o.disabled_at)
+        .bind(o.disabled_by_source.map(|s| s.as_str()))
 }
 
 /// Binds a device's columns as `$1..$18`.
@@ -239,6 +274,64 @@ macro_rules! impl_store_tx {
 
             async fn update_device(&mut self, d: &$crate::model::Device) -> Result<(), StoreError> {
                 sql::bind_device(sqlx::query(sql::UPDATE_DEVICE), d)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_device_macs(
+                &mut self,
+                device_id: uuid::Uuid,
+                macs: &[$crate::mac::MacAddr],
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::DELETE_DEVICE_MACS)
+                    .bind(device_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                for mac in macs {
+                    sqlx::query(INSERT_MAC)
+                        .bind(mac.to_string())
+                        .bind(device_id)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn delete_device(&mut self, id: uuid::Uuid) -> Result<(), StoreError> {
+                for statement in sql::DELETE_DEVICE {
+                    sqlx::query(statement)
+                        .bind(id)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn count_devices(&mut self, owner_id: uuid::Uuid) -> Result<u32, StoreError> {
+                let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES)
+                    .bind(owner_id)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                Ok(u32::try_from(n).unwrap_or(u32::MAX))
+            }
+
+            async fn owners_of_source(
+                &mut self,
+                source: $crate::model::OwnerSource,
+            ) -> Result<Vec<$crate::model::Owner>, StoreError> {
+                let rows = sqlx::query(&sql::owners_of_source())
+                    .bind(source.as_str())
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                rows.iter()
+                    .map(|r| $crate::registry::rows::owner(r))
+                    .collect()
+            }
+
+            async fn delete_owner(&mut self, id: uuid::Uuid) -> Result<(), StoreError> {
+                sqlx::query(sql::DELETE_OWNER)
+                    .bind(id)
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())

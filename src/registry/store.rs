@@ -349,6 +349,23 @@ pub trait StoreTx: Send {
     async fn insert_device(&mut self, device: &Device) -> Result<(), StoreError>;
     /// Writes every mutable field of a device (not its MACs).
     async fn update_device(&mut self, device: &Device) -> Result<(), StoreError>;
+    /// Replaces the device's MACs with `macs` (a MAC removed is free for another device).
+    async fn set_device_macs(
+        &mut self,
+        device_id: Uuid,
+        macs: &[MacAddr],
+    ) -> Result<(), StoreError>;
+    /// Deletes a device with its MACs, certificates and posture reports.
+    async fn delete_device(&mut self, id: Uuid) -> Result<(), StoreError>;
+    /// The owner's devices, any status.
+    async fn count_devices(&mut self, owner_id: Uuid) -> Result<u32, StoreError>;
+    /// The owners a source manages (not locked: lock each with `owner_for_update`).
+    async fn owners_of_source(
+        &mut self,
+        source: crate::model::OwnerSource,
+    ) -> Result<Vec<Owner>, StoreError>;
+    /// Deletes an owner (who has no devices).
+    async fn delete_owner(&mut self, id: Uuid) -> Result<(), StoreError>;
     /// Marks the device's current certificate (if any) superseded at `at`; returns how many.
     async fn supersede_certificates(
         &mut self,

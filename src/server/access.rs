@@ -1682,6 +1682,11 @@ mod tests {
             disabled: false,
             created_at: at,
             updated_at: at,
+            source: crate::model::OwnerSource::Manual,
+            external_id: None,
+            disabled_reason: None,
+            disabled_at: None,
+            disabled_by_source: None,
         };
         let device = Device {
             id: uuid::Uuid::from_u128(2),

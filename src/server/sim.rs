@@ -108,6 +108,11 @@ fn owner(n: u128, username: &str, role: Role) -> Owner {
         disabled: false,
         created_at: at,
         updated_at: at,
+        source: crate::model::OwnerSource::Manual,
+        external_id: None,
+        disabled_reason: None,
+        disabled_at: None,
+        disabled_by_source: None,
     }
 }
 
