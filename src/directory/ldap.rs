@@ -119,7 +119,7 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
                 .await
                 .map_err(|error| DirectoryError::Connect {
                     url: url.clone(),
-                    error,
+                    error: Box::new(error),
                 })?;
         ldap3::drive!(conn);
         ldap.simple_bind(&config.bind_dn, password.expose())
@@ -127,7 +127,7 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
             .and_then(|r| r.success())
             .map_err(|error| DirectoryError::Bind {
                 dn: config.bind_dn.clone(),
-                error,
+                error: Box::new(error),
             })?;
         let attrs = mapping.attributes();
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
@@ -138,7 +138,7 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
         ];
         let search = |error| DirectoryError::Search {
             base: config.base_dn.clone(),
-            error,
+            error: Box::new(error),
         };
         let mut stream = ldap
             .streaming_search_with(
@@ -172,7 +172,7 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
                     .and_then(|r| r.success())
                     .map_err(|error| DirectoryError::Group {
                         group: group.clone(),
-                        error,
+                        error: Box::new(error),
                     })?;
                 let Some(first) = found.into_iter().next() else {
                     return Err(DirectoryError::GroupMissing(group.clone()));

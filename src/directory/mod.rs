@@ -46,7 +46,7 @@ pub enum DirectoryError {
         url: String,
         /// What failed (its own causes in its text: not a `source`, which would print them
         /// twice).
-        error: ::ldap3::LdapError,
+        error: Box<::ldap3::LdapError>,
     },
     /// The bind was refused.
     #[error("the directory refused the bind as {dn}: {error}")]
@@ -54,7 +54,7 @@ pub enum DirectoryError {
         /// The bind DN.
         dn: String,
         /// The directory's answer.
-        error: ::ldap3::LdapError,
+        error: Box<::ldap3::LdapError>,
     },
     /// The search failed.
     #[error("the directory search under {base} failed: {error}")]
@@ -63,7 +63,7 @@ pub enum DirectoryError {
         base: String,
         /// What failed (its own causes in its text: not a `source`, which would print them
         /// twice).
-        error: ::ldap3::LdapError,
+        error: Box<::ldap3::LdapError>,
     },
     /// A role group could not be read.
     #[error("cannot read the role group {group}: {error}")]
@@ -72,7 +72,7 @@ pub enum DirectoryError {
         group: String,
         /// What failed (its own causes in its text: not a `source`, which would print them
         /// twice).
-        error: ::ldap3::LdapError,
+        error: Box<::ldap3::LdapError>,
     },
     /// A role group is not in the directory (its members would silently get the default
     /// role).
