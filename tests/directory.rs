@@ -265,7 +265,7 @@ both_stores!(
         let (before, audit) = (site.owners(), site.audit_len());
         let dry = site.sync(&["--dry-run"]);
         assert_eq!(counts(&dry), [4, 0, 0, 0, 1, 0], "{dry:#}");
-        assert_eq!(dry["dry_run"], true);
+        assert_eq!(dry["report"]["dry_run"], true);
         assert_eq!(dry["entries"], 5);
         assert_eq!(site.owners(), before);
         assert_eq!(site.audit_len(), audit);
@@ -455,8 +455,8 @@ async fn an_active_directory_shaped_directory_in_pages() {
         0x00,
     ];
     let b64 = base64::engine::general_purpose::STANDARD.encode(guid);
-    // "end of 31-10-2026" in Amsterdam: 2026-11-01 00:00 CET = 2026-10-31T23:00:00Z
-    let expires = 1_793_487_600_i64 * 10_000_000 + 116_444_736_000_000_000;
+    // "end of 31-10-2027" in Amsterdam: 2027-11-01 00:00 CET = 2027-10-31T23:00:00Z
+    let expires = 1_825_023_600_i64 * 10_000_000 + 116_444_736_000_000_000;
     let user = |sam: &str, uac: u32, extra: &str| {
         format!(
             "dn: cn={sam},ou=Mensen,{SUFFIX}\nobjectClass: inetOrgPerson\nobjectClass: extensibleObject\n\
@@ -540,7 +540,7 @@ role = "intern"
         .is_some_and(Vec::is_empty));
     let intern = site.owner("ad.intern");
     assert_eq!(intern["role"], "intern");
-    assert_eq!(intern["valid_until"], "2026-10-31");
+    assert_eq!(intern["valid_until"], "2027-10-31");
     assert_eq!(intern["department"], "Publiekszaken");
     assert_eq!(site.owner("ad.never")["valid_until"], Value::Null);
     assert_eq!(site.owner("ad.staff1")["role"], "staff");
@@ -548,11 +548,20 @@ role = "intern"
         .owners()
         .as_array()
         .is_some_and(|all| all.iter().all(|o| o["username"] != "ad.disabled")));
+    // a filter that matches nothing (msuser's sAMAccountName has no equality rule): the
+    // empty result would disable everyone, and is refused
+    std::fs::write(
+        &site.config,
+        text.replace("(sAMAccountName=*)", "(sAMAccountName=ad.staff1)"),
+    )
+    .expect("config");
+    let refused = cli_fails(&site.config, &["owner", "sync"]);
+    assert!(refused.contains("would disable 4 of the 4"), "{refused}");
     // the GUID read as AD writes it (first three fields little-endian): only the entry
     // that has one in the search, the others disabled (forced past the safeguard)
     std::fs::write(
         &site.config,
-        text.replace("(sAMAccountName=*)", "(sAMAccountName=ad.staff1)"),
+        text.replace("(sAMAccountName=*)", "(cn=ad.staff1)"),
     )
     .expect("config");
     let refused = cli_fails(&site.config, &["owner", "sync"]);

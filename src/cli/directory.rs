@@ -48,7 +48,7 @@ fn print(o: &SyncOutcome) {
     );
     outln!(
         "{}{} added, {} updated, {} disabled, {} enabled, {} left alone (not managed by the directory), {} unchanged",
-        if o.dry_run { "would be: " } else { "" },
+        if r.dry_run { "would be: " } else { "" },
         r.added,
         r.updated,
         r.disabled,
@@ -83,7 +83,7 @@ fn print(o: &SyncOutcome) {
     for p in &r.skipped {
         outln!("  skipped {}", p.message);
     }
-    if o.dry_run {
+    if r.dry_run {
         outln!("(dry run: nothing written)");
     }
 }

@@ -419,10 +419,10 @@ pub(super) fn problems(config: &Config, push: &mut impl FnMut(String, String)) {
             );
         }
     }
-    if !d.interval.0.is_zero() && d.interval.0 < Duration::from_secs(60) {
+    if !d.interval.0.is_zero() && d.interval.0 < Duration::from_secs(10) {
         push(
             "directory.interval".into(),
-            "must be 0s (not scheduled) or at least 60s".into(),
+            "must be 0s (not scheduled) or at least 10s".into(),
         );
     }
     if d.connect_timeout.0 < Duration::from_secs(1)
@@ -618,7 +618,7 @@ base_dn = "OU=Medewerkers,DC=gemeente,DC=example"
         assert_eq!(MaxDisable::Percent(10).limit(500), 50);
         assert_eq!(MaxDisable::Percent(10).limit(15), 2);
         assert_eq!(MaxDisable::Count(3).limit(500), 3);
-        let text = format!("{BASE}interval = \"10s\"\npage_size = 5000\nfilter = \"uid=*\"\n");
+        let text = format!("{BASE}interval = \"5s\"\npage_size = 5000\nfilter = \"uid=*\"\n");
         assert_eq!(
             keys(&text),
             [

@@ -122,8 +122,6 @@ pub struct SyncOutcome {
     pub entries: u64,
     /// Of those, left out as disabled in the directory.
     pub disabled_in_directory: u64,
-    /// Nothing was written.
-    pub dry_run: bool,
     /// The import's report: counts, changes, skipped entries.
     pub report: ImportReport,
 }
@@ -176,7 +174,6 @@ pub async fn sync(
     Ok(SyncOutcome {
         entries: fetched.entries.len() as u64,
         disabled_in_directory: mapped.disabled.len() as u64,
-        dry_run: opts.dry_run,
         report,
     })
 }
