@@ -629,6 +629,44 @@ struct Serve {
 }
 
 impl Serve {
+    /// Writes `NAME.toml` next to the site's config (its `[database]` and `[directory]`, a
+    /// client for 127.0.0.1 whose DAS is `nas_port`, the API on `api`) and starts `serve`
+    /// with it; waits until it listens. Its RADIUS ports.
+    fn start(site: &Site, name: &str, nas_port: u16, api: Option<u16>) -> (Serve, u16, u16) {
+        let (auth, acct) = (free_udp_port(), free_udp_port());
+        let dir = site.config.parent().expect("dir").join(name);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let base = std::fs::read_to_string(&site.config).expect("config");
+        let directory = &base[base.find("[directory]").expect("section")..];
+        let api = api.map_or(String::new(), |p| {
+            format!("[api]\nlisten = \"127.0.0.1:{p}\"\n")
+        });
+        let text = format!(
+            "[database]\nurl = \"{}\"\n\n[radius]\nauth_listen = \"127.0.0.1:{auth}\"\n\
+             acct_listen = \"127.0.0.1:{acct}\"\n\n[[radius.clients]]\nname = \"ap\"\n\
+             network = \"127.0.0.1/32\"\nsecret = \"{SECRET}\"\ncoa_port = {nas_port}\n\n\
+             [vlans]\nworkspace = 100\nguest = 200\nquarantine = 666\n\n\
+             [node]\nstate_dir = \"{}/state\"\n\n{api}\n{directory}",
+            site.db.url,
+            dir.display()
+        );
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, text).expect("config");
+        let log = dir.join("serve.log");
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start serve");
+        let serve = Serve { child, log };
+        serve.wait_log("RADIUS server listening", 1, Duration::from_secs(15));
+        (serve, auth, acct)
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -699,33 +737,8 @@ both_stores!(
     |backend| async move {
         let site = Site::new(backend, &people(), "max_disable = 10\ninterval = \"10s\"").await;
         let nas = FakeNas::bind().await;
-        let (auth, acct, api) = (free_udp_port(), free_udp_port(), free_tcp_port());
-        let dir = site.config.parent().expect("dir").to_path_buf();
-        let directory = std::fs::read_to_string(&site.config).expect("config");
-        let directory = &directory[directory.find("[directory]").expect("section")..];
-        let text = format!(
-            "[database]\nurl = \"{}\"\n\n[radius]\nauth_listen = \"127.0.0.1:{auth}\"\n\
-             acct_listen = \"127.0.0.1:{acct}\"\n\n[[radius.clients]]\nname = \"ap\"\n\
-             network = \"127.0.0.1/32\"\nsecret = \"{SECRET}\"\ncoa_port = {}\n\n\
-             [vlans]\nworkspace = 100\nguest = 200\nquarantine = 666\n\n\
-             [node]\nstate_dir = \"{}/state\"\n\n[api]\nlisten = \"127.0.0.1:{api}\"\n\n{directory}",
-            site.db.url,
-            nas.port(),
-            dir.display()
-        );
-        std::fs::write(&site.config, text).expect("config");
-        let log = dir.join("serve.log");
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&site.config)
-            .arg("serve")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("start serve");
-        let serve = Serve { child, log };
-        serve.wait_log("RADIUS server listening", 1, Duration::from_secs(15));
+        let api = free_tcp_port();
+        let (serve, auth, acct) = Serve::start(&site, "node", nas.port(), Some(api));
         // the first sync runs at start
         serve.wait_log("directory sync applied", 1, Duration::from_secs(15));
         assert_eq!(site.owner("k.vertrekker")["source"], "directory");
@@ -807,3 +820,26 @@ both_stores!(
         assert!(value("poortwachter_directory_sync_disabled_owners_total") >= 1);
     }
 );
+
+/// Two nodes on one PostgreSQL: one syncs the directory, the other stands by and takes over
+/// when the first stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_one_syncs_and_the_other_takes_over() {
+    let site = Site::new(Backend::Postgres, &people(), "interval = \"10s\"").await;
+    let nas = FakeNas::bind().await;
+    let (a, _, _) = Serve::start(&site, "a", nas.port(), None);
+    a.wait_log("this node syncs the directory", 1, Duration::from_secs(15));
+    a.wait_log("directory sync applied", 1, Duration::from_secs(15));
+    let (b, _, _) = Serve::start(&site, "b", nas.port(), None);
+    b.wait_log(
+        "another node syncs the directory; standing by",
+        1,
+        Duration::from_secs(15),
+    );
+    assert_eq!(site.owners().as_array().map(Vec::len), Some(5));
+    // the syncing node stops: the other takes the duty and syncs
+    drop(a);
+    b.wait_log("this node syncs the directory", 1, Duration::from_secs(20));
+    let log = b.wait_log("directory sync applied", 1, Duration::from_secs(20));
+    assert!(!log.contains("directory sync failed"), "{log}");
+}
