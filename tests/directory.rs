@@ -335,6 +335,30 @@ both_stores!(
         let again = site.sync(&[]);
         assert_eq!(counts(&again), [0, 0, 0, 0, 1, 2], "{again:#}");
 
+        // a value the sync cannot read: reported, and the owner kept as they were (not
+        // taken for gone from the directory)
+        site.slapd.modify(&format!(
+            "dn: {}\nchangetype: modify\nadd: employeeEndDate\nemployeeEndDate: morgen\n",
+            dn("j.jansen")
+        ));
+        let bad = site.sync(&[]);
+        assert_eq!(counts(&bad), [0, 0, 0, 0, 1, 2], "{bad:#}");
+        let skipped = bad["report"]["skipped"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            skipped.starts_with(&dn("j.jansen")) && skipped.contains("kept as it was"),
+            "{bad:#}"
+        );
+        assert_eq!(site.owner("j.jansen")["disabled"], false);
+        site.slapd.modify(&format!(
+            "dn: {}\nchangetype: modify\nreplace: employeeEndDate\nemployeeEndDate: 2030-12-31\n",
+            dn("j.jansen")
+        ));
+        let fixed = site.sync(&[]);
+        assert_eq!(counts(&fixed), [0, 1, 0, 0, 1, 1], "{fixed:#}");
+        assert_eq!(site.owner("j.jansen")["valid_until"], "2030-12-31");
+
         // back in the directory: enabled again by the feed that disabled them
         site.slapd
             .add(&person("k.vertrekker", "Kees Vertrekker", "Financien", ""));

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 
-use crate::model::{NewOwner, Role};
-use crate::registry::ImportRow;
+use crate::model::{NewOwner, Owner, OwnerSource, Role};
+use crate::registry::{ImportRow, RowProblem};
 
 /// One entry of the search result: its DN and its attributes (names lowercased; values as
 /// text, a 16-byte `objectGUID` as its GUID).
@@ -195,6 +195,8 @@ pub struct Mapped {
     pub rows: Vec<ImportRow>,
     /// The DNs of entries left out because the directory marks them disabled.
     pub disabled: Vec<String>,
+    /// The username of each bad row that has one, by line.
+    pub named: HashMap<u64, String>,
 }
 
 /// Maps every entry (see the module's header).
@@ -219,14 +221,67 @@ pub fn map_entries(
                 owner: Ok(owner),
                 external_id: Some(id),
             },
-            Err(why) => ImportRow {
-                line: i as u64 + 1,
-                owner: Err(why),
-                external_id: None,
-            },
+            Err(why) => {
+                if let Some(username) = e.first(&mapping.username) {
+                    out.named.insert(i as u64 + 1, username.to_string());
+                }
+                ImportRow {
+                    line: i as u64 + 1,
+                    owner: Err(why),
+                    external_id: None,
+                }
+            }
         });
     }
     out
+}
+
+/// A bad entry of someone the directory manages (enabled) must not read as "gone from the
+/// directory": each such row becomes that owner as stored, so that the import leaves them as
+/// they are (neither updated nor disabled); the entries' problems are returned, to report.
+/// Other bad rows stay bad (the import skips and reports them).
+pub fn keep_as_stored(
+    rows: Vec<ImportRow>,
+    named: &HashMap<u64, String>,
+    owners: &[Owner],
+) -> (Vec<ImportRow>, Vec<RowProblem>) {
+    let managed: HashMap<String, &Owner> = owners
+        .iter()
+        .filter(|o| o.source == OwnerSource::Directory && !o.disabled)
+        .map(|o| (o.username.to_ascii_lowercase(), o))
+        .collect();
+    let mut problems = Vec::new();
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            let stored = named
+                .get(&row.line)
+                .and_then(|u| managed.get(&u.to_ascii_lowercase()));
+            match (row.owner, stored) {
+                (Err(message), Some(o)) => {
+                    problems.push(RowProblem {
+                        line: row.line,
+                        message: format!("{message} (kept as it was)"),
+                    });
+                    ImportRow {
+                        line: row.line,
+                        owner: Ok(NewOwner {
+                            username: o.username.clone(),
+                            display_name: o.display_name.clone(),
+                            email: o.email.clone(),
+                            role: o.role,
+                            department: o.department.clone(),
+                            valid_from: o.valid_from,
+                            valid_until: o.valid_until,
+                        }),
+                        external_id: o.external_id.clone(),
+                    }
+                }
+                (owner, _) => ImportRow { owner, ..row },
+            }
+        })
+        .collect();
+    (rows, problems)
 }
 
 fn map_entry(
@@ -604,6 +659,64 @@ mod tests {
             errors[2].contains("employeeEndDate: `31-01-2027` is not a date"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_bad_entry_of_a_managed_owner_keeps_them_as_stored() {
+        let stored = |username: &str, source: OwnerSource, disabled: bool| Owner {
+            id: uuid::Uuid::nil(),
+            username: username.into(),
+            display_name: format!("Stored {username}"),
+            email: None,
+            role: Role::Intern,
+            department: None,
+            valid_from: None,
+            valid_until: Some(date("2027-01-31")),
+            disabled,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            source,
+            external_id: Some(format!("id-{username}")),
+            disabled_reason: None,
+            disabled_at: None,
+            disabled_by_source: None,
+        };
+        let owners = [
+            stored("s.stagiair", OwnerSource::Directory, false),
+            stored("m.handmatig", OwnerSource::Manual, false),
+            stored("o.oud", OwnerSource::Directory, true),
+        ];
+        let mut bad = person("S.Stagiair");
+        bad.attrs
+            .insert("employeeenddate".into(), vec!["morgen".into()]);
+        let mut manual = person("m.handmatig");
+        manual.attrs.remove("cn");
+        let mut old = person("o.oud");
+        old.attrs.remove("cn");
+        let mut nameless = person("x");
+        nameless.attrs.remove("uid");
+        let out = map_entries(
+            &[bad, manual, old, nameless, person("ok")],
+            &GroupMembers::default(),
+            &mapping(),
+            &TZ,
+        );
+        assert_eq!(out.named.len(), 3);
+        let (rows, problems) = keep_as_stored(out.rows, &out.named, &owners);
+        let kept = rows[0].owner.clone().unwrap();
+        assert_eq!(kept.username, "s.stagiair");
+        assert_eq!(kept.display_name, "Stored s.stagiair");
+        assert_eq!(kept.valid_until, Some(date("2027-01-31")));
+        assert_eq!(rows[0].external_id.as_deref(), Some("id-s.stagiair"));
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 1);
+        assert!(
+            problems[0].message.contains("`morgen` is not a date"),
+            "{problems:?}"
+        );
+        // not the directory's, disabled, or without a username: bad rows still
+        assert!(rows[1].owner.is_err() && rows[2].owner.is_err() && rows[3].owner.is_err());
+        assert_eq!(rows[4].owner.clone().unwrap().username, "ok");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! ([`map`], pure) and hands them to [`Registry::import_owners`] as the `directory` feed with
 //! `disable_missing`: owners the directory added or claimed are added and updated, those gone
 //! from it (or disabled there) are disabled, which disconnects their sessions (the enforcer
-//! follows the audit log); owners added by hand are left alone. A sync that would disable more
-//! than `directory.max_disable` owners is refused unless forced. The CLI (`owner sync`) and
+//! follows the audit log); owners added by hand are left alone; an entry that cannot be read
+//! is reported and keeps its owner as stored ([`map::keep_as_stored`]). A sync that would
+//! disable more than `directory.max_disable` owners is refused unless forced. The CLI (`owner sync`) and
 //! `serve`'s schedule ([`crate::server::directory`]) both run [`sync`].
 
 pub mod ldap;
@@ -142,12 +143,12 @@ pub async fn sync(
         &mapping,
         &registry.rules().timezone,
     );
-    let managed = registry
-        .owners()
-        .await?
+    let owners = registry.owners().await?;
+    let managed = owners
         .iter()
         .filter(|o| o.source == OwnerSource::Directory && !o.disabled)
         .count() as u64;
+    let (rows, kept) = map::keep_as_stored(mapped.rows, &mapped.named, &owners);
     let limit = config.max_disable.limit(managed);
     let import = ImportOptions {
         columns: ImportColumns::ALL,
@@ -159,8 +160,8 @@ pub async fn sync(
         max_disable: (!opts.force).then_some(limit),
         dry_run: opts.dry_run,
     };
-    let report = registry
-        .import_owners(mapped.rows, &import, change, &mut |_, _| {})
+    let mut report = registry
+        .import_owners(rows, &import, change, &mut |_, _| {})
         .await
         .map_err(|e| match e {
             RegistryError::TooManyMissing { missing, .. } => DirectoryError::TooManyDisabled {
@@ -171,6 +172,8 @@ pub async fn sync(
             },
             other => DirectoryError::Registry(other),
         })?;
+    report.skipped.extend(kept);
+    report.skipped.sort_by_key(|p| p.line);
     Ok(SyncOutcome {
         entries: fetched.entries.len() as u64,
         disabled_in_directory: mapped.disabled.len() as u64,
