@@ -537,7 +537,7 @@ both_stores!(
          a.bakker,Anna Bakker,a.bakker@gemeente.example,staff,Financien,\n\
          t.tijdelijk,Tim Tijdelijk,,temp,ICT,\n\
          b.baas,Bob,,baas,ICT,\n\
-         c.visser,Carla Visser,,contractor,ICT,31-12-2027\n\
+         c.visser,Carla Visser,,contractor,ICT,31-13-2027\n\
          d.oud,Dirk Oud,,intern,ICT,2024-06-30\n\
          e.goed,Eva Goed,e.goed@gemeente.example,intern,ICT,2027-06-30\n",
         );
@@ -546,7 +546,7 @@ both_stores!(
             "4 bad row(s), nothing imported",
             "line 3: until: a temp needs a contract end date",
             "line 4: role: `baas` is not a role",
-            "line 5: valid_until: `31-12-2027` is not a date",
+            "line 5: valid_until: `31-13-2027` is not a date",
             "line 6: the contract of d.oud ended on 2024-06-30",
         ] {
             assert!(
