@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ impl Site {
     /// Rewrites the config with this `[directory]` section.
     fn write(&self, directory: &str) {
         let pw = self.config.with_file_name("ldap.pw");
-        std::fs::write(&pw, format!("{SERVICE_PW}\n")).expect("password file");
+        write_secret(&pw, SERVICE_PW);
         let text = format!(
             "[database]\nurl = \"{}\"\n\n[vlans]\nworkspace = 100\nguest = 200\nquarantine = 666\n\n{}",
             self.db.url,
@@ -118,6 +119,12 @@ role = "contractor"
 "#,
         url = slapd.url()
     )
+}
+
+/// A secret file: one line, mode 0600.
+fn write_secret(path: &Path, secret: &str) {
+    std::fs::write(path, format!("{secret}\n")).expect("secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 fn person(uid: &str, name: &str, department: &str, extra: &str) -> String {
@@ -439,7 +446,12 @@ async fn tls_with_the_directory_ca_and_refusals() {
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     // a wrong password: refused, never printed
     site.write(&tls(&site.slapd.ldaps_url(), &site.slapd.ca_file(), ""));
-    std::fs::write(site.config.with_file_name("ldap.pw"), "not-the-password\n").expect("pw");
+    // a password file others can read is refused, as every secret file
+    let pw = site.config.with_file_name("ldap.pw");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let err = cli_fails(&site.config, &["owner", "sync"]);
+    assert!(err.contains("readable or writable by others"), "{err}");
+    write_secret(&pw, "not-the-password");
     let text = std::fs::read_to_string(&site.config).expect("config");
     std::fs::write(
         &site.config,

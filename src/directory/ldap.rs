@@ -28,8 +28,9 @@ pub struct Fetched {
     pub groups: GroupMembers,
 }
 
-/// The bind password: `bind_password` (or its environment variable), else the first line of
-/// `bind_password_file`, read now.
+/// The bind password: `bind_password` (or its environment variable), else
+/// `bind_password_file`, read now with the rules of every secret file (one line, not readable
+/// by others).
 pub fn bind_password(config: &DirectoryConfig) -> Result<Secret, DirectoryError> {
     if let Some(p) = &config.bind_password {
         return Ok(p.clone());
@@ -39,18 +40,7 @@ pub fn bind_password(config: &DirectoryConfig) -> Result<Secret, DirectoryError>
             "no bind password is configured".into(),
         ));
     };
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| {
-            DirectoryError::Password(format!("cannot read {}: {e}", file.display()))
-        })?);
-    let line = text.lines().next().unwrap_or_default();
-    if line.is_empty() {
-        return Err(DirectoryError::Password(format!(
-            "{} is empty",
-            file.display()
-        )));
-    }
-    Ok(Secret::new(line))
+    crate::config::secrets::read_secret_file(file).map_err(DirectoryError::Password)
 }
 
 /// The TLS client configuration: our ring provider, the CAs of `ca_file` or else the
