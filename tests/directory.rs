@@ -423,6 +423,20 @@ async fn tls_with_the_directory_ca_and_refusals() {
     site.write(&tls(&site.slapd.ldaps_url(), &site.slapd.ca_file(), ""));
     let first = site.sync(&[]);
     assert_eq!(counts(&first)[0], 5, "{first:#}");
+    // check-config binds and reads the base DN, and says so
+    let checked = cli_json(&site.config, &["check-config"]);
+    let found = checked["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|f| f["area"] == "directory"))
+        .unwrap_or_else(|| panic!("no directory check in {checked:#}"))
+        .clone();
+    assert_eq!(found["level"], "ok", "{found:#}");
+    assert!(
+        found["message"].as_str().is_some_and(
+            |m| m.contains(&format!("bound as {SERVICE_DN}")) && m.contains("not scheduled")
+        ),
+        "{found:#}"
+    );
     // StartTLS on the plain port
     let starttls = format!("ldap://localhost:{}", site.slapd.port);
     site.write(&tls(&starttls, &site.slapd.ca_file(), "starttls = true"));
@@ -469,6 +483,22 @@ async fn tls_with_the_directory_ca_and_refusals() {
     assert!(!out.status.success());
     assert!(err.contains("refused the bind"), "{err}");
     assert!(!err.contains("wrong-password-42"), "{err}");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&site.config)
+        .arg("check-config")
+        .env("POORTWACHTER_DIRECTORY__BIND_PASSWORD", "wrong-password-42")
+        .output()
+        .expect("run");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // a warning, not an error: RADIUS starts without the directory
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("directory    WARNING") && text.contains("refused the bind"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-password-42"), "{text}");
     // plain LDAP to a host that is not loopback is refused by the configuration
     site.write(
         &openldap_directory(&site.slapd, "").replace(&site.slapd.url(), "ldap://dc1.gemeente.test"),

@@ -87,8 +87,8 @@ fn tls_config(config: &DirectoryConfig) -> Result<Arc<rustls::ClientConfig>, Dir
     Ok(Arc::new(tls))
 }
 
-/// Reads the owners (and the role groups' members) from the directory.
-pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetched, DirectoryError> {
+/// A connection, bound as `bind_dn` (ldaps, StartTLS or, where allowed, plain).
+async fn bound(config: &DirectoryConfig) -> Result<ldap3::Ldap, DirectoryError> {
     let transport = config.transport().map_err(DirectoryError::Config)?;
     let password = bind_password(config)?;
     let mut settings = LdapConnSettings::new().set_conn_timeout(config.connect_timeout.0);
@@ -102,23 +102,48 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
             "directory sync over plain LDAP: the bind password crosses the connection in clear text"
         ),
     }
-    let url = config.url.trim().to_string();
-    let read = async {
-        let (conn, mut ldap) =
-            LdapConnAsync::with_settings(settings, &url)
-                .await
-                .map_err(|error| DirectoryError::Connect {
-                    url: url.clone(),
-                    error: Box::new(error),
-                })?;
-        ldap3::drive!(conn);
-        ldap.simple_bind(&config.bind_dn, password.expose())
+    let url = config.url.trim();
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url)
+        .await
+        .map_err(|error| DirectoryError::Connect {
+            url: url.to_string(),
+            error: Box::new(error),
+        })?;
+    ldap3::drive!(conn);
+    ldap.simple_bind(&config.bind_dn, password.expose())
+        .await
+        .and_then(|r| r.success())
+        .map_err(|error| DirectoryError::Bind {
+            dn: config.bind_dn.clone(),
+            error: Box::new(error),
+        })?;
+    Ok(ldap)
+}
+
+/// Whether a sync could run: connects, binds and reads `base_dn` itself (not the entries
+/// under it), all within `limit`.
+pub async fn probe(config: &DirectoryConfig, limit: Duration) -> Result<(), DirectoryError> {
+    let check = async {
+        let mut ldap = bound(config).await?;
+        ldap.search(&config.base_dn, Scope::Base, "(objectClass=*)", vec!["1.1"])
             .await
             .and_then(|r| r.success())
-            .map_err(|error| DirectoryError::Bind {
-                dn: config.bind_dn.clone(),
+            .map_err(|error| DirectoryError::Search {
+                base: config.base_dn.clone(),
                 error: Box::new(error),
             })?;
+        let _ = ldap.unbind().await;
+        Ok(())
+    };
+    tokio::time::timeout(limit, check)
+        .await
+        .map_err(|_| DirectoryError::Timeout(limit))?
+}
+
+/// Reads the owners (and the role groups' members) from the directory.
+pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetched, DirectoryError> {
+    let read = async {
+        let mut ldap = bound(config).await?;
         let attrs = mapping.attributes();
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
             Box::new(EntriesOnly::new()),
