@@ -909,3 +909,59 @@ async fn two_nodes_one_syncs_and_the_other_takes_over() {
     let log = b.wait_log("directory sync applied", 1, Duration::from_secs(20));
     assert!(!log.contains("directory sync failed"), "{log}");
 }
+
+/// A scheduled sync that fails (the directory refuses the bind) changes nothing, logs a
+/// warning and counts; the metrics say no sync has applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_scheduled_sync_warns_counts_and_changes_nothing() {
+    let site = Site::new(Backend::Sqlite, &people(), "interval = \"10s\"").await;
+    cli(
+        &site.config,
+        &[
+            "owner",
+            "add",
+            "m.handmatig",
+            "--name",
+            "M. Handmatig",
+            "--role",
+            "staff",
+        ],
+    );
+    write_secret(&site.config.with_file_name("ldap.pw"), "not-the-password");
+    let (before, audit) = (site.owners(), site.audit_len());
+    let nas = FakeNas::bind().await;
+    let api = free_tcp_port();
+    let (serve, _, _) = Serve::start(&site, "node", nas.port(), Some(api));
+    let log = serve.wait_log("directory sync failed", 1, Duration::from_secs(15));
+    assert!(log.contains("refused the bind"), "{log}");
+    assert!(!log.contains("not-the-password"), "{log}");
+    assert_eq!(site.owners(), before);
+    assert_eq!(site.audit_len(), audit);
+    let token = cli_json(
+        &site.config,
+        &[
+            "token",
+            "create",
+            "--name",
+            "monitoring",
+            "--scope",
+            "helpdesk",
+        ],
+    )["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let metrics = scrape(api, &token);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "poortwachter_directory_sync_last_success_timestamp_seconds 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "poortwachter_directory_sync_failures_total 1"),
+        "{metrics}"
+    );
+}

@@ -3,8 +3,9 @@
 //! schemas plus a one-attribute test schema for a contract end date), a root DN, plain LDAP
 //! (StartTLS offered) and LDAPS on free loopback ports, with a server certificate from a test
 //! CA made with rcgen. Entries are loaded and changed with `ldapadd`, `ldapmodify` and
-//! `ldapdelete` (ldap-utils). Stopped by its PID when dropped. Without the packages a test
-//! fails naming them, never skips.
+//! `ldapdelete` (ldap-utils). It runs as the user the tests run as: slapd serves as root
+//! (CI) without dropping privileges, and its files are in a temp dir that user owns. Stopped
+//! by its PID when dropped. Without the packages a test fails naming them, never skips.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
