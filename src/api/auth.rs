@@ -36,13 +36,16 @@ pub const PUBLIC_ROUTES: &[&str] = &["/api/v1/health", "/api/v1/ready", "/api/v1
 /// The one route a posture token may use (with POST).
 pub const POSTURE_ROUTE: &str = "/api/v1/devices/{id}/posture";
 
+/// Everything held about a person (AVG art. 15): for admin tokens only, though it reads.
+pub const EXPORT_ROUTE: &str = "/api/v1/owners/{username}/export";
+
 /// Whether `scope` may call `method` on `route`: a reading scope only reads (GET, HEAD);
 /// every other method (POST, PUT, PATCH, DELETE, ...) writes.
 pub fn allowed(scope: TokenScope, method: &Method, route: &str) -> bool {
     let write = !(method == Method::GET || method == Method::HEAD);
     match scope {
         TokenScope::Admin => true,
-        TokenScope::Helpdesk => !write,
+        TokenScope::Helpdesk => !write && route != EXPORT_ROUTE,
         TokenScope::Posture => route == POSTURE_ROUTE && method == Method::POST,
     }
 }
@@ -111,6 +114,8 @@ mod tests {
         assert!(!allowed(TokenScope::Helpdesk, &Method::POST, dev));
         assert!(!allowed(TokenScope::Helpdesk, &Method::PATCH, dev));
         assert!(!allowed(TokenScope::Helpdesk, &Method::DELETE, dev));
+        assert!(!allowed(TokenScope::Helpdesk, &Method::GET, EXPORT_ROUTE));
+        assert!(allowed(TokenScope::Admin, &Method::GET, EXPORT_ROUTE));
         assert!(!allowed(TokenScope::Helpdesk, &Method::POST, POSTURE_ROUTE));
         assert!(allowed(TokenScope::Admin, &Method::POST, dev));
         assert!(allowed(TokenScope::Admin, &Method::POST, POSTURE_ROUTE));

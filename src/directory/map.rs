@@ -680,6 +680,7 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             disabled_by_source: None,
+            erased_at: None,
         };
         let owners = [
             stored("s.stagiair", OwnerSource::Directory, false),
