@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -170,7 +170,7 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
             if entries.len() >= MAX_ENTRIES {
                 return Err(DirectoryError::TooManyEntries(MAX_ENTRIES));
             }
-            entries.push(entry(SearchEntry::construct(raw)));
+            entries.push(entry(construct(raw)?));
         }
         stream.finish().await.success().map_err(search)?;
         let mut groups = GroupMembers::default();
@@ -192,7 +192,7 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
                 let Some(first) = found.into_iter().next() else {
                     return Err(DirectoryError::GroupMissing(group.clone()));
                 };
-                groups.add_group(group, &entry(SearchEntry::construct(first)));
+                groups.add_group(group, &entry(construct(first)?));
             }
         }
         let _ = ldap.unbind().await;
@@ -202,6 +202,13 @@ pub async fn fetch(config: &DirectoryConfig, mapping: &Mapping) -> Result<Fetche
     tokio::time::timeout(limit, read)
         .await
         .map_err(|_| DirectoryError::Timeout(limit))?
+}
+
+/// ldap3's reading of an entry, which panics on one it cannot parse: a malformed answer is an
+/// error of the sync, never the end of the process.
+fn construct(raw: ResultEntry) -> Result<SearchEntry, DirectoryError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(raw)))
+        .map_err(|_| DirectoryError::Malformed)
 }
 
 /// Our entry from ldap3's: names lowercased; a 16-byte binary value (AD's `objectGUID`) as

@@ -79,6 +79,9 @@ pub enum DirectoryError {
     /// role).
     #[error("the role group {0} is not in the directory")]
     GroupMissing(String),
+    /// The directory sent an entry that cannot be parsed.
+    #[error("the directory sent an entry that cannot be read (malformed LDAP)")]
+    Malformed,
     /// The search matched more entries than [`ldap::MAX_ENTRIES`].
     #[error("the directory search matched more than {0} entries; narrow directory.filter or directory.base_dn")]
     TooManyEntries(usize),
