@@ -7,6 +7,7 @@
 pub mod install;
 pub mod peers;
 pub mod serving;
+pub mod slapd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
