@@ -326,6 +326,7 @@ pub fn read_owner_csv(bytes: &[u8]) -> Result<OwnerCsv, CsvError> {
                     line,
                     owner: Err(format!("not readable as CSV: {e}")),
                     external_id: None,
+                    named: None,
                 });
                 continue;
             }
@@ -348,6 +349,7 @@ pub fn read_owner_csv(bytes: &[u8]) -> Result<OwnerCsv, CsvError> {
             line,
             owner: row_owner(&field),
             external_id: None,
+            named: field("username"),
         });
     }
     Ok(OwnerCsv {

@@ -65,6 +65,7 @@ fn rows(people: &[NewOwner]) -> Vec<ImportRow> {
             line: i as u64 + 2,
             owner: Ok(p.clone()),
             external_id: None,
+            named: None,
         })
         .collect()
 }
@@ -281,11 +282,13 @@ both_stores!(
                         line: 1,
                         owner: Ok(person("a.anna", Role::Staff, None)),
                         external_id: Some("5f1c9a2e-anna".into()),
+                        named: None,
                     },
                     ImportRow {
                         line: 2,
                         owner: Ok(renamed),
                         external_id: None,
+                        named: None,
                     },
                 ],
                 &directory,
@@ -687,3 +690,49 @@ both_stores!(disable_with_a_reason_is_kept_and_cleared, |b| async move {
         .unwrap();
     assert!(!on.disabled && on.disabled_reason.is_none() && on.disabled_at.is_none());
 });
+
+both_stores!(
+    a_bad_row_in_a_full_export_is_skipped_not_disabled,
+    |b| async move {
+        let (_db, reg) = registry(b).await;
+        let hr = [
+            person("a.anna", Role::Staff, None),
+            person("b.bert", Role::Staff, None),
+        ];
+        reg.import_owners(
+            rows(&hr),
+            &ImportOptions::import(ImportColumns::ALL, false),
+            &by("hr"),
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+        // bert's row is bad this time (a typo in his role): skipped with --skip-bad, not gone
+        let report = reg
+            .import_owners(
+                vec![
+                    rows(&hr[..1]).remove(0),
+                    ImportRow {
+                        line: 3,
+                        owner: Err("role: `medewerkr` is not a role".into()),
+                        external_id: None,
+                        named: Some("B.Bert".into()),
+                    },
+                ],
+                &ImportOptions {
+                    skip_bad: true,
+                    ..full_export(OwnerSource::Import, Some(0))
+                },
+                &by("hr"),
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.disabled, report.skipped.len()),
+            (0, 1),
+            "{report:?}"
+        );
+        assert!(!reg.owner("b.bert").await.unwrap().unwrap().disabled);
+    }
+);

@@ -553,6 +553,7 @@ fn row(line: u64, owner: NewOwner) -> ImportRow {
         line,
         owner: Ok(owner),
         external_id: None,
+        named: None,
     }
 }
 
@@ -638,6 +639,7 @@ both_stores!(
                     line: 4,
                     owner: Err("role: `baas` is not a role".into()),
                     external_id: None,
+                    named: None,
                 },
                 row(5, temp("t.oud", "2025-01-31")),
                 row(6, staff("A.Bakker")),

@@ -220,6 +220,7 @@ pub fn map_entries(
                 line: i as u64 + 1,
                 owner: Ok(owner),
                 external_id: Some(id),
+                named: None,
             },
             Err(why) => {
                 if let Some(username) = e.first(&mapping.username) {
@@ -229,6 +230,7 @@ pub fn map_entries(
                     line: i as u64 + 1,
                     owner: Err(why),
                     external_id: None,
+                    named: e.first(&mapping.username).map(str::to_string),
                 }
             }
         });
@@ -275,6 +277,7 @@ pub fn keep_as_stored(
                             valid_until: o.valid_until,
                         }),
                         external_id: o.external_id.clone(),
+                        named: None,
                     }
                 }
                 (owner, _) => ImportRow { owner, ..row },

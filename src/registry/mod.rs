@@ -204,6 +204,9 @@ pub struct ImportRow {
     pub owner: Result<NewOwner, String>,
     /// The person's id in the feed (a directory entry's UUID), kept on the owner.
     pub external_id: Option<String>,
+    /// The username a bad row names, as far as it could be read: with `--skip-bad` and a full
+    /// export, the person is then skipped, not taken for gone and disabled.
+    pub named: Option<String>,
 }
 
 /// A certificate just issued to a device, to record: what identifies and dates it.

@@ -504,6 +504,10 @@ impl Registry {
                 Ok(raw) => raw,
                 Err(message) => {
                     bad_row(message);
+                    // skipped, not gone: a full export must not disable them for it
+                    if let Some(Ok(username)) = row.named.as_deref().map(validate_username) {
+                        seen.entry(username.to_ascii_lowercase()).or_insert(line);
+                    }
                     continue;
                 }
             };
