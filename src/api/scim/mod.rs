@@ -339,7 +339,7 @@ async fn create_user(
                 .await?;
             set_active(&state, owner, input.active, &change).await?
         }
-        Some(existing) if existing.source == OwnerSource::Scim && deleted(&existing) => {
+        Some(existing) if OwnerSource::Scim.claims(existing.source) && deleted(&existing) => {
             // back from deletion: the same owner, enabled, then as `active` says
             apply(&state, &existing, &input, &change).await?;
             let owner = state
