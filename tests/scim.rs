@@ -1219,3 +1219,115 @@ tls_key = "{d}/pki/server.key"
     .error(404, None);
     server.stop();
 }
+
+both_stores!(rfc_7644_examples, |b| async move {
+    let env = Env::new(b).await;
+    // §3.3: creating a User
+    let created = env
+        .call(
+            "POST",
+            "/scim/v2/Users",
+            &env.scim,
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "bjensen",
+                "externalId": "bjensen",
+                "name": {
+                    "formatted": "Ms. Barbara J Jensen III",
+                    "familyName": "Jensen",
+                    "givenName": "Barbara"
+                }
+            })),
+        )
+        .await
+        .expect(201);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        env.owner("bjensen").await.display_name,
+        "Ms. Barbara J Jensen III"
+    );
+    // §3.4.2.2: filters
+    for (filter, hits) in [
+        (r#"userName eq "bjensen""#, 1),
+        (r#"name.familyName co "O'Malley""#, 0),
+        (r#"userName sw "J""#, 0),
+        (r#"title pr"#, 0),
+        (r#"meta.lastModified gt "2011-05-13T04:42:34Z""#, 1),
+        (
+            r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#,
+            0,
+        ),
+        (
+            r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#,
+            0,
+        ),
+        (
+            r#"emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp" and value co "@foo.com"]"#,
+            0,
+        ),
+    ] {
+        assert_eq!(env.filter(filter).await["totalResults"], hits, "{filter}");
+    }
+    let path = format!("/scim/v2/Users/{id}");
+    // §3.5.2.1: add without a path
+    let r = env
+        .call(
+            "PATCH",
+            &path,
+            &env.scim,
+            Some(patch_op(json!([{
+                "op": "add",
+                "value": {"emails": [{"value": "babs@jensen.org", "type": "home"}], "nickname": "Babs"}
+            }]))),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["emails"][0]["value"], "babs@jensen.org");
+    assert_eq!(
+        env.owner("bjensen").await.email.as_deref(),
+        Some("babs@jensen.org")
+    );
+    // the owner keeps one address: it is shown as the primary work one
+    assert_eq!(
+        env.filter(r#"emails[type eq "work" and value co "@jensen.org"]"#)
+            .await["totalResults"],
+        1
+    );
+    // §3.5.2.3: replace a filtered value (none matches: it is added, and is primary)
+    env.call(
+        "PATCH",
+        &path,
+        &env.scim,
+        Some(patch_op(json!([{
+            "op": "replace",
+            "path": "emails[type eq \"work\" and value eq \"bjensen@example.com\"]",
+            "value": {"type": "work", "value": "bjensen@example.com", "primary": true}
+        }]))),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        env.owner("bjensen").await.email.as_deref(),
+        Some("bjensen@example.com")
+    );
+    // §3.5.2.2: remove the values a filter selects
+    let r = env
+        .call(
+            "PATCH",
+            &path,
+            &env.scim,
+            Some(patch_op(json!([{
+                "op": "remove",
+                "path": "emails[type eq \"work\" and value ew \"example.com\"]"
+            }]))),
+        )
+        .await
+        .expect(200);
+    assert!(r.get("emails").is_none(), "{r}");
+    assert_eq!(env.owner("bjensen").await.email, None);
+    // §3.6: delete
+    let r = env.call("DELETE", &path, &env.scim, None).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    env.get(&path).await.error(404, None);
+    env.stop().await;
+});

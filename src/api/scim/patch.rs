@@ -204,6 +204,36 @@ fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>) {
     }
 }
 
+/// Whether a value of a multi-valued attribute is marked primary (`true` or `"True"`).
+fn is_primary(item: &Value) -> bool {
+    let primary = item
+        .as_object()
+        .and_then(|m| key_of(m, "primary").and_then(|k| m.get(k)));
+    match primary {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// RFC 7644 §3.5.2: a value made primary takes the mark from the others.
+fn primary_wins(items: &mut [Value], winners: &[usize]) {
+    if !winners
+        .iter()
+        .any(|i| items.get(*i).is_some_and(is_primary))
+    {
+        return;
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        if !winners.contains(&i) && is_primary(item) {
+            if let Value::Object(m) = item {
+                let key = key_in(m, "primary");
+                m.insert(key, Value::Bool(false));
+            }
+        }
+    }
+}
+
 fn apply_at(
     resource: &mut Value,
     op: Op,
@@ -246,17 +276,19 @@ fn apply_at(
                     map.remove(&key);
                 }
                 (Op::Add, Some(v)) => match (map.get_mut(&key), v) {
-                    (Some(Value::Array(have)), Value::Array(more)) => {
+                    (Some(Value::Array(have)), more) => {
+                        let more = match more {
+                            Value::Array(more) => more.clone(),
+                            one => vec![one.clone()],
+                        };
+                        let mut added = Vec::new();
                         for m in more {
-                            if !have.contains(m) {
-                                have.push(m.clone());
+                            if !have.contains(&m) {
+                                have.push(m);
+                                added.push(have.len() - 1);
                             }
                         }
-                    }
-                    (Some(Value::Array(have)), one) => {
-                        if !have.contains(one) {
-                            have.push(one.clone());
-                        }
+                        primary_wins(have, &added);
                     }
                     (Some(Value::Object(have)), Value::Object(more)) => merge(have, more),
                     (_, v) => {
@@ -353,7 +385,7 @@ fn apply_at(
                 items.push(Value::Object(fields.into_iter().collect()));
                 hits.push(items.len() - 1);
             }
-            for i in hits {
+            for &i in &hits {
                 let Some(Value::Object(item)) = items.get_mut(i) else {
                     return Err(ScimError::invalid_value(
                         &attr.name,
@@ -372,6 +404,7 @@ fn apply_at(
                     )),
                 }
             }
+            primary_wins(items, &hits);
             Ok(())
         }
     }
@@ -459,6 +492,22 @@ mod tests {
         ]}))
         .unwrap_err();
         assert_eq!(e.scim_type, Some(ScimType::NoTarget));
+    }
+
+    #[test]
+    fn a_value_made_primary_takes_the_mark_from_the_others() {
+        let u = patched(json!({"Operations": [
+            {"op": "add", "path": "emails", "value": [{"value": "b@example.org", "primary": true}]}
+        ]}))
+        .unwrap();
+        assert_eq!(u["emails"][0]["primary"], false);
+        assert_eq!(u["emails"][1]["primary"], true);
+        let u = patched(json!({"Operations": [
+            {"op": "replace", "path": "emails[type eq \"home\"]", "value": {"value": "c@example.org", "primary": "True"}}
+        ]}))
+        .unwrap();
+        assert_eq!(u["emails"][0]["primary"], false);
+        assert_eq!(u["emails"][1]["primary"], "True");
     }
 
     #[test]
