@@ -199,13 +199,14 @@ fn split_schema(word: &str) -> (Option<&str>, &str) {
     }
     let known = std::iter::once(CORE_USER).chain(EXTENSION_URNS.iter().copied());
     for urn in known {
-        if word.len() > urn.len()
-            && word[..urn.len()].eq_ignore_ascii_case(urn)
-            && word.as_bytes()[urn.len()] == b':'
-        {
-            let rest = &word[urn.len() + 1..];
-            let schema = (!urn.eq_ignore_ascii_case(CORE_USER)).then_some(urn);
-            return (schema, rest);
+        // byte offsets of an ASCII URN: `get` keeps a multi-byte character from being cut
+        let head = word.get(..urn.len());
+        let rest = word.get(urn.len() + 1..);
+        if let (Some(head), Some(rest)) = (head, rest) {
+            if head.eq_ignore_ascii_case(urn) && word.as_bytes().get(urn.len()) == Some(&b':') {
+                let schema = (!urn.eq_ignore_ascii_case(CORE_USER)).then_some(urn);
+                return (schema, rest);
+            }
         }
     }
     match word.rsplit_once(':') {
@@ -722,5 +723,55 @@ mod tests {
             Some(vec![("type".to_string(), json!("work"))])
         );
         assert_eq!(parse_filter(r#"type co "w""#).unwrap().equalities(), None);
+    }
+
+    /// Query strings are the client's: garbage made of filter pieces never panics, and what
+    /// parses evaluates. Seeded, so a failure repeats.
+    #[test]
+    fn garbage_never_panics() {
+        use rand::{Rng as _, SeedableRng as _};
+        let pieces = [
+            "userName",
+            "emails",
+            ".",
+            "value",
+            "[",
+            "]",
+            "(",
+            ")",
+            " ",
+            "eq",
+            "ne",
+            "co",
+            "pr",
+            "and",
+            "or",
+            "not",
+            "\"",
+            "\\",
+            "x",
+            "1",
+            "-2.5e3",
+            "true",
+            "null",
+            "urn:a:b:c",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:",
+            "é",
+            "\u{0}",
+            "\"\\u00e9\"",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let user = user();
+        for _ in 0..20_000 {
+            let n = rng.gen_range(0..24);
+            let text: String = (0..n)
+                .map(|_| pieces[rng.gen_range(0..pieces.len())])
+                .collect();
+            if let Ok(f) = parse_filter(&text) {
+                let _ = f.matches(&user);
+                let _ = f.equalities();
+            }
+            let _ = parse_patch_path(&text);
+        }
     }
 }

@@ -510,6 +510,63 @@ mod tests {
         assert_eq!(u["emails"][1]["primary"], "True");
     }
 
+    /// PatchOps are the client's: random operations on random paths never panic. Seeded.
+    #[test]
+    fn random_operations_never_panic() {
+        use rand::{Rng as _, SeedableRng as _};
+        let ops = ["add", "remove", "replace", "Replace", "move"];
+        let paths = [
+            "active",
+            "emails",
+            "emails[type eq \"work\"]",
+            "emails[type eq \"work\"].value",
+            "emails[value co \"@\"].primary",
+            "name",
+            "name.givenName",
+            "displayName",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+            "urn:poortwachter:params:scim:schemas:extension:2.0:User:validUntil",
+            "meta",
+            "x[",
+            "emails.value",
+            "",
+        ];
+        let values = [
+            json!(null),
+            json!(true),
+            json!("False"),
+            json!(3),
+            json!([]),
+            json!([{"value": "a@b.nl", "primary": true}]),
+            json!({"value": "c@d.nl", "type": "work"}),
+            json!({"active": false, "name.familyName": "X", "emails[type eq \"home\"].value": "h@e.nl"}),
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..5_000 {
+            let n = rng.gen_range(1..5);
+            let operations: Vec<Value> = (0..n)
+                .map(|_| {
+                    let mut o = json!({"op": ops[rng.gen_range(0..ops.len())]});
+                    if rng.gen_bool(0.8) {
+                        o["path"] = json!(paths[rng.gen_range(0..paths.len())]);
+                    }
+                    if rng.gen_bool(0.8) {
+                        o["value"] = values[rng.gen_range(0..values.len())].clone();
+                    }
+                    o
+                })
+                .collect();
+            let body = json!({"Operations": operations});
+            if let Ok(parsed) = parse_patch(&body) {
+                let mut u = user();
+                let _ = apply(&mut u, &parsed);
+                assert!(u.is_object());
+                let _ = super::super::user::read_user(&u, Some("Jan de Vries"));
+            }
+        }
+    }
+
     #[test]
     fn remove() {
         let u = patched(json!({"Operations": [
