@@ -1030,20 +1030,21 @@ fn run_cli(config: &Path, args: &[&str]) -> String {
 
 const SECRET: &str = "campus-secret-0123456789";
 
-/// A SCIM delete of an owner whose device is connected: `serve`'s enforcer sends the
-/// access point a Disconnect-Request for the session, and the owner stays, disabled.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scim_delete_disconnects_the_owners_connected_device() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let nas = FakeNas::bind().await;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let (auth, acct, api) = (free_udp_port(), free_udp_port(), free_tcp_port());
-    let config = dir.path().join("poortwachter.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+// A SCIM delete of an owner whose device is connected: `serve`'s enforcer sends the
+// access point a Disconnect-Request for the session, and the owner stays, disabled.
+both_stores!(
+    a_scim_delete_disconnects_the_owners_connected_device,
+    |b| async move {
+        let db = TestDb::new(b).await;
+        let nas = FakeNas::bind().await;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let (auth, acct, api) = (free_udp_port(), free_udp_port(), free_tcp_port());
+        let config = dir.path().join("poortwachter.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
 [database]
 url = "{url}"
 
@@ -1085,140 +1086,141 @@ listen = "127.0.0.1:{api}"
 tls_cert = "{d}/pki/server.pem"
 tls_key = "{d}/pki/server.key"
 "#,
-            url = db.url,
-            coa = nas.port(),
-        ),
-    )
-    .unwrap();
-    run_cli(&config, &["migrate"]);
-    run_cli(&config, &["ca", "init"]);
-    let token: Value = serde_json::from_str(&run_cli(
-        &config,
-        &[
-            "--json", "token", "create", "--name", "okta", "--scope", "scim",
-        ],
-    ))
-    .unwrap();
-    assert_eq!(token["scope"], "scim");
-    let token = token["token"].as_str().unwrap().to_string();
-    let mut serve = Command::new(BIN);
-    serve
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("RUST_LOG", "info")
-        .env_remove("POORTWACHTER_CONFIG");
-    let server = Serving::start(serve, dir.path(), auth, SECRET);
+                url = db.url,
+                coa = nas.port(),
+            ),
+        )
+        .unwrap();
+        run_cli(&config, &["migrate"]);
+        run_cli(&config, &["ca", "init"]);
+        let token: Value = serde_json::from_str(&run_cli(
+            &config,
+            &[
+                "--json", "token", "create", "--name", "okta", "--scope", "scim",
+            ],
+        ))
+        .unwrap();
+        assert_eq!(token["scope"], "scim");
+        let token = token["token"].as_str().unwrap().to_string();
+        let mut serve = Command::new(BIN);
+        serve
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .env_remove("POORTWACHTER_CONFIG");
+        let server = Serving::start(serve, dir.path(), auth, SECRET);
 
-    // provisioned by the identity provider, the device registered by ICT
-    let ca = dir.path().join("pki/ca.pem");
-    let body = okta_create().to_string();
-    let r = curl(
-        &ca,
-        api,
-        "POST",
-        "/scim/v2/Users",
-        Some(&token),
-        "application/scim+json",
-        Some(&body),
-    )
-    .await;
-    let id = r.expect(201)["id"].as_str().unwrap().to_string();
-    let mac = "02-00-00-00-5c-01";
-    run_cli(
-        &config,
-        &[
-            "device",
-            "register",
-            "--owner",
-            "test.user@okta.local",
-            "--mac",
-            mac,
-            "--label",
-            "Laptop",
-            "--kind",
-            "laptop",
-        ],
-    );
-
-    // connected: MAB accepted, accounting started with the Class
-    let to = std::net::SocketAddr::from(([127, 0, 0, 1], auth));
-    let mab = format!(
-        "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{mac}\"\n\
-         Called-Station-Id = \"00-11-22-33-44-55:Werkplek\"\nMessage-Authenticator = 0x00\n"
-    );
-    let until = Instant::now() + Duration::from_secs(10);
-    let accept = loop {
-        let r = radclient(to, "auth", SECRET, &mab).await;
-        if r.code.is_some() || Instant::now() > until {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(
-        accept.code.as_deref(),
-        Some("Access-Accept"),
-        "{}",
-        accept.output
-    );
-    let class = accept.attr("Class").expect("a Class").to_string();
-    let session = "sess-scim-1";
-    let start = format!(
-        "Acct-Status-Type = Start\nAcct-Session-Id = \"{session}\"\nUser-Name = \"{mac}\"\n\
-         Calling-Station-Id = \"{mac}\"\nNAS-IP-Address = 127.0.0.1\nClass = {class}\n"
-    );
-    let r = radclient(
-        std::net::SocketAddr::from(([127, 0, 0, 1], acct)),
-        "acct",
-        SECRET,
-        &start,
-    )
-    .await;
-    assert_eq!(
-        r.code.as_deref(),
-        Some("Accounting-Response"),
-        "{}",
-        r.output
-    );
-
-    // deprovisioned: the NAS is told to disconnect the session
-    let r = curl(
-        &ca,
-        api,
-        "DELETE",
-        &format!("/scim/v2/Users/{id}"),
-        Some(&token),
-        "",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 204, "{}", r.body);
-    nas.acknowledge_disconnect(session, SECRET, "not-the-secret-0000")
+        // provisioned by the identity provider, the device registered by ICT
+        let ca = dir.path().join("pki/ca.pem");
+        let body = okta_create().to_string();
+        let r = curl(
+            &ca,
+            api,
+            "POST",
+            "/scim/v2/Users",
+            Some(&token),
+            "application/scim+json",
+            Some(&body),
+        )
         .await;
-    let shown: Value = serde_json::from_str(&run_cli(
-        &config,
-        &["--json", "owner", "show", "test.user@okta.local"],
-    ))
-    .unwrap();
-    assert_eq!(shown["owner"]["disabled"], true, "{shown}");
-    assert_eq!(shown["owner"]["disabled_reason"], DELETED);
-    // kept with its device and history
-    assert_eq!(shown["devices"][0]["macs"][0], "02:00:00:00:5c:01");
-    let r = radclient(to, "auth", SECRET, &mab).await;
-    assert_eq!(r.code.as_deref(), Some("Access-Reject"), "{}", r.output);
-    curl(
-        &ca,
-        api,
-        "GET",
-        &format!("/scim/v2/Users/{id}"),
-        Some(&token),
-        "",
-        None,
-    )
-    .await
-    .error(404, None);
-    server.stop();
-}
+        let id = r.expect(201)["id"].as_str().unwrap().to_string();
+        let mac = "02-00-00-00-5c-01";
+        run_cli(
+            &config,
+            &[
+                "device",
+                "register",
+                "--owner",
+                "test.user@okta.local",
+                "--mac",
+                mac,
+                "--label",
+                "Laptop",
+                "--kind",
+                "laptop",
+            ],
+        );
+
+        // connected: MAB accepted, accounting started with the Class
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], auth));
+        let mab = format!(
+            "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{mac}\"\n\
+         Called-Station-Id = \"00-11-22-33-44-55:Werkplek\"\nMessage-Authenticator = 0x00\n"
+        );
+        let until = Instant::now() + Duration::from_secs(10);
+        let accept = loop {
+            let r = radclient(to, "auth", SECRET, &mab).await;
+            if r.code.is_some() || Instant::now() > until {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            accept.code.as_deref(),
+            Some("Access-Accept"),
+            "{}",
+            accept.output
+        );
+        let class = accept.attr("Class").expect("a Class").to_string();
+        let session = "sess-scim-1";
+        let start = format!(
+            "Acct-Status-Type = Start\nAcct-Session-Id = \"{session}\"\nUser-Name = \"{mac}\"\n\
+         Calling-Station-Id = \"{mac}\"\nNAS-IP-Address = 127.0.0.1\nClass = {class}\n"
+        );
+        let r = radclient(
+            std::net::SocketAddr::from(([127, 0, 0, 1], acct)),
+            "acct",
+            SECRET,
+            &start,
+        )
+        .await;
+        assert_eq!(
+            r.code.as_deref(),
+            Some("Accounting-Response"),
+            "{}",
+            r.output
+        );
+
+        // deprovisioned: the NAS is told to disconnect the session
+        let r = curl(
+            &ca,
+            api,
+            "DELETE",
+            &format!("/scim/v2/Users/{id}"),
+            Some(&token),
+            "",
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        nas.acknowledge_disconnect(session, SECRET, "not-the-secret-0000")
+            .await;
+        let shown: Value = serde_json::from_str(&run_cli(
+            &config,
+            &["--json", "owner", "show", "test.user@okta.local"],
+        ))
+        .unwrap();
+        assert_eq!(shown["owner"]["disabled"], true, "{shown}");
+        assert_eq!(shown["owner"]["disabled_reason"], DELETED);
+        // kept with its device and history
+        assert_eq!(shown["devices"][0]["macs"][0], "02:00:00:00:5c:01");
+        let r = radclient(to, "auth", SECRET, &mab).await;
+        assert_eq!(r.code.as_deref(), Some("Access-Reject"), "{}", r.output);
+        curl(
+            &ca,
+            api,
+            "GET",
+            &format!("/scim/v2/Users/{id}"),
+            Some(&token),
+            "",
+            None,
+        )
+        .await
+        .error(404, None);
+        server.stop();
+    }
+);
 
 both_stores!(rfc_7644_examples, |b| async move {
     let env = Env::new(b).await;
