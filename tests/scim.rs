@@ -636,6 +636,21 @@ both_stores!(
         let owner = env.owner(user_name).await;
         assert!(!owner.disabled);
         assert_eq!(owner.external_id.as_deref(), Some("new-object-id"));
+        // and one created again inactive comes back deactivated: a User again, still refused
+        let mut inactive = okta_create();
+        inactive["active"] = Value::Bool(false);
+        let r = env
+            .call("POST", "/scim/v2/Users", &env.scim, Some(inactive))
+            .await
+            .expect(201);
+        assert_eq!(r["id"], okta_id.as_str());
+        assert_eq!(r["active"], false);
+        let owner = env.owner("test.user@okta.local").await;
+        assert!(owner.disabled);
+        assert_eq!(owner.disabled_reason.as_deref(), Some(DEACTIVATED));
+        env.get(&format!("/scim/v2/Users/{okta_id}"))
+            .await
+            .expect(200);
         env.stop().await;
     }
 );

@@ -340,13 +340,13 @@ async fn create_user(
             set_active(&state, owner, input.active, &change).await?
         }
         Some(existing) if OwnerSource::Scim.claims(existing.source) && deleted(&existing) => {
-            // back from deletion: the same owner, enabled, then as `active` says
-            apply(&state, &existing, &input, &change).await?;
-            let owner = state
+            // back from deletion: the same owner, enabled, or deactivated as `active` says
+            let owner = apply(&state, &existing, &input, &change).await?;
+            let reason = (!input.active).then(|| DEACTIVATED.to_string());
+            state
                 .registry
-                .set_owner_disabled(&existing.username, false, None, &change)
-                .await?;
-            set_active(&state, owner, input.active, &change).await?
+                .set_owner_disabled(&owner.username, !input.active, reason, &change)
+                .await?
         }
         Some(existing) => {
             let managed = match existing.source {
