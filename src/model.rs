@@ -183,6 +183,9 @@ pub struct Owner {
     /// `None` when disabled by hand.
     #[serde(default)]
     pub disabled_by_source: Option<OwnerSource>,
+    /// When the person's data was erased (AVG): the row stays, anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 fn manual() -> OwnerSource {
@@ -294,6 +297,9 @@ pub struct AuditEntry {
     pub before: Option<serde_json::Value>,
     /// The record after.
     pub after: Option<serde_json::Value>,
+    /// The personal data in it was erased (AVG): what remains says what happened, not to whom.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 /// An input that is wrong, naming the field.
@@ -613,6 +619,7 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             disabled_by_source: None,
+            erased_at: None,
         };
         // 2026-11-01 00:00 in Amsterdam (CET, after DST ended on 25 Oct) is 23:00 UTC on the 31st.
         let end = full.access_ends_at(&tz).unwrap();

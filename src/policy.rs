@@ -669,6 +669,7 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             disabled_by_source: None,
+            erased_at: None,
         }
     }
 

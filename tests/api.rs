@@ -1746,3 +1746,59 @@ both_stores!(patch_and_delete_owners_and_devices, |b| async move {
     assert_eq!(r.json()["disabled_reason"], "uit dienst");
     env.stop().await;
 });
+
+both_stores!(
+    export_is_admin_only_and_erase_needs_a_leaver,
+    |b| async move {
+        let env = Env::new(b).await;
+        env.post("/api/v1/owners", &env.admin, owner_body("l.leaver"))
+            .await;
+        let r = env.get("/api/v1/owners/l.leaver/export", &env.admin).await;
+        assert_eq!(r.status, 200, "{}", r.json());
+        assert_eq!(r.json()["owner"]["email"], "jan@example.org");
+        assert_eq!(r.json()["audit"][0]["action"], "owner.add");
+        env.get("/api/v1/owners/l.leaver/export", &env.helpdesk)
+            .await
+            .error(403);
+        env.get("/api/v1/owners/niemand/export", &env.admin)
+            .await
+            .error(404);
+        let counts = env.counts().await;
+        let r = env
+            .post(
+                "/api/v1/owners/l.leaver/erase",
+                &env.admin,
+                json!({"confirm": "l.leaver"}),
+            )
+            .await;
+        assert_eq!(r.error(409).as_deref(), Some("username"));
+        let r = env
+            .post(
+                "/api/v1/owners/l.leaver/erase",
+                &env.admin,
+                json!({"confirm": "iemand"}),
+            )
+            .await;
+        assert_eq!(r.error(400).as_deref(), Some("confirm"));
+        assert_eq!(env.counts().await, counts, "refused: nothing written");
+        env.post("/api/v1/owners/l.leaver/disable", &env.admin, json!({}))
+            .await;
+        let r = env
+            .post(
+                "/api/v1/owners/l.leaver/erase",
+                &env.admin,
+                json!({"confirm": "l.leaver"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.json());
+        assert!(r.json()["username"]
+            .as_str()
+            .unwrap()
+            .starts_with("gewist-"));
+        assert_eq!(r.json()["email"], Value::Null);
+        env.get("/api/v1/owners/l.leaver", &env.admin)
+            .await
+            .error(404);
+        env.stop().await;
+    }
+);

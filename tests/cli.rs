@@ -1772,3 +1772,76 @@ both_stores!(edits_and_deletes_from_the_command_line, |b| async move {
     let shown = cli.ok(&["owner", "show", "v.vertrek"]);
     assert!(shown.contains("uit dienst per 1 december"), "{shown}");
 });
+
+both_stores!(
+    export_erase_and_verify_from_the_command_line,
+    |b| async move {
+        let cli = Cli::new(b).await;
+        cli.ok(&[
+            "owner",
+            "add",
+            "l.leaver",
+            "--name",
+            "Lotte Leaver",
+            "--role",
+            "staff",
+            "--email",
+            "lotte@gemeente.example",
+        ]);
+        cli.ok(&[
+            "device",
+            "register",
+            "--owner",
+            "l.leaver",
+            "--mac",
+            "02:77:00:00:00:01",
+            "--label",
+            "Laptop van Lotte",
+        ]);
+        let out = cli.dir.path().join("lotte.json");
+        let run = cli.run(&["owner", "export", "l.leaver", "--out", path(&out)]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "an export holds personal data");
+        let export: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(export["owner"]["email"], "lotte@gemeente.example");
+        assert_eq!(
+            export["devices"][0]["device"]["macs"],
+            serde_json::json!(["02:77:00:00:00:01"])
+        );
+        assert_eq!(export["audit"].as_array().unwrap().len(), 2);
+        // refused: an active owner, a wrong confirmation
+        let stderr = cli.fails(&["owner", "erase", "l.leaver", "--confirm", "l.leaver"]);
+        assert!(stderr.contains("has not left"), "{stderr}");
+        let stderr = cli.fails(&["owner", "erase", "l.leaver", "--confirm", "iemand"]);
+        assert!(stderr.contains("--confirm"), "{stderr}");
+        cli.ok(&["owner", "disable", "l.leaver", "--reason", "uit dienst"]);
+        let out = cli.ok(&["owner", "erase", "l.leaver", "--confirm", "l.leaver"]);
+        assert!(out.contains("l.leaver erased: now gewist-"), "{out}");
+        let dump = cli.db.dump().await;
+        for trace in [
+            "l.leaver",
+            "Lotte Leaver",
+            "lotte@gemeente.example",
+            "02:77:00:00:00:01",
+        ] {
+            assert!(!dump.contains(trace), "{trace} is still held");
+        }
+        let verified = cli.ok(&["audit", "--verify"]);
+        assert!(
+            verified.contains("audit log verifies: 4 entries linked"),
+            "{verified}"
+        );
+        let audit = cli.ok(&["audit"]);
+        assert!(audit.contains("owner.erase"), "{audit}");
+        assert!(audit.contains("(gewist / erased)"), "{audit}");
+        let swept = cli.ok(&["privacy", "sweep"]);
+        assert!(swept.contains("0 owner(s) erased"), "{swept}");
+    }
+);

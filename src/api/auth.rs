@@ -44,6 +44,9 @@ pub const PUBLIC_ROUTES: &[&str] = &["/api/v1/health", "/api/v1/ready", "/api/v1
 /// The one route a posture token may use (with POST).
 pub const POSTURE_ROUTE: &str = "/api/v1/devices/{id}/posture";
 
+/// Everything held about a person (AVG art. 15): for admin tokens only, though it reads.
+pub const EXPORT_ROUTE: &str = "/api/v1/owners/{username}/export";
+
 /// Where the SCIM 2.0 routes start.
 pub const SCIM_PREFIX: &str = "/scim/v2/";
 
@@ -56,7 +59,7 @@ pub fn allowed(scope: TokenScope, method: &Method, route: &str) -> bool {
         TokenScope::Scim => scim,
         _ if scim => false,
         TokenScope::Admin => true,
-        TokenScope::Helpdesk => !write,
+        TokenScope::Helpdesk => !write && route != EXPORT_ROUTE,
         TokenScope::Posture => route == POSTURE_ROUTE && method == Method::POST,
     }
 }
@@ -131,6 +134,8 @@ mod tests {
         assert!(!allowed(TokenScope::Helpdesk, &Method::POST, dev));
         assert!(!allowed(TokenScope::Helpdesk, &Method::PATCH, dev));
         assert!(!allowed(TokenScope::Helpdesk, &Method::DELETE, dev));
+        assert!(!allowed(TokenScope::Helpdesk, &Method::GET, EXPORT_ROUTE));
+        assert!(allowed(TokenScope::Admin, &Method::GET, EXPORT_ROUTE));
         assert!(!allowed(TokenScope::Helpdesk, &Method::POST, POSTURE_ROUTE));
         assert!(allowed(TokenScope::Admin, &Method::POST, dev));
         assert!(allowed(TokenScope::Admin, &Method::POST, POSTURE_ROUTE));

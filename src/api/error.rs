@@ -114,6 +114,7 @@ impl From<RegistryError> for ApiError {
                 (StatusCode::CONFLICT, Some("certificate"))
             }
             RegistryError::TooManyMissing { .. } => (StatusCode::CONFLICT, None),
+            RegistryError::OwnerActive(_) => (StatusCode::CONFLICT, Some("username")),
             _ => return ApiError::internal(&e),
         };
         ApiError {

@@ -344,6 +344,44 @@ pub async fn delete_owner(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /owners/{u}/export`: everything held about the person (AVG art. 15).
+pub async fn export_owner(
+    State(state): State<ApiState>,
+    Path(username): Path<String>,
+) -> ApiResult<Json<crate::registry::privacy::OwnerExport>> {
+    let export = state
+        .registry
+        .export_owner(&username, chrono::Utc::now())
+        .await?;
+    Ok(Json(export))
+}
+
+/// `POST /owners/{u}/erase`: `{"confirm": "<username>"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseBody {
+    confirm: String,
+}
+
+pub async fn erase_owner(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(username): Path<String>,
+    JsonBody(body): JsonBody<EraseBody>,
+) -> ApiResult<Json<crate::model::Owner>> {
+    if !body.confirm.eq_ignore_ascii_case(&username) {
+        return Err(ApiError::field(
+            "confirm",
+            "must repeat the username: erasure cannot be undone",
+        ));
+    }
+    let owner = state
+        .registry
+        .erase_owner(&username, &change(&caller))
+        .await?;
+    Ok(Json(owner))
+}
+
 /// Actions without fields take no body (or `{}`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -110,6 +110,8 @@ fn routes(
                 .patch(handlers::edit_owner)
                 .delete(handlers::delete_owner),
         )
+        .route("/owners/{username}/export", get(handlers::export_owner))
+        .route("/owners/{username}/erase", post(handlers::erase_owner))
         .route("/owners/{username}/disable", post(handlers::disable_owner))
         .route("/owners/{username}/enable", post(handlers::enable_owner))
         .route(

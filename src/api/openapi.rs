@@ -165,6 +165,10 @@ fn v1_document() -> Value {
                 "delete": merge(op("Delete an owner registered by mistake; refused (409) while they have devices: a leaver is disabled instead", write,
                     vec![username_param()], errors(&["404", "409"])), json!({"responses": merge(errors(&["404", "409"]), json!({"204": {"description": "Deleted; the audit log keeps the record"}}))})),
             },
+            "/owners/{username}/export": {"get": op("Everything held about the person, as one document (AVG art. 15): owner, devices, certificates, posture reports, sessions, decisions, Disconnect/CoA requests, audit entries", "admin",
+                vec![username_param()], merge(json!({"200": ok("The export", json!({"type": "object"}))}), errors(&["404"])))},
+            "/owners/{username}/erase": {"post": write_op("Erase a person who has left, now (AVG art. 17): name, e-mail, username, MACs, sessions and decisions go; the audit log keeps what happened, not to whom. Cannot be undone; 409 while the owner is enabled and under contract", write,
+                vec![username_param()], body("Erase", true), ("200", ok("The owner row as it remains", reference("Owner"))), &["404", "409"])},
             "/owners/{username}/disable": {"post": write_op("Disable an owner (all their devices are refused, their sessions disconnected)", write,
                 vec![username_param()], body("Disable", false), ("200", ok("The owner", reference("Owner"))), &["404"])},
             "/owners/{username}/enable": {"post": write_op("Enable an owner again", write,
@@ -413,6 +417,8 @@ fn schemas() -> Value {
             "display_name": s, "email": opt_s, "role": {"enum": ["staff", "temp", "intern", "contractor"]},
             "department": opt_s, "valid_from": date, "valid_until": date,
             "source": {"enum": ["manual", "import", "directory", "scim"]}}},
+        "Erase": {"type": "object", "additionalProperties": false, "required": ["confirm"], "properties": {
+            "confirm": merge(s.clone(), json!({"description": "The username again"}))}},
         "Disable": {"type": "object", "additionalProperties": false, "properties": {
             "reason": merge(opt_s.clone(), json!({"maxLength": 500, "description": "Why, as the service desk will read it"}))}},
         "DevicePatch": {"type": "object", "additionalProperties": false, "properties": {

@@ -107,7 +107,23 @@ pub enum Command {
         /// How many, newest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Check instead that the log was only ever appended to: every entry's link in the
+        /// hash chain, up to the newest. Exits 1 if it does not verify.
+        #[arg(long, conflicts_with_all = ["target", "by"])]
+        verify: bool,
     },
+    /// The AVG: what is kept how long, and erasing who left (see also owner export/erase).
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PrivacyCommand {
+    /// Delete what is past its retention and erase the owners who left longer than
+    /// privacy.erase_after ago, now (`serve` does it hourly).
+    Sweep,
+    /// The owners who left longer than privacy.erase_after ago and are not erased yet.
+    Due,
 }
 
 /// What a command runs with.
@@ -204,7 +220,72 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Device(cmd) => device::run(&ctx, &config, cmd).await,
         Command::Ca(cmd) => ca::run(&ctx, &config, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
-        Command::Audit { target, by, limit } => {
+        Command::Audit { verify: true, .. } => {
+            let v = ctx.registry.verify_audit().await?;
+            if ctx.json {
+                table::print_json(&v)?;
+            } else if v.ok() {
+                outln!(
+                    "audit log verifies: {} entries linked, up to the newest{}",
+                    v.verified,
+                    if v.unchained > 0 {
+                        format!(" ({} older entries from before the chain)", v.unchained)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            match v.broken_at {
+                Some(id) => anyhow::bail!(
+                    "the audit log does NOT verify: entry {id} is not the one that was \
+                     appended (changed, or an entry before it removed)"
+                ),
+                None if !v.head_matches => {
+                    anyhow::bail!("the audit log does NOT verify: its newest entries are missing")
+                }
+                None => Ok(()),
+            }
+        }
+        Command::Privacy(PrivacyCommand::Sweep) => {
+            let sweep = ctx
+                .registry
+                .privacy_sweep(&config.privacy.retention(), &ctx.change())
+                .await?;
+            if ctx.json {
+                return table::print_json(&sweep);
+            }
+            outln!(
+                "{} session(s) past privacy.session_retention deleted; {} owner(s) erased; \
+                 {} personal part(s) of old audit entries about nobody registered deleted",
+                sweep.sessions,
+                sweep.erased.len(),
+                sweep.orphan_audit
+            );
+            Ok(())
+        }
+        Command::Privacy(PrivacyCommand::Due) => {
+            let due = ctx
+                .registry
+                .erasure_due(config.privacy.erase_after.chrono(), ctx.change().now)
+                .await?;
+            if ctx.json {
+                let rows: Vec<_> = due
+                    .iter()
+                    .map(|(o, left)| serde_json::json!({"username": o.username, "left_at": left}))
+                    .collect();
+                return table::print_json(&rows);
+            }
+            table::print(
+                &["USERNAME", "LEFT"],
+                due.iter()
+                    .map(|(o, left)| vec![o.username.clone(), when::minute(*left, ctx.tz)])
+                    .collect(),
+            );
+            Ok(())
+        }
+        Command::Audit {
+            target, by, limit, ..
+        } => {
             let entries = ctx
                 .registry
                 .audit(&AuditFilter {

@@ -97,6 +97,24 @@ pub enum OwnerCommand {
     /// Delete an owner registered by mistake. Refused while they have devices; a leaver is
     /// disabled instead, which keeps their history until it is erased.
     Delete { username: String },
+    /// Everything held about this person, as one JSON document (AVG art. 15: the right of
+    /// access): owner, devices, certificates, sessions, decisions, posture reports,
+    /// Disconnect/CoA records and the audit entries about them.
+    Export {
+        username: String,
+        /// Write it to this file (0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Erase a person who has left, now (AVG art. 17), instead of privacy.erase_after after
+    /// leaving: their name, e-mail, username, MACs, sessions and decisions go; the audit log
+    /// keeps what happened, not to whom. Cannot be undone.
+    Erase {
+        username: String,
+        /// Confirm: the username again.
+        #[arg(long, value_name = "USERNAME")]
+        confirm: String,
+    },
     /// Add or update owners from an HR export (CSV, `;` or `,`, UTF-8 or Windows-1252, with a
     /// header row: username, name, email, role, department, valid_from, valid_until, or the
     /// Dutch gebruikersnaam, naam, e-mailadres, rol, afdeling, begindatum, einddatum).
@@ -301,6 +319,48 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
             set_disabled(ctx, &username, true, reason).await
         }
         OwnerCommand::Enable { username } => set_disabled(ctx, &username, false, None).await,
+        OwnerCommand::Export { username, out } => {
+            let export = ctx
+                .registry
+                .export_owner(&username, ctx.change().now)
+                .await?;
+            let text = serde_json::to_string_pretty(&export)?;
+            match out {
+                None => {
+                    outln!("{text}");
+                }
+                Some(path) => {
+                    write_private(&path, text.as_bytes())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "wrote everything held about {} to {} ({} devices, {} sessions, {} \
+                         decisions, {} audit entries)",
+                        export.owner.username,
+                        path.display(),
+                        export.devices.len(),
+                        export.sessions.len(),
+                        export.decisions.len(),
+                        export.audit.len()
+                    );
+                }
+            }
+            Ok(())
+        }
+        OwnerCommand::Erase { username, confirm } => {
+            if !confirm.eq_ignore_ascii_case(&username) {
+                anyhow::bail!("--confirm: give the username again ({username}) to erase");
+            }
+            let owner = ctx.registry.erase_owner(&username, &ctx.change()).await?;
+            if ctx.json {
+                return table::print_json(&owner);
+            }
+            outln!(
+                "{username} erased: now {} (its sessions, decisions and MACs deleted; the audit \
+                 log keeps what happened, not to whom)",
+                owner.username
+            );
+            Ok(())
+        }
         OwnerCommand::Delete { username } => {
             let owner = ctx.registry.delete_owner(&username, &ctx.change()).await?;
             if ctx.json {
@@ -526,4 +586,16 @@ pub fn print_report(total: u64, report: &ImportReport) {
     for p in &report.skipped {
         outln!("  skipped {p}");
     }
+}
+
+/// Writes a file only its owner can read: an export holds personal data.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
 }

@@ -69,7 +69,11 @@ pub fn print_audit(
             if with_target {
                 row.push(e.target_id.clone());
             }
-            row.push(summarize_change(e.before.as_ref(), e.after.as_ref()));
+            row.push(if e.erased {
+                "(gewist / erased)".to_string()
+            } else {
+                summarize_change(e.before.as_ref(), e.after.as_ref())
+            });
             row
         })
         .collect();

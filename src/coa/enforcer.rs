@@ -473,6 +473,9 @@ pub async fn kick(
                 .unwrap_or_else(|| format!("session {}", session.id)),
             before: Some(before.clone()),
             after: Some(after),
+            // a device target: the store finds its owner
+            subject: None,
+            target_name: None,
         }
     };
     record.id = store

@@ -68,6 +68,54 @@ pub struct Config {
     /// This node's own files: the last-known-good snapshot and the accounting spool.
     #[serde(default)]
     pub node: NodeConfig,
+    /// How long personal data is kept (the AVG).
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`: how long what the network records about people is kept, and when a person
+/// who left is erased. Decisions, posture reports and Disconnect/CoA records are kept for
+/// `log.decision_retention`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Accounting sessions are deleted this long after they ended.
+    #[serde(default = "default_session_retention")]
+    pub session_retention: HumanDuration,
+    /// A person who left (disabled, or the contract ended) is erased this long after.
+    #[serde(default = "default_erase_after")]
+    pub erase_after: HumanDuration,
+    /// Erase automatically (`serve`, hourly); `false`: only `owner erase` does.
+    #[serde(default = "default_true")]
+    pub erase: bool,
+}
+
+fn default_session_retention() -> HumanDuration {
+    HumanDuration(Duration::from_secs(180 * 86_400))
+}
+
+fn default_erase_after() -> HumanDuration {
+    HumanDuration(Duration::from_secs(90 * 86_400))
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            session_retention: default_session_retention(),
+            erase_after: default_erase_after(),
+            erase: true,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The registry's retention rules.
+    pub fn retention(&self) -> crate::registry::privacy::Retention {
+        crate::registry::privacy::Retention {
+            sessions: self.session_retention.chrono(),
+            erase_after: self.erase.then(|| self.erase_after.chrono()),
+        }
+    }
 }
 
 /// `[node]`: what one poortwachter node keeps on its own disk, so that it answers while the
@@ -943,6 +991,15 @@ impl Config {
                 "log.decision_retention".into(),
                 "must be at most 3650d".into(),
             );
+        }
+        for (key, value) in [
+            ("privacy.session_retention", self.privacy.session_retention),
+            ("privacy.erase_after", self.privacy.erase_after),
+        ] {
+            if value.0 < Duration::from_secs(86_400) || value.0 > Duration::from_secs(3650 * 86_400)
+            {
+                push(key.into(), "must be between 1d and 3650d".into());
+            }
         }
         if self.log.decision_coalesce.0 > Duration::from_secs(3600) {
             push("log.decision_coalesce".into(), "must be at most 1h".into());

@@ -134,6 +134,7 @@ where
     for<'r> String: Decode<'r, S::Db>,
     for<'r> DateTime<Utc>: Decode<'r, S::Db>,
     for<'r> (i64,): FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> (String,): FromRow<'r, <S::Db as Database>::Row>,
     for<'r> (Option<i64>, Option<i64>): FromRow<'r, <S::Db as Database>::Row>,
     str: Type<S::Db>,
     String: Type<S::Db>,
@@ -142,6 +143,8 @@ where
     bool: Type<S::Db>,
     Uuid: Type<S::Db>,
     DateTime<Utc>: Type<S::Db>,
+    for<'r> sqlx::types::Json<serde_json::Value>: Decode<'r, S::Db>,
+    sqlx::types::Json<serde_json::Value>: Type<S::Db>,
 {
     async fn insert_decisions(&self, rows: &[DecisionRecord]) -> Result<(), StoreError> {
         // one statement per batch: the rows travel as one JSON array that the
@@ -440,6 +443,46 @@ where
             .fetch_all(self.pool())
             .await?;
         found.iter().map(rows::session).collect()
+    }
+
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(super::sql::PURGE_SESSIONS)
+            .bind(before)
+            .execute(self.pool())
+            .await?;
+        Ok(<S::Db as Dialect>::rows_affected(&done))
+    }
+
+    async fn purge_orphan_audit_personal(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(super::sql::PURGE_ORPHAN_AUDIT_PERSONAL)
+            .bind(before)
+            .execute(self.pool())
+            .await?;
+        Ok(<S::Db as Dialect>::rows_affected(&done))
+    }
+
+    async fn audit_chain(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<super::audit::ChainRow>, StoreError> {
+        let found = sqlx::query(
+            "SELECT a.id, a.at, a.actor, a.action, a.target_type, a.target_id, a.before, \
+             a.after, a.personal_digest, a.chain FROM audit_log a WHERE a.id > $1 \
+             ORDER BY a.id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        found.iter().map(rows::audit_chain_row).collect()
+    }
+
+    async fn audit_head(&self) -> Result<String, StoreError> {
+        let head: String = sqlx::query_scalar::<S::Db, String>(super::sql::AUDIT_HEAD)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(head)
     }
 
     async fn change_marker(&self) -> Result<i64, StoreError> {

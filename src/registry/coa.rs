@@ -161,14 +161,15 @@ macro_rules! impl_coa_store {
                 after: i64,
                 limit: u32,
             ) -> Result<Vec<AuditEntry>, StoreError> {
-                let found = sqlx::query(
-                    "SELECT id, at, actor, action, target_type, target_id, before, after \
-                     FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = format!(
+                    "{} WHERE a.id > $1 ORDER BY a.id LIMIT $2",
+                    super::rows::AUDIT_SELECT
+                );
+                let found = sqlx::query(&sql)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
                 found.iter().map(rows::audit_entry).collect()
             }
 
@@ -256,9 +257,7 @@ macro_rules! impl_coa_store {
                     .await?;
                 }
                 let entry = audit(id);
-                sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), &entry)
-                    .execute(&mut *tx)
-                    .await?;
+                sql::append_audit!(tx, &entry).await?;
                 tx.commit().await?;
                 Ok(id)
             }

@@ -3,7 +3,7 @@
 use crate::mac::MacAddr;
 use crate::model::{Compliance, Device, DeviceKind, DeviceStatus, FieldError, NewDevice};
 
-use super::{audit, mac_taken, unique_as, Change, DeviceRef, Registry, RegistryError};
+use super::{audit, mac_taken, unique_as, Change, DeviceRef, Registry, RegistryError, Target};
 
 /// An edit of a device: `None` keeps the field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,8 +135,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             "device.edit",
-            "device",
-            &after.id.to_string(),
+            Target::Device(&after),
             Some(&before),
             Some(&after),
         ))
@@ -185,8 +184,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             "device.delete",
-            "device",
-            &id.to_string(),
+            Target::Device(&before),
             Some(&before),
             None::<&Device>,
         ))

@@ -5,11 +5,13 @@
 //! writes nothing.
 
 mod activity_sql;
+pub mod audit;
 pub mod coa;
 mod devices;
 mod owners;
 mod postgres;
 pub mod posture;
+pub mod privacy;
 pub mod probe;
 mod reads;
 mod rows;
@@ -140,6 +142,9 @@ pub enum RegistryError {
         /// What was refused, as the end of the sentence: `gets a certificate`.
         what: &'static str,
     },
+    /// `owner erase` of a person who has not left.
+    #[error("{0} has not left: disable the owner (owner disable --reason ...) or end the contract first; erasure is for people who have left")]
+    OwnerActive(String),
     /// `owner delete` of an owner who still has devices.
     #[error("{owner} still has {devices} device(s); delete those first (device delete), or disable the owner instead (owner disable), which keeps the history")]
     OwnerHasDevices {
@@ -455,8 +460,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             "device.register",
-            "device",
-            &device.id.to_string(),
+            Target::Device(&device),
             None::<&Device>,
             Some(&device),
         ))
@@ -554,8 +558,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             action,
-            "device",
-            &id.to_string(),
+            Target::Device(&before),
             Some(&before),
             Some(&after),
         ))
@@ -674,8 +677,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             "device.issue_cert",
-            "device",
-            &device_id.to_string(),
+            Target::Device(&before),
             Some(&CertificateAudit {
                 cert_serial: before.cert_serial.as_deref(),
                 cert_fingerprint: before.cert_fingerprint.as_deref(),
@@ -828,21 +830,43 @@ fn unique_as(e: StoreError, f: impl FnOnce() -> RegistryError) -> RegistryError 
     }
 }
 
+/// What an audit entry is about.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// An owner: named by id; the username goes with the personal data.
+    Owner(&'a Owner),
+    /// A device: named by id; its owner found by the store.
+    Device(&'a Device),
+    /// Anything else (a token): no personal data of an owner.
+    Other(&'a str, &'a str),
+}
+
 fn audit<T: Serialize>(
     change: &Change,
     action: &str,
-    target_type: &str,
-    target_id: &str,
+    target: Target<'_>,
     before: Option<&T>,
     after: Option<&T>,
 ) -> NewAuditEntry {
+    let (target_type, target_id, subject, target_name) = match target {
+        Target::Owner(o) => (
+            "owner",
+            o.id.to_string(),
+            Some(o.id),
+            Some(o.username.clone()),
+        ),
+        Target::Device(d) => ("device", d.id.to_string(), Some(d.owner_id), None),
+        Target::Other(t, id) => (t, id.to_string(), None, None),
+    };
     NewAuditEntry {
         at: change.now,
         actor: change.actor.clone(),
         action: action.to_string(),
         target_type: target_type.to_string(),
-        target_id: target_id.to_string(),
+        target_id,
         before: before.and_then(|b| serde_json::to_value(b).ok()),
         after: after.and_then(|a| serde_json::to_value(a).ok()),
+        subject,
+        target_name,
     }
 }

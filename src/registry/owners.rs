@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::model::{validate_username, FieldError, NewOwner, Owner, OwnerSource, Role};
 
-use super::{audit, unique_as, Change, ImportRow, Registry, RegistryError, RowProblem};
+use super::{audit, unique_as, Change, ImportRow, Registry, RegistryError, RowProblem, Target};
 
 /// Which optional columns an import file has. A known owner keeps the stored value of a
 /// column the file does not have (an export without email addresses must not erase them).
@@ -252,8 +252,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             &action,
-            "owner",
-            &owner.username,
+            Target::Owner(&owner),
             None::<&Owner>,
             Some(&owner),
         ))
@@ -284,6 +283,7 @@ impl Registry {
             disabled_reason: None,
             disabled_at: None,
             disabled_by_source: None,
+            erased_at: None,
         };
         self.check_not_expired(&owner, change)?;
         Ok(owner)
@@ -365,8 +365,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             "owner.edit",
-            "owner",
-            &after.username,
+            Target::Owner(&after),
             Some(&before),
             Some(&after),
         ))
@@ -408,6 +407,7 @@ impl Registry {
                     Some(change.now)
                 },
                 disabled_by_source: None,
+                erased_at: None,
                 updated_at: change.now,
                 ..before.clone()
             }
@@ -417,6 +417,7 @@ impl Registry {
                 disabled_reason: None,
                 disabled_at: None,
                 disabled_by_source: None,
+                erased_at: None,
                 updated_at: change.now,
                 ..before.clone()
             }
@@ -430,8 +431,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             action,
-            "owner",
-            &after.username,
+            Target::Owner(&after),
             Some(&before),
             Some(&after),
         ))
@@ -465,8 +465,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             "owner.delete",
-            "owner",
-            &before.username,
+            Target::Owner(&before),
             Some(&before),
             None,
         ))
@@ -598,8 +597,7 @@ impl Registry {
                     tx.append_audit(&audit(
                         change,
                         &feed_action(opts.source, "add"),
-                        "owner",
-                        &owner.username,
+                        Target::Owner(&owner),
                         None::<&Owner>,
                         Some(&owner),
                     ))
@@ -648,8 +646,7 @@ impl Registry {
                     tx.append_audit(&audit(
                         change,
                         &feed_action(opts.source, what),
-                        "owner",
-                        &after.username,
+                        Target::Owner(&after),
                         Some(&before),
                         Some(&after),
                     ))
@@ -700,8 +697,7 @@ impl Registry {
                 tx.append_audit(&audit(
                     change,
                     &feed_action(opts.source, "disable"),
-                    "owner",
-                    &after.username,
+                    Target::Owner(&after),
                     Some(&before),
                     Some(&after),
                 ))
@@ -793,6 +789,7 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             disabled_by_source: None,
+            erased_at: None,
         };
         let q = |s: &str| OwnerQuery {
             search: Some(s.into()),

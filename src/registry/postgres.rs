@@ -250,18 +250,19 @@ impl Store for PgStore {
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let found = sqlx::query(
-            "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
-             WHERE ($1::text IS NULL OR lower(target_id) = lower($1)) \
-               AND ($2::text IS NULL OR actor = $2 OR substr(actor, 1, length($2) + 6) = $2 || ' (os: ') \
-             ORDER BY id DESC LIMIT $3 OFFSET $4",
-        )
-        .bind(filter.target_id.as_deref())
-        .bind(filter.actor.as_deref())
-        .bind(i64::from(filter.limit.unwrap_or(50)))
-        .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "{} WHERE ($1::text IS NULL OR lower(a.target_id) = lower($1) OR lower(p.target) = lower($1)) \
+               AND ($2::text IS NULL OR a.actor = $2 OR substr(a.actor, 1, length($2) + 6) = $2 || ' (os: ') \
+             ORDER BY a.id DESC LIMIT $3 OFFSET $4",
+            rows::AUDIT_SELECT
+        );
+        let found = sqlx::query(&sql)
+            .bind(filter.target_id.as_deref())
+            .bind(filter.actor.as_deref())
+            .bind(i64::from(filter.limit.unwrap_or(50)))
+            .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         found.iter().map(rows::audit_entry).collect()
     }
 

@@ -301,8 +301,7 @@ impl Registry {
         tx.append_audit(&audit(
             change,
             "device.posture",
-            "device",
-            &id.to_string(),
+            super::Target::Device(&before),
             Some(&PostureAudit::of(&before)),
             Some(&after_audit),
         ))

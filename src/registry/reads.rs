@@ -45,8 +45,17 @@ impl Registry {
     }
 
     /// Audit entries, newest first, a page as the filter says (`limit` default 50).
+    /// A target given as a username finds the owner's entries (named by the owner's id).
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, RegistryError> {
-        Ok(self.store.audit(filter).await?)
+        let mut filter = filter.clone();
+        if let Some(target) = &filter.target_id {
+            if let Ok(username) = crate::model::validate_username(target) {
+                if let Some(owner) = self.store.owner(&username).await? {
+                    filter.target_id = Some(owner.id.to_string());
+                }
+            }
+        }
+        Ok(self.store.audit(&filter).await?)
     }
 
     /// The RADIUS server's decisions, newest first.

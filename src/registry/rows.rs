@@ -17,7 +17,7 @@ use super::StoreError;
 /// Columns of `owners`, in the order the backends select them.
 pub const OWNER_COLUMNS: &str = "o.id, o.username, o.display_name, o.email, o.role, o.department, \
      o.valid_from, o.valid_until, o.disabled, o.created_at, o.updated_at, o.source, \
-     o.external_id, o.disabled_reason, o.disabled_at, o.disabled_by_source";
+     o.external_id, o.disabled_reason, o.disabled_at, o.disabled_by_source, o.erased_at";
 
 /// Columns of a device row joined with its owner's username and one of its MACs (as text).
 pub const DEVICE_COLUMNS: &str = "d.id, d.owner_id, o.username AS owner, d.label, d.kind, \
@@ -61,6 +61,7 @@ where
             .try_get::<Option<String>, _>("disabled_by_source")?
             .map(|s| word("disabled_by_source", s))
             .transpose()?,
+        erased_at: row.try_get("erased_at")?,
     })
 }
 
@@ -151,8 +152,44 @@ where
     })
 }
 
-/// Decodes an audit entry (`id, at, actor, action, target_type, target_id, before, after`).
+/// An audit entry with its personal part, for a `WHERE` on `a` and an `ORDER BY` to follow.
+pub const AUDIT_SELECT: &str = "SELECT a.id, a.at, a.actor, a.action, a.target_type, \
+     a.target_id, a.before, a.after, a.personal_digest, a.chain, p.target AS p_target, \
+     p.before AS p_before, p.after AS p_after \
+     FROM audit_log a LEFT JOIN audit_personal p ON p.audit_id = a.id";
+
+/// Decodes an audit entry from [`AUDIT_SELECT`]: the public row with its personal part
+/// merged back (an owner named by username again), or marked erased.
 pub fn audit_entry<'r, R>(row: &'r R) -> Result<AuditEntry, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let public = audit_chain_row(row)?;
+    let p_target: Option<String> = row.try_get("p_target")?;
+    let p_before: Option<Json<serde_json::Value>> = row.try_get("p_before")?;
+    let p_after: Option<Json<serde_json::Value>> = row.try_get("p_after")?;
+    let erased =
+        public.digest.is_some() && p_target.is_none() && p_before.is_none() && p_after.is_none();
+    Ok(AuditEntry {
+        id: public.id,
+        at: public.at,
+        actor: public.actor,
+        action: public.action,
+        target_type: public.target_type,
+        target_id: p_target.unwrap_or(public.target_id),
+        before: super::audit::merge(public.before, p_before.map(|j| j.0)),
+        after: super::audit::merge(public.after, p_after.map(|j| j.0)),
+        erased,
+    })
+}
+
+/// Decodes the public columns of an audit row, as the chain covers them.
+pub fn audit_chain_row<'r, R>(row: &'r R) -> Result<super::audit::ChainRow, StoreError>
 where
     R: Row,
     &'r str: ColumnIndex<R>,
@@ -163,7 +200,7 @@ where
 {
     let before: Option<Json<serde_json::Value>> = row.try_get("before")?;
     let after: Option<Json<serde_json::Value>> = row.try_get("after")?;
-    Ok(AuditEntry {
+    Ok(super::audit::ChainRow {
         id: row.try_get("id")?,
         at: row.try_get("at")?,
         actor: row.try_get("actor")?,
@@ -172,6 +209,8 @@ where
         target_id: row.try_get("target_id")?,
         before: before.map(|j| j.0),
         after: after.map(|j| j.0),
+        digest: row.try_get("personal_digest")?,
+        chain: row.try_get("chain")?,
     })
 }
 

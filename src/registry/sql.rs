@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::model::{Device, Owner};
 
-use super::store::{DeviceCertificate, NewAuditEntry};
+use super::store::DeviceCertificate;
 
 /// A query with its arguments, for database `DB`.
 pub type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -18,14 +18,15 @@ pub type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
 /// `INSERT INTO owners`, bound by [`bind_owner`].
 pub const INSERT_OWNER: &str = "INSERT INTO owners (id, username, display_name, email, role, \
      department, valid_from, valid_until, disabled, created_at, updated_at, source, external_id, \
-     disabled_reason, disabled_at, disabled_by_source) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+     disabled_reason, disabled_at, disabled_by_source, erased_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
-/// `UPDATE owners` by id (the username never changes), bound by [`bind_owner`].
-pub const UPDATE_OWNER: &str = "UPDATE owners SET display_name = $3, email = $4, role = $5, \
+/// `UPDATE owners` by id (the username changes only when erased), bound by [`bind_owner`].
+pub const UPDATE_OWNER: &str =
+    "UPDATE owners SET username = $2, display_name = $3, email = $4, role = $5, \
      department = $6, valid_from = $7, valid_until = $8, disabled = $9, updated_at = $11, \
      source = $12, external_id = $13, disabled_reason = $14, disabled_at = $15, \
-     disabled_by_source = $16 WHERE id = $1";
+     disabled_by_source = $16, erased_at = $17 WHERE id = $1";
 
 /// Devices of an owner that count against the limit.
 pub const COUNT_DEVICES_IN_USE: &str =
@@ -66,15 +67,45 @@ pub fn owners_of_source() -> String {
     )
 }
 
+/// What erasure deletes and overwrites of one owner (`$1` owner id, `$2` their username,
+/// `$3` now), in this order; the owner row itself is written after. Their devices stay as
+/// anonymous revoked rows with their certificates (a CRL still needs the serials); their
+/// MACs, sessions, decisions, Disconnect/CoA records, posture reports and the personal part
+/// of the audit entries about them go.
+pub const ERASE_OWNER_DATA: &[&str] = &[
+    "DELETE FROM coa_requests WHERE device_id IN (SELECT id FROM devices WHERE owner_id = $1) \
+       OR session_id IN (SELECT id FROM sessions WHERE lower(owner) = lower($2))",
+    "DELETE FROM sessions WHERE lower(owner) = lower($2) OR lower(username) = lower($2) \
+       OR device_id IN (SELECT id FROM devices WHERE owner_id = $1) \
+       OR mac IN (SELECT CAST(m.mac AS TEXT) FROM device_macs m \
+                  JOIN devices d ON d.id = m.device_id WHERE d.owner_id = $1)",
+    "DELETE FROM decisions WHERE lower(owner) = lower($2) OR lower(username) = lower($2) \
+       OR device_id IN (SELECT id FROM devices WHERE owner_id = $1) \
+       OR mac IN (SELECT CAST(m.mac AS TEXT) FROM device_macs m \
+                  JOIN devices d ON d.id = m.device_id WHERE d.owner_id = $1)",
+    "DELETE FROM posture_reports WHERE device_id IN (SELECT id FROM devices WHERE owner_id = $1)",
+    "DELETE FROM device_macs WHERE device_id IN (SELECT id FROM devices WHERE owner_id = $1)",
+    "UPDATE devices SET label = 'gewist', status = 'revoked', status_reason = NULL, \
+       status_changed_at = COALESCE(status_changed_at, $3), compliance_note = NULL, \
+       last_seen_nas = NULL, last_seen_ssid = NULL, updated_at = $3 WHERE owner_id = $1",
+    "DELETE FROM audit_personal WHERE owner_id = $1",
+];
+
+/// Sessions that stopped before `$1`.
+pub const PURGE_SESSIONS: &str =
+    "DELETE FROM sessions WHERE stopped_at IS NOT NULL AND stopped_at < $1";
+
+/// Personal parts of audit entries about nobody registered (an unknown device's session)
+/// or an owner deleted since, older than `$1`.
+pub const PURGE_ORPHAN_AUDIT_PERSONAL: &str = "DELETE FROM audit_personal \
+     WHERE (owner_id IS NULL OR owner_id NOT IN (SELECT id FROM owners)) \
+       AND audit_id IN (SELECT id FROM audit_log WHERE at < $1)";
+
 /// An owner without devices: `$1` owner id.
 pub const DELETE_OWNER: &str = "DELETE FROM owners WHERE id = $1";
 
 /// Devices of an owner, any status: `$1` owner id.
 pub const COUNT_DEVICES: &str = "SELECT count(*) FROM devices WHERE owner_id = $1";
-
-/// `INSERT INTO audit_log`, bound by [`bind_audit`].
-pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target_type, \
-     target_id, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// `INSERT INTO certificates`, bound by [`bind_certificate`].
 pub const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, fingerprint, device_id, \
@@ -105,7 +136,7 @@ pub const WITHDRAWN_CERTIFICATES: &str = "SELECT c.serial, c.fingerprint, c.devi
      WHERE c.not_after > $1 AND (c.superseded_at IS NOT NULL OR d.status <> 'active') \
      ORDER BY c.issued_at, c.serial";
 
-/// Binds an owner's columns as `$1..$16`.
+/// Binds an owner's columns as `$1..$17`.
 pub fn bind_owner<'q, DB>(q: Q<'q, DB>, o: &'q Owner) -> Q<'q, DB>
 where
     DB: Database,
@@ -135,6 +166,7 @@ where
         .bind(&o.disabled_reason)
         .bind(o.disabled_at)
         .bind(o.disabled_by_source.map(|s| s.as_str()))
+        .bind(o.erased_at)
 }
 
 /// Binds a device's columns as `$1..$18`.
@@ -187,11 +219,39 @@ where
         .bind(c.superseded_at)
 }
 
-/// Binds an audit entry as `$1..$7`.
-pub fn bind_audit<'q, DB>(q: Q<'q, DB>, e: &'q NewAuditEntry) -> Q<'q, DB>
+/// Takes the head of the audit chain for this transaction (the row stays locked until it
+/// ends, so that appends line up) and returns its link.
+pub const AUDIT_HEAD_TAKE: &str =
+    "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING chain";
+
+/// Moves the head of the chain to `$1`.
+pub const AUDIT_HEAD_SET: &str = "UPDATE audit_head SET chain = $1 WHERE id = 1";
+
+/// The head of the chain.
+pub const AUDIT_HEAD: &str = "SELECT chain FROM audit_head WHERE id = 1";
+
+/// `INSERT INTO audit_log`, bound by [`bind_sealed`]; returns the id.
+pub const INSERT_SEALED_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target_type, \
+     target_id, before, after, personal_digest, chain) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
+
+/// `INSERT INTO audit_personal`: `$1` entry id, `$2` owner id (else the owner of device `$7`),
+/// `$3` salt, `$4` target name, `$5` before, `$6` after.
+pub const INSERT_AUDIT_PERSONAL: &str = "INSERT INTO audit_personal (audit_id, owner_id, salt, \
+     target, before, after) \
+     VALUES ($1, COALESCE($2, (SELECT owner_id FROM devices WHERE id = $7)), $3, $4, $5, $6)";
+
+/// Binds a sealed entry's public row and its link as `$1..$9`.
+pub fn bind_sealed<'q, DB, O>(
+    q: sqlx::query::QueryScalar<'q, DB, O, <DB as Database>::Arguments<'q>>,
+    e: &'q super::audit::Sealed,
+    chain: &'q str,
+) -> sqlx::query::QueryScalar<'q, DB, O, <DB as Database>::Arguments<'q>>
 where
     DB: Database,
     String: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
     DateTime<Utc>: Encode<'q, DB> + Type<DB>,
     Option<Json<&'q serde_json::Value>>: Encode<'q, DB> + Type<DB>,
 {
@@ -202,7 +262,53 @@ where
         .bind(&e.target_id)
         .bind(e.before.as_ref().map(Json))
         .bind(e.after.as_ref().map(Json))
+        .bind(&e.digest)
+        .bind(chain)
 }
+
+/// Appends an audit entry in transaction `$tx` (an expression `&mut *$tx` takes): its public
+/// row linked onto the chain, its personal part apart ([`super::audit`]). Evaluates to
+/// `Result<(), StoreError>`.
+macro_rules! append_audit {
+    ($tx:expr, $entry:expr) => {
+        async {
+            let entry: &$crate::registry::NewAuditEntry = $entry;
+            let sealed = $crate::registry::audit::seal(entry);
+            let prev: String = sqlx::query_scalar($crate::registry::sql::AUDIT_HEAD_TAKE)
+                .fetch_one(&mut *$tx)
+                .await?;
+            let chain = $crate::registry::audit::link_sealed(&prev, &sealed);
+            let id: i64 = $crate::registry::sql::bind_sealed(
+                sqlx::query_scalar($crate::registry::sql::INSERT_SEALED_AUDIT),
+                &sealed,
+                &chain,
+            )
+            .fetch_one(&mut *$tx)
+            .await?;
+            if let Some(p) = &sealed.personal {
+                let device = (sealed.target_type == "device")
+                    .then(|| uuid::Uuid::parse_str(&sealed.target_id).ok())
+                    .flatten();
+                sqlx::query($crate::registry::sql::INSERT_AUDIT_PERSONAL)
+                    .bind(id)
+                    .bind(p.owner_id)
+                    .bind(&p.salt)
+                    .bind(&p.target)
+                    .bind(p.before.as_ref().map(sqlx::types::Json))
+                    .bind(p.after.as_ref().map(sqlx::types::Json))
+                    .bind(device)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            sqlx::query($crate::registry::sql::AUDIT_HEAD_SET)
+                .bind(&chain)
+                .execute(&mut *$tx)
+                .await?;
+            Ok::<(), $crate::registry::StoreError>(())
+        }
+    };
+}
+pub(crate) use append_audit;
 
 /// Implements [`super::StoreTx`] for a backend's transaction type `$tx` (a struct with a
 /// `tx: sqlx::Transaction<'static, DB>` field). The backend module provides what differs:
@@ -329,6 +435,22 @@ macro_rules! impl_store_tx {
                     .collect()
             }
 
+            async fn erase_owner_data(
+                &mut self,
+                owner: &$crate::model::Owner,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), StoreError> {
+                for statement in sql::ERASE_OWNER_DATA {
+                    sqlx::query(statement)
+                        .bind(owner.id)
+                        .bind(&owner.username)
+                        .bind(at)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
             async fn delete_owner(&mut self, id: uuid::Uuid) -> Result<(), StoreError> {
                 sqlx::query(sql::DELETE_OWNER)
                     .bind(id)
@@ -374,10 +496,7 @@ macro_rules! impl_store_tx {
             }
 
             async fn append_audit(&mut self, e: &NewAuditEntry) -> Result<(), StoreError> {
-                sql::bind_audit(sqlx::query(sql::INSERT_AUDIT), e)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
+                sql::append_audit!(self.tx, e).await
             }
 
             async fn commit(self: Box<Self>) -> Result<(), StoreError> {

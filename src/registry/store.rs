@@ -105,6 +105,12 @@ pub struct NewAuditEntry {
     pub before: Option<serde_json::Value>,
     /// The record after.
     pub after: Option<serde_json::Value>,
+    /// The owner the entry is about (their personal data in it is erased with them). For a
+    /// device target the store finds it from the device.
+    pub subject: Option<Uuid>,
+    /// The target's name, kept with the personal data: an owner's username (the target id
+    /// is their id).
+    pub target_name: Option<String>,
 }
 
 /// A certificate the onboarding CA issued to a device: a row of `certificates`. Never key
@@ -227,6 +233,19 @@ pub trait ActivityStore: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// Sessions, newest first.
     async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;
+    /// Deletes sessions that stopped before `before`; returns how many.
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Deletes the personal parts of audit entries older than `before` about nobody
+    /// registered now; returns how many.
+    async fn purge_orphan_audit_personal(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// The public audit rows after id `after`, in id order, as the chain covers them.
+    async fn audit_chain(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<super::audit::ChainRow>, StoreError>;
+    /// The newest link of the audit chain.
+    async fn audit_head(&self) -> Result<String, StoreError>;
     /// A number that grows with every registry change (the newest audit entry's id).
     async fn change_marker(&self) -> Result<i64, StoreError>;
 }
@@ -347,6 +366,13 @@ pub trait StoreTx: Send {
         &mut self,
         source: crate::model::OwnerSource,
     ) -> Result<Vec<Owner>, StoreError>;
+    /// Deletes and overwrites everything held about an owner but their row
+    /// ([`super::sql::ERASE_OWNER_DATA`]).
+    async fn erase_owner_data(
+        &mut self,
+        owner: &Owner,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Deletes an owner (who has no devices).
     async fn delete_owner(&mut self, id: Uuid) -> Result<(), StoreError>;
     /// Marks the device's current certificate (if any) superseded at `at`; returns how many.

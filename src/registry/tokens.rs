@@ -237,7 +237,13 @@ fn token_audit(
     before: Option<&ApiToken>,
     after: &ApiToken,
 ) -> NewAuditEntry {
-    super::audit(change, action, "token", &after.name, before, Some(after))
+    super::audit(
+        change,
+        action,
+        super::Target::Other("token", &after.name),
+        before,
+        Some(after),
+    )
 }
 
 /// The same SQL on both stores; `$begin` opens a write transaction, `$lock` locks a row read
@@ -264,9 +270,7 @@ macro_rules! impl_token_store {
                 .bind(&token.created_by)
                 .execute(&mut *tx)
                 .await?;
-                super::sql::bind_audit(sqlx::query(super::sql::INSERT_AUDIT), audit)
-                    .execute(&mut *tx)
-                    .await?;
+                super::sql::append_audit!(tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -325,9 +329,7 @@ macro_rules! impl_token_store {
                     .execute(&mut *tx)
                     .await?;
                 let audit = token_audit(change, "token.revoke", Some(&before), &after);
-                super::sql::bind_audit(sqlx::query(super::sql::INSERT_AUDIT), &audit)
-                    .execute(&mut *tx)
-                    .await?;
+                super::sql::append_audit!(tx, &audit).await?;
                 tx.commit().await?;
                 Ok(Some(after))
             }

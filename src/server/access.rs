@@ -1687,6 +1687,7 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             disabled_by_source: None,
+            erased_at: None,
         };
         let device = Device {
             id: uuid::Uuid::from_u128(2),

@@ -291,11 +291,14 @@ impl<K: Hash + Eq> SubjectCache<K> {
                     .retain(|_, e| e.subject.as_ref().is_none_or(|s| s.0.id != *id));
                 maps.unknown.clear();
             }
+            // an audit entry names an owner by id (a notification) or by username (read
+            // back with its personal part)
             Touched::Owner(name) => {
                 maps.known.retain(|_, e| {
-                    e.subject
-                        .as_ref()
-                        .is_none_or(|s| !s.1.username.eq_ignore_ascii_case(name))
+                    e.subject.as_ref().is_none_or(|s| {
+                        !s.1.username.eq_ignore_ascii_case(name)
+                            && !s.1.id.to_string().eq_ignore_ascii_case(name)
+                    })
                 });
             }
         }
@@ -384,6 +387,7 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             disabled_by_source: None,
+            erased_at: None,
         };
         let d = Device {
             id: Uuid::new_v4(),

@@ -208,6 +208,8 @@ pub struct Server {
     /// Where the snapshot is written, and how often.
     state_dir: std::path::PathBuf,
     snapshot_interval: Duration,
+    /// Retention and erasure (`[privacy]`), run hourly, with the registry rules it needs.
+    privacy: (crate::registry::privacy::Retention, crate::registry::Rules),
     writer: tokio::task::JoinHandle<()>,
     /// Disconnects sessions whose device lost its access (RFC 5176), unless `coa.enabled` is off.
     enforcer: Option<crate::coa::enforcer::Enforcer>,
@@ -311,6 +313,13 @@ impl Server {
             poll_interval: config.cache.poll_interval.0,
             state_dir: config.node.state_dir.clone(),
             snapshot_interval: config.node.snapshot_interval.0,
+            privacy: (
+                config.privacy.retention(),
+                crate::registry::Rules {
+                    max_devices_per_owner: config.policy.max_devices_per_owner,
+                    timezone: config.policy.timezone,
+                },
+            ),
             writer,
             coa_counts: enforcer.as_ref().map(|e| e.counters()).unwrap_or_default(),
             enforcer,
@@ -462,6 +471,11 @@ impl Server {
             self.shared.stats.clone(),
             stop_rx.clone(),
         ));
+        let privacy = tokio::spawn(keep_privacy(
+            crate::registry::Registry::new(self.shared.store.clone(), self.privacy.1.clone()),
+            self.privacy.0,
+            stop_rx.clone(),
+        ));
         let watchdog = tokio::spawn(feed_watchdog(self.shared.liveness.clone(), stop_rx));
         tracing::info!(
             auth = %self.auth.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -492,6 +506,7 @@ impl Server {
             ("the registry watcher", watcher),
             ("the health reporter", reporter),
             ("the snapshot writer", snapshots),
+            ("the privacy sweep", privacy),
             ("the accounting spool replay", replayer),
             ("the systemd watchdog", watchdog),
         ];
@@ -1203,6 +1218,47 @@ const SNAPSHOT_WITHIN: Duration = Duration::from_secs(30);
 
 /// Writes the last-known-good snapshot every `every` and once more at the stop, while the
 /// registry answers (a degraded node keeps the snapshot it has).
+/// Runs the privacy sweep (retention, erasure after leaving) a minute after the start and
+/// hourly after that. A sweep that fails is logged and tried again at the next hour; one that
+/// a stop interrupts rolls back (each erasure is one transaction).
+async fn keep_privacy(
+    registry: crate::registry::Registry,
+    retention: crate::registry::privacy::Retention,
+    mut stop: watch::Receiver<bool>,
+) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    let start = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut tick = tokio::time::interval_at(start, EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let change = crate::registry::Change::by("poortwachter (privacy)");
+        let swept = tokio::select! {
+            _ = stop.changed() => return,
+            s = tokio::time::timeout(EVERY / 2, registry.privacy_sweep(&retention, &change)) => s,
+        };
+        match swept {
+            Ok(Ok(s)) => {
+                if s.sessions > 0 || s.orphan_audit > 0 || !s.erased.is_empty() {
+                    tracing::info!(
+                        sessions = s.sessions,
+                        audit_personal = s.orphan_audit,
+                        erased = s.erased.len(),
+                        "privacy: deleted what is past its retention, erased who left"
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "privacy sweep failed; trying again in an hour")
+            }
+            Err(_) => tracing::warn!("privacy sweep took over 30 minutes; trying again in an hour"),
+        }
+    }
+}
+
 async fn keep_snapshot(
     shared: Arc<Shared>,
     dir: std::path::PathBuf,

@@ -217,6 +217,7 @@ pub fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
     check(dbg(&started.coa) != dbg(&new.coa), "[coa]");
     check(dbg(&started.pki) != dbg(&new.pki), "[pki]");
     check(dbg(&started.wifi) != dbg(&new.wifi), "[wifi]");
+    check(dbg(&started.privacy) != dbg(&new.privacy), "[privacy]");
     check(
         dbg(&started.compliance) != dbg(&new.compliance),
         "[compliance]",

@@ -113,6 +113,7 @@ fn owner(n: u128, username: &str, role: Role) -> Owner {
         disabled_reason: None,
         disabled_at: None,
         disabled_by_source: None,
+        erased_at: None,
     }
 }
 

@@ -67,6 +67,67 @@ impl TestDb {
         }
     }
 
+    /// Every row of every table as text, one line per row (`table: values`): what a search
+    /// for personal data left behind reads.
+    #[allow(dead_code)]
+    pub async fn dump(&self) -> String {
+        let mut out = String::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("tables");
+                for t in tables {
+                    let columns: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                            .fetch_all(&pool)
+                            .await
+                            .expect("columns");
+                    let row = columns
+                        .iter()
+                        .map(|c| format!("quote(\"{c}\")"))
+                        .collect::<Vec<_>>()
+                        .join(" || ',' || ");
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT {row} FROM \"{t}\""))
+                            .fetch_all(&pool)
+                            .await
+                            .expect("rows");
+                    for r in rows {
+                        out.push_str(&format!("{t}: {r}\n"));
+                    }
+                }
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("tables");
+                for t in tables {
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT r::text FROM \"{t}\" r"))
+                            .fetch_all(&pool)
+                            .await
+                            .expect("rows");
+                    for r in rows {
+                        out.push_str(&format!("{t}: {r}\n"));
+                    }
+                }
+                pool.close().await;
+            }
+        }
+        out
+    }
+
     /// `SELECT count(*) FROM table`, straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM {table}");
