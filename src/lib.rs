@@ -8,6 +8,7 @@ pub mod activity;
 pub mod api;
 pub mod coa;
 pub mod config;
+pub mod directory;
 pub mod eap;
 pub mod import;
 pub mod logging;

@@ -145,6 +145,7 @@ impl Env {
             registry: None,
             decisions: None,
             coa: None,
+            directory: None,
             config: None,
         };
         let api =

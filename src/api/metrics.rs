@@ -24,6 +24,8 @@ pub struct Metrics {
     pub decisions: Option<Arc<crate::server::labelled::DecisionCounters>>,
     /// Disconnect/CoA results.
     pub coa: Option<Arc<crate::coa::counters::CoaCounters>>,
+    /// The scheduled directory sync's results (`directory.interval`).
+    pub directory: Option<Arc<crate::directory::SyncCounters>>,
     /// The configuration in force, reloads included: the certificate expiry gauges read the
     /// files it names (`None`: the API's own configuration).
     pub config: Option<Arc<arc_swap::ArcSwap<crate::config::Config>>>,
@@ -46,6 +48,9 @@ pub fn render(m: &Metrics, api: Option<&super::conn::Shared>) -> String {
     }
     if let Some(c) = &m.coa {
         c.render(&mut out);
+    }
+    if let Some(d) = &m.directory {
+        d.render(&mut out);
     }
     let secrets = m.stats.secrets.snapshot();
     if !secrets.is_empty() {
@@ -200,6 +205,7 @@ mod tests {
                     "ap-1",
                 ]))),
                 coa: Some(Arc::new(Default::default())),
+                directory: Some(Arc::new(Default::default())),
                 config: None,
             },
             Some(&api),
@@ -216,6 +222,8 @@ mod tests {
         ));
         assert!(text
             .contains("\npoortwachter_coa_requests_total{kind=\"disconnect\",result=\"ack\"} 0\n"));
+        assert!(text.contains("\npoortwachter_directory_sync_last_success_timestamp_seconds 0\n"));
+        assert!(text.contains("\npoortwachter_directory_sync_failures_total 0\n"));
         // every sample line is `name value` or `name{labels} value`
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();

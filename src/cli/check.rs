@@ -11,6 +11,8 @@ use poortwachter::config::{redact_url, Config};
 
 /// How long `check-config` waits for the database.
 const DB_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `check-config` waits for the directory (connect, bind, the base DN).
+const DIRECTORY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -29,7 +31,7 @@ pub enum Level {
 pub struct Finding {
     /// How bad.
     pub level: Level,
-    /// `secret`, `database`, `api`, `eap`, `pki`.
+    /// `secret`, `database`, `directory`, `api`, `eap`, `pki`.
     pub area: &'static str,
     /// What was found, in words.
     pub message: String,
@@ -126,6 +128,10 @@ pub async fn production(config: &Config) -> Vec<Finding> {
         },
     );
 
+    if let Some(d) = &config.directory {
+        out.push(directory(d).await);
+    }
+
     let api = &config.api;
     out.push(match (api.listen, &api.tls_cert, &api.tls_key) {
         (None, _, _) => finding(Level::Ok, "api", "off (api.listen not set)".into()),
@@ -192,4 +198,30 @@ pub async fn production(config: &Config) -> Vec<Finding> {
         Err(e) => finding(Level::Error, "pki", format!("{dir}: {e}")),
     });
     out
+}
+
+/// `[directory]`: connected, bound and `base_dn` read (not a sync), and the schedule. A
+/// warning at worst, never an error: RADIUS does not depend on the directory (the unit runs
+/// `check-config` before `serve`; a rotated LDAP password must not keep it from starting).
+async fn directory(d: &poortwachter::config::directory::DirectoryConfig) -> Finding {
+    let schedule = if d.interval.0.is_zero() {
+        "not scheduled (`owner sync` only)".to_string()
+    } else {
+        format!("serve syncs every {}", d.interval)
+    };
+    match poortwachter::directory::ldap::probe(d, DIRECTORY_TIMEOUT).await {
+        Ok(()) => finding(
+            Level::Ok,
+            "directory",
+            format!(
+                "{}: bound as {}, {} read; {schedule}",
+                d.url, d.bind_dn, d.base_dn
+            ),
+        ),
+        Err(e) => finding(
+            Level::Warning,
+            "directory",
+            format!("{e}; every sync fails until this is mended"),
+        ),
+    }
 }

@@ -17,6 +17,7 @@ mod backup;
 mod ca;
 mod check;
 mod device;
+mod directory;
 mod owner;
 mod radius;
 mod table;
@@ -215,6 +216,10 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Session(cmd) => {
             let actor = ctx.change().actor;
             radius::session(&config, &ctx.registry, &actor, cmd, ctx.json).await
+        }
+        // it reads `[directory]`
+        Command::Owner(owner::OwnerCommand::Sync(args)) => {
+            directory::run(&ctx, &config, args).await
         }
         Command::Owner(cmd) => owner::run(&ctx, cmd).await,
         Command::Device(cmd) => device::run(&ctx, &config, cmd).await,

@@ -134,6 +134,10 @@ pub enum OwnerCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Sync owners from the directory (`[directory]`, LDAP): adds and updates the owners it
+    /// has, disables those it no longer has (or has disabled), leaves owners added by hand
+    /// alone. Prints the diff.
+    Sync(super::directory::SyncArgs),
 }
 
 pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
@@ -392,6 +396,7 @@ pub async fn run(ctx: &Context, cmd: OwnerCommand) -> Result<()> {
             )
             .await
         }
+        OwnerCommand::Sync(_) => unreachable!("cli::run sends it to cli::directory"),
     }
 }
 

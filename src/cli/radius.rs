@@ -118,6 +118,7 @@ pub async fn serve(
         registry: Some(server.store_health()),
         decisions: Some(server.decisions()),
         coa: Some(server.coa_counters()),
+        directory: server.directory_counters(),
         config: Some(reloader.in_force()),
     };
     let api = poortwachter::api::spawn(config, store, Some(metrics)).await?;

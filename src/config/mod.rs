@@ -12,6 +12,7 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer};
 
+pub mod directory;
 pub mod ops;
 pub mod secrets;
 pub mod tls;
@@ -68,6 +69,9 @@ pub struct Config {
     /// This node's own files: the last-known-good snapshot and the accounting spool.
     #[serde(default)]
     pub node: NodeConfig,
+    /// Owners pulled from the directory over LDAP (`owner sync`, and on a schedule in `serve`).
+    #[serde(default)]
+    pub directory: Option<directory::DirectoryConfig>,
     /// How long personal data is kept (the AVG).
     #[serde(default)]
     pub privacy: PrivacyConfig,
@@ -1036,6 +1040,7 @@ impl Config {
 
         tls::problems(self, &mut push);
         ops::problems(self, &mut push);
+        directory::problems(self, &mut push);
 
         for (role, name) in [
             (Role::Staff, self.roles.staff),
@@ -1138,8 +1143,9 @@ fn apply_env_overrides(
 fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
     let (first, rest) = path.split_first().ok_or("empty key")?;
     if rest.is_empty() {
-        // a password or secret is text whatever it looks like (`123456` is no number)
-        let value = if first == "password" || first.ends_with("secret") {
+        // a password or secret is text whatever it looks like (`123456` is no number), the
+        // directory's `bind_password` too
+        let value = if first.ends_with("password") || first.ends_with("secret") {
             toml::Value::String(raw.to_string())
         } else {
             typed_like(table.get(first), raw)?

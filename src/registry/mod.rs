@@ -37,7 +37,7 @@ pub use owners::{
     ChangeKind, ImportColumns, ImportOptions, ImportReport, OwnerChange, OwnerEdit, OwnerQuery,
 };
 pub use store::{
-    ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, Leadership, NewAuditEntry,
+    ActivityStore, AuditFilter, ChangeWatch, DeviceCertificate, Duty, Leadership, NewAuditEntry,
     RegistryChange, Store, StoreError, StoreTx, WithdrawnCertificate,
 };
 

@@ -17,8 +17,8 @@ use super::rows::{self, DEVICE_COLUMNS, OWNER_COLUMNS};
 use super::schema::{self, SchemaState, SchemaVerdict};
 use super::sql;
 use super::store::{
-    AuditFilter, DeviceCertificate, Leadership, NewAuditEntry, RegistryChange, Store, StoreError,
-    StoreTx, WithdrawnCertificate,
+    AuditFilter, DeviceCertificate, Duty, Leadership, NewAuditEntry, RegistryChange, Store,
+    StoreError, StoreTx, WithdrawnCertificate,
 };
 
 /// A MAC row (text in, macaddr in the table).
@@ -268,11 +268,15 @@ impl Store for PgStore {
 
     /// A session-level advisory lock on a connection of its own: PostgreSQL releases it when
     /// that connection ends (the node stopped or died), and another node's next try gets it.
-    async fn try_lead(&self) -> Result<Option<Box<dyn Leadership>>, StoreError> {
+    async fn try_lead_for(&self, duty: Duty) -> Result<Option<Box<dyn Leadership>>, StoreError> {
         use sqlx::Connection;
+        let key = match duty {
+            Duty::Enforce => ENFORCER_LOCK,
+            Duty::DirectorySync => DIRECTORY_SYNC_LOCK,
+        };
         let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(ENFORCER_LOCK)
+            .bind(key)
             .fetch_one(&mut conn)
             .await?;
         if !got {
@@ -286,6 +290,8 @@ impl Store for PgStore {
 /// The advisory lock key of the enforcing node ("poortwa" in ASCII); advisory locks are per
 /// database, so registries sharing a server do not meet.
 const ENFORCER_LOCK: i64 = 0x0070_6f6f_7274_7761;
+/// The advisory lock key of the node that syncs the directory ("poortds").
+const DIRECTORY_SYNC_LOCK: i64 = 0x0070_6f6f_7274_6473;
 
 struct PgLeadership {
     conn: Option<PgConnection>,

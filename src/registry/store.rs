@@ -310,8 +310,25 @@ pub trait Store:
     /// nodes sharing this registry: `None` while another node is. A store only one process
     /// serves (SQLite) always grants it.
     async fn try_lead(&self) -> Result<Option<Box<dyn Leadership>>, StoreError> {
+        self.try_lead_for(Duty::Enforce).await
+    }
+    /// Tries to become the one node that does `duty` among the nodes sharing this registry
+    /// (each duty is led apart: the enforcing node need not be the one that syncs the
+    /// directory); `None` while another node does. A store only one process serves (SQLite)
+    /// always grants it.
+    async fn try_lead_for(&self, duty: Duty) -> Result<Option<Box<dyn Leadership>>, StoreError> {
+        let _ = duty;
         Ok(Some(Box::new(SoleNode)))
     }
+}
+
+/// What one node among those sharing a registry does for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// Sending Disconnect/CoA requests (the enforcer).
+    Enforce,
+    /// The scheduled directory sync.
+    DirectorySync,
 }
 
 /// Being the one enforcing node; given up when dropped.

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod coalesce;
 pub mod dedup;
 pub mod degraded;
+pub mod directory;
 pub mod eap;
 pub mod labelled;
 pub mod liveness;
@@ -215,6 +216,10 @@ pub struct Server {
     enforcer: Option<crate::coa::enforcer::Enforcer>,
     /// The enforcer's Disconnect/CoA results (zeros when `coa.enabled` is off).
     coa_counts: Arc<crate::coa::counters::CoaCounters>,
+    /// The scheduled directory sync (`directory.interval`), if any.
+    directory: Option<directory::DirectorySync>,
+    /// Its results.
+    directory_counts: Option<Arc<crate::directory::SyncCounters>>,
 }
 
 impl Server {
@@ -306,6 +311,7 @@ impl Server {
         // it decides with the clients and rules the request path has in force
         let enforcer =
             crate::coa::enforcer::Enforcer::new(config, shared.store.clone(), shared.clone());
+        let directory = directory::DirectorySync::new(config, shared.store.clone());
         Ok(Server {
             shared,
             auth,
@@ -323,6 +329,8 @@ impl Server {
             writer,
             coa_counts: enforcer.as_ref().map(|e| e.counters()).unwrap_or_default(),
             enforcer,
+            directory_counts: directory.as_ref().map(|d| d.counters()),
+            directory,
         })
     }
 
@@ -349,6 +357,12 @@ impl Server {
     /// Disconnect/CoA results (for the metrics).
     pub fn coa_counters(&self) -> Arc<crate::coa::counters::CoaCounters> {
         self.coa_counts.clone()
+    }
+
+    /// The scheduled directory sync's results (for the metrics), when `directory.interval`
+    /// schedules one.
+    pub fn directory_counters(&self) -> Option<Arc<crate::directory::SyncCounters>> {
+        self.directory_counts.clone()
     }
 
     /// The EAP engine now in force, when EAP-TLS is set up.
@@ -458,6 +472,10 @@ impl Server {
                 stop_rx.clone(),
             ))
         });
+        let directory = self
+            .directory
+            .take()
+            .map(|d| tokio::spawn(d.run(stop_rx.clone())));
         let reporter = tokio::spawn(report(self.shared.clone(), stop_rx.clone()));
         let snapshots = tokio::spawn(keep_snapshot(
             self.shared.clone(),
@@ -502,7 +520,7 @@ impl Server {
                 abandoned.push(format!("the {name} listener thread (stuck for over 2 s)"));
             }
         }
-        let tasks = vec![
+        let mut tasks = vec![
             ("the registry watcher", watcher),
             ("the health reporter", reporter),
             ("the snapshot writer", snapshots),
@@ -510,6 +528,8 @@ impl Server {
             ("the accounting spool replay", replayer),
             ("the systemd watchdog", watchdog),
         ];
+        // a sync under way is cancelled at the stop (its transaction rolls back)
+        tasks.extend(directory.map(|d| ("the directory sync", d)));
         for (name, task) in tasks {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), task)

@@ -215,6 +215,10 @@ pub fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
     check(dbg(&started.node) != dbg(&new.node), "[node]");
     check(dbg(&started.api) != dbg(&new.api), "[api]");
     check(dbg(&started.coa) != dbg(&new.coa), "[coa]");
+    check(
+        dbg(&started.directory) != dbg(&new.directory),
+        "[directory]",
+    );
     check(dbg(&started.pki) != dbg(&new.pki), "[pki]");
     check(dbg(&started.wifi) != dbg(&new.wifi), "[wifi]");
     check(dbg(&started.privacy) != dbg(&new.privacy), "[privacy]");

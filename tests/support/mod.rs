@@ -8,6 +8,7 @@ pub mod install;
 pub mod nas;
 pub mod peers;
 pub mod serving;
+pub mod slapd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
