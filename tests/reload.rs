@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::nas::FakeNas;
 use support::serving::{free_tcp_port, free_udp_port};
 use support::{radclient, Backend, Reply, TestDb};
 
@@ -731,60 +732,6 @@ async fn an_eap_tls_conversation_goes_on_across_reloads() {
     assert!(sent >= 2, "only {sent} reload(s) during the conversation");
     let log = node.wait_log("configuration reloaded", 2);
     assert!(log.contains("EAP: certificate reloaded"), "{log}");
-}
-
-/// A UDP socket standing in for an access point's dynamic-authorization port (RFC 5176).
-struct FakeNas(tokio::net::UdpSocket);
-
-impl FakeNas {
-    async fn bind() -> FakeNas {
-        FakeNas(
-            tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .expect("bind the NAS socket"),
-        )
-    }
-
-    fn port(&self) -> u16 {
-        self.0.local_addr().expect("addr").port()
-    }
-
-    /// The next datagram, within `limit`.
-    async fn receive(&self, limit: Duration) -> Option<(Vec<u8>, SocketAddr)> {
-        let mut buf = vec![0u8; 4096];
-        match tokio::time::timeout(limit, self.0.recv_from(&mut buf)).await {
-            Ok(Ok((n, from))) => Some((buf[..n].to_vec(), from)),
-            _ => None,
-        }
-    }
-
-    /// A Disconnect-Request for `acct_session_id` must arrive within 10 s, signed with
-    /// `secret` (RFC 5176 §2.3, and its Message-Authenticator) and not with `not_with`; it is
-    /// answered with a Disconnect-ACK signed with `secret`, as the NAS does.
-    async fn acknowledge_disconnect(&self, acct_session_id: &str, secret: &str, not_with: &str) {
-        use poortwachter::radius::crypto::{
-            check_accounting_authenticator, check_request_ma, sign_response, MaCheck,
-        };
-        use poortwachter::radius::dict::{self, code};
-        use poortwachter::radius::{Builder, Packet};
-        let (req, from) = self
-            .receive(Duration::from_secs(10))
-            .await
-            .expect("a Disconnect-Request at the NAS within 10 s");
-        let p = Packet::parse(&req).expect("the request parses");
-        assert_eq!(p.code(), code::DISCONNECT_REQUEST);
-        assert!(check_accounting_authenticator(&p, secret.as_bytes()));
-        assert!(!check_accounting_authenticator(&p, not_with.as_bytes()));
-        assert_eq!(check_request_ma(&p, secret.as_bytes()), MaCheck::Valid);
-        assert_eq!(p.text(dict::ACCT_SESSION_ID), Some(acct_session_id));
-        let (mut ack, off) = Builder::with_message_authenticator(
-            poortwachter::coa::packet::DISCONNECT_ACK,
-            p.identifier(),
-        )
-        .into_unsigned();
-        sign_response(&mut ack, off, &p.authenticator(), secret.as_bytes());
-        self.0.send_to(&ack, from).await.expect("answer");
-    }
 }
 
 /// `GET /api/v1/metrics` with `token`, as Prometheus scrapes it.

@@ -1,8 +1,13 @@
 //! Bearer tokens and scopes: who is calling, and whether that scope may use this route.
 //!
-//! helpdesk reads (GET); admin reads and writes; posture may only post posture reports.
+//! helpdesk reads (GET); admin reads and writes; posture may only post posture reports;
+//! scim may only use the SCIM 2.0 routes (`/scim/v2/...`), and no other scope may use them:
+//! an identity provider's token provisions owners and reads nothing else, and the admin API
+//! has its own routes for the same changes (least privilege: an admin token leaked from a
+//! script cannot pose as the identity provider, whose changes the audit log shows as
+//! `scim:<name>`).
 //! No token, or an unknown or revoked one: 401 with `WWW-Authenticate: Bearer`. A known token
-//! outside its scope: 403.
+//! outside its scope: 403. On the SCIM routes both come as SCIM errors (RFC 7644 §3.12).
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -24,9 +29,12 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The audit actor.
+    /// The audit actor: `api:<name>`, or `scim:<name>` for an identity provider's token.
     pub fn actor(&self) -> String {
-        format!("api:{}", self.name)
+        match self.scope {
+            TokenScope::Scim => format!("scim:{}", self.name),
+            _ => format!("api:{}", self.name),
+        }
     }
 }
 
@@ -39,11 +47,17 @@ pub const POSTURE_ROUTE: &str = "/api/v1/devices/{id}/posture";
 /// Everything held about a person (AVG art. 15): for admin tokens only, though it reads.
 pub const EXPORT_ROUTE: &str = "/api/v1/owners/{username}/export";
 
+/// Where the SCIM 2.0 routes start.
+pub const SCIM_PREFIX: &str = "/scim/v2/";
+
 /// Whether `scope` may call `method` on `route`: a reading scope only reads (GET, HEAD);
 /// every other method (POST, PUT, PATCH, DELETE, ...) writes.
 pub fn allowed(scope: TokenScope, method: &Method, route: &str) -> bool {
     let write = !(method == Method::GET || method == Method::HEAD);
+    let scim = route.starts_with(SCIM_PREFIX);
     match scope {
+        TokenScope::Scim => scim,
+        _ if scim => false,
         TokenScope::Admin => true,
         TokenScope::Helpdesk => !write && route != EXPORT_ROUTE,
         TokenScope::Posture => route == POSTURE_ROUTE && method == Method::POST,
@@ -71,21 +85,28 @@ pub async fn authorize(State(state): State<ApiState>, mut req: Request, next: Ne
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_string())
         });
+    let scim = route.starts_with(SCIM_PREFIX);
+    let refuse = |e: ApiError| -> Response {
+        if scim {
+            super::scim::ScimError::from(e).into_response()
+        } else {
+            e.into_response()
+        }
+    };
     let Some(presented) = presented else {
-        return ApiError::unauthorized("send a token: `Authorization: Bearer pw_...`")
-            .into_response();
+        return refuse(ApiError::unauthorized(
+            "send a token: `Authorization: Bearer pw_...`",
+        ));
     };
     let now = chrono::Utc::now();
     let token = match state.registry.authenticate_token(&presented, now).await {
         Ok(Some(token)) => token,
-        Ok(None) => {
-            return ApiError::unauthorized("the token is unknown or revoked").into_response()
-        }
-        Err(e) => return ApiError::from(e).into_response(),
+        Ok(None) => return refuse(ApiError::unauthorized("the token is unknown or revoked")),
+        Err(e) => return refuse(ApiError::from(e)),
     };
     tracing::Span::current().record("token", token.name.as_str());
     if !allowed(token.scope, req.method(), &route) {
-        return ApiError::new(
+        return refuse(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "token {} has scope {}, which may not {} {route}",
@@ -93,8 +114,7 @@ pub async fn authorize(State(state): State<ApiState>, mut req: Request, next: Ne
                 token.scope,
                 req.method()
             ),
-        )
-        .into_response();
+        ));
     }
     req.extensions_mut().insert(Caller {
         name: token.name,
@@ -122,5 +142,33 @@ mod tests {
         assert!(allowed(TokenScope::Posture, &Method::POST, POSTURE_ROUTE));
         assert!(!allowed(TokenScope::Posture, &Method::GET, dev));
         assert!(!allowed(TokenScope::Posture, &Method::POST, dev));
+        // SCIM: only the scim scope, and it nothing else
+        let users = "/scim/v2/Users/{id}";
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            assert!(allowed(TokenScope::Scim, &method, users));
+            assert!(allowed(TokenScope::Scim, &method, "/scim/v2/Users"));
+            for other in [TokenScope::Admin, TokenScope::Helpdesk, TokenScope::Posture] {
+                assert!(!allowed(other, &method, users), "{other} {method}");
+            }
+            assert!(!allowed(TokenScope::Scim, &method, dev));
+            assert!(!allowed(TokenScope::Scim, &method, "/api/v1/owners"));
+        }
+        assert!(allowed(
+            TokenScope::Scim,
+            &Method::GET,
+            "/scim/v2/ServiceProviderConfig"
+        ));
+        let caller = |scope| Caller {
+            name: "entra".into(),
+            scope,
+        };
+        assert_eq!(caller(TokenScope::Scim).actor(), "scim:entra");
+        assert_eq!(caller(TokenScope::Admin).actor(), "api:entra");
     }
 }

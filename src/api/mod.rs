@@ -19,6 +19,7 @@ mod handlers;
 pub mod limits;
 mod metrics;
 mod openapi;
+mod scim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,8 +144,15 @@ fn routes(
             state.clone(),
             auth::authorize,
         ));
+    let scim = scim::routes()
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .fallback(scim::not_found);
     Router::new()
         .nest("/api/v1", v1)
+        .nest(scim::BASE_PATH, scim)
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(observe))
@@ -167,8 +175,9 @@ async fn observe(req: Request, next: Next) -> Response {
     );
     async move {
         let method = req.method().clone();
+        let scim = req.uri().path().starts_with(scim::BASE_PATH);
         let response = next.run(req).await;
-        let response = json_errors(response, &method);
+        let response = json_errors(response, &method, scim);
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
         if status.is_server_error() {
@@ -182,13 +191,15 @@ async fn observe(req: Request, next: Next) -> Response {
     .await
 }
 
-fn json_errors(response: Response, method: &axum::http::Method) -> Response {
+/// axum's own error answers (405, 413, a bad path or query) as JSON; on the SCIM routes
+/// (`scim`) as SCIM errors.
+fn json_errors(response: Response, method: &axum::http::Method, scim: bool) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with(scim::SCIM_MEDIA_TYPE));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
@@ -211,6 +222,14 @@ fn json_errors(response: Response, method: &axum::http::Method) -> Response {
             .to_string(),
     };
     parts.headers.remove(header::CONTENT_LENGTH);
+    if scim {
+        let e = scim::ScimError::new(status, message);
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(scim::SCIM_MEDIA_TYPE),
+        );
+        return (parts, e.body().to_string()).into_response();
+    }
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -110,8 +110,19 @@ fn merge(a: Value, b: Value) -> Value {
     a
 }
 
-/// The document.
+/// The document: the admin API under `/api/v1`, and the SCIM routes under `/scim/v2`.
 pub fn document() -> Value {
+    let mut doc = v1_document();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(scim_paths());
+    }
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.extend(scim_schemas());
+    }
+    doc
+}
+
+fn v1_document() -> Value {
     let read = "helpdesk or admin";
     let write = "admin";
     let device = |summary: &str, schema: &str, required: bool| {
@@ -226,10 +237,157 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                "description": "A token from `poortwachter token create --scope admin|helpdesk|posture`: helpdesk reads, admin reads and writes, posture only posts posture reports."}},
+                "description": "A token from `poortwachter token create --scope admin|helpdesk|posture|scim`: helpdesk reads, admin reads and writes, posture only posts posture reports, scim only provisions owners at /scim/v2 (and only scim reaches /scim/v2)."}},
             "schemas": schemas(),
         }
     })
+}
+
+fn scim_content(schema: &str) -> Value {
+    json!({"application/scim+json": {"schema": reference(schema)}})
+}
+
+fn scim_ok(description: &str, schema: &str) -> Value {
+    json!({"description": description, "content": scim_content(schema)})
+}
+
+/// A SCIM operation: scope scim, errors as SCIM Error (`extra` status codes besides 401/403).
+fn scim_op(summary: &str, params: Vec<Value>, success: (&str, Value), extra: &[&str]) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert(success.0.into(), success.1);
+    for (code, d) in [
+        ("401", "No token, or an unknown or revoked one"),
+        ("403", "The token's scope is not scim"),
+    ]
+    .into_iter()
+    .chain(extra.iter().map(|c| {
+        (
+            *c,
+            match *c {
+                "400" => "scimType invalidValue, invalidSyntax, invalidFilter, invalidPath, noTarget or mutability; nothing was written",
+                "404" => "No such User, or one SCIM does not manage (added by hand or by the directory sync), or deleted",
+                "409" => "scimType uniqueness: the userName is in use",
+                "413" => "The body is larger than api.max_body",
+                "415" => "The body is not JSON",
+                _ => "Error",
+            },
+        )
+    })) {
+        responses.insert(code.into(), scim_ok(d, "ScimError"));
+    }
+    json!({"summary": summary, "description": "Scope: scim. SCIM 2.0 (RFC 7644); the audit actor is `scim:<token name>`.",
+           "parameters": params, "responses": responses})
+}
+
+fn scim_body(schema: &str) -> Value {
+    json!({"required": true, "content": scim_content(schema)})
+}
+
+fn with_body(mut op: Value, schema: &str) -> Value {
+    op["requestBody"] = scim_body(schema);
+    op
+}
+
+/// The SCIM routes, at the server root (`servers` overridden per path).
+fn scim_paths() -> serde_json::Map<String, Value> {
+    let root = json!([{"url": "/"}]);
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"},
+                    "description": "The User's id (the owner's id)"});
+    let user = |d: &str| scim_ok(d, "ScimUser");
+    let mut paths = serde_json::Map::new();
+    let mut add = |path: &str, ops: Value| {
+        let mut item = ops;
+        item["servers"] = root.clone();
+        paths.insert(format!("/scim/v2{path}"), item);
+    };
+    add(
+        "/Users",
+        json!({
+            "get": scim_op("List or find Users (owners SCIM manages)", vec![
+                query("filter", json!({"type": "string"}), "A SCIM filter, e.g. `userName eq \"j.devries\"` or `externalId eq \"...\"` (eq ne co sw ew gt ge lt le pr, and or not, attr[filter])"),
+                query("startIndex", json!({"type": "integer", "minimum": 1, "default": 1}), "1-based index of the first result"),
+                query("count", json!({"type": "integer", "minimum": 0, "maximum": 200, "default": 200}), "Results per page"),
+            ], ("200", scim_ok("A ListResponse", "ScimListResponse")), &["400"]),
+            "post": with_body(scim_op("Create a User: an owner with source scim (a userName SCIM deleted before comes back)", vec![],
+                ("201", user("The User; Location names it")), &["400", "409", "413", "415"]), "ScimUser"),
+        }),
+    );
+    add(
+        "/Users/{id}",
+        json!({
+            "get": scim_op("One User", vec![id.clone()], ("200", user("The User")), &["404"]),
+            "put": with_body(scim_op("Replace a User's attributes (userName cannot change)", vec![id.clone()],
+                ("200", user("The User")), &["400", "404", "413", "415"]), "ScimUser"),
+            "patch": with_body(scim_op("Change a User with a PatchOp (add, remove, replace; with or without path)", vec![id.clone()],
+                ("200", user("The User")), &["400", "404", "413", "415"]), "ScimPatchOp"),
+            "delete": scim_op("Delete a User: the owner is disabled (reason \"verwijderd via SCIM / deprovisioned\"), kept with history and certificates; their sessions are disconnected", vec![id.clone()],
+                ("204", json!({"description": "Deleted"})), &["404"]),
+        }),
+    );
+    let any = json!({"type": "object"});
+    add(
+        "/ServiceProviderConfig",
+        json!({"get": scim_op("What this SCIM server supports", vec![],
+        ("200", json!({"description": "ServiceProviderConfig", "content": {"application/scim+json": {"schema": any}}})), &[])}),
+    );
+    add(
+        "/ResourceTypes",
+        json!({"get": scim_op("The resource types (User)", vec![],
+        ("200", scim_ok("A ListResponse of ResourceType", "ScimListResponse")), &[])}),
+    );
+    let named = |what: &str| json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": what});
+    add(
+        "/ResourceTypes/{id}",
+        json!({"get": scim_op("One resource type", vec![named("User")],
+        ("200", json!({"description": "ResourceType", "content": {"application/scim+json": {"schema": any}}})), &["404"])}),
+    );
+    add(
+        "/Schemas",
+        json!({"get": scim_op("The schemas: core User, enterprise User, poortwachter User", vec![],
+        ("200", scim_ok("A ListResponse of Schema", "ScimListResponse")), &[])}),
+    );
+    add(
+        "/Schemas/{id}",
+        json!({"get": scim_op("One schema", vec![named("The schema URN")],
+        ("200", json!({"description": "Schema", "content": {"application/scim+json": {"schema": any}}})), &["404"])}),
+    );
+    paths
+}
+
+fn scim_schemas() -> serde_json::Map<String, Value> {
+    let s = json!({"type": "string"});
+    let ext = |props: Value| json!({"type": "object", "properties": props});
+    let schemas = json!({
+        "ScimUser": {"type": "object", "required": ["userName"], "description": "A User as RFC 7643 §4.1 defines it; attributes not listed are accepted and ignored", "properties": {
+            "schemas": {"type": "array", "items": s},
+            "id": {"type": "string", "format": "uuid", "readOnly": true},
+            "externalId": s, "userName": s, "displayName": s,
+            "name": ext(json!({"formatted": s, "givenName": s, "familyName": s})),
+            "emails": {"type": "array", "items": ext(json!({"value": s, "type": s, "primary": {"type": ["boolean", "string"]}}))},
+            "active": {"type": ["boolean", "string"], "description": "true or false (a string \"True\"/\"False\" is read too)"},
+            "userType": {"type": "string", "description": "Employee/Staff/Member/Medewerker = staff; Intern/Stagiair; Temp/Temporary/Uitzendkracht; Contractor/External/Extern. Absent: staff"},
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": ext(json!({"department": s})),
+            "urn:poortwachter:params:scim:schemas:extension:2.0:User": ext(json!({
+                "validFrom": {"type": "string", "description": "YYYY-MM-DD or a dateTime"},
+                "validUntil": {"type": "string", "description": "YYYY-MM-DD or a dateTime; required unless staff"}})),
+            "meta": {"type": "object", "readOnly": true, "properties": {"resourceType": s, "created": s, "lastModified": s, "location": s, "version": s}}}},
+        "ScimListResponse": {"type": "object", "properties": {
+            "schemas": {"type": "array", "items": s}, "totalResults": {"type": "integer"},
+            "startIndex": {"type": "integer"}, "itemsPerPage": {"type": "integer"},
+            "Resources": {"type": "array", "items": {"type": "object"}}}},
+        "ScimPatchOp": {"type": "object", "required": ["Operations"], "properties": {
+            "schemas": {"type": "array", "items": {"const": "urn:ietf:params:scim:api:messages:2.0:PatchOp"}},
+            "Operations": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["op"], "properties": {
+                "op": {"type": "string", "description": "add, remove or replace (any case)"},
+                "path": s, "value": {}}}}}},
+        "ScimError": {"type": "object", "required": ["schemas", "status"], "properties": {
+            "schemas": {"type": "array", "items": {"const": "urn:ietf:params:scim:api:messages:2.0:Error"}},
+            "status": {"type": "string"}, "scimType": s, "detail": s}},
+    });
+    match schemas {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 
 fn schemas() -> Value {

@@ -16,7 +16,8 @@ pub enum TokenCommand {
         /// as `api:<name>`. Names are never reused.
         #[arg(long)]
         name: String,
-        /// admin (reads and writes), helpdesk (reads) or posture (posts posture reports).
+        /// admin (reads and writes), helpdesk (reads), posture (posts posture reports) or scim
+        /// (provisions owners over SCIM 2.0 at /scim/v2, for an identity provider).
         #[arg(long)]
         scope: String,
     },

@@ -376,7 +376,9 @@ impl Registry {
 
     /// Disables an owner by hand, with the reason the service desk will read, or enables
     /// them again. Their devices are refused from the next request on, and the enforcer
-    /// disconnects their sessions. Unchanged state writes nothing.
+    /// disconnects their sessions. Unchanged state writes nothing; a new reason for an owner
+    /// disabled already replaces the old one (SCIM's delete of an owner it deactivated
+    /// before), keeping since when they are disabled.
     pub async fn set_owner_disabled(
         &self,
         username: &str,
@@ -391,14 +393,19 @@ impl Registry {
             .owner_for_update(&username)
             .await?
             .ok_or_else(|| RegistryError::UnknownOwner(username.to_string()))?;
-        if before.disabled == disabled {
+        let new_reason = disabled && reason.is_some() && reason != before.disabled_reason;
+        if before.disabled == disabled && !new_reason {
             return Ok(before);
         }
         let after = if disabled {
             Owner {
                 disabled: true,
                 disabled_reason: reason,
-                disabled_at: Some(change.now),
+                disabled_at: if before.disabled {
+                    before.disabled_at
+                } else {
+                    Some(change.now)
+                },
                 disabled_by_source: None,
                 erased_at: None,
                 updated_at: change.now,

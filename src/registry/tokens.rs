@@ -33,12 +33,18 @@ pub enum TokenScope {
     Helpdesk,
     /// Only posts compliance (posture) reports.
     Posture,
+    /// Only provisions owners over SCIM 2.0 (`/scim/v2/...`), as an identity provider does.
+    Scim,
 }
 
 impl TokenScope {
     /// Every scope.
-    pub const ALL: &'static [TokenScope] =
-        &[TokenScope::Admin, TokenScope::Helpdesk, TokenScope::Posture];
+    pub const ALL: &'static [TokenScope] = &[
+        TokenScope::Admin,
+        TokenScope::Helpdesk,
+        TokenScope::Posture,
+        TokenScope::Scim,
+    ];
 
     /// The word stored and typed.
     pub fn as_str(self) -> &'static str {
@@ -46,6 +52,7 @@ impl TokenScope {
             TokenScope::Admin => "admin",
             TokenScope::Helpdesk => "helpdesk",
             TokenScope::Posture => "posture",
+            TokenScope::Scim => "scim",
         }
     }
 }
@@ -64,7 +71,7 @@ impl FromStr for TokenScope {
             .iter()
             .copied()
             .find(|v| v.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("`{s}` is not a scope; use admin, helpdesk or posture"))
+            .ok_or_else(|| format!("`{s}` is not a scope; use admin, helpdesk, posture or scim"))
     }
 }
 
@@ -481,6 +488,7 @@ mod tests {
         assert!(validate_token_name("-x").is_err());
         assert!(validate_token_name("a b").is_err());
         assert_eq!("Helpdesk".parse::<TokenScope>(), Ok(TokenScope::Helpdesk));
+        assert_eq!("SCIM".parse::<TokenScope>(), Ok(TokenScope::Scim));
         assert!("root".parse::<TokenScope>().is_err());
     }
 }

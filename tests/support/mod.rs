@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod install;
+pub mod nas;
 pub mod peers;
 pub mod serving;
 pub mod slapd;
