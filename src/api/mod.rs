@@ -19,7 +19,7 @@ mod handlers;
 pub mod limits;
 mod metrics;
 mod openapi;
-mod scim;
+pub mod scim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
