@@ -6,11 +6,13 @@
 
 pub mod activity;
 pub mod api;
+pub mod bundle;
 pub mod coa;
 pub mod config;
 pub mod directory;
 pub mod eap;
 pub mod import;
+pub mod lang;
 pub mod logging;
 pub mod mac;
 pub mod model;

@@ -12,8 +12,8 @@ use crate::mac::MacAddr;
 use crate::model::{
     parse_date, Compliance, DeviceKind, DeviceStatus, NewDevice, NewOwner, OwnerSource, Role,
 };
-use crate::pki::{self, Ca};
-use crate::registry::{AuditFilter, Change, DeviceEdit, DeviceRef, NewCertificate, OwnerEdit};
+use crate::pki;
+use crate::registry::{AuditFilter, Change, DeviceEdit, DeviceRef, OwnerEdit};
 
 use super::auth::Caller;
 use super::body::{JsonBody, Params};
@@ -689,110 +689,121 @@ pub struct IssuedBundle {
     password: String,
     /// The CA certificate, PEM.
     ca_pem: String,
+    /// Every file of the bundle (profiles, installer, instructions), as `issue-cert` writes
+    /// them.
+    files: Vec<BundleFileBody>,
+    /// What the operator should know (e.g. the Apple profile left unsigned).
+    warnings: Vec<String>,
 }
 
-/// Issues a certificate as `device issue-cert` does, but answers with the bundle instead of
-/// writing files: the registry is asked first, the certificate is made (off the runtime: key
-/// generation is slow), then recorded with its audit entry; nothing is returned unless it
-/// is recorded.
+/// One file of a bundle.
+#[derive(Serialize)]
+pub struct BundleFileBody {
+    name: String,
+    media_type: &'static str,
+    /// Holds the device's key (the PKCS#12 or a profile embedding it).
+    private: bool,
+    /// The content, base64.
+    content: String,
+}
+
+/// The body of `POST /devices/{id}/certificate`: for which systems (all when absent).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueBody {
+    #[serde(default)]
+    os: Vec<crate::pki::Platform>,
+}
+
+/// Issues a certificate and its bundle as `device issue-cert` does
+/// ([`crate::bundle::issue_bundle`]), answering with the files instead of writing them;
+/// nothing is returned unless the certificate is recorded.
 pub async fn issue_certificate(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    JsonBody(NoFields {}): JsonBody<NoFields>,
+    JsonBody(body): JsonBody<IssueBody>,
 ) -> ApiResult<Response> {
     let change = change(&caller);
-    let (device, owner) = state
-        .registry
-        .certificate_subject(&device_ref(&id)?, change.now)
-        .await?;
-    let config = state.config.clone();
-    let now = change.now;
-    let made = tokio::task::spawn_blocking(move || {
-        let ca = Ca::load(&config.pki.ca_cert, &config.pki.ca_key).map_err(|e| match e {
-            pki::PkiError::CaKeyOffline(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "certificate issuing is offline on this server: the CA key is kept on another \
-                 machine (an offline CA); issue the certificate there with `poortwachter device \
-                 issue-cert`",
-            ),
-            e => {
-                tracing::error!(error = %e, "the onboarding CA cannot be loaded");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the onboarding CA is not available on this server (pki.ca_cert, pki.ca_key)",
-                )
-            }
-        })?;
-        let anchors = pki::ca_bundle(&config.pki, &ca).map_err(|e| ApiError::internal(&e))?;
-        let password = pki::one_time_password();
-        let contract_end = owner.access_ends_at(&config.policy.timezone);
-        let (not_before, not_after) =
-            pki::device_cert_validity(now, config.pki.device_cert_lifetime.chrono(), contract_end);
-        let issued = pki::issue_device_certificate(
-            &ca,
-            config.pki.key_type,
-            device.id,
-            &owner.username,
-            &config.pki.organization,
-            not_before,
-            not_after,
-            now,
-        )
-        .map_err(|e| match e {
-            pki::PkiError::CaExpired(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
-            e => ApiError::internal(&e),
-        })?;
-        let bundle = pki::pkcs12(
-            &issued.der,
-            &issued.key_pkcs8,
-            ca.der(),
-            &format!("{} ({})", config.wifi.ssid, device.label),
-            &password,
-        )
-        .map_err(|e| ApiError::internal(&e))?;
-        let capped = contract_end.is_some_and(|end| issued.not_after >= end);
-        let ca_pem: String = anchors
-            .iter()
-            .map(|der| pki::pem_encode("CERTIFICATE", der))
-            .collect();
-        Ok::<_, ApiError>((issued, bundle, password, ca_pem, capped, device, owner))
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))??;
-    let (issued, bundle, password, ca_pem, capped, device, owner) = made;
-    state
-        .registry
-        .record_certificate(
-            device.id,
-            NewCertificate {
-                serial: issued.serial.clone(),
-                fingerprint: issued.fingerprint.clone(),
-                not_before: issued.not_before,
-                not_after: issued.not_after,
-            },
-            &change,
-        )
-        .await?;
+    let request = crate::bundle::BundleRequest {
+        device: device_ref(&id)?,
+        platforms: body.os,
+        password: None,
+    };
+    let (issued, ()) =
+        crate::bundle::issue_bundle(&state.registry, &state.config, request, &change, |_| Ok(()))
+            .await
+            .map_err(bundle_error)?;
+    for w in &issued.warnings {
+        tracing::warn!(device = %issued.device.id, "{w}");
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pkcs12 = issued
+        .files
+        .first()
+        .map(|f| b64.encode(&f.bytes))
+        .unwrap_or_default();
+    let ca_pem = issued
+        .files
+        .iter()
+        .find(|f| f.name == "ca.pem")
+        .map(|f| String::from_utf8_lossy(&f.bytes).into_owned())
+        .unwrap_or_default();
     let answer = IssuedBundle {
-        device: device.id,
-        owner: owner.username,
+        device: issued.device.id,
+        owner: issued.owner.username,
         serial: issued.serial,
         fingerprint: issued.fingerprint,
         not_before: issued.not_before,
         not_after: issued.not_after,
-        capped_by_contract: capped,
-        pkcs12: base64::engine::general_purpose::STANDARD.encode(&bundle),
-        password: password.expose().to_string(),
+        capped_by_contract: issued.capped_by_contract,
+        pkcs12,
+        password: issued.password.expose().to_string(),
         ca_pem,
+        files: issued
+            .files
+            .iter()
+            .map(|f| BundleFileBody {
+                name: f.name.clone(),
+                media_type: f.media_type,
+                private: f.private,
+                content: b64.encode(&f.bytes),
+            })
+            .collect(),
+        warnings: issued.warnings,
     };
     let mut response = (StatusCode::CREATED, Json(answer)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// A bundle that could not be issued, as the API says it.
+fn bundle_error(e: crate::bundle::BundleError) -> ApiError {
+    use crate::bundle::BundleError;
+    match e {
+        BundleError::Registry(e) => e.into(),
+        BundleError::Pki(pki::PkiError::CaKeyOffline(_)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "certificate issuing is offline on this server: the CA key is kept on another \
+             machine (an offline CA); issue the certificate there with `poortwachter device \
+             issue-cert`",
+        ),
+        BundleError::Pki(e @ pki::PkiError::CaExpired(_)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        BundleError::Pki(
+            e @ (pki::PkiError::NoCa(_) | pki::PkiError::Io { .. } | pki::PkiError::Pem { .. }),
+        ) => {
+            tracing::error!(error = %e, "the onboarding CA cannot be loaded");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the onboarding CA is not available on this server (pki.ca_cert, pki.ca_key)",
+            )
+        }
+        e => ApiError::internal(&e),
+    }
 }
 
 /// `POST /devices/{id}/posture`: a report from an MDM or agent, evaluated against

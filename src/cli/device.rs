@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
+use poortwachter::bundle::{self, BundleRequest};
 use poortwachter::config::Config;
 use poortwachter::mac::MacAddr;
 use poortwachter::model::{Compliance, Device, DeviceKind, DeviceStatus, NewDevice};
-use poortwachter::pki::{self, Ca, OneTimePassword, ProfileSettings, Staging};
+use poortwachter::pki::{self, Ca, OneTimePassword, Platform, Staging};
 use poortwachter::posture::PostureReport;
-use poortwachter::registry::{
-    AuditFilter, DeviceEdit, DeviceQuery, DeviceRef, NewCertificate, RegistryError,
-};
+use poortwachter::registry::{AuditFilter, DeviceEdit, DeviceQuery, DeviceRef, RegistryError};
 use poortwachter::text::escape;
 
 use super::table::{self, or_dash};
@@ -109,8 +108,10 @@ pub enum DeviceCommand {
         file: PathBuf,
     },
     /// Issue an EAP-TLS certificate for an active device and write what its owner installs:
-    /// a PKCS#12 bundle (with a one-time password, shown once), the CA certificate, a Windows
-    /// WLAN profile and an Apple .mobileconfig. A certificate issued before is superseded.
+    /// a PKCS#12 bundle (with a one-time password, shown once), the CA certificate, the
+    /// profile of each operating system (Windows WLAN profile and installer, signed Apple
+    /// .mobileconfig, NetworkManager script) and instructions in Dutch (LEESMIJ.txt) and
+    /// English (README.txt). A certificate issued before is superseded.
     IssueCert {
         device: String,
         /// Directory for the files (created if missing).
@@ -119,6 +120,10 @@ pub enum DeviceCommand {
         /// Take the PKCS#12 password from this file (first line) instead of generating one.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
+        /// Only for these systems: windows, apple (macOS, iOS), android, linux; comma
+        /// separated or repeated. Default: all.
+        #[arg(long = "os", value_name = "OS", value_delimiter = ',')]
+        platforms: Vec<Platform>,
     },
     /// Issue new certificates in bulk, as `issue-cert` does for one device (each recorded
     /// and audited, the old one superseded): for the active devices whose certificate ends
@@ -151,8 +156,17 @@ pub async fn run(ctx: &Context, config: &Config, cmd: DeviceCommand) -> Result<(
             device,
             out,
             password_file,
+            platforms,
         } => {
-            let report = issue_cert(ctx, config, &device, &out, password_file.as_deref()).await?;
+            let report = issue_cert(
+                ctx,
+                config,
+                &device,
+                &out,
+                password_file.as_deref(),
+                platforms,
+            )
+            .await?;
             if ctx.json {
                 table::print_json(&report)?;
             }
@@ -472,108 +486,56 @@ async fn posture(ctx: &Context, config: &Config, device: &str, file: &Path) -> R
     Ok(())
 }
 
-/// `device issue-cert`. The order makes a failure leave nothing half-done: the registry is
-/// asked first (a refused device gets no key, no file); the certificate and every file are
-/// made in a staging directory inside `out`; the registry records the certificate (one
-/// transaction with its audit entry); only then are the files moved into `out`. If recording
-/// fails, dropping the staging directory removes the files: no certificate exists that the
-/// registry does not know, and the device's previous certificate stays current. (Writing the
-/// files after the commit instead could lose them and leave the previous certificate
-/// superseded for nothing.)
+/// `device issue-cert`: [`poortwachter::bundle::issue_bundle`], its files staged in a
+/// directory inside `out` before the certificate is recorded and moved into `out` only after.
+/// If recording fails, dropping the staging directory removes the files: no certificate exists
+/// that the registry does not know, and the device's previous certificate stays current.
+/// (Writing the files after the commit instead could lose them and leave the previous
+/// certificate superseded for nothing.)
 async fn issue_cert(
     ctx: &Context,
     config: &Config,
     device: &str,
     out: &Path,
     password_file: Option<&Path>,
+    platforms: Vec<Platform>,
 ) -> Result<serde_json::Value> {
     let change = ctx.change();
-    let (device, owner) = ctx
-        .registry
-        .certificate_subject(&DeviceRef::parse(device)?, change.now)
-        .await?;
-    let ca = Ca::load(&config.pki.ca_cert, &config.pki.ca_key)?;
-    // during a CA rollover the server certificate is the previous CA's: trusted too
-    let anchors = pki::ca_bundle(&config.pki, &ca)?;
-    let (password, generated) = match password_file {
+    let password = match password_file {
         Some(path) => {
             let text = zeroize::Zeroizing::new(
                 std::fs::read_to_string(path)
                     .with_context(|| format!("--password-file {}", path.display()))?,
             );
             let first = text.lines().next().unwrap_or("");
-            (OneTimePassword::given(first)?, false)
+            Some(OneTimePassword::given(first)?)
         }
-        None => (pki::one_time_password(), true),
+        None => None,
     };
-    let contract_end = owner.access_ends_at(&config.policy.timezone);
-    let (not_before, not_after) = pki::device_cert_validity(
-        change.now,
-        config.pki.device_cert_lifetime.chrono(),
-        contract_end,
-    );
-    let issued = pki::issue_device_certificate(
-        &ca,
-        config.pki.key_type,
-        device.id,
-        &owner.username,
-        &config.pki.organization,
-        not_before,
-        not_after,
-        change.now,
-    )?;
-    let name = file_stem(&device);
-    let p12_name = format!("{name}.p12");
-    let bundle = pki::pkcs12(
-        &issued.der,
-        &issued.key_pkcs8,
-        ca.der(),
-        &format!("{} ({})", config.wifi.ssid, device.label),
-        &password,
-    )?;
-    let settings = ProfileSettings {
-        ssid: &config.wifi.ssid,
-        server_name: &config.eap.server_name,
-        organization: &config.pki.organization,
-        ca_name: &config.pki.ca_name,
-        ca_der: ca.der(),
-        previous_ca_der: anchors.get(1).map(Vec::as_slice),
+    let request = BundleRequest {
+        device: DeviceRef::parse(device)?,
+        platforms,
+        password,
     };
-    let ca_pem: String = anchors
-        .iter()
-        .map(|der| pki::pem_encode("CERTIFICATE", der))
-        .collect();
-    let mut staging = Staging::new(out)?;
-    staging.add(&p12_name, &bundle, pki::PRIVATE)?;
-    staging.add("ca.pem", ca_pem.as_bytes(), pki::PUBLIC)?;
-    staging.add(
-        &format!("{name}-wlan.xml"),
-        pki::windows_wlan_profile(&settings).as_bytes(),
-        pki::PUBLIC,
-    )?;
-    // the profile embeds the bundle: as private as the bundle
-    staging.add(
-        &format!("{name}.mobileconfig"),
-        pki::apple_mobileconfig(&settings, device.id, &device.label, &p12_name, &bundle).as_bytes(),
-        pki::PRIVATE,
-    )?;
-    ctx.registry
-        .record_certificate(
-            device.id,
-            NewCertificate {
-                serial: issued.serial.clone(),
-                fingerprint: issued.fingerprint.clone(),
-                not_before: issued.not_before,
-                not_after: issued.not_after,
-            },
-            &change,
-        )
+    let config = std::sync::Arc::new(config.clone());
+    let (issued, staging) =
+        bundle::issue_bundle(&ctx.registry, &config, request, &change, |files| {
+            let mut staging = Staging::new(out)?;
+            for f in files {
+                let mode = if f.private { pki::PRIVATE } else { pki::PUBLIC };
+                staging.add(&f.name, &f.bytes, mode)?;
+            }
+            Ok(staging)
+        })
         .await?;
     let files = staging.publish().context(
         "the certificate is recorded, but its files could not be put in place; they are in the \
          staging directory named above",
     )?;
-    let capped = contract_end.is_some_and(|end| issued.not_after >= end);
+    for w in &issued.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (device, owner, capped) = (&issued.device, &issued.owner, issued.capped_by_contract);
     let mut report = serde_json::json!({
         "device": device.id,
         "owner": owner.username,
@@ -584,7 +546,10 @@ async fn issue_cert(
         "capped_by_contract": capped,
         "capped_by_ca": issued.capped_by_ca,
         "files": files,
+        "warnings": issued.warnings,
     });
+    let generated = issued.password_generated;
+    let password = &issued.password;
     if generated {
         report["password"] = serde_json::Value::from(password.expose());
     }
@@ -622,7 +587,8 @@ async fn issue_cert(
     table::print_fields(&fields);
     if generated {
         outln!(
-            "\none-time password of {p12_name} and the .mobileconfig (shown once, stored nowhere):\n  {}",
+            "\none-time password of {} and the .mobileconfig (shown once, stored nowhere):\n  {}",
+            issued.files.first().map_or("the .p12", |f| f.name.as_str()),
             password.expose()
         );
     }
@@ -686,7 +652,7 @@ async fn reissue(
     let mut failed = Vec::new();
     for (d, _) in &found {
         let dir = out.join(d.id.to_string());
-        match issue_cert(ctx, config, &d.id.to_string(), &dir, None).await {
+        match issue_cert(ctx, config, &d.id.to_string(), &dir, None, Vec::new()).await {
             Ok(report) => reports.push(report),
             Err(e) => {
                 eprintln!("device {} ({}): not re-issued: {e:#}", d.id, d.owner);
@@ -753,28 +719,6 @@ fn print_expiring(
         ],
         rows,
     );
-}
-
-/// A file name from the device's label (`ThinkPad X1 (privé)` -> `thinkpad-x1-priv`), or its
-/// id if nothing of the label is left.
-fn file_stem(device: &Device) -> String {
-    let mut stem = String::new();
-    for c in device.label.chars() {
-        if c.is_ascii_alphanumeric() {
-            stem.push(c.to_ascii_lowercase());
-        } else if !stem.is_empty() && !stem.ends_with('-') {
-            stem.push('-');
-        }
-        if stem.len() >= 40 {
-            break;
-        }
-    }
-    let stem = stem.trim_end_matches('-');
-    if stem.is_empty() {
-        device.id.to_string()
-    } else {
-        stem.to_string()
-    }
 }
 
 async fn set_status(

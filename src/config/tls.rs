@@ -92,6 +92,16 @@ pub struct PkiConfig {
     /// Unset: `ca_key`'s name with `-previous`.
     #[serde(default)]
     pub previous_ca_key: Option<PathBuf>,
+    /// The certificate (PEM, chain after it) that signs the Apple `.mobileconfig` profiles in
+    /// device bundles. macOS and iOS show a profile as verified when this chain ends at a root
+    /// they trust: a publicly trusted certificate (e.g. the municipality's web server's) shows
+    /// verified on a device that has never seen our CA. Unset: the RADIUS server certificate
+    /// (`eap.server_cert`) signs, chained to our CA.
+    #[serde(default)]
+    pub profile_signer_cert: Option<PathBuf>,
+    /// The key of `profile_signer_cert` (PKCS#8 PEM).
+    #[serde(default)]
+    pub profile_signer_key: Option<PathBuf>,
 }
 
 impl PkiConfig {
@@ -165,6 +175,8 @@ impl Default for PkiConfig {
             expiry_warning: default_expiry_warning(),
             previous_ca_cert: None,
             previous_ca_key: None,
+            profile_signer_cert: None,
+            profile_signer_key: None,
         }
     }
 }
@@ -335,6 +347,17 @@ pub(super) fn problems(config: &Config, push: &mut impl FnMut(String, String)) {
         );
     }
     let pki = &config.pki;
+    match (&pki.profile_signer_cert, &pki.profile_signer_key) {
+        (Some(_), None) => push(
+            "pki.profile_signer_key".into(),
+            "pki.profile_signer_cert is set: give its key too".into(),
+        ),
+        (None, Some(_)) => push(
+            "pki.profile_signer_cert".into(),
+            "pki.profile_signer_key is set: give its certificate too".into(),
+        ),
+        _ => {}
+    }
     if pki.device_cert_lifetime.0 < Duration::from_secs(3600) {
         push(
             "pki.device_cert_lifetime".into(),

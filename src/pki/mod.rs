@@ -4,10 +4,13 @@
 //! Certificates are made with rcgen (the rustls project's generator) on ring; RSA keys, which
 //! ring cannot generate, come from the `rsa` crate. Key files are written 0600 from the start.
 
+mod bundle;
 mod ca;
+mod cms;
 mod crl;
 mod expiry;
 mod files;
+mod instructions;
 mod issue;
 mod keys;
 mod p12;
@@ -21,7 +24,9 @@ use chrono::{DateTime, Utc};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use bundle::{bundle_files, file_stem, BundleFile, BundleFiles, BundleInput, Platform};
 pub use ca::{init_ca, Ca, CaFiles, CaInit};
+pub use cms::ProfileSigner;
 pub use crl::{make_crl, Crl};
 pub use expiry::{
     cert_info, check_certificates, expiry, log_expiry, read_cert_info, watched_certificates,
