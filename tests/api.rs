@@ -945,14 +945,59 @@ both_stores!(every_change_is_audited_under_the_token, |b| async move {
     let issued = r.json();
     assert!(issued["pkcs12"].as_str().unwrap().len() > 100);
     assert!(issued["password"].as_str().unwrap().len() >= 16);
+    // every file of the bundle, as issue-cert writes them: the same function made them
+    let names: Vec<&str> = issued["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"LEESMIJ.txt"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with(".mobileconfig")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with("-installeren.cmd")),
+        "{names:?}"
+    );
+    assert_eq!(issued["files"][0]["private"], true);
+    assert_eq!(issued["files"][0]["content"], issued["pkcs12"]);
+    // a bundle for one system; an unknown system is refused by name and issues nothing
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{d1}/certificate"),
+            &env.admin,
+            json!({"os": ["android"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let android = r.json();
+    let names: Vec<&str> = android["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    expected.push(("device.issue_cert".into(), d1.clone()));
+    let r = env
+        .post(
+            &format!("/api/v1/devices/{d1}/certificate"),
+            &env.admin,
+            json!({"os": ["amiga"]}),
+        )
+        .await;
+    assert_eq!(r.error(400).as_deref(), Some("os[0]"));
+    let issued = android;
     expected.push(("device.issue_cert".into(), d1.clone()));
     let device = env
         .get(&format!("/api/v1/devices/{d1}"), &env.helpdesk)
         .await
         .json();
     assert_eq!(device["cert_fingerprint"], issued["fingerprint"]);
-    assert_eq!(device["certificates"].as_array().unwrap().len(), 1);
-    assert_eq!(env.db.count("certificates").await, 1);
+    assert_eq!(device["certificates"].as_array().unwrap().len(), 2);
+    assert_eq!(env.db.count("certificates").await, 2);
     // a revoked device gets none
     env.post(
         &format!("/api/v1/devices/{d2}/certificate"),
@@ -1016,7 +1061,7 @@ both_stores!(every_change_is_audited_under_the_token, |b| async move {
         .get(&format!("/api/v1/audit?target={d1}"), &env.helpdesk)
         .await
         .json();
-    assert_eq!(target["items"].as_array().unwrap().len(), 5);
+    assert_eq!(target["items"].as_array().unwrap().len(), 6);
 
     // owners: pages, filters
     let p = env

@@ -579,10 +579,9 @@ struct Eapol {
 /// eapol_test (wpa_supplicant's test supplicant) with the owner's bundle, trusting the CA
 /// file the owner got for the server, against `serve` as an access point would.
 fn eapol_test(site: &Site, cert: &Issued, mac: &str) -> Eapol {
-    let conf = site.path(&format!("eapol-{}.conf", uuid::Uuid::new_v4()));
-    std::fs::write(
-        &conf,
-        format!(
+    eapol_test_with(
+        site,
+        &format!(
             "network={{\n  key_mgmt=WPA-EAP\n  eap=TLS\n  identity=\"host/device\"\n  \
              ca_cert=\"{}\"\n  private_key=\"{}\"\n  private_key_passwd=\"{}\"\n  \
              domain_match=\"{SERVER_NAME}\"\n}}\n",
@@ -590,8 +589,14 @@ fn eapol_test(site: &Site, cert: &Issued, mac: &str) -> Eapol {
             cert.p12.display(),
             cert.password
         ),
+        mac,
     )
-    .unwrap();
+}
+
+/// eapol_test with this configuration.
+fn eapol_test_with(site: &Site, network: &str, mac: &str) -> Eapol {
+    let conf = site.path(&format!("eapol-{}.conf", uuid::Uuid::new_v4()));
+    std::fs::write(&conf, network).unwrap();
     let out = Command::new("eapol_test")
         .arg("-c")
         .arg(&conf)
@@ -615,6 +620,73 @@ fn eapol_test(site: &Site, cert: &Issued, mac: &str) -> Eapol {
         success: out.status.success() && output.trim_end().ends_with("SUCCESS"),
         output,
     }
+}
+
+/// The value after `key ` in a NetworkManager script line, unquoted.
+fn nm_setting(script: &str, key: &str) -> String {
+    let line = script
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{key} ")))
+        .unwrap_or_else(|| panic!("no {key} in:\n{script}"));
+    let value = line.trim().trim_start_matches(key).trim();
+    let value = value.trim_end_matches('\\').trim();
+    value.trim_matches('\'').to_string()
+}
+
+/// What the Linux and Android instructions tell an employee to set, set in wpa_supplicant (the
+/// supplicant NetworkManager and Android both drive): the identity, the server's domain and
+/// the CA from the bundle, and its PKCS#12 with the one-time password. The supplicant's own
+/// verdict decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_linux_and_android_settings_of_a_bundle_connect() {
+    let site = Site::new(support::Backend::Sqlite, "", "enabled = true").await;
+    site.ok(&["ca", "init"]);
+    let id = site.device("j.devries", "3c:22:fb:00:00:07");
+    let out = site.path("bundle-linux");
+    let r = site.json(&[
+        "device",
+        "issue-cert",
+        &id,
+        "--os",
+        "linux,android",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let issued = issued_from(&r, &out);
+    let script = std::fs::read_to_string(out.join("laptop-networkmanager.sh")).unwrap();
+    let identity = nm_setting(&script, "802-1x.identity");
+    let domain = nm_setting(&script, "802-1x.domain-suffix-match");
+    assert_eq!(identity, id);
+    assert_eq!(domain, SERVER_NAME);
+    assert_eq!(nm_setting(&script, "802-1x.eap"), "tls");
+    // the Android steps name the same values
+    let leesmij = std::fs::read_to_string(out.join("LEESMIJ.txt")).unwrap();
+    assert!(leesmij.contains(&format!("Domein: {domain}")), "{leesmij}");
+    assert!(
+        leesmij.contains(&format!("Identiteit: {identity}")),
+        "{leesmij}"
+    );
+    assert!(!leesmij.contains("Windows 10"), "{leesmij}");
+    // only what was asked for
+    assert!(!out.join("laptop.mobileconfig").exists());
+    assert!(!out.join("laptop-wlan.xml").exists());
+
+    let _serve = site.serve();
+    let network = format!(
+        "network={{\n  key_mgmt=WPA-EAP\n  eap=TLS\n  identity=\"{identity}\"\n  \
+         ca_cert=\"{}\"\n  private_key=\"{}\"\n  private_key_passwd=\"{}\"\n  \
+         domain_suffix_match=\"{domain}\"\n}}\n",
+        out.join("ca.pem").display(),
+        issued.p12.display(),
+        issued.password
+    );
+    let r = eapol_test_with(&site, &network, "3c:22:fb:00:00:07");
+    assert!(r.success, "{}", r.output);
+    assert!(r.output.contains("CTRL-EVENT-EAP-SUCCESS"), "{}", r.output);
+    // a server under another name is refused by the same settings
+    let wrong = network.replace(&domain, "elders.example");
+    let r = eapol_test_with(&site, &wrong, "3c:22:fb:00:00:07");
+    assert!(!r.success, "{}", r.output);
 }
 
 /// The SHA-256 of the server certificate eapol_test was shown (its PEER-CERT event, depth 0).

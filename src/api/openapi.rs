@@ -203,8 +203,8 @@ fn v1_document() -> Value {
                     ("200", ok("The device", reference("Device"))), &["404"]),
             },
             "/devices/{id}/certificate": {"post": write_op(
-                "Issue an EAP-TLS certificate (supersedes the previous one)", write, vec![id_param()],
-                body("Empty", false), ("201", ok("The PKCS#12 bundle and its one-time password, shown once",
+                "Issue an EAP-TLS certificate and the device's bundle (supersedes the previous certificate): the PKCS#12, the CA, each system's profile (Windows WLAN profile and installer, signed Apple .mobileconfig, NetworkManager script) and instructions in Dutch and English", write, vec![id_param()],
+                body("IssueCertificate", false), ("201", ok("The bundle and its one-time password, shown once",
                     reference("IssuedCertificate"))), &["404", "409", "503"])},
             "/devices/{id}/posture": {"post": write_op(
                 "Submit a posture report from an MDM or agent", "posture or admin", vec![id_param()],
@@ -444,12 +444,20 @@ fn schemas() -> Value {
         "Compliance": {"type": "object", "additionalProperties": false, "required": ["state"],
             "properties": {"state": {"enum": ["unknown", "compliant", "noncompliant"]},
                 "note": merge(opt_s.clone(), json!({"maxLength": 500}))}},
+        "IssueCertificate": {"type": "object", "additionalProperties": false, "properties": {
+            "os": {"type": "array", "items": {"enum": ["windows", "apple", "android", "linux"]},
+                "description": "For which systems the bundle is made (all when absent)"}}},
         "IssuedCertificate": {"type": "object", "properties": {
             "device": {"type": "string", "format": "uuid"}, "owner": s, "serial": s,
             "fingerprint": s, "not_before": time, "not_after": time,
             "capped_by_contract": {"type": "boolean"},
             "pkcs12": {"type": "string", "contentEncoding": "base64"},
-            "password": s, "ca_pem": s}},
+            "password": s, "ca_pem": s,
+            "files": {"type": "array", "items": {"type": "object", "properties": {
+                "name": s, "media_type": s,
+                "private": {"type": "boolean", "description": "Holds the device's key"},
+                "content": {"type": "string", "contentEncoding": "base64"}}}},
+            "warnings": {"type": "array", "items": s}}},
         "PostureReport": {"type": "object", "additionalProperties": false,
             "required": ["os_name", "os_version"], "properties": {
             "os_name": s, "os_version": s,
