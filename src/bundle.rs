@@ -216,3 +216,53 @@ fn make(
         warnings: bundle.warnings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, signer: bool) -> Config {
+        let mut text = format!(
+            "[database]\nurl = \"sqlite://unused.db\"\n[vlans]\nworkspace = 100\nguest = 200\n\
+             quarantine = 666\n[eap]\nserver_cert = \"{d}/server.pem\"\nserver_key = \"{d}/server.key\"\n",
+            d = dir.display()
+        );
+        if signer {
+            text.push_str(&format!(
+                "[pki]\nprofile_signer_cert = \"{d}/signer.pem\"\nprofile_signer_key = \"{d}/signer.key\"\n",
+                d = dir.display()
+            ));
+        }
+        Config::from_toml(&text, std::path::Path::new("t.toml"), Vec::new()).unwrap()
+    }
+
+    fn write_cert(dir: &std::path::Path, name: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![format!("{name}.example")])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    #[test]
+    fn the_configured_signer_first_then_the_server_then_none_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        // nothing there: unsigned, and the warning says what to set
+        let (signer, warning) = profile_signer(&config(dir.path(), false), &[]).unwrap();
+        assert!(signer.is_none());
+        assert!(warning.unwrap().contains("pki.profile_signer_cert"));
+        // the server's certificate signs by default
+        let server = write_cert(dir.path(), "server");
+        let (signer, warning) = profile_signer(&config(dir.path(), false), &[]).unwrap();
+        assert_eq!(signer.unwrap().certificate(), server.as_slice());
+        assert!(warning.is_none());
+        // a configured signer wins; configured but unusable is an error, not a silent fallback
+        assert!(profile_signer(&config(dir.path(), true), &[]).is_err());
+        let configured = write_cert(dir.path(), "signer");
+        let (signer, _) = profile_signer(&config(dir.path(), true), &[]).unwrap();
+        assert_eq!(signer.unwrap().certificate(), configured.as_slice());
+    }
+}
