@@ -4,6 +4,7 @@
 //! Every change runs in one transaction that also writes its audit entry: a refused change
 //! writes nothing.
 
+pub mod accounts;
 mod activity_sql;
 pub mod audit;
 pub mod coa;

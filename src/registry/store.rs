@@ -311,6 +311,7 @@ pub trait Store:
     ActivityStore
     + ReadStore
     + super::tokens::TokenStore
+    + super::accounts::WebAccountStore
     + super::posture::PostureStore
     + super::coa::CoaStore
 {
