@@ -22,6 +22,7 @@ mod owner;
 mod radius;
 mod table;
 mod token;
+mod user;
 mod when;
 
 use anyhow::Result;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Bearer tokens of the admin HTTP API (`[api]`).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Local accounts of the web console (admin, helpdesk), for when the directory is down.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Run the RADIUS service (authentication and accounting) until SIGTERM or SIGINT.
     Serve,
     /// Why a device was accepted or refused: its latest decisions, in plain words.
@@ -225,6 +229,7 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Device(cmd) => device::run(&ctx, &config, cmd).await,
         Command::Ca(cmd) => ca::run(&ctx, &config, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
+        Command::User(cmd) => user::run(&ctx, cmd).await,
         Command::Audit { verify: true, .. } => {
             let v = ctx.registry.verify_audit().await?;
             if ctx.json {
