@@ -1949,3 +1949,207 @@ both_stores!(
         assert!(swept.contains("0 owner(s) erased"), "{swept}");
     }
 );
+
+/// The registry the CLI wrote, to check a console login the way the web console will.
+async fn login(cli: &Cli, username: &str, password: &str) -> bool {
+    let reg = poortwachter::registry::Registry::connect(
+        &cli.db.url,
+        2,
+        poortwachter::registry::Rules {
+            max_devices_per_owner: 2,
+            timezone: chrono_tz::Europe::Amsterdam,
+        },
+    )
+    .await
+    .unwrap();
+    reg.verify_web_login(username, password, chrono::Utc::now())
+        .await
+        .unwrap()
+        .is_some()
+}
+
+both_stores!(console_accounts, |b| async move {
+    let cli = Cli::new(b).await;
+    // a generated password, printed once, that logs in
+    let out = cli.ok(&[
+        "user",
+        "add",
+        "S.Servicedesk",
+        "--name",
+        "Sanne Servicedesk",
+        "--role",
+        "helpdesk",
+    ]);
+    assert!(
+        out.starts_with("console account s.servicedesk added (Sanne Servicedesk, helpdesk)"),
+        "{out}"
+    );
+    let generated = out
+        .split("stored only as a hash):")
+        .nth(1)
+        .expect("the password is shown")
+        .trim()
+        .to_string();
+    assert_eq!(generated.len(), 23, "{generated}");
+    assert!(login(&cli, "s.servicedesk", &generated).await);
+    assert!(!login(&cli, "s.servicedesk", "iets anders dan dat").await);
+
+    // --json, with a password from a file (not printed back)
+    let file = cli.write("pw.txt", "Lange zin als wachtwoord 7\n");
+    let added = cli.json(&[
+        "user",
+        "add",
+        "ict.anna",
+        "--name",
+        "Anna de Boer",
+        "--role",
+        "admin",
+        "--password-file",
+        path(&file),
+    ]);
+    assert_eq!(added["username"], "ict.anna");
+    assert_eq!(added["role"], "admin");
+    assert_eq!(added["created_by"], "ict.anna");
+    assert!(added.get("password").is_none(), "{added}");
+    assert!(added.get("password_hash").is_none(), "{added}");
+    assert!(login(&cli, "ict.anna", "Lange zin als wachtwoord 7").await);
+
+    // bad arguments name the field and write nothing
+    let before = (cli.db.count("web_accounts").await, cli.counts().await);
+    let short = cli.write("short.txt", "kort\n");
+    for (args, field) in [
+        (
+            vec!["user", "add", "bram", "--name", "Bram", "--role", "root"],
+            "role:",
+        ),
+        (
+            vec![
+                "user",
+                "add",
+                "bram",
+                "--name",
+                "Bram",
+                "--role",
+                "admin",
+                "--password-file",
+                path(&short),
+            ],
+            "password:",
+        ),
+        (
+            vec!["user", "add", "b ram", "--name", "Bram", "--role", "admin"],
+            "username:",
+        ),
+        (
+            vec!["user", "add", "bram", "--name", " ", "--role", "admin"],
+            "name:",
+        ),
+        (
+            vec![
+                "user",
+                "passwd",
+                "ict.anna",
+                "--password-file",
+                path(&short),
+            ],
+            "password:",
+        ),
+        (
+            vec![
+                "user", "add", "ict.anna", "--name", "Anna", "--role", "admin",
+            ],
+            "already exists",
+        ),
+        (
+            vec!["user", "disable", "niemand"],
+            "no console account niemand",
+        ),
+    ] {
+        let stderr = cli.fails(&args);
+        assert!(stderr.contains(field), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        (cli.db.count("web_accounts").await, cli.counts().await),
+        before
+    );
+
+    // a new password (generated): the old one no longer logs in
+    let out = cli.ok(&["user", "passwd", "s.servicedesk"]);
+    assert!(
+        out.contains("new password set for console account s.servicedesk"),
+        "{out}"
+    );
+    let renewed = out
+        .split("stored only as a hash):")
+        .nth(1)
+        .expect("the new password is shown")
+        .trim()
+        .to_string();
+    assert_ne!(renewed, generated);
+    assert!(login(&cli, "s.servicedesk", &renewed).await);
+    assert!(!login(&cli, "s.servicedesk", &generated).await);
+
+    // disabled: refused; the list shows it, with the last login
+    let out = cli.ok(&["user", "disable", "s.servicedesk"]);
+    assert!(out.contains("s.servicedesk is disabled"), "{out}");
+    assert!(!login(&cli, "s.servicedesk", &renewed).await);
+    let list = cli.ok(&["user", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    for column in ["USERNAME", "NAME", "ROLE", "DISABLED", "LAST LOGIN"] {
+        assert!(lines[0].contains(column), "{list}");
+    }
+    assert!(
+        lines[1].starts_with("ict.anna") && lines[1].contains("Anna de Boer"),
+        "{list}"
+    );
+    assert!(
+        lines[1].contains("admin") && lines[1].contains(" no "),
+        "{list}"
+    );
+    assert!(
+        lines[1].contains("CET") || lines[1].contains("CEST"),
+        "a login time: {list}"
+    );
+    assert!(
+        lines[2].starts_with("s.servicedesk") && lines[2].contains("helpdesk"),
+        "{list}"
+    );
+    assert!(lines[2].contains(" yes "), "{list}");
+    let listed = cli.json(&["user", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[1]["disabled"], true);
+    cli.ok(&["user", "enable", "s.servicedesk"]);
+    assert!(login(&cli, "s.servicedesk", &renewed).await);
+    let out = cli.ok(&["user", "remove", "s.servicedesk"]);
+    assert!(
+        out.contains("console account s.servicedesk removed"),
+        "{out}"
+    );
+    assert_eq!(cli.db.count("web_accounts").await, 1);
+
+    // the audit log: each change by the actor, no secret anywhere in it
+    let audit = cli.ok(&["audit"]);
+    for action in [
+        "web_account.add",
+        "web_account.password",
+        "web_account.disable",
+        "web_account.enable",
+        "web_account.remove",
+    ] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+    let dump = cli.db.dump().await;
+    for secret in [
+        generated.as_str(),
+        renewed.as_str(),
+        "Lange zin als wachtwoord",
+        "$argon2id$",
+    ] {
+        let in_audit = dump
+            .lines()
+            .filter(|l| l.starts_with("audit"))
+            .any(|l| l.contains(secret));
+        assert!(!in_audit, "`{secret}` in the audit rows");
+    }
+});
