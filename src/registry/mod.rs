@@ -842,7 +842,7 @@ enum Target<'a> {
     Owner(&'a Owner),
     /// A device: named by id; its owner found by the store.
     Device(&'a Device),
-    /// Anything else (a token): no personal data of an owner.
+    /// Anything else (a token, a console account): no personal data of an owner.
     Other(&'a str, &'a str),
 }
 
