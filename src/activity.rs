@@ -92,6 +92,22 @@ pub struct DecisionFilter {
     pub limit: Option<u32>,
 }
 
+/// Which refusals to list: the latest, optionally of one client (access point), SSID or
+/// reason, and not before `since`.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalFilter {
+    /// The client (access point or controller) by its configured name.
+    pub nas: Option<String>,
+    /// The SSID.
+    pub ssid: Option<String>,
+    /// The reason code.
+    pub reason: Option<String>,
+    /// Not before this.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
 /// What an Accounting-Request reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

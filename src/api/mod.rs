@@ -38,6 +38,7 @@ use crate::registry::{Registry, Rules, Store};
 
 pub use auth::{allowed, Caller, POSTURE_ROUTE, PUBLIC_ROUTES};
 pub use body::parse_json;
+pub(crate) use conn::Peer;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use openapi::document as openapi_document;
@@ -245,6 +246,7 @@ pub struct Api {
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     conns: Arc<conn::Shared>,
+    what: &'static str,
 }
 
 impl Api {
@@ -273,14 +275,30 @@ impl Api {
                     .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
                 source,
             })?;
-        let bind_error = |source| ApiStartError::Bind { addr, source };
         let tls = match (&config.api.tls_cert, &config.api.tls_key) {
             (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
             _ => None,
         };
         let limits = limits::Limits::from_config(&config.api);
+        Api::serve_app(listener, addr, tls, limits, "admin API", |conns| {
+            routes(config, registry, metrics, conns)
+        })
+    }
+
+    /// Serves the routes `app` makes (given the connection counters) on `listener`, HTTPS
+    /// with `tls`, under `limits`: the one HTTP server of the API, the console and the
+    /// portal. `what` names it in the log.
+    pub(crate) fn serve_app(
+        listener: std::net::TcpListener,
+        addr: SocketAddr,
+        tls: Option<axum_server::tls_rustls::RustlsConfig>,
+        limits: limits::Limits,
+        what: &'static str,
+        app: impl FnOnce(Arc<conn::Shared>) -> Router,
+    ) -> Result<Api, ApiStartError> {
+        let bind_error = |source| ApiStartError::Bind { addr, source };
         let conns = conn::Shared::new(limits);
-        let app = routes(config, registry, metrics, Arc::clone(&conns)).into_make_service();
+        let app = app(Arc::clone(&conns)).into_make_service();
         let handle = axum_server::Handle::new();
         let task = match tls.clone() {
             Some(tls) => {
@@ -303,13 +321,14 @@ impl Api {
                 tokio::spawn(async move { server.serve(app).await })
             }
         };
-        tracing::info!(%addr, https = tls.is_some(), "admin API listening");
+        tracing::info!(%addr, https = tls.is_some(), "{what} listening");
         Ok(Api {
             addr,
             tls: tls.is_some(),
             handle,
             task,
             conns,
+            what,
         })
     }
 
@@ -331,10 +350,11 @@ impl Api {
     /// Stops accepting, lets requests in flight finish (up to 10 s), and waits.
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        let what = self.what;
         match self.task.await {
-            Ok(Ok(())) => tracing::info!("admin API stopped"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "admin API stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "admin API task failed"),
+            Ok(Ok(())) => tracing::info!("{what} stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "{what} stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "{what} task failed"),
         }
     }
 }
@@ -362,7 +382,7 @@ pub async fn spawn(
 }
 
 /// A rustls server config (ring provider, TLS 1.2 and 1.3, HTTP/1.1) from PEM files.
-fn tls_config(
+pub(crate) fn tls_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<axum_server::tls_rustls::RustlsConfig, ApiStartError> {

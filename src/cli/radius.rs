@@ -121,20 +121,33 @@ pub async fn serve(
         directory: server.directory_counters(),
         config: Some(reloader.in_force()),
     };
-    let api = poortwachter::api::spawn(config, store, Some(metrics)).await?;
+    let api = poortwachter::api::spawn(config, store.clone(), Some(metrics)).await?;
+    let console = poortwachter::web::spawn(config, store).await?;
     let asked = Arc::new(tokio::sync::Notify::new());
     stop_guard(asked.clone()).await?;
     let stopped = server
         .run_until(async move { asked.notified().await })
         .await;
     reloads.abort();
-    if let Some(api) = api {
-        if tokio::time::timeout(std::time::Duration::from_secs(2), api.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("the HTTP API did not stop within 2 s; abandoned");
-        }
+    // both at once: the bound is 2 s in all, not per listener
+    let stopping = async move {
+        let api = async move {
+            if let Some(a) = api {
+                a.shutdown().await;
+            }
+        };
+        let console = async move {
+            if let Some(c) = console {
+                c.shutdown().await;
+            }
+        };
+        tokio::join!(api, console);
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(2), stopping)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the HTTP API or the console did not stop within 2 s; abandoned");
     }
     // one line for people and scripts that watch the service end
     tracing::info!("poortwachter stopped: {}", stopped.stats);

@@ -16,6 +16,7 @@ pub mod directory;
 pub mod ops;
 pub mod secrets;
 pub mod tls;
+pub mod web;
 
 use crate::model::Role;
 use crate::secret::Secret;
@@ -60,6 +61,12 @@ pub struct Config {
     /// The admin HTTP API.
     #[serde(default)]
     pub api: ops::ApiConfig,
+    /// The service-desk console and the employees' portal.
+    #[serde(default)]
+    pub web: web::WebConfig,
+    /// Locations (access points per floor or building) for the console's occupancy.
+    #[serde(default)]
+    pub occupancy: crate::occupancy::OccupancyConfig,
     /// What a compliance posture report must show.
     #[serde(default)]
     pub compliance: ops::ComplianceConfig,
@@ -1040,6 +1047,7 @@ impl Config {
 
         tls::problems(self, &mut push);
         ops::problems(self, &mut push);
+        web::problems(self, &mut push);
         directory::problems(self, &mut push);
 
         for (role, name) in [

@@ -17,6 +17,7 @@ mod p12;
 mod profiles;
 mod renew;
 mod serving;
+mod zip;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,7 @@ pub use renew::{
     Retired, Rollover, ServerRenewal,
 };
 pub use serving::{load_eap_tls, trusted_ca_files, EapTls};
+pub use zip::{zip, ZipError};
 
 /// Why a PKI operation failed.
 #[derive(Debug, thiserror::Error)]

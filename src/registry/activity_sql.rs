@@ -11,8 +11,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 use uuid::Uuid;
 
 use crate::activity::{
-    AccountingUpdate, AcctKind, DecisionAggregate, DecisionFilter, DecisionRecord, Session,
-    SessionFilter, Sighting,
+    AccountingUpdate, AcctKind, DecisionAggregate, DecisionFilter, DecisionRecord, RefusalFilter,
+    Session, SessionFilter, Sighting,
 };
 use crate::mac::MacAddr;
 
@@ -253,6 +253,48 @@ where
         found.iter().map(rows::aggregate).collect()
     }
 
+    async fn refusals(&self, filter: &RefusalFilter) -> Result<Vec<DecisionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM decisions WHERE outcome = 'reject' \
+             AND ($1{txt} IS NULL OR nas = $1) AND ($2{txt} IS NULL OR ssid = $2) \
+             AND ($3{txt} IS NULL OR reason = $3) AND at >= $4 \
+             ORDER BY at DESC, id DESC LIMIT $5",
+            rows::DECISION_COLUMNS,
+            txt = DB::TXT,
+        );
+        let since = filter
+            .since
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+            .max(DateTime::UNIX_EPOCH);
+        let found = sqlx::query(&sql)
+            .bind(filter.nas.clone())
+            .bind(filter.ssid.clone())
+            .bind(filter.reason.clone())
+            .bind(since)
+            .bind(i64::from(filter.limit.unwrap_or(100)))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::decision).collect()
+    }
+
+    async fn refused_aggregates(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DecisionAggregate>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM decision_aggregates WHERE outcome = 'reject' AND minute >= $1 \
+             ORDER BY minute DESC, id DESC LIMIT $2",
+            rows::AGGREGATE_COLUMNS,
+        );
+        let found = sqlx::query(&sql)
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::aggregate).collect()
+    }
+
     async fn purge_decision_aggregates(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM decision_aggregates WHERE minute < $1")
             .bind(before)
@@ -434,6 +476,26 @@ where
             .bind(i64::from(filter.active_only))
             .bind(filter.mac.map(|m| m.to_string()))
             .bind(i64::from(filter.limit.unwrap_or(50)))
+            .fetch_all(self.pool())
+            .await?;
+        found.iter().map(rows::session).collect()
+    }
+
+    async fn sessions_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE started_at < $1 \
+             AND (stopped_at IS NULL OR stopped_at >= $2) ORDER BY id LIMIT $3",
+            rows::SESSION_COLUMNS,
+        );
+        let found = sqlx::query(&sql)
+            .bind(to)
+            .bind(from)
+            .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
         found.iter().map(rows::session).collect()

@@ -76,6 +76,33 @@ impl Registry {
         Ok(self.store.decision_aggregates(mac, limit).await?)
     }
 
+    /// Sessions that overlap `from`..`to`, at most `limit`, oldest first.
+    pub async fn sessions_between(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Session>, RegistryError> {
+        Ok(self.store.sessions_between(from, to, limit).await?)
+    }
+
+    /// Refusals, newest first.
+    pub async fn refusals(
+        &self,
+        filter: &crate::activity::RefusalFilter,
+    ) -> Result<Vec<DecisionRecord>, RegistryError> {
+        Ok(self.store.refusals(filter).await?)
+    }
+
+    /// The minute counts of refused unregistered devices since `since`, newest first.
+    pub async fn refused_aggregates(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<DecisionAggregate>, RegistryError> {
+        Ok(self.store.refused_aggregates(since, limit).await?)
+    }
+
     /// Accounting sessions, newest first.
     pub async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, RegistryError> {
         Ok(self.store.sessions(filter).await?)

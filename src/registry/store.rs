@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::activity::{
-    AccountingUpdate, DecisionAggregate, DecisionFilter, DecisionRecord, Session, SessionFilter,
-    Sighting,
+    AccountingUpdate, DecisionAggregate, DecisionFilter, DecisionRecord, RefusalFilter, Session,
+    SessionFilter, Sighting,
 };
 use crate::mac::MacAddr;
 use crate::model::{AuditEntry, Device, DeviceStatus, Owner};
@@ -212,6 +212,22 @@ pub trait ActivityStore: Send + Sync + 'static {
     async fn decision_aggregates(
         &self,
         mac: MacAddr,
+        limit: u32,
+    ) -> Result<Vec<DecisionAggregate>, StoreError>;
+    /// Sessions that overlap `from`..`to` (started before `to`, not stopped before `from`),
+    /// at most `limit`, oldest first.
+    async fn sessions_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError>;
+    /// Refusals (outcome `reject`), newest first.
+    async fn refusals(&self, filter: &RefusalFilter) -> Result<Vec<DecisionRecord>, StoreError>;
+    /// The minute counts of refusals of unregistered devices since `since`, newest first.
+    async fn refused_aggregates(
+        &self,
+        since: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DecisionAggregate>, StoreError>;
     /// Deletes the counts of minutes before `before`; returns how many.
