@@ -47,6 +47,9 @@ pub const CHROMEDRIVER: (&str, &str) = ("chromedriver", "chromium-driver");
 pub struct Browser {
     client: Client,
     driver: Option<Child>,
+    /// A shell that kills chromedriver's group should this test process end without the
+    /// drop (SIGKILL, a CI timeout): chromedriver does not end with its parent.
+    watchdog: Option<Child>,
     /// What chromedriver printed (stdout and stderr), for failure messages.
     driver_log: Arc<Mutex<Vec<String>>>,
     /// The `--user-data-dir`, removed on drop (after the browser is gone).
@@ -162,9 +165,11 @@ impl Browser {
                 panic!("Chromium did not start through chromedriver: {why}\nchromedriver:\n{log}");
             }
         };
+        let watchdog = watchdog(driver.id());
         Browser {
             client,
             driver: Some(driver),
+            watchdog: Some(watchdog),
             driver_log,
             profile: Some(profile),
         }
@@ -414,6 +419,10 @@ impl Browser {
         if let Some(driver) = self.driver.take() {
             kill_group(driver);
         }
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         // the profile goes once nothing writes to it any more
         self.profile.take();
     }
@@ -516,6 +525,23 @@ fn collect_lines(
 pub fn listening_port(line: &str) -> Option<u16> {
     line.split_once("started successfully on port ")
         .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse().ok())
+}
+
+/// A shell, outside chromedriver's group, that SIGKILLs the group `group` once this process
+/// is gone, and ends by itself once the group is.
+fn watchdog(group: u32) -> Child {
+    let script = format!(
+        "while [ -d /proc/{parent} ] && kill -0 -{group} 2>/dev/null; do sleep 0.5; done; \
+         kill -KILL -{group} 2>/dev/null",
+        parent = std::process::id(),
+    );
+    Command::new("/bin/sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the chromedriver watchdog")
 }
 
 /// Kills the process group led by `child` (chromedriver, the browser and its helpers) with
