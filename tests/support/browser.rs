@@ -113,6 +113,7 @@ impl Browser {
             .expect("temp dir for the Chromium profile");
 
         let (driver, port, driver_log) = start_chromedriver(&chromedriver);
+        let mut watchdog = watchdog(driver.id());
         let mut browser_args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".to_string(),
@@ -162,10 +163,11 @@ impl Browser {
                 };
                 let log = driver_log.lock().map(|l| l.join("\n")).unwrap_or_default();
                 kill_group(driver);
+                let _ = watchdog.kill();
+                let _ = watchdog.wait();
                 panic!("Chromium did not start through chromedriver: {why}\nchromedriver:\n{log}");
             }
         };
-        let watchdog = watchdog(driver.id());
         Browser {
             client,
             driver: Some(driver),
