@@ -4,6 +4,7 @@
 //! binary exits. Set POORTWACHTER_TEST_POSTGRES_URL to use an existing server instead.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod install;
 pub mod nas;
 pub mod peers;
