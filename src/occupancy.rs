@@ -146,8 +146,8 @@ pub fn count(
         let first = (begin - start).num_hours().max(0) as usize;
         let last = ((end - start - Duration::nanoseconds(1)).num_hours().max(0) as usize)
             .min(hours.saturating_sub(1));
-        for h in first..=last {
-            seen[row][h].insert(device.clone());
+        for cell in seen[row].iter_mut().take(last + 1).skip(first) {
+            cell.insert(device.clone());
         }
     }
     let mut names: Vec<String> = locations.iter().map(|l| l.name.clone()).collect();
@@ -339,7 +339,7 @@ mod tests {
     fn csv_fields_are_quoted_and_defused() {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
-        assert_eq!(csv_field("say \"hi\""), "say \"hi\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("x\"y,z"), "\"x\"\"y,z\"");
     }
 }

@@ -17,16 +17,16 @@ pub fn colour(i: usize) -> &'static str {
 pub fn bars(title: &str, rows: &[(String, u64)]) -> Markup {
     let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
     let row_h = 26u64;
-    let label_w = 180u64;
-    let bar_w = 380u64;
+    let label_w = 130u64;
+    let bar_w = 190u64;
     let height = row_h * rows.len().max(1) as u64 + 8;
     let summary: Vec<String> = rows.iter().map(|(l, v)| format!("{l}: {v}")).collect();
     html! {
-        svg.chart viewBox={ "0 0 620 " (height) } role="img" aria-label={ (title) ": " (summary.join(", ")) } {
+        svg.chart viewBox={ "0 0 360 " (height) } role="img" aria-label={ (title) ": " (summary.join(", ")) } {
             @for (i, (label, value)) in rows.iter().enumerate() {
                 @let y = 4 + row_h * i as u64;
                 @let w = (value * bar_w) / max;
-                text x="0" y=(y + 17) { (truncate(label, 28)) }
+                text x="0" y=(y + 17) { (truncate(label, 20)) }
                 rect x=(label_w) y=(y + 4) width=(w.max(1)) height="16" fill=(colour(0)) {}
                 text x=(label_w + w + 6) y=(y + 17) { (value) }
             }
@@ -44,7 +44,7 @@ pub fn stacked(
 ) -> Markup {
     let totals: Vec<u64> = values.iter().map(|c| c.iter().sum()).collect();
     let max = totals.iter().copied().max().unwrap_or(0).max(1);
-    let (w, h, left, bottom) = (620u64, 220u64, 36u64, 24u64);
+    let (w, h, left, bottom) = (360u64, 180u64, 28u64, 20u64);
     let n = values.len().max(1) as u64;
     let col_w = (w - left) / n;
     let plot_h = h - bottom - 8;

@@ -2,6 +2,9 @@
 //! to the login page), in which language, then the page; an action (POST) first checks the
 //! CSRF token and the role, so that a refused post writes nothing.
 
+// a refusal is the page to answer with: an axum Response by value, as every handler returns
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -320,7 +323,7 @@ async fn stylesheet() -> Response {
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("../../assets/web/app.css"),
+        include_str!("assets/app.css"),
     )
         .into_response()
 }
@@ -419,7 +422,7 @@ fn owner_table(t: &Texts, owners: &[Owner]) -> Markup {
                         td { a href={ "/owners/" (layout::urlencode(&o.username)) } { (o.display_name) } }
                         td { (o.username) }
                         td { (o.email.as_deref().unwrap_or("")) }
-                        td { (o.role) }
+                        td { ((t.word)(&o.role.to_string())) }
                         td { (owner_status(t, o)) }
                     }
                 }
@@ -449,12 +452,12 @@ fn device_status(t: &Texts, d: &Device) -> Markup {
     }
 }
 
-fn compliance_tag(d: &Device) -> Markup {
+fn compliance_tag(t: &Texts, d: &Device) -> Markup {
     html! {
         @match d.compliance {
-            Compliance::Compliant => span.tag.ok { (d.compliance) },
-            Compliance::Noncompliant => span.tag.bad { (d.compliance) },
-            Compliance::Unknown => span.tag.warn { (d.compliance) },
+            Compliance::Compliant => span.tag.ok { ((t.word)("compliant")) },
+            Compliance::Noncompliant => span.tag.bad { ((t.word)("noncompliant")) },
+            Compliance::Unknown => span.tag.warn { ((t.word)("unknown")) },
         }
     }
 }
@@ -472,7 +475,7 @@ fn device_table(ctx: &Ctx, state: &WebState, devices: &[Device]) -> Markup {
                         td { a href={ "/owners/" (layout::urlencode(&d.owner)) } { (d.owner) } }
                         td { (d.macs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) }
                         td { (device_status(t, d)) }
-                        td { (compliance_tag(d)) }
+                        td { (compliance_tag(t, d)) }
                     }
                 }
             }
@@ -646,10 +649,10 @@ async fn owner_page(
                 dt { (t.username) } dd { (owner.username) }
                 dt { (t.email) } dd { (owner.email.as_deref().unwrap_or("—")) }
                 dt { (t.department) } dd { (owner.department.as_deref().unwrap_or("—")) }
-                dt { (t.role) } dd { (owner.role) }
+                dt { (t.role) } dd { ((t.word)(&owner.role.to_string())) }
                 dt { (t.contract_until) } dd { (owner.valid_until.map(|d| d.format("%d-%m-%Y").to_string()).unwrap_or_else(|| "—".into())) }
                 dt { (t.status) } dd { (owner_status(t, &owner)) }
-                dt { (t.source) } dd { (owner.source) }
+                dt { (t.source) } dd { ((t.word)(&owner.source.to_string())) }
             }
         }
         h2 { (t.devices) }
@@ -706,13 +709,13 @@ async fn device_page(
         div.card {
             dl.fields {
                 dt { (t.owner) } dd { a href={ "/owners/" (layout::urlencode(&device.owner)) } { (device.owner) } }
-                dt { (t.kind) } dd { (device.kind) }
+                dt { (t.kind) } dd { ((t.word)(&device.kind.to_string())) }
                 dt { (t.mac) } dd { (device.macs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) }
                 dt { (t.status) } dd {
                     (device_status(t, &device))
                     @if let Some(r) = &device.status_reason { " " span.muted { (r) } }
                 }
-                dt { (t.compliance) } dd { (compliance_tag(&device)) }
+                dt { (t.compliance) } dd { (compliance_tag(t, &device)) }
             }
         }
         @if session.role.may_change() {

@@ -242,6 +242,8 @@ pub struct Texts {
     pub weekdays: [&'static str; 7],
     /// A reason code in words.
     pub reason_text: fn(&str) -> &'static str,
+    /// A stored word (role, device kind, compliance, source) in this language.
+    pub word: fn(&str) -> &'static str,
 }
 
 /// Nederlands.
@@ -364,6 +366,7 @@ pub static NL: Texts = Texts {
     peak_per_day: "Piek per dag",
     weekdays: ["ma", "di", "wo", "do", "vr", "za", "zo"],
     reason_text: reason_nl,
+    word: word_nl,
 };
 
 /// English.
@@ -486,6 +489,7 @@ pub static EN: Texts = Texts {
     peak_per_day: "Peak per day",
     weekdays: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
     reason_text: reason_en,
+    word: word_en,
 };
 
 /// The texts of `lang`.
@@ -493,6 +497,48 @@ pub fn texts(lang: Lang) -> &'static Texts {
     match lang {
         Lang::Nl => &NL,
         Lang::En => &EN,
+    }
+}
+
+fn word_nl(word: &str) -> &'static str {
+    match word {
+        "staff" => "medewerker",
+        "temp" => "uitzendkracht",
+        "intern" => "stagiair",
+        "contractor" => "externe inhuur",
+        "laptop" => "laptop",
+        "tablet" => "tablet",
+        "phone" => "telefoon",
+        "other" => "anders",
+        "compliant" => "voldoet",
+        "noncompliant" => "voldoet niet",
+        "unknown" => "onbekend",
+        "manual" => "met de hand",
+        "import" => "HR-import",
+        "directory" => "directory",
+        "scim" => "SCIM",
+        _ => "?",
+    }
+}
+
+fn word_en(word: &str) -> &'static str {
+    match word {
+        "staff" => "employee",
+        "temp" => "temp",
+        "intern" => "intern",
+        "contractor" => "contractor",
+        "laptop" => "laptop",
+        "tablet" => "tablet",
+        "phone" => "phone",
+        "other" => "other",
+        "compliant" => "compliant",
+        "noncompliant" => "not compliant",
+        "unknown" => "unknown",
+        "manual" => "by hand",
+        "import" => "HR import",
+        "directory" => "directory",
+        "scim" => "SCIM",
+        _ => "?",
     }
 }
 
@@ -559,6 +605,46 @@ fn reason_en(code: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_stored_word_has_words_in_both_languages() {
+        use crate::model::{Compliance, DeviceKind, OwnerSource, Role};
+        let mut words: Vec<String> = Vec::new();
+        words.extend(
+            [Role::Staff, Role::Temp, Role::Intern, Role::Contractor].map(|r| r.to_string()),
+        );
+        words.extend(
+            [
+                DeviceKind::Laptop,
+                DeviceKind::Tablet,
+                DeviceKind::Phone,
+                DeviceKind::Other,
+            ]
+            .map(|k| k.to_string()),
+        );
+        words.extend(
+            [
+                Compliance::Unknown,
+                Compliance::Compliant,
+                Compliance::Noncompliant,
+            ]
+            .map(|c| c.to_string()),
+        );
+        words.extend(
+            [
+                OwnerSource::Manual,
+                OwnerSource::Import,
+                OwnerSource::Directory,
+                OwnerSource::Scim,
+            ]
+            .map(|s| s.to_string()),
+        );
+        for w in &words {
+            for t in [&NL, &EN] {
+                assert_ne!((t.word)(w), "?", "{} {w}", t.lang);
+            }
+        }
+    }
 
     #[test]
     fn every_reason_has_words_in_both_languages() {
