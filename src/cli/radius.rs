@@ -122,7 +122,8 @@ pub async fn serve(
         config: Some(reloader.in_force()),
     };
     let api = poortwachter::api::spawn(config, store.clone(), Some(metrics)).await?;
-    let console = poortwachter::web::spawn(config, store).await?;
+    let console = poortwachter::web::spawn(config, store.clone()).await?;
+    let portal = poortwachter::web::spawn_portal(config, store).await?;
     let asked = Arc::new(tokio::sync::Notify::new());
     stop_guard(asked.clone()).await?;
     let stopped = server
@@ -141,13 +142,20 @@ pub async fn serve(
                 c.shutdown().await;
             }
         };
-        tokio::join!(api, console);
+        let portal = async move {
+            if let Some(p) = portal {
+                p.shutdown().await;
+            }
+        };
+        tokio::join!(api, console, portal);
     };
     if tokio::time::timeout(std::time::Duration::from_secs(2), stopping)
         .await
         .is_err()
     {
-        tracing::warn!("the HTTP API or the console did not stop within 2 s; abandoned");
+        tracing::warn!(
+            "the HTTP API, the console or the portal did not stop within 2 s; abandoned"
+        );
     }
     // one line for people and scripts that watch the service end
     tracing::info!("poortwachter stopped: {}", stopped.stats);

@@ -46,6 +46,13 @@ pub struct WebConfig {
     /// See `login_failures`.
     #[serde(default = "default_login_window")]
     pub login_window: HumanDuration,
+    /// Directory groups (DNs) whose members log in to the console as ICT (admin), with their
+    /// directory password (`[directory]`); local accounts keep working when it is down.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// Directory groups (DNs) whose members log in to the console as the service desk.
+    #[serde(default)]
+    pub helpdesk_groups: Vec<String>,
 }
 
 fn default_idle() -> HumanDuration {
@@ -77,6 +84,8 @@ impl Default for WebConfig {
             max_sessions: default_max_sessions(),
             login_failures: default_login_failures(),
             login_window: default_login_window(),
+            admin_groups: Vec::new(),
+            helpdesk_groups: Vec::new(),
         }
     }
 }
@@ -146,6 +155,27 @@ pub(super) fn problems(config: &Config, push: &mut impl FnMut(String, String)) {
             "web.max_sessions".into(),
             "must be between 1 and 1000000".into(),
         );
+    }
+    if config.directory.is_none() {
+        if !web.admin_groups.is_empty() {
+            push(
+                "web.admin_groups".into(),
+                "directory groups need [directory] (the directory to ask)".into(),
+            );
+        }
+        if !web.helpdesk_groups.is_empty() {
+            push(
+                "web.helpdesk_groups".into(),
+                "directory groups need [directory] (the directory to ask)".into(),
+            );
+        }
+        if web.portal_listen.is_some() {
+            push(
+                "web.portal_listen".into(),
+                "the portal logs employees in with their directory account: it needs [directory]"
+                    .into(),
+            );
+        }
     }
     let mut names = std::collections::HashSet::new();
     for (i, l) in config.occupancy.locations.iter().enumerate() {

@@ -240,3 +240,141 @@ fn entry(e: SearchEntry) -> Entry {
     }
     out
 }
+
+/// Someone who proved their directory password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryLogin {
+    /// Their DN.
+    pub dn: String,
+    /// Their username (the mapped username attribute, lower case).
+    pub username: String,
+    /// Their name.
+    pub display_name: String,
+    /// Which of the groups asked about they are a member of.
+    pub groups: Vec<String>,
+}
+
+/// `value` escaped for an LDAP filter (RFC 4515 §3): `*`, `(`, `)`, `\` and NUL as `\XX`.
+pub fn filter_escape(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '*' | '(' | ')' | '\\' | '\0' => format!("\\{:02x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// Checks `username`'s `password` against the directory: the service account finds the one
+/// entry under `base_dn` that matches `filter` and has that username, then a second
+/// connection binds as that entry with the password. `None` for a wrong password, an
+/// unknown or ambiguous username, or an empty password (an LDAP bind with an empty password
+/// is an anonymous bind that succeeds: never a login). `groups`: the group DNs to check
+/// membership of (`member`, `uniqueMember` or `memberUid`), read by the service account.
+pub async fn authenticate(
+    config: &DirectoryConfig,
+    username: &str,
+    password: &str,
+    groups: &[String],
+) -> Result<Option<DirectoryLogin>, DirectoryError> {
+    let username = username.trim();
+    if password.is_empty()
+        || username.is_empty()
+        || username.len() > 256
+        || username.chars().any(char::is_control)
+    {
+        return Ok(None);
+    }
+    let limit = config.timeout.0;
+    let work = async {
+        let mapping = config.mapping();
+        let mut ldap = bound(config).await?;
+        let filter = format!(
+            "(&{}({}={}))",
+            config.filter,
+            config.attributes.username,
+            filter_escape(username)
+        );
+        let search = |error| DirectoryError::Search {
+            base: config.base_dn.clone(),
+            error: Box::new(error),
+        };
+        let (found, _) = ldap
+            .search(
+                &config.base_dn,
+                Scope::Subtree,
+                &filter,
+                mapping.attributes(),
+            )
+            .await
+            .and_then(|r| r.success())
+            .map_err(search)?;
+        if found.len() != 1 {
+            let _ = ldap.unbind().await;
+            return Ok(None);
+        }
+        let Some(raw) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let person = entry(construct(raw)?);
+        let mut member_of = Vec::new();
+        for g in groups {
+            let (entries, _) = ldap
+                .search(
+                    g,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    vec!["member", "uniqueMember", "memberUid"],
+                )
+                .await
+                .and_then(|r| r.success())
+                .map_err(|error| DirectoryError::Group {
+                    group: g.clone(),
+                    error: Box::new(error),
+                })?;
+            let Some(first) = entries.into_iter().next() else {
+                continue;
+            };
+            let group = entry(construct(first)?);
+            let mut members = GroupMembers::default();
+            members.add_group(g, &group);
+            if members.0.values().any(|m| {
+                m.contains(&super::map::normalize_dn(&person.dn))
+                    || m.contains(&username.to_lowercase())
+            }) {
+                member_of.push(g.clone());
+            }
+        }
+        let _ = ldap.unbind().await;
+        // the password: a connection of its own, bound as the person
+        let mut person_config = config.clone();
+        person_config.bind_dn = person.dn.clone();
+        person_config.bind_password = Some(Secret::new(password));
+        person_config.bind_password_file = None;
+        match bound(&person_config).await {
+            Ok(mut l) => {
+                let _ = l.unbind().await;
+            }
+            Err(DirectoryError::Bind { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let name = mapping
+            .display_name
+            .iter()
+            .find_map(|a| person.first(a))
+            .unwrap_or(username)
+            .to_string();
+        Ok(Some(DirectoryLogin {
+            dn: person.dn.clone(),
+            username: person
+                .first(&config.attributes.username)
+                .unwrap_or(username)
+                .to_lowercase(),
+            display_name: name,
+            groups: member_of,
+        }))
+    };
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| DirectoryError::Timeout(limit))?
+}

@@ -481,6 +481,19 @@ where
         found.iter().map(rows::session).collect()
     }
 
+    async fn open_session_by_ip(&self, framed_ip: &str) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE stopped_at IS NULL AND framed_ip = $1 \
+             ORDER BY id DESC LIMIT 1",
+            rows::SESSION_COLUMNS,
+        );
+        let found = sqlx::query(&sql)
+            .bind(framed_ip)
+            .fetch_optional(self.pool())
+            .await?;
+        found.as_ref().map(rows::session).transpose()
+    }
+
     async fn sessions_between(
         &self,
         from: DateTime<Utc>,

@@ -76,6 +76,14 @@ impl Registry {
         Ok(self.store.decision_aggregates(mac, limit).await?)
     }
 
+    /// The newest open session of the device at `framed_ip`.
+    pub async fn open_session_by_ip(
+        &self,
+        framed_ip: &str,
+    ) -> Result<Option<Session>, RegistryError> {
+        Ok(self.store.open_session_by_ip(framed_ip).await?)
+    }
+
     /// Sessions that overlap `from`..`to`, at most `limit`, oldest first.
     pub async fn sessions_between(
         &self,

@@ -214,6 +214,9 @@ pub trait ActivityStore: Send + Sync + 'static {
         mac: MacAddr,
         limit: u32,
     ) -> Result<Vec<DecisionAggregate>, StoreError>;
+    /// The newest open session whose device has `framed_ip` (Framed-IP-Address in
+    /// accounting): how the portal knows the MAC of the device asking.
+    async fn open_session_by_ip(&self, framed_ip: &str) -> Result<Option<Session>, StoreError>;
     /// Sessions that overlap `from`..`to` (started before `to`, not stopped before `from`),
     /// at most `limit`, oldest first.
     async fn sessions_between(

@@ -132,6 +132,11 @@ impl Ctx {
     }
 }
 
+/// A page as the answer.
+pub(super) fn html_page(markup: Markup) -> Response {
+    html_response(markup)
+}
+
 fn html_response(markup: Markup) -> Response {
     (
         [(
@@ -231,7 +236,19 @@ async fn login(
             return ctx.error(StatusCode::SERVICE_UNAVAILABLE, ctx.t.server_error);
         }
     };
-    let Some(account) = account else {
+    // a local account first (it works while the directory is down), then the directory's
+    // staff groups
+    let found = match account {
+        Some(a) => {
+            let role = match a.role {
+                crate::registry::accounts::WebRole::Admin => Role::Admin,
+                crate::registry::accounts::WebRole::Helpdesk => Role::Helpdesk,
+            };
+            Some((a.username, a.display_name, role))
+        }
+        None => staff_from_directory(&state, &username, &form.password).await,
+    };
+    let Some((account_user, account_name, role)) = found else {
         state.sessions.failed(&username, ip, now);
         tracing::warn!(%ip, user = %username, "login failed");
         let mut r = login_form(&ctx, Some(("error", ctx.t.login_failed)), &username);
@@ -239,18 +256,14 @@ async fn login(
         return r;
     };
     state.sessions.succeeded(&username);
-    let role = match account.role {
-        crate::registry::accounts::WebRole::Admin => Role::Admin,
-        crate::registry::accounts::WebRole::Helpdesk => Role::Helpdesk,
-    };
     // a session id from before the login is never kept (fixation)
     if let Some(old) = &ctx.cookie {
         state.sessions.end(old);
     }
     let (cookie, _) = state
         .sessions
-        .start(&account.username, &account.display_name, role, now);
-    tracing::info!(%ip, user = %account.username, role = ?role, "logged in to the console");
+        .start(&account_user, &account_name, role, now);
+    tracing::info!(%ip, user = %account_user, role = ?role, "logged in to the console");
     let mut response = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{COOKIE}={cookie}; Path=/; HttpOnly; Secure; SameSite=Strict"
@@ -258,6 +271,45 @@ async fn login(
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
+}
+
+/// A directory account in one of `web.admin_groups` (ICT) or `web.helpdesk_groups` (the
+/// service desk), with its password; `None` otherwise, or when the directory cannot be asked
+/// (logged: local accounts still work).
+async fn staff_from_directory(
+    state: &WebState,
+    username: &str,
+    password: &str,
+) -> Option<(String, String, Role)> {
+    let web = &state.config.web;
+    let directory = state.config.directory.as_ref()?;
+    if web.admin_groups.is_empty() && web.helpdesk_groups.is_empty() {
+        return None;
+    }
+    let groups: Vec<String> = web
+        .admin_groups
+        .iter()
+        .chain(&web.helpdesk_groups)
+        .cloned()
+        .collect();
+    match crate::directory::ldap::authenticate(directory, username, password, &groups).await {
+        Ok(Some(login)) => {
+            let role = if login.groups.iter().any(|g| web.admin_groups.contains(g)) {
+                Role::Admin
+            } else if login.groups.iter().any(|g| web.helpdesk_groups.contains(g)) {
+                Role::Helpdesk
+            } else {
+                tracing::warn!(user = %login.username, "a directory account in no console group tried the console");
+                return None;
+            };
+            Some((login.username, login.display_name, role))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the directory could not check a console login");
+            None
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -301,13 +353,18 @@ struct LanguageQuery {
 
 /// The language switch: a cookie, and back to the page (a local path only).
 async fn language(Query(q): Query<LanguageQuery>) -> Response {
-    let lang = crate::lang::Lang::parse(&q.to).unwrap_or_default();
-    let back = if q.back.starts_with('/') && !q.back.starts_with("//") && !q.back.contains('\\') {
-        q.back
+    language_response(&q.to, &q.back)
+}
+
+/// The answer of a language switch to `to`, back to `back` (a local path only).
+pub(super) fn language_response(to: &str, back: &str) -> Response {
+    let lang = crate::lang::Lang::parse(to).unwrap_or_default();
+    let back = if back.starts_with('/') && !back.starts_with("//") && !back.contains('\\') {
+        back
     } else {
-        "/".to_string()
+        "/"
     };
-    let mut response = Redirect::to(&back).into_response();
+    let mut response = Redirect::to(back).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "taal={}; Path=/; Secure; SameSite=Lax; Max-Age=31536000",
         lang.code()
@@ -318,6 +375,11 @@ async fn language(Query(q): Query<LanguageQuery>) -> Response {
 }
 
 async fn stylesheet() -> Response {
+    stylesheet_response()
+}
+
+/// The stylesheet, embedded in the binary.
+pub(super) fn stylesheet_response() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
@@ -1350,7 +1412,12 @@ async fn download(
     let Some(d) = state.downloads.take(&token, &session.user, Utc::now()) else {
         return ctx.error(StatusCode::NOT_FOUND, ctx.t.download_gone);
     };
-    // RFC 6266: an ASCII fallback and the UTF-8 name, percent-encoded
+    download_response(d)
+}
+
+/// A waiting download as the answer: an attachment under its name (RFC 6266: an ASCII
+/// fallback and the UTF-8 name, percent-encoded).
+pub(super) fn download_response(d: super::downloads::Download) -> Response {
     let ascii: String = d
         .name
         .chars()

@@ -12,6 +12,7 @@ mod chart;
 mod console;
 mod downloads;
 mod layout;
+mod portal;
 pub mod session;
 pub mod text;
 
@@ -191,6 +192,53 @@ pub fn serve(
     let state = WebState::new(Arc::clone(&config), registry);
     Api::serve_app(listener, addr, tls, limits, "web console", move |_| {
         console_router(state)
+    })
+}
+
+/// Starts the employees' portal for `serve` if `web.portal_listen` is set (its own sessions
+/// and cookie). Stop it with [`Api::shutdown`].
+pub async fn spawn_portal(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> Result<Option<Api>, ApiStartError> {
+    let Some(addr) = config.web.portal_listen else {
+        return Ok(None);
+    };
+    let registry = Registry::new(
+        store,
+        Rules {
+            max_devices_per_owner: config.policy.max_devices_per_owner,
+            timezone: config.policy.timezone,
+        },
+    );
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| ApiStartError::Bind { addr, source })?;
+    serve_portal(Arc::new(config.clone()), registry, listener).map(Some)
+}
+
+/// Serves the portal on `listener`.
+pub fn serve_portal(
+    config: Arc<Config>,
+    registry: Registry,
+    listener: std::net::TcpListener,
+) -> Result<Api, ApiStartError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ApiStartError::Bind {
+            addr: config
+                .web
+                .portal_listen
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            source,
+        })?;
+    let tls = match (&config.web.tls_cert, &config.web.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::api::tls_config(cert, key)?),
+        _ => None,
+    };
+    let limits = crate::api::limits::Limits::from_config(&config.api);
+    let state = WebState::new(Arc::clone(&config), registry);
+    Api::serve_app(listener, addr, tls, limits, "web portal", move |_| {
+        portal::router(state)
     })
 }
 

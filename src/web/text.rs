@@ -12,6 +12,54 @@ pub struct Texts {
     pub other_language: &'static str,
     /// The console's name.
     pub console: &'static str,
+    /// The portal's name.
+    pub portal: &'static str,
+    /// Portal.
+    pub my_devices: &'static str,
+    /// Portal.
+    pub portal_login_intro: &'static str,
+    /// Portal.
+    pub directory_down: &'static str,
+    /// Portal.
+    pub not_an_owner: &'static str,
+    /// Portal.
+    pub access_ends: &'static str,
+    /// Portal.
+    pub register_this: &'static str,
+    /// Portal.
+    pub no_devices: &'static str,
+    /// Portal.
+    pub new_certificate: &'static str,
+    /// Portal.
+    pub mark_lost_own: &'static str,
+    /// Portal.
+    pub operating_system: &'static str,
+    /// Portal.
+    pub register_intro: &'static str,
+    /// Portal.
+    pub label_example: &'static str,
+    /// Portal.
+    pub mac_found: &'static str,
+    /// Portal.
+    pub mac_help_title: &'static str,
+    /// Portal.
+    pub mac_help_windows: &'static str,
+    /// Portal.
+    pub mac_help_apple: &'static str,
+    /// Portal.
+    pub mac_help_android: &'static str,
+    /// Portal.
+    pub mac_help_linux: &'static str,
+    /// Portal.
+    pub register_button: &'static str,
+    /// Portal.
+    pub choose_system: &'static str,
+    /// Portal.
+    pub password_once_employee: &'static str,
+    /// Portal.
+    pub reconnect: &'static str,
+    /// Portal.
+    pub lost_confirm: &'static str,
     /// Skip link.
     pub skip_to_content: &'static str,
     /// Navigation.
@@ -251,6 +299,30 @@ pub static NL: Texts = Texts {
     lang: Lang::Nl,
     other_language: "English",
     console: "Poortwachter — beheer",
+    portal: "Poortwachter — mijn apparaten",
+    my_devices: "Mijn apparaten",
+    portal_login_intro: "Log in met uw account van de gemeente (hetzelfde als voor de werkplek).",
+    directory_down: "Inloggen lukt nu niet: de gebruikersdirectory is niet bereikbaar. Probeer het over een paar minuten opnieuw.",
+    not_an_owner: "Uw account mag (nog) geen eigen apparaten registreren, of uw toegang is beëindigd. Neem contact op met de servicedesk.",
+    access_ends: "Uw toegang loopt tot en met",
+    register_this: "Dit apparaat registreren",
+    no_devices: "U heeft nog geen apparaten geregistreerd.",
+    new_certificate: "Nieuw certificaat",
+    mark_lost_own: "Kwijt of gestolen",
+    operating_system: "Besturingssysteem",
+    register_intro: "Registreer het apparaat dat u nu gebruikt. Daarna krijgt u een certificaat waarmee het op de wifi komt:",
+    label_example: "bijvoorbeeld: mijn laptop",
+    mac_found: "Het MAC-adres van dit apparaat is herkend en al ingevuld.",
+    mac_help_title: "Waar vind ik het MAC-adres (wifi-adres)?",
+    mac_help_windows: "Windows: Instellingen > Netwerk en internet > Wifi > Hardware-eigenschappen > Fysiek adres (MAC).",
+    mac_help_apple: "Mac: Systeeminstellingen > Wifi > Details > Wifi-adres. iPhone/iPad: Instellingen > Wifi > (i) bij het netwerk; zet 'Privé-wifi-adres' uit voor dit netwerk.",
+    mac_help_android: "Android: Instellingen > Wifi > het netwerk > Privacy: 'Apparaat-MAC gebruiken'; het adres staat bij Geavanceerd.",
+    mac_help_linux: "Linux: ip link (het adres na link/ether van uw wifi-kaart).",
+    register_button: "Registreren en certificaat ophalen",
+    choose_system: "Kies uw besturingssysteem.",
+    password_once_employee: "Het wachtwoord voor het installeren van uw certificaat. Schrijf het over of houd deze pagina open: het wordt maar één keer getoond.",
+    reconnect: "Download de bundel, volg LEESMIJ.txt erin, en verbind daarna met",
+    lost_confirm: "Het apparaat wordt direct van het netwerk gehaald en kan niet meer inloggen tot de servicedesk het terugzet.",
     skip_to_content: "Naar de inhoud",
     nav_dashboard: "Overzicht",
     nav_search: "Zoeken",
@@ -374,6 +446,30 @@ pub static EN: Texts = Texts {
     lang: Lang::En,
     other_language: "Nederlands",
     console: "Poortwachter — console",
+    portal: "Poortwachter — my devices",
+    my_devices: "My devices",
+    portal_login_intro: "Log in with your municipality account (the same as for the workspace).",
+    directory_down: "Logging in is not possible now: the user directory cannot be reached. Try again in a few minutes.",
+    not_an_owner: "Your account may not register own devices (yet), or your access has ended. Please contact the service desk.",
+    access_ends: "Your access lasts until",
+    register_this: "Register this device",
+    no_devices: "You have not registered any devices yet.",
+    new_certificate: "New certificate",
+    mark_lost_own: "Lost or stolen",
+    operating_system: "Operating system",
+    register_intro: "Register the device you are using now. Then you get a certificate that lets it on the Wi-Fi:",
+    label_example: "for example: my laptop",
+    mac_found: "This device's MAC address was recognised and filled in.",
+    mac_help_title: "Where do I find the MAC address (Wi-Fi address)?",
+    mac_help_windows: "Windows: Settings > Network & internet > Wi-Fi > Hardware properties > Physical address (MAC).",
+    mac_help_apple: "Mac: System Settings > Wi-Fi > Details > Wi-Fi address. iPhone/iPad: Settings > Wi-Fi > (i) by the network; turn 'Private Wi-Fi Address' off for this network.",
+    mac_help_android: "Android: Settings > Wi-Fi > the network > Privacy: 'Use device MAC'; the address is under Advanced.",
+    mac_help_linux: "Linux: ip link (the address after link/ether of your Wi-Fi card).",
+    register_button: "Register and get the certificate",
+    choose_system: "Choose your operating system.",
+    password_once_employee: "The password for installing your certificate. Copy it or keep this page open: it is shown only once.",
+    reconnect: "Download the bundle, follow README.txt in it, then connect to",
+    lost_confirm: "The device is taken off the network at once and cannot log in until the service desk restores it.",
     skip_to_content: "Skip to content",
     nav_dashboard: "Dashboard",
     nav_search: "Search",
