@@ -474,3 +474,123 @@ interval = "0s"
     assert!(!ok, "a lost device is refused: {out}");
     browser.close().await;
 });
+
+/// One POST of a form; status, headers, body.
+async fn post_form(port: u16, path: &str, form: &str) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        head,
+        String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
+    )
+}
+
+// The console takes the service desk and ICT from their directory groups: a member logs in
+// with their directory password and gets the group's role; a wrong or empty password, or a
+// person in neither group, is refused.
+both_stores!(directory_groups_log_in_to_the_console, |b| async move {
+    let slapd = Slapd::start();
+    slapd.add(&format!(
+        "{}\n{}\n{}\ndn: cn=Servicedesk,ou=Groepen,{SUFFIX}\nobjectClass: groupOfNames\n\
+         cn: Servicedesk\nmember: uid=s.desk,ou=Mensen,{SUFFIX}\n\n\
+         dn: cn=ICT,ou=Groepen,{SUFFIX}\nobjectClass: groupOfNames\ncn: ICT\n\
+         member: uid=i.beheer,ou=Mensen,{SUFFIX}\n",
+        person("s.desk", "Sam Desk"),
+        person("i.beheer", "Ilse Beheer"),
+        person("g.gewoon", "Gert Gewoon"),
+    ));
+    let db = TestDb::new(b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("ldap.pw");
+    std::fs::write(&pw, format!("{SERVICE_PW}\n")).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        r#"
+[database]
+url = "{url}"
+
+[vlans]
+workspace = 100
+guest = 200
+quarantine = 666
+
+[web]
+listen = "127.0.0.1:0"
+admin_groups = ["cn=ICT,ou=Groepen,{SUFFIX}"]
+helpdesk_groups = ["cn=Servicedesk,ou=Groepen,{SUFFIX}"]
+
+[directory]
+url = "{ldap}"
+bind_dn = "{SERVICE_DN}"
+bind_password_file = "{pw}"
+base_dn = "ou=Mensen,{SUFFIX}"
+filter = "(objectClass=inetOrgPerson)"
+"#,
+        url = db.url,
+        ldap = slapd.url(),
+        pw = pw.display(),
+    );
+    let config =
+        poortwachter::config::Config::from_toml(&text, Path::new("t.toml"), Vec::new()).unwrap();
+    let registry = poortwachter::registry::Registry::connect(
+        &db.url,
+        2,
+        poortwachter::registry::Rules {
+            max_devices_per_owner: 3,
+            timezone: config.policy.timezone,
+        },
+    )
+    .await
+    .unwrap();
+    registry.migrate().await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let console =
+        poortwachter::web::serve(std::sync::Arc::new(config), registry, listener).unwrap();
+    let port = console.local_addr().port();
+    let pw_form = |user: &str, password: &str| {
+        format!("username={user}&password={}", password.replace('!', "%21"))
+    };
+    for (user, role) in [("s.desk", "servicedesk"), ("i.beheer", "ICT-beheerder")] {
+        let (status, head, body) = post_form(port, "/login", &pw_form(user, EMPLOYEE_PW)).await;
+        assert_eq!(status, 303, "{user}: {head}{body}");
+        let cookie = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("set-cookie: ")
+                    .or_else(|| l.strip_prefix("Set-Cookie: "))
+            })
+            .expect("a cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let (status, page) = get_with_cookie(port, "/", &cookie).await;
+        assert_eq!(status, 200);
+        let page = String::from_utf8_lossy(&page);
+        assert!(page.contains(&format!("({role})")), "{user}: {page}");
+    }
+    for (user, password) in [
+        ("s.desk", "fout-wachtwoord"),
+        ("s.desk", ""),
+        ("g.gewoon", EMPLOYEE_PW),
+        ("nobody", EMPLOYEE_PW),
+        ("s.desk)(uid=*", EMPLOYEE_PW),
+    ] {
+        let (status, head, _) = post_form(port, "/login", &pw_form(user, password)).await;
+        assert_eq!(status, 401, "{user}/{password}: {head}");
+    }
+    console.shutdown().await;
+});
