@@ -38,6 +38,22 @@ fn cli(config: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// One GET with a cookie; the body.
+async fn http_get(port: u16, path: &str, cookie: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    String::from_utf8_lossy(&raw[split + 4..]).into_owned()
+}
+
 fn mab(mac: &str) -> String {
     format!(
         "User-Name = \"{mac}\"\nUser-Password = \"{mac}\"\nCalling-Station-Id = \"{mac}\"\n\
@@ -101,6 +117,11 @@ ssid = "Werkplek"
 
 [web]
 listen = "127.0.0.1:{web}"
+
+[[occupancy.locations]]
+name = "Bibliotheek"
+access_points = ["ap-bib*"]
+workplaces = 10
 "#,
             url = db.url,
             coa = nas.port(),
@@ -273,6 +294,29 @@ listen = "127.0.0.1:{web}"
         browser
             .screenshot(&format!("console-refusals-{lang}-{backend}"))
             .await;
+
+        // occupancy: the library's laptop counts in this hour, on the page and in the CSV
+        browser
+            .goto(&format!("http://127.0.0.1:{web}/occupancy"))
+            .await;
+        browser.wait_for("svg.chart", WAIT).await;
+        let text = browser.page_text().await;
+        assert!(text.contains("Bibliotheek"), "{text}");
+        assert!(text.contains("10%"), "one of ten workplaces: {text}");
+        browser
+            .screenshot(&format!("console-occupancy-{lang}-{backend}"))
+            .await;
+        let csv = http_get(
+            web,
+            "/occupancy.csv",
+            &format!("poortwachter_sessie={}", cookie.value),
+        )
+        .await;
+        assert!(
+            csv.starts_with("start,location,devices,workplaces,occupancy_percent\n"),
+            "{csv}"
+        );
+        assert!(csv.contains(",Bibliotheek,1,10,10.0\n"), "{csv}");
 
         // the service desk has no revoke button; a forged post is refused, nothing written
         browser

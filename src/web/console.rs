@@ -1187,6 +1187,53 @@ async fn dashboard_body(ctx: &Ctx, state: &WebState) -> Result<Markup, RegistryE
             .or_default() += 1;
     }
     let per_ssid: Vec<(String, u64)> = per_ssid.into_iter().collect();
+    // devices connected per hour of today, per SSID
+    let today_start = {
+        use chrono::TimeZone as _;
+        let d = now.with_timezone(&tz).date_naive();
+        tz.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now - Duration::hours(24))
+    };
+    let today = state
+        .registry
+        .sessions_between(today_start, now + Duration::seconds(1), 100_000)
+        .await?;
+    let mut by_ssid: BTreeMap<String, Vec<crate::activity::Session>> = BTreeMap::new();
+    for s in today {
+        by_ssid
+            .entry(s.ssid.clone().unwrap_or_else(|| "—".into()))
+            .or_default()
+            .push(s);
+    }
+    let day_series: Vec<String> = by_ssid.keys().cloned().collect();
+    let day_rows: Vec<Vec<u32>> = by_ssid
+        .values()
+        .map(|sessions| {
+            crate::occupancy::count(sessions, &[], today_start, 24, now, "")
+                .counts
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+        })
+        .collect();
+    let day_values: Vec<Vec<u64>> = (0..24)
+        .map(|h| {
+            day_rows
+                .iter()
+                .map(|r| u64::from(r.get(h).copied().unwrap_or(0)))
+                .collect()
+        })
+        .collect();
+    let day_labels: Vec<String> = (0..24)
+        .map(|h| {
+            (today_start + Duration::hours(h))
+                .with_timezone(&tz)
+                .format("%H")
+                .to_string()
+        })
+        .collect();
     // refusals per hour of the last 24, by reason (the five most frequent, the rest as one)
     let since = now - Duration::hours(24);
     let refused = state
@@ -1279,6 +1326,10 @@ async fn dashboard_body(ctx: &Ctx, state: &WebState) -> Result<Markup, RegistryE
                 h2 #h-sessions { (t.sessions_now) }
                 p.big { (open.len()) }
                 @if !per_ssid.is_empty() { (chart::bars(t.sessions_now, &per_ssid)) }
+            }
+            section.card aria-labelledby="h-today" {
+                h2 #h-today { (t.sessions_today) }
+                (chart::stacked(t.sessions_today, &day_labels, &day_series, &day_values))
             }
             section.card aria-labelledby="h-refusals" {
                 h2 #h-refusals { (t.refusals_per_hour) }

@@ -237,6 +237,8 @@ pub struct Texts {
     /// Dashboard.
     pub refusals_per_hour: &'static str,
     /// Dashboard.
+    pub sessions_today: &'static str,
+    /// Dashboard.
     pub noncompliant_devices: &'static str,
     /// Dashboard.
     pub contracts_ending: &'static str,
@@ -411,6 +413,7 @@ pub static NL: Texts = Texts {
     dashboard_title: "Overzicht",
     sessions_now: "Verbonden apparaten nu, per netwerk",
     refusals_per_hour: "Weigeringen per uur, per reden",
+    sessions_today: "Verbonden apparaten vandaag, per uur en netwerk",
     noncompliant_devices: "Apparaten die niet voldoen",
     contracts_ending: "Contracten die binnen 14 dagen eindigen",
     certificates_expiring: "Certificaten die binnen 30 dagen verlopen",
@@ -558,6 +561,7 @@ pub static EN: Texts = Texts {
     dashboard_title: "Dashboard",
     sessions_now: "Devices connected now, per network",
     refusals_per_hour: "Refusals per hour, by reason",
+    sessions_today: "Devices connected today, per hour and network",
     noncompliant_devices: "Devices that do not comply",
     contracts_ending: "Contracts ending within 14 days",
     certificates_expiring: "Certificates expiring within 30 days",
