@@ -122,8 +122,9 @@ pub async fn serve(
         config: Some(reloader.in_force()),
     };
     let api = poortwachter::api::spawn(config, store.clone(), Some(metrics)).await?;
-    let console = poortwachter::web::spawn(config, store.clone()).await?;
-    let portal = poortwachter::web::spawn_portal(config, store).await?;
+    let console =
+        poortwachter::web::spawn(poortwachter::web::Site::Console, config, store.clone()).await?;
+    let portal = poortwachter::web::spawn(poortwachter::web::Site::Portal, config, store).await?;
     let asked = Arc::new(tokio::sync::Notify::new());
     stop_guard(asked.clone()).await?;
     let stopped = server

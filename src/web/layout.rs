@@ -24,7 +24,7 @@ pub enum Nav {
     None,
 }
 
-/// A whole page.
+/// A whole console page.
 pub fn page(
     t: &Texts,
     title: &str,
@@ -33,52 +33,73 @@ pub fn page(
     here: &str,
     content: Markup,
 ) -> Markup {
-    let other = match t.lang {
-        crate::lang::Lang::Nl => "en",
-        crate::lang::Lang::En => "nl",
+    let header = html! {
+        @if let Some(s) = session {
+            nav aria-label=(t.console) {
+                ul {
+                    (nav_item("/", t.nav_dashboard, nav == Nav::Dashboard))
+                    (nav_item("/search", t.nav_search, nav == Nav::Search))
+                    (nav_item("/refusals", t.nav_refusals, nav == Nav::Refusals))
+                    (nav_item("/occupancy", t.nav_occupancy, nav == Nav::Occupancy))
+                    (nav_item("/audit", t.nav_audit, nav == Nav::Audit))
+                }
+            }
+            div.who {
+                span { (t.logged_in_as) " " strong { (s.display_name) } " (" (role_name(t, s.role)) ")" }
+                (language_link(t, here))
+                (logout_form(t, s))
+            }
+        } @else {
+            div.who { (language_link(t, here)) }
+        }
     };
+    shell(t, title, t.console, header, content)
+}
+
+/// The frame of every page of the console and the portal: language, skip link, the header
+/// (the site's name and `header`), the title and `content` in `main`.
+pub fn shell(t: &Texts, title: &str, site: &str, header: Markup, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(t.lang.code()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — " (t.console) }
+                title { (title) " — " (site) }
                 link rel="stylesheet" href="/static/app.css";
             }
             body {
                 a.skip href="#inhoud" { (t.skip_to_content) }
                 header.top {
-                    a.brand href="/" { (t.console) }
-                    @if let Some(s) = session {
-                        nav aria-label=(t.console) {
-                            ul {
-                                (nav_item("/", t.nav_dashboard, nav == Nav::Dashboard))
-                                (nav_item("/search", t.nav_search, nav == Nav::Search))
-                                (nav_item("/refusals", t.nav_refusals, nav == Nav::Refusals))
-                                (nav_item("/occupancy", t.nav_occupancy, nav == Nav::Occupancy))
-                                (nav_item("/audit", t.nav_audit, nav == Nav::Audit))
-                            }
-                        }
-                        div.who {
-                            span { (t.logged_in_as) " " strong { (s.display_name) } " (" (role_name(t, s.role)) ")" }
-                            a href={ "/language?to=" (other) "&back=" (urlencode(here)) } lang=(other) { (t.other_language) }
-                            form method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(s.csrf);
-                                button type="submit" { (t.logout) }
-                            }
-                        }
-                    } @else {
-                        div.who {
-                            a href={ "/language?to=" (other) "&back=" (urlencode(here)) } lang=(other) { (t.other_language) }
-                        }
-                    }
+                    a.brand href="/" { (site) }
+                    (header)
                 }
                 main #inhoud tabindex="-1" {
                     h1 { (title) }
                     (content)
                 }
             }
+        }
+    }
+}
+
+/// The switch to the other language, back to `here`.
+pub fn language_link(t: &Texts, here: &str) -> Markup {
+    let other = match t.lang {
+        crate::lang::Lang::Nl => "en",
+        crate::lang::Lang::En => "nl",
+    };
+    html! {
+        a href={ "/language?to=" (other) "&back=" (urlencode(here)) } lang=(other) { (t.other_language) }
+    }
+}
+
+/// The logout button (a form with the session's CSRF token).
+pub fn logout_form(t: &Texts, s: &Session) -> Markup {
+    html! {
+        form method="post" action="/logout" {
+            (csrf_field(s))
+            button type="submit" { (t.logout) }
         }
     }
 }

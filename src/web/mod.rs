@@ -151,10 +151,39 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v)
 }
 
-/// Starts the console for `serve` if `web.listen` is set, with `[web]`'s TLS and `[api]`'s
+/// Which of the two sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// The console for ICT and the service desk (`web.listen`).
+    Console,
+    /// The employees' portal (`web.portal_listen`).
+    Portal,
+}
+
+impl Site {
+    fn addr(self, config: &Config) -> Option<SocketAddr> {
+        match self {
+            Site::Console => config.web.listen,
+            Site::Portal => config.web.portal_listen,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Site::Console => "web console",
+            Site::Portal => "web portal",
+        }
+    }
+}
+
+/// Starts `site` for `serve` if its address is set, with `[web]`'s TLS and `[api]`'s
 /// connection limits. Stop it with [`Api::shutdown`].
-pub async fn spawn(config: &Config, store: Arc<dyn Store>) -> Result<Option<Api>, ApiStartError> {
-    let Some(addr) = config.web.listen else {
+pub async fn spawn(
+    site: Site,
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> Result<Option<Api>, ApiStartError> {
+    let Some(addr) = site.addr(config) else {
         return Ok(None);
     };
     let registry = Registry::new(
@@ -166,7 +195,7 @@ pub async fn spawn(config: &Config, store: Arc<dyn Store>) -> Result<Option<Api>
     );
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| ApiStartError::Bind { addr, source })?;
-    serve(Arc::new(config.clone()), registry, listener).map(Some)
+    serve_site(site, Arc::new(config.clone()), registry, listener).map(Some)
 }
 
 /// Serves the console on `listener`.
@@ -175,49 +204,12 @@ pub fn serve(
     registry: Registry,
     listener: std::net::TcpListener,
 ) -> Result<Api, ApiStartError> {
-    let addr = listener
-        .local_addr()
-        .map_err(|source| ApiStartError::Bind {
-            addr: config
-                .web
-                .listen
-                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-            source,
-        })?;
-    let tls = match (&config.web.tls_cert, &config.web.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::api::tls_config(cert, key)?),
-        _ => None,
-    };
-    let limits = crate::api::limits::Limits::from_config(&config.api);
-    let state = WebState::new(Arc::clone(&config), registry);
-    Api::serve_app(listener, addr, tls, limits, "web console", move |_| {
-        console_router(state)
-    })
+    serve_site(Site::Console, config, registry, listener)
 }
 
-/// Starts the employees' portal for `serve` if `web.portal_listen` is set (its own sessions
-/// and cookie). Stop it with [`Api::shutdown`].
-pub async fn spawn_portal(
-    config: &Config,
-    store: Arc<dyn Store>,
-) -> Result<Option<Api>, ApiStartError> {
-    let Some(addr) = config.web.portal_listen else {
-        return Ok(None);
-    };
-    let registry = Registry::new(
-        store,
-        Rules {
-            max_devices_per_owner: config.policy.max_devices_per_owner,
-            timezone: config.policy.timezone,
-        },
-    );
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| ApiStartError::Bind { addr, source })?;
-    serve_portal(Arc::new(config.clone()), registry, listener).map(Some)
-}
-
-/// Serves the portal on `listener`.
-pub fn serve_portal(
+/// Serves `site` on `listener`, with sessions of its own.
+pub fn serve_site(
+    site: Site,
     config: Arc<Config>,
     registry: Registry,
     listener: std::net::TcpListener,
@@ -225,9 +217,8 @@ pub fn serve_portal(
     let addr = listener
         .local_addr()
         .map_err(|source| ApiStartError::Bind {
-            addr: config
-                .web
-                .portal_listen
+            addr: site
+                .addr(&config)
                 .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
             source,
         })?;
@@ -237,9 +228,17 @@ pub fn serve_portal(
     };
     let limits = crate::api::limits::Limits::from_config(&config.api);
     let state = WebState::new(Arc::clone(&config), registry);
-    Api::serve_app(listener, addr, tls, limits, "web portal", move |_| {
-        portal::router(state)
-    })
+    Api::serve_app(
+        listener,
+        addr,
+        tls,
+        limits,
+        site.name(),
+        move |_| match site {
+            Site::Console => console_router(state),
+            Site::Portal => portal::router(state),
+        },
+    )
 }
 
 #[cfg(test)]

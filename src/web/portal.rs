@@ -18,10 +18,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use chrono::Utc;
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{csrf_field, notice, urlencode, when};
+use super::layout::{csrf_field, language_link, logout_form, notice, shell, when};
 use super::session::{Role, Session};
 use super::text::{texts, Texts};
 use super::{cookie, request_lang, WebState};
@@ -105,41 +105,14 @@ impl Ctx {
 }
 
 fn page(t: &Texts, title: &str, session: Option<&Session>, here: &str, content: Markup) -> Markup {
-    let other = match t.lang {
-        crate::lang::Lang::Nl => "en",
-        crate::lang::Lang::En => "nl",
-    };
-    html! {
-        (DOCTYPE)
-        html lang=(t.lang.code()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — " (t.portal) }
-                link rel="stylesheet" href="/static/app.css";
-            }
-            body {
-                a.skip href="#inhoud" { (t.skip_to_content) }
-                header.top {
-                    a.brand href="/" { (t.portal) }
-                    div.who {
-                        @if let Some(s) = session { span { strong { (s.display_name) } } }
-                        a href={ "/language?to=" (other) "&back=" (urlencode(here)) } lang=(other) { (t.other_language) }
-                        @if let Some(s) = session {
-                            form method="post" action="/logout" {
-                                (csrf_field(s))
-                                button type="submit" { (t.logout) }
-                            }
-                        }
-                    }
-                }
-                main #inhoud tabindex="-1" {
-                    h1 { (title) }
-                    (content)
-                }
-            }
+    let header = html! {
+        div.who {
+            @if let Some(s) = session { span { strong { (s.display_name) } } }
+            (language_link(t, here))
+            @if let Some(s) = session { (logout_form(t, s)) }
         }
-    }
+    };
+    shell(t, title, t.portal, header, content)
 }
 
 fn set_cookie(response: &mut Response, value: &str, clear: bool) {
