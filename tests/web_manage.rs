@@ -468,6 +468,24 @@ both_stores!(
         assert_eq!(env.db.count("audit_log").await, audit_before);
         assert_eq!(env.db.count("devices").await, devices_before);
 
+        // a randomized (locally administered) MAC: registered, and said so on the answer
+        let r = env
+            .post(
+                "/owners/j.devries/devices/new",
+                Some(&ict),
+                &format!("csrf={csrf}&label=tablet&kind=tablet&macs=3e:22:fb:00:00:06"),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("Apparaat geregistreerd."), "{}", r.body);
+        assert!(
+            r.body
+                .contains("3e:22:fb:00:00:06: Let op: dit is een willekeurig"),
+            "{}",
+            r.body
+        );
+        assert_eq!(env.db.count("devices").await, devices_before + 1);
+
         // edit the device: label, kind, a MAC added and one removed
         let page = env
             .get(&format!("/devices/{device}/edit"), Some(&ict), "nl")
