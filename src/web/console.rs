@@ -47,6 +47,7 @@ pub fn routes() -> Router<WebState> {
         .route("/audit", get(audit))
         .route("/occupancy", get(occupancy))
         .route("/occupancy.csv", get(occupancy_csv))
+        .merge(super::manage::routes())
         .fallback(not_found)
 }
 
@@ -717,6 +718,7 @@ async fn owner_page(
                 dt { (t.source) } dd { ((t.word)(&owner.source.to_string())) }
             }
         }
+        @if ctx.session.as_ref().is_some_and(|s| s.role.may_change()) { p { a.button href={ (here) "/edit" } { (super::text::manage_texts(t.lang).edit) } } }
         h2 { (t.devices) }
         @if devices.is_empty() { p { (t.none) } } @else { (device_table(&ctx, &state, &devices)) }
         h2 { (t.why_timeline) }
@@ -783,6 +785,7 @@ async fn device_page(
         @if session.role.may_change() {
             h2 { (t.actions) }
             div.card {
+                p { a href={ "/devices/" (device.id) "/edit" } { (super::text::manage_texts(t.lang).edit) } }
                 @match device.status {
                     DeviceStatus::Active => {
                         form.inline method="post" action={ "/devices/" (device.id) "/lost" } {

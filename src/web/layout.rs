@@ -20,6 +20,8 @@ pub enum Nav {
     Audit,
     /// Occupancy.
     Occupancy,
+    /// The API tokens (ICT only).
+    Tokens,
     /// None (login, errors).
     None,
 }
@@ -42,6 +44,9 @@ pub fn page(
                     (nav_item("/refusals", t.nav_refusals, nav == Nav::Refusals))
                     (nav_item("/occupancy", t.nav_occupancy, nav == Nav::Occupancy))
                     (nav_item("/audit", t.nav_audit, nav == Nav::Audit))
+                    @if s.role == Role::Admin {
+                        (nav_item("/tokens", super::text::manage_texts(t.lang).nav_tokens, nav == Nav::Tokens))
+                    }
                 }
             }
             div.who {

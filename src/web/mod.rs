@@ -12,6 +12,7 @@ mod chart;
 mod console;
 mod downloads;
 mod layout;
+mod manage;
 mod portal;
 pub mod session;
 pub mod text;

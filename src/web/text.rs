@@ -702,6 +702,164 @@ fn reason_en(code: &str) -> &'static str {
     }
 }
 
+/// The texts of the ICT actions (owner and device edits, API tokens), one place per
+/// language: [`MANAGE_NL`] and [`MANAGE_EN`].
+#[derive(Debug)]
+pub struct ManageTexts {
+    /// Navigation: the API tokens (ICT only).
+    pub nav_tokens: &'static str,
+    /// A link to an edit page.
+    pub edit: &'static str,
+    /// The owner's edit page.
+    pub edit_owner_title: &'static str,
+    /// Heading: the owner's details.
+    pub details: &'static str,
+    /// Button.
+    pub save: &'static str,
+    /// Under the contract date field.
+    pub date_hint: &'static str,
+    /// Heading: disable or enable.
+    pub access: &'static str,
+    /// Above the disable form.
+    pub disable_text: &'static str,
+    /// Label.
+    pub disable_reason: &'static str,
+    /// Button.
+    pub disable: &'static str,
+    /// Button.
+    pub enable: &'static str,
+    /// Link and page title.
+    pub register_device: &'static str,
+    /// Label: one or more MACs.
+    pub macs: &'static str,
+    /// The device's edit page.
+    pub edit_device_title: &'static str,
+    /// Label.
+    pub add_macs: &'static str,
+    /// Legend: the MACs to remove.
+    pub remove_macs: &'static str,
+    /// Heading and button.
+    pub compliance_set: &'static str,
+    /// Label.
+    pub note: &'static str,
+    /// After registering.
+    pub device_registered: &'static str,
+    /// A randomized MAC.
+    pub private_mac_warning: &'static str,
+    /// Above the token list.
+    pub tokens_intro: &'static str,
+    /// Label.
+    pub token_name: &'static str,
+    /// Label and column.
+    pub scope: &'static str,
+    /// Column.
+    pub created: &'static str,
+    /// Column.
+    pub last_used: &'static str,
+    /// Column.
+    pub revoked_at: &'static str,
+    /// Heading and button.
+    pub create_token: &'static str,
+    /// The page with the secret.
+    pub token_created: &'static str,
+    /// Beside the secret.
+    pub token_once: &'static str,
+    /// Link.
+    pub back_to_tokens: &'static str,
+    /// Confirmation page.
+    pub revoke_token_title: &'static str,
+    /// Confirmation page.
+    pub revoke_token_text: &'static str,
+    /// A name taken.
+    pub token_exists: &'static str,
+    /// A disable without its reason.
+    pub reason_required: &'static str,
+}
+
+/// Nederlands.
+pub static MANAGE_NL: ManageTexts = ManageTexts {
+    nav_tokens: "API-sleutels",
+    edit: "Bewerken",
+    edit_owner_title: "Eigenaar bewerken",
+    details: "Gegevens",
+    save: "Opslaan",
+    date_hint: "DD-MM-JJJJ of JJJJ-MM-DD; leeg: geen einddatum",
+    access: "Toegang",
+    disable_text: "Uitschakelen weigert al haar of zijn apparaten direct en verbreekt de verbindingen.",
+    disable_reason: "Reden van uitschakelen",
+    disable: "Uitschakelen",
+    enable: "Weer inschakelen",
+    register_device: "Apparaat registreren",
+    macs: "MAC-adressen (een per regel)",
+    edit_device_title: "Apparaat bewerken",
+    add_macs: "MAC-adressen toevoegen (een per regel)",
+    remove_macs: "MAC-adressen verwijderen",
+    compliance_set: "Naleving instellen",
+    note: "Toelichting",
+    device_registered: "Apparaat geregistreerd.",
+    private_mac_warning: "Let op: dit is een willekeurig (privé) MAC-adres; het verandert tenzij het apparaat voor dit netwerk een vast adres gebruikt.",
+    tokens_intro: "Sleutels voor de beheer-API. Het geheim wordt één keer getoond en alleen als hash bewaard.",
+    token_name: "Naam (wie of wat de sleutel gebruikt)",
+    scope: "Bevoegdheid",
+    created: "Gemaakt",
+    last_used: "Laatst gebruikt",
+    revoked_at: "Ingetrokken",
+    create_token: "Sleutel maken",
+    token_created: "Sleutel gemaakt",
+    token_once: "Kopieer het geheim nu: het wordt niet nog eens getoond. Gebruik: Authorization: Bearer <geheim>",
+    back_to_tokens: "Terug naar de sleutels",
+    revoke_token_title: "Sleutel intrekken?",
+    revoke_token_text: "Wie deze sleutel gebruikt, wordt vanaf nu geweigerd. De naam kan niet opnieuw worden gebruikt.",
+    token_exists: "bestaat al (namen worden nooit hergebruikt, ook niet na intrekken)",
+    reason_required: "vul in waarom (de servicedesk leest dit)",
+};
+
+/// English.
+pub static MANAGE_EN: ManageTexts = ManageTexts {
+    nav_tokens: "API tokens",
+    edit: "Edit",
+    edit_owner_title: "Edit owner",
+    details: "Details",
+    save: "Save",
+    date_hint: "DD-MM-YYYY or YYYY-MM-DD; empty: no end date",
+    access: "Access",
+    disable_text: "Disabling refuses all of the owner's devices at once and disconnects them.",
+    disable_reason: "Reason for disabling",
+    disable: "Disable",
+    enable: "Enable again",
+    register_device: "Register a device",
+    macs: "MAC addresses (one per line)",
+    edit_device_title: "Edit device",
+    add_macs: "Add MAC addresses (one per line)",
+    remove_macs: "Remove MAC addresses",
+    compliance_set: "Set compliance",
+    note: "Note",
+    device_registered: "Device registered.",
+    private_mac_warning: "Note: this is a randomized (private) MAC address; it changes unless the device uses a fixed address for this network.",
+    tokens_intro: "Keys for the admin API. The secret is shown once and stored only as a hash.",
+    token_name: "Name (who or what uses the key)",
+    scope: "Scope",
+    created: "Created",
+    last_used: "Last used",
+    revoked_at: "Revoked",
+    create_token: "Create a key",
+    token_created: "Key created",
+    token_once: "Copy the secret now: it is not shown again. Use: Authorization: Bearer <secret>",
+    back_to_tokens: "Back to the keys",
+    revoke_token_title: "Revoke the key?",
+    revoke_token_text: "Whoever uses this key is refused from now on. The name cannot be used again.",
+    token_exists: "exists already (names are never reused, not even after revocation)",
+    reason_required: "say why (the service desk reads it)",
+};
+
+/// The ICT action texts of `lang`.
+pub fn manage_texts(lang: Lang) -> &'static ManageTexts {
+    match lang {
+        Lang::Nl => &MANAGE_NL,
+        Lang::En => &MANAGE_EN,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
