@@ -309,7 +309,7 @@ pub async fn why(
     }
     if let Who::Mac(_) = asked {
         for device in &found.devices {
-            print_posture(config, registry, device).await?;
+            print_posture(config, registry, device, now).await?;
         }
     }
     let tz = config.policy.timezone;
@@ -391,9 +391,13 @@ pub async fn why(
 
 /// The device's compliance for `why`: its state, when it goes (or went) stale, and the checks
 /// its latest posture report failed.
-async fn print_posture(config: &Config, registry: &Registry, device: &Device) -> Result<()> {
+async fn print_posture(
+    config: &Config,
+    registry: &Registry,
+    device: &Device,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     let tz = config.policy.timezone;
-    let now = chrono::Utc::now();
     let max_age = config.policy.compliance_max_age.chrono();
     let age = match device.compliance_checked_at {
         Some(at) if at + max_age > now => format!(
