@@ -946,8 +946,20 @@ both_stores!(serve_why_sessions_and_a_clean_stop, |b| async move {
         lines[1..].iter().all(|l| l.contains("workspace VLAN 100")),
         "{why}"
     );
+    // by username the same decisions (the owner's and the MAC's, each once), and the same
+    // "connected since" line if accounting left the session open
     let why_user = cli.ok(&["why", "J.DeVries"]);
-    assert_eq!(why_user.lines().count(), lines.len(), "{why_user}");
+    let connected = |out: &str| {
+        out.lines()
+            .filter(|l| l.starts_with("connected since"))
+            .count()
+    };
+    assert_eq!(
+        why_user.lines().count(),
+        lines.len() + connected(&why),
+        "{why_user}"
+    );
+    assert_eq!(connected(&why_user), connected(&why), "{why_user}");
     let nothing = cli.ok(&["why", "00:11:22:33:44:55"]);
     assert!(nothing.contains("no decisions"), "{nothing}");
 });
@@ -2153,3 +2165,150 @@ both_stores!(console_accounts, |b| async move {
         assert!(!in_audit, "`{secret}` in the audit rows");
     }
 });
+
+/// A decision as the server logs it about the MAC of j.devries' laptop.
+fn logged(
+    at: chrono::DateTime<chrono::Utc>,
+    owner: Option<&str>,
+    outcome: &str,
+    reason: &str,
+    message: &str,
+) -> poortwachter::activity::DecisionRecord {
+    poortwachter::activity::DecisionRecord {
+        id: 0,
+        at,
+        nas: "ap-bibliotheek".into(),
+        nas_ip: Some("10.0.8.21".into()),
+        username: "host/laptop".into(),
+        mac: poortwachter::mac::MacAddr::parse_any("3c:22:fb:00:00:01").ok(),
+        ssid: Some("Werkplek".into()),
+        method: "eap-tls".into(),
+        device_id: None,
+        owner: owner.map(str::to_string),
+        outcome: outcome.into(),
+        vlan: (outcome == "accept").then_some(100),
+        reason: reason.into(),
+        message: message.into(),
+        repeats: 0,
+        degraded: false,
+    }
+}
+
+// issue 14, finding 3: `why USERNAME` shows the refusal of a superseded certificate (logged
+// with the MAC, no owner), and an open session heads the output, before the older reject
+both_stores!(
+    why_by_username_finds_the_macs_and_says_connected,
+    |b| async move {
+        use poortwachter::activity::{AccountingUpdate, AcctKind, NasIdentity};
+        let cli = Cli::new(b).await;
+        cli.ok(&[
+            "owner",
+            "add",
+            "j.devries",
+            "--name",
+            "Jan de Vries",
+            "--role",
+            "staff",
+        ]);
+        cli.ok(&[
+            "device",
+            "register",
+            "--owner",
+            "j.devries",
+            "--mac",
+            "3C-22-FB-00-00-01",
+            "--label",
+            "ThinkPad",
+        ]);
+        let reg = poortwachter::registry::Registry::connect(
+            &cli.db.url,
+            2,
+            poortwachter::registry::Rules {
+                max_devices_per_owner: 2,
+                timezone: chrono_tz::Europe::Amsterdam,
+            },
+        )
+        .await
+        .unwrap();
+        let store = reg.store_arc();
+        let now = chrono::Utc::now();
+        store
+            .insert_decisions(&[
+                logged(
+                    now - chrono::Duration::minutes(30),
+                    Some("j.devries"),
+                    "accept",
+                    "registered",
+                    "accepted: workspace VLAN 100",
+                ),
+                // the server knows the MAC but not the certificate: no owner on the row
+                logged(
+                    now - chrono::Duration::minutes(10),
+                    None,
+                    "reject",
+                    "certificate_unknown",
+                    "refused: the certificate is not this device's current one",
+                ),
+            ])
+            .await
+            .unwrap();
+
+        // (1) the refusal shows by username, newest first, without a "connected" line yet
+        let why = cli.ok(&["why", "j.devries"]);
+        let lines: Vec<&str> = why.lines().collect();
+        assert_eq!(lines.len(), 2, "{why}");
+        assert!(
+            lines[0].contains("3c:22:fb:00:00:01")
+                && lines[0].contains("not this device's current one"),
+            "{why}"
+        );
+        assert!(lines[1].contains("workspace VLAN 100"), "{why}");
+
+        // (2) the device reconnected after the reject; its accept is not folded in yet
+        store
+            .record_accounting(&AccountingUpdate {
+                kind: AcctKind::Start,
+                at: now - chrono::Duration::minutes(1),
+                nas: "ap-bibliotheek".into(),
+                nas_key: "ap-bib-1".into(),
+                acct_session_id: "80000042".into(),
+                nas_ip: Some("10.0.8.21".into()),
+                nas_port: None,
+                username: Some("host/laptop".into()),
+                mac: poortwachter::mac::MacAddr::parse_any("3c:22:fb:00:00:01").ok(),
+                ssid: Some("Werkplek".into()),
+                device_id: None,
+                owner: Some("j.devries".into()),
+                framed_ip: None,
+                class: None,
+                session_time: 0,
+                input_octets: 0,
+                output_octets: 0,
+                input_packets: 0,
+                output_packets: 0,
+                terminate_cause: None,
+                raw: NasIdentity::default(),
+            })
+            .await
+            .unwrap();
+        for who in ["J.DeVries", "3C-22-FB-00-00-01"] {
+            let why = cli.ok(&["why", who]);
+            // by MAC the device's compliance (and a blank line) heads the output, then the session
+            let lines: Vec<&str> = why
+                .lines()
+                .filter(|l| !l.starts_with("device ") && !l.is_empty())
+                .collect();
+            assert!(
+                lines[0].starts_with("connected since ")
+                    && lines[0].contains("3c:22:fb:00:00:01")
+                    && lines[0].contains("(session 80000042 at ap-bibliotheek (Werkplek))"),
+                "{who}: {why}"
+            );
+            assert!(
+                lines[1].contains("not this device's current one"),
+                "{who}: {why}"
+            );
+            assert_eq!(lines.len(), 3, "{who}: {why}");
+        }
+    }
+);

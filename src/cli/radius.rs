@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use poortwachter::activity::{DecisionFilter, SessionFilter};
+use poortwachter::activity::SessionFilter;
 use poortwachter::config::Config;
 use poortwachter::mac::MacAddr;
 use poortwachter::model::Device;
@@ -13,6 +13,7 @@ use poortwachter::posture;
 use poortwachter::registry::{Registry, RegistryError, Rules, Store, StoreError};
 use poortwachter::server::{Server, STOP_WITHIN};
 use poortwachter::text::escape;
+use poortwachter::why::{timeline, Event, Who};
 
 use super::{table, when};
 use poortwachter::config::redact_url;
@@ -286,7 +287,9 @@ async fn stop_guard(asked: Arc<tokio::sync::Notify>) -> Result<()> {
         .context("cannot install the SIGTERM/SIGINT handlers")
 }
 
-/// `why MAC-or-username`: the latest decisions, newest first.
+/// `why MAC-or-username`: the shared timeline ([`poortwachter::why`]) in plain words: an open
+/// session first ("connected since"), then the latest decisions and minute counts, newest
+/// first; by username, those of each of the owner's MACs too.
 pub async fn why(
     config: &Config,
     registry: &Registry,
@@ -296,84 +299,91 @@ pub async fn why(
 ) -> Result<()> {
     let who = who.trim();
     anyhow::ensure!(!who.is_empty(), "give a MAC address or a username");
-    let filter = match MacAddr::parse_any(who) {
-        Ok(mac) => DecisionFilter {
-            mac: Some(mac),
-            username: None,
-            limit: Some(limit),
-        },
-        Err(_) => DecisionFilter {
-            mac: None,
-            username: Some(who.to_string()),
-            limit: Some(limit),
-        },
+    let asked = match MacAddr::parse_any(who) {
+        Ok(mac) => Who::Mac(mac),
+        Err(_) => Who::Owner(who.to_string()),
     };
-    let found = registry.decisions(&filter).await?;
+    let now = chrono::Utc::now();
+    let found = timeline(registry, &asked, now, limit).await?;
     if json {
-        return table::print_json(&found);
+        let decisions: Vec<_> = found
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Decision(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        return table::print_json(&decisions);
     }
-    let mut registered = false;
-    let mut counted = Vec::new();
-    if let Some(mac) = filter.mac {
-        if let Some(device) = registry.device_by_mac(mac).await? {
-            registered = true;
-            print_posture(config, registry, &device).await?;
+    if let Who::Mac(_) = asked {
+        for device in &found.devices {
+            print_posture(config, registry, device, now).await?;
         }
-        // a request for an unregistered device is counted per minute, not stored one row
-        // each: found when the MAC is in that minute's sample
-        counted = registry.decision_aggregates(mac, limit).await?;
     }
     let tz = config.policy.timezone;
-    let mut lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
-    for d in &found {
-        let at = when::second(d.at, tz);
-        let repeats = if d.repeats > 0 {
-            format!(" (and {} identical decisions before it, folded)", d.repeats)
-        } else {
-            String::new()
-        };
-        // the User-Name, SSID and message come from the network: escaped, never raw
-        let line = format!(
-            "{at}  {}  via {}{}  {}{repeats}",
-            d.mac
-                .map(|m| m.to_string())
-                .unwrap_or_else(|| escape(&d.username).into_owned()),
-            escape(&d.nas),
-            d.ssid
-                .as_deref()
-                .map(|s| format!(" ({})", escape(s)))
-                .unwrap_or_default(),
-            escape(&d.message)
-        );
-        lines.push((d.at, line));
-    }
-    for (mac, a) in filter
-        .mac
-        .iter()
-        .flat_map(|m| counted.iter().map(move |a| (m, a)))
-    {
-        let at = when::minute(a.minute, tz);
-        let what = if a.outcome == "accept" {
-            "put in the registration VLAN as an unknown device"
-        } else {
-            "refused as an unknown device"
-        };
-        lines.push((
-            a.minute,
-            format!(
-                "{at}     {mac}  via {}  {what}, {} request(s) from client {}/AP {} in that \
-                 minute ({} distinct MAC(s) sampled, this one among them)",
-                escape(&a.nas),
-                a.count,
-                escape(&a.nas),
-                escape(&a.ap),
-                a.macs.len(),
+    let mut past = 0;
+    for e in &found.events {
+        match e {
+            Event::Connected { session: s } => outln!(
+                "connected since {}: {} (session {} at {}{})",
+                when::second(s.started_at, tz),
+                s.mac
+                    .map(|m| m.to_string())
+                    .or_else(|| s.username.as_deref().map(|u| escape(u).into_owned()))
+                    .unwrap_or_default(),
+                escape(&s.acct_session_id),
+                escape(&s.nas),
+                s.ssid
+                    .as_deref()
+                    .map(|x| format!(" ({})", escape(x)))
+                    .unwrap_or_default(),
             ),
-        ));
+            Event::Decision(d) => {
+                past += 1;
+                let at = when::second(d.at, tz);
+                let repeats = if d.repeats > 0 {
+                    format!(" (and {} identical decisions before it, folded)", d.repeats)
+                } else {
+                    String::new()
+                };
+                // the User-Name, SSID and message come from the network: escaped, never raw
+                outln!(
+                    "{at}  {}  via {}{}  {}{repeats}",
+                    d.mac
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| escape(&d.username).into_owned()),
+                    escape(&d.nas),
+                    d.ssid
+                        .as_deref()
+                        .map(|s| format!(" ({})", escape(s)))
+                        .unwrap_or_default(),
+                    escape(&d.message)
+                );
+            }
+            Event::Counted { mac, aggregate: a } => {
+                past += 1;
+                let at = when::minute(a.minute, tz);
+                let what = if a.outcome == "accept" {
+                    "put in the registration VLAN as an unknown device"
+                } else {
+                    "refused as an unknown device"
+                };
+                outln!(
+                    "{at}     {mac}  via {}  {what}, {} request(s) from client {}/AP {} in that \
+                     minute ({} distinct MAC(s) sampled, this one among them)",
+                    escape(&a.nas),
+                    a.count,
+                    escape(&a.nas),
+                    escape(&a.ap),
+                    a.macs.len(),
+                );
+            }
+        }
     }
-    if lines.is_empty() {
+    if past == 0 {
         outln!("no decisions recorded for {who} (kept for the retention period)");
-        if let (Some(mac), false) = (filter.mac, registered) {
+        if let (Who::Mac(mac), true) = (&asked, found.devices.is_empty()) {
             let answer = match config.policy.unknown_device {
                 poortwachter::policy::UnknownDevice::Registration
                     if config.vlans.registration.is_some() =>
@@ -384,21 +394,19 @@ pub async fn why(
             };
             outln!("{mac} is not registered: a request from it is {answer} as an unknown device");
         }
-        return Ok(());
-    }
-    // newest first, exact decisions and minute counts together
-    lines.sort_by_key(|l| std::cmp::Reverse(l.0));
-    for (_, line) in lines.iter().take(limit as usize) {
-        outln!("{line}");
     }
     Ok(())
 }
 
 /// The device's compliance for `why`: its state, when it goes (or went) stale, and the checks
 /// its latest posture report failed.
-async fn print_posture(config: &Config, registry: &Registry, device: &Device) -> Result<()> {
+async fn print_posture(
+    config: &Config,
+    registry: &Registry,
+    device: &Device,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     let tz = config.policy.timezone;
-    let now = chrono::Utc::now();
     let max_age = config.policy.compliance_max_age.chrono();
     let age = match device.compliance_checked_at {
         Some(at) if at + max_age > now => format!(

@@ -22,7 +22,7 @@ use super::layout::{self, csrf_field, notice, page, when, when_s, Nav};
 use super::session::{Role, Session, COOKIE};
 use super::text::{texts, Texts};
 use super::{cookie, request_lang, WebState};
-use crate::activity::{DecisionFilter, RefusalFilter, SessionFilter};
+use crate::activity::{RefusalFilter, SessionFilter};
 use crate::mac::MacAddr;
 use crate::model::{Compliance, Device, DeviceStatus, Owner};
 use crate::registry::{AuditFilter, Change, DeviceQuery, DeviceRef, OwnerQuery, RegistryError};
@@ -550,14 +550,11 @@ fn device_table(ctx: &Ctx, state: &WebState, devices: &[Device]) -> Markup {
 
 /// One line of the `why` timeline.
 struct Event {
-    at: DateTime<Utc>,
     what: Markup,
 }
 
-/// The timeline of an owner's or a device's MACs: their decisions (by owner and by each MAC,
-/// so that a refused superseded certificate, linked to the MAC, is there too), the minute
-/// counts of refusals that sampled the MAC, and the sessions still open (a device connected
-/// now shows so first, even before its accept is folded into the log).
+/// The timeline of an owner's or a device's MACs, as [`crate::why`] puts it together (open
+/// sessions first, then decisions by owner and by each MAC, and minute counts), in table rows.
 async fn timeline(
     ctx: &Ctx,
     state: &WebState,
@@ -566,85 +563,44 @@ async fn timeline(
 ) -> Result<Vec<Event>, RegistryError> {
     let t = ctx.t;
     let tz = state.config.policy.timezone;
-    let mut decisions = Vec::new();
-    if let Some(o) = owner {
-        decisions.extend(
-            state
-                .registry
-                .decisions(&DecisionFilter {
-                    mac: None,
-                    username: Some(o.to_string()),
-                    limit: Some(50),
-                })
-                .await?,
-        );
-    }
-    let mut events = Vec::new();
-    for mac in macs {
-        decisions.extend(
-            state
-                .registry
-                .decisions(&DecisionFilter {
-                    mac: Some(*mac),
-                    username: None,
-                    limit: Some(50),
-                })
-                .await?,
-        );
-        for a in state.registry.decision_aggregates(*mac, 20).await? {
-            events.push(Event {
-                at: a.minute,
-                what: html! {
+    let scope = crate::why::Scope {
+        owner: owner.map(str::to_string),
+        macs: macs.to_vec(),
+    };
+    let now = Utc::now();
+    let found = crate::why::events(&state.registry, &scope, now, 60).await?;
+    Ok(found
+        .into_iter()
+        .map(|e| {
+            let what = match e {
+                crate::why::Event::Connected { session: s } => html! {
+                    td { (when(s.started_at, &tz)) }
+                    td { (s.mac.map(|m| m.to_string()).unwrap_or_default()) }
+                    td { (s.nas) @if let Some(ssid) = &s.ssid { " (" (ssid) ")" } }
+                    td { span.tag.ok { (t.still_connected) } }
+                    td { (t.started) " " (when(s.started_at, &tz)) }
+                },
+                crate::why::Event::Decision(d) => html! {
+                    td { (when_s(d.at, &tz)) }
+                    td { (d.mac.map(|m| m.to_string()).unwrap_or_else(|| d.username.clone())) }
+                    td { (d.nas) @if let Some(ssid) = &d.ssid { " (" (ssid) ")" } }
+                    td { @if d.outcome == "accept" { span.tag.ok { (t.accepted) } } @else { span.tag.bad { (t.refused) } } }
+                    td {
+                        ((t.reason_text)(&d.reason))
+                        @if d.repeats > 0 { span.muted { " (+" (d.repeats) " " (t.folded) ")" } }
+                    }
+                },
+                crate::why::Event::Counted { mac, aggregate: a } => html! {
                     td { (when(a.minute, &tz)) }
                     td { (mac.to_string()) }
                     td { (a.nas) " / " (a.ap) }
                     td { @if a.outcome == "accept" { span.tag.warn { (t.accepted) } } @else { span.tag.bad { (t.refused) } } }
                     td { ((t.reason_text)(&a.reason)) " (" (a.count) " " (t.requests) ")" }
                 },
-            });
-        }
-        let open = state
-            .registry
-            .sessions(&SessionFilter {
-                active_only: true,
-                mac: Some(*mac),
-                limit: Some(5),
-            })
-            .await?;
-        for s in open {
-            events.push(Event {
-                // the newest: connected now
-                at: Utc::now(),
-                what: html! {
-                    td { (when(s.started_at, &tz)) }
-                    td { (mac.to_string()) }
-                    td { (s.nas) @if let Some(ssid) = &s.ssid { " (" (ssid) ")" } }
-                    td { span.tag.ok { (t.still_connected) } }
-                    td { (t.started) " " (when(s.started_at, &tz)) }
-                },
-            });
-        }
-    }
-    decisions.sort_by_key(|d| std::cmp::Reverse((d.at, d.id)));
-    decisions.dedup_by_key(|d| d.id);
-    for d in decisions {
-        events.push(Event {
-            at: d.at,
-            what: html! {
-                td { (when_s(d.at, &tz)) }
-                td { (d.mac.map(|m| m.to_string()).unwrap_or_else(|| d.username.clone())) }
-                td { (d.nas) @if let Some(ssid) = &d.ssid { " (" (ssid) ")" } }
-                td { @if d.outcome == "accept" { span.tag.ok { (t.accepted) } } @else { span.tag.bad { (t.refused) } } }
-                td {
-                    ((t.reason_text)(&d.reason))
-                    @if d.repeats > 0 { span.muted { " (+" (d.repeats) " " (t.folded) ")" } }
-                }
-            },
-        });
-    }
-    events.sort_by_key(|e| std::cmp::Reverse(e.at));
-    events.truncate(60);
-    Ok(events)
+            };
+            Event { what }
+        })
+        .collect())
 }
 
 fn timeline_table(t: &Texts, events: &[Event]) -> Markup {
