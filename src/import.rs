@@ -241,7 +241,9 @@ fn date(field: &'static str, text: &str) -> Result<NaiveDate, String> {
             .find_map(|f| {
                 let t = text.trim();
                 // four digits of year at the end: 31-12-26 stays ambiguous
-                (t.len() >= 8 && t[t.len() - 4..].bytes().all(|b| b.is_ascii_digit()))
+                // (bytes: a multi-byte character there is not a digit, and slicing the str
+                // inside it would panic)
+                (t.len() >= 8 && t.as_bytes()[t.len() - 4..].iter().all(u8::is_ascii_digit))
                     .then(|| NaiveDate::parse_from_str(t, f).ok())
                     .flatten()
             })
@@ -383,6 +385,17 @@ mod tests {
 
     fn lines(csv: &OwnerCsv) -> Vec<(u64, bool)> {
         csv.rows.iter().map(|r| (r.line, r.owner.is_ok())).collect()
+    }
+
+    #[test]
+    fn a_date_ending_in_a_multibyte_character_is_refused_not_a_panic() {
+        // found by the owner_feeds fuzzer: "62-12-2\u{f7}027" (0xF7 read as Windows-1252)
+        assert!(date("valid_until", "62-12-2\u{f7}027").is_err());
+        assert!(date("valid_until", "31-12-202\u{e9}").is_err());
+        let csv = b"Gebruikersnaam;Naam;Rol;Einddatum\r\nanneba;A.na;medewerker;62-12-2\xf7027\r\n";
+        let read = read_owner_csv(csv).unwrap();
+        assert_eq!(read.rows.len(), 1);
+        assert!(read.rows[0].owner.is_err());
     }
 
     #[test]

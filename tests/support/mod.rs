@@ -10,6 +10,7 @@ pub mod nas;
 pub mod peers;
 pub mod serving;
 pub mod slapd;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
